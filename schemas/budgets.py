@@ -1,0 +1,150 @@
+"""Budgets: a limit on what one scope may spend in one period.
+
+A budget names its scope (the org itself, or a department, user, feature or
+model inside the org), a period cut in the org's time zone, a limit in
+nano-USD, a mode (a ``hard`` cap denies requests before they run; a ``soft``
+budget only alerts), the alert stages as percentages of the limit, and the
+recipients per channel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from schemas.events import ID_PATTERN, NAME_PATTERN
+
+__all__ = [
+    "Budget",
+    "BudgetError",
+    "BudgetMode",
+    "Channel",
+    "Period",
+    "ScopeKind",
+    "period_bounds",
+    "period_key",
+]
+
+_ID = re.compile(ID_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
+
+
+class BudgetError(ValueError):
+    """A budget that cannot be applied; the message names the field."""
+
+
+class ScopeKind(StrEnum):
+    ORG = "org"
+    DEPARTMENT = "department"
+    USER = "user"
+    FEATURE = "feature"
+    MODEL = "model"
+
+
+class Period(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"  # ISO weeks: Monday 00:00 in the org's time zone
+    MONTHLY = "monthly"
+
+
+class BudgetMode(StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SLACK = "slack"
+    TEAMS = "teams"
+    SMS = "sms"
+    PAGERDUTY = "pagerduty"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BudgetError(f"timezone: unknown time zone {name!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    org_id: str
+    scope: ScopeKind
+    scope_id: str
+    period: Period
+    limit_nanos: int
+    mode: BudgetMode = BudgetMode.SOFT
+    stages: tuple[int, ...] = (50, 80, 100)
+    timezone: str = "UTC"
+    recipients: dict[Channel, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.org_id):
+            raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
+        pattern = _NAME if self.scope is ScopeKind.MODEL else _ID
+        if not pattern.match(self.scope_id):
+            raise BudgetError(f"scope_id: {self.scope_id!r} is not a valid {self.scope.value} id")
+        if self.scope is ScopeKind.ORG and self.scope_id != self.org_id:
+            raise BudgetError("scope_id: an org budget's scope_id must be its org_id")
+        if isinstance(self.limit_nanos, bool) or not isinstance(self.limit_nanos, int):
+            raise BudgetError("limit_nanos: must be an int of nano-USD")
+        if self.limit_nanos <= 0:
+            raise BudgetError("limit_nanos: must be > 0")
+        if not self.stages or any(not isinstance(s, int) or not 0 < s <= 1000 for s in self.stages):
+            raise BudgetError("stages: percentages between 1 and 1000")
+        if list(self.stages) != sorted(set(self.stages)):
+            raise BudgetError("stages: must be strictly increasing")
+        _zone(self.timezone)
+
+    @property
+    def key(self) -> str:
+        """Stable identity within an org: ``department/eng/monthly``."""
+        return f"{self.scope.value}/{self.scope_id}/{self.period.value}"
+
+    def crossed_stages(self, before_nanos: int, after_nanos: int) -> tuple[int, ...]:
+        """Stages whose threshold lies in (before, after]: each is crossed once."""
+        crossed = []
+        for stage in self.stages:
+            threshold = self.limit_nanos * stage  # compare in percent units, no division
+            if before_nanos * 100 < threshold <= after_nanos * 100:
+                crossed.append(stage)
+        return tuple(crossed)
+
+
+def period_bounds(at: datetime, period: Period, timezone: str = "UTC") -> tuple[datetime, datetime]:
+    """The [start, end) of the period containing ``at``, cut in ``timezone``, returned in UTC."""
+    if at.tzinfo is None:
+        raise BudgetError("at: must be tz-aware")
+    zone = _zone(timezone)
+    local = at.astimezone(zone)
+    if period is Period.DAILY:
+        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = (start + timedelta(days=1)).replace(hour=0)
+    elif period is Period.WEEKLY:
+        day = local.date() - timedelta(days=local.weekday())
+        start = datetime(day.year, day.month, day.day, tzinfo=zone)
+        nxt = day + timedelta(days=7)
+        end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone)
+    else:
+        start = datetime(local.year, local.month, 1, tzinfo=zone)
+        year, month = (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+        end = datetime(year, month, 1, tzinfo=zone)
+    # Wall-clock midnights re-read through the zone, so DST days are 23 or 25 hours long.
+    start = datetime(start.year, start.month, start.day, tzinfo=zone)
+    end = datetime(end.year, end.month, end.day, tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def period_key(at: datetime, period: Period, timezone: str = "UTC") -> str:
+    """A short label of the period containing ``at``: ``2024-05-17``, ``2024-W20``, ``2024-05``."""
+    local = at.astimezone(_zone(timezone))
+    if period is Period.DAILY:
+        return local.strftime("%Y-%m-%d")
+    if period is Period.WEEKLY:
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    return local.strftime("%Y-%m")

@@ -1,0 +1,156 @@
+"""UsageEvent v1: one LLM request as a proxy reports it.
+
+Decoding uses msgspec: one C pass validates types, bounds and patterns and
+builds the object (about 1 µs per event; pydantic v2 takes several times
+longer for the same model, see ``bench/decode.py``). A rejected event becomes
+an :class:`EventError` naming the field and the reason, never an exception
+that escapes the stream.
+
+Token counts are disjoint, each billed at its own price:
+
+* ``input_tokens``: prompt tokens billed at the input price (cache reads excluded);
+* ``cache_read_tokens``: prompt tokens served from the provider's cache;
+* ``cache_write_tokens``: prompt tokens written to the provider's cache;
+* ``output_tokens``: generated tokens, reasoning excluded;
+* ``reasoning_tokens``: hidden reasoning tokens (billed at the output price
+  unless the catalogue names a reasoning price).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = [
+    "ID_PATTERN",
+    "NAME_PATTERN",
+    "EventError",
+    "UsageEvent",
+    "decode_event",
+    "decode_events",
+    "encode_event",
+    "usage_event_json_schema",
+]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$"
+"""Ids of orgs, departments, users, features, events and requests.
+
+No ``:`` (the Redis key separator), no ``{`` or ``}`` (Redis Cluster hash tags), no spaces."""
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+\-]{0,199}$"
+"""Provider and model names, which may carry ``/`` and ``:`` ("bedrock/anthropic.claude-v2:1")."""
+
+MAX_TOKENS_PER_EVENT = 100_000_000
+MAX_COST_NANOS = 1_000_000 * 1_000_000_000  # one million USD for one request is a bug, not a bill
+MAX_LATENCY_MS = 86_400_000
+MAX_METADATA_ENTRIES = 16
+
+Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _ . @ + -")]
+Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, description="1-200 of A-Z a-z 0-9 _ . : / @ + -")]
+Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_PER_EVENT)]
+MetaKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+MetaValue = Annotated[str, msgspec.Meta(max_length=256)]
+Status = Literal["success", "error", "cancelled"]
+
+
+class UsageEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One metered LLM request. Unknown fields are refused: a misspelt token
+    field would otherwise be billed as zero."""
+
+    event_id: Id
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True, description="RFC 3339 with an offset")]
+    org_id: Id
+    user_id: Id
+    feature: Id
+    provider: Name
+    model: Name
+    department_id: Id | None = None
+    request_id: Id | None = None
+    input_tokens: Tokens = 0
+    output_tokens: Tokens = 0
+    cache_read_tokens: Tokens = 0
+    cache_write_tokens: Tokens = 0
+    reasoning_tokens: Tokens = 0
+    cost_nanos: Annotated[int, msgspec.Meta(ge=0, le=MAX_COST_NANOS)] | None = None
+    status: Status = "success"
+    latency_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_LATENCY_MS)] | None = None
+    metadata: Annotated[dict[MetaKey, MetaValue], msgspec.Meta(max_length=MAX_METADATA_ENTRIES)] = {}
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+            + self.reasoning_tokens
+        )
+
+
+class EventError(msgspec.Struct, frozen=True):
+    """Why an event was rejected: the field (a JSON path such as ``$.input_tokens``,
+    or ``$`` for the whole document) and the reason, both machine-readable."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+_decoder = msgspec.json.Decoder(UsageEvent)
+_encoder = msgspec.json.Encoder()
+_AT_PATH = re.compile(r" - at `(?P<path>\$[^`]*)`$")
+_AT_KEY = re.compile(r" - at `key` in `(?P<path>\$[^`]*)`$")
+_MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`(?: - at `(?P<path>\$[^`]*)`)?$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`(?: - at `(?P<path>\$[^`]*)`)?$")
+
+
+def _error_from(exc: msgspec.DecodeError) -> EventError:
+    message = str(exc)
+    for pattern, reason in ((_MISSING, "required field is missing"), (_UNKNOWN, "unknown field")):
+        match = pattern.match(message)
+        if match:
+            base = match.group("path") or "$"
+            return EventError(field=f"{base}.{match.group('name')}", reason=reason)
+    match = _AT_KEY.search(message)
+    if match:
+        return EventError(field=match.group("path"), reason="key: " + message[: match.start()])
+    match = _AT_PATH.search(message)
+    if match:
+        return EventError(field=match.group("path"), reason=message[: match.start()])
+    if isinstance(exc, msgspec.ValidationError):
+        return EventError(field="$", reason=message)
+    return EventError(field="$", reason=f"malformed JSON: {message}")
+
+
+def decode_event(data: bytes | str) -> UsageEvent | EventError:
+    """Decode and validate one event; never raises for bad input."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        return _error_from(exc)
+
+
+def decode_events(batch: Iterable[bytes]) -> list[UsageEvent | EventError]:
+    """Decode a batch, keeping order: position i answers input i."""
+    return [decode_event(raw) for raw in batch]
+
+
+def encode_event(event: UsageEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def usage_event_json_schema() -> dict[str, object]:
+    """The JSON Schema (2020-12) that producers in other languages validate against.
+
+    ``schemas/jsonschema/usage_event.v1.json`` is this, written out; a test keeps them equal."""
+    schema: dict[str, object] = msgspec.json.schema(UsageEvent)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://spendstream.dev/schemas/usage_event.v1.json"
+    schema["title"] = "spendstream UsageEvent v1"
+    return schema

@@ -1,0 +1,213 @@
+"""The price catalogue and the one rating rule.
+
+A price is a ``Decimal`` USD amount per token for each token type, for one
+provider and model, effective from an instant on: the entry that applies to
+an event is the latest one whose ``effective_from`` is at or before the
+event's ``occurred_at``. An org may have a discount (a fraction off).
+
+Rating multiplies exactly in ``Decimal`` and rounds once, half-even, to
+nano-USD (:func:`schemas.money.round_nanos`).
+
+Which price wins, in order: the catalogue's entry for the event's provider
+and model; else the cost the proxy already reported on the event; else the
+unpriced-model policy (``reject``, ``zero`` or ``fallback``). Anything but
+the catalogue is flagged on the :class:`Rating` so that unpriced spend is
+visible.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from schemas.events import UsageEvent
+from schemas.money import NanoUSD, round_nanos
+
+__all__ = [
+    "PriceCatalogue",
+    "PriceEntry",
+    "PricingError",
+    "Rating",
+    "RatingSource",
+    "TokenPrices",
+    "UnpricedModelError",
+    "UnpricedPolicy",
+    "rate",
+]
+
+_ZERO = Decimal(0)
+
+
+class PricingError(ValueError):
+    """A price, discount or policy that cannot be used."""
+
+
+class UnpricedModelError(PricingError):
+    """No price for an event's model and the policy is ``reject``."""
+
+    def __init__(self, provider: str, model: str) -> None:
+        super().__init__(f"no price for provider {provider!r} model {model!r} and the unpriced policy is reject")
+        self.provider = provider
+        self.model = model
+
+
+def _price(value: Decimal | None, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    if not isinstance(value, Decimal):
+        raise PricingError(f"{name}: prices are Decimal USD per token, got {type(value).__name__}")
+    if not value.is_finite() or value < 0:
+        raise PricingError(f"{name}: a price must be a finite amount >= 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPrices:
+    """USD per token for each token type. ``reasoning`` defaults to ``output``;
+    ``cache_read`` and ``cache_write`` default to ``input``."""
+
+    input: Decimal
+    output: Decimal
+    cache_read: Decimal | None = None
+    cache_write: Decimal | None = None
+    reasoning: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input", "output", "cache_read", "cache_write", "reasoning"):
+            _price(getattr(self, name), name)
+
+    def cost_usd(self, event: UsageEvent) -> Decimal:
+        """The exact, unrounded USD cost of an event's tokens."""
+        cache_read = self.input if self.cache_read is None else self.cache_read
+        cache_write = self.input if self.cache_write is None else self.cache_write
+        reasoning = self.output if self.reasoning is None else self.reasoning
+        return (
+            event.input_tokens * self.input
+            + event.output_tokens * self.output
+            + event.cache_read_tokens * cache_read
+            + event.cache_write_tokens * cache_write
+            + event.reasoning_tokens * reasoning
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PriceEntry:
+    provider: str
+    model: str
+    effective_from: datetime
+    prices: TokenPrices
+
+    def __post_init__(self) -> None:
+        if self.effective_from.tzinfo is None:
+            raise PricingError(f"{self.provider}/{self.model}: effective_from must carry a time zone")
+
+
+class UnpricedPolicy(StrEnum):
+    REJECT = "reject"  # dead-letter the event
+    ZERO = "zero"  # count its tokens at cost 0, flagged (the default)
+    FALLBACK = "fallback"  # rate it with a named provider/model's price, flagged
+
+
+class RatingSource(StrEnum):
+    CATALOGUE = "catalogue"
+    PROXY = "proxy"
+    FALLBACK = "fallback"
+    UNPRICED = "unpriced"
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    cost_nanos: NanoUSD
+    source: RatingSource
+
+    @property
+    def flagged(self) -> bool:
+        """True when the cost did not come from the catalogue."""
+        return self.source is not RatingSource.CATALOGUE
+
+
+@dataclass(slots=True)
+class PriceCatalogue:
+    """Effective-dated prices per (provider, model), plus per-org discounts and the unpriced policy."""
+
+    unpriced_policy: UnpricedPolicy = UnpricedPolicy.ZERO
+    fallback: tuple[str, str] | None = None
+    discounts: dict[str, Decimal] = field(default_factory=dict)
+    _entries: dict[tuple[str, str], list[PriceEntry]] = field(default_factory=dict)
+    _starts: dict[tuple[str, str], list[datetime]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.unpriced_policy is UnpricedPolicy.FALLBACK and self.fallback is None:
+            raise PricingError("unpriced policy 'fallback' needs a fallback provider and model")
+        for org, discount in self.discounts.items():
+            self.set_discount(org, discount)
+
+    @classmethod
+    def of(cls, entries: Iterable[PriceEntry], **kwargs: object) -> PriceCatalogue:
+        catalogue = cls(**kwargs)  # type: ignore[arg-type]
+        catalogue.add_all(entries)
+        return catalogue
+
+    def add(self, entry: PriceEntry) -> None:
+        """Add an entry; an entry for the same model and start replaces the old one."""
+        key = (entry.provider, entry.model)
+        entries = self._entries.setdefault(key, [])
+        starts = self._starts.setdefault(key, [])
+        index = bisect.bisect_left(starts, entry.effective_from)
+        if index < len(starts) and starts[index] == entry.effective_from:
+            entries[index] = entry
+        else:
+            starts.insert(index, entry.effective_from)
+            entries.insert(index, entry)
+
+    def add_all(self, entries: Iterable[PriceEntry]) -> None:
+        for entry in entries:
+            self.add(entry)
+
+    def set_discount(self, org_id: str, discount: Decimal) -> None:
+        if not isinstance(discount, Decimal) or not (_ZERO <= discount < 1):
+            raise PricingError(f"discount for org {org_id!r} must be a Decimal in [0, 1), got {discount!r}")
+        self.discounts[org_id] = discount
+
+    def lookup(self, provider: str, model: str, at: datetime) -> PriceEntry | None:
+        """The entry in force at ``at``, or None."""
+        key = (provider, model)
+        starts = self._starts.get(key)
+        if not starts:
+            return None
+        index = bisect.bisect_right(starts, at) - 1
+        return self._entries[key][index] if index >= 0 else None
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._entries.values())
+
+    def models(self) -> Mapping[tuple[str, str], list[PriceEntry]]:
+        return self._entries
+
+
+def rate(event: UsageEvent, catalogue: PriceCatalogue) -> Rating:
+    """Price one event. Raises :class:`UnpricedModelError` only under the ``reject`` policy."""
+    entry = catalogue.lookup(event.provider, event.model, event.occurred_at)
+    if entry is not None:
+        source = RatingSource.CATALOGUE
+    elif event.cost_nanos is not None:
+        return Rating(cost_nanos=NanoUSD(event.cost_nanos), source=RatingSource.PROXY)
+    elif catalogue.unpriced_policy is UnpricedPolicy.REJECT:
+        raise UnpricedModelError(event.provider, event.model)
+    elif catalogue.unpriced_policy is UnpricedPolicy.ZERO:
+        return Rating(cost_nanos=NanoUSD(0), source=RatingSource.UNPRICED)
+    else:
+        assert catalogue.fallback is not None  # checked in __post_init__
+        entry = catalogue.lookup(*catalogue.fallback, event.occurred_at)
+        if entry is None:
+            return Rating(cost_nanos=NanoUSD(0), source=RatingSource.UNPRICED)
+        source = RatingSource.FALLBACK
+    amount = entry.prices.cost_usd(event)
+    discount = catalogue.discounts.get(event.org_id)
+    if discount:
+        amount = amount * (1 - discount)
+    return Rating(cost_nanos=round_nanos(amount), source=source)

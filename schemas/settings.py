@@ -1,0 +1,91 @@
+"""Process settings, read once from the environment and validated at start.
+
+Every variable is prefixed ``SPENDSTREAM_`` and nested with ``__``, for
+example ``SPENDSTREAM_KAFKA__BOOTSTRAP=broker:9092`` or
+``SPENDSTREAM_CLICKHOUSE__PASSWORD=...``. Secrets are ``SecretStr``: they
+print as ``**********`` and never reach a log.
+
+Not re-exported from :mod:`schemas`: the cap client that proxies embed does
+not need pydantic.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ClickHouseSettings", "KafkaSettings", "RedisSettings", "Settings", "StackSettings"]
+
+Port = int
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "spendstream"
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "spendstream"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...] of the brokers")
+    topic_prefix: str = Field("", description="prefix for every topic name, for several deployments on one cluster")
+
+    @field_validator("bootstrap")
+    @classmethod
+    def _has_port(cls, value: str) -> str:
+        for part in value.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port, got {part!r}")
+        return value
+
+
+class RedisSettings(BaseModel):
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
+    password: SecretStr | None = None
+    key_prefix: str = Field("ss", description="prefix of every key; tests isolate by it")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class ClickHouseSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: Port = Field(8123, ge=1, le=65535)
+    username: str = "default"
+    password: SecretStr = SecretStr("")
+    database: str = Field("spendstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    secure: bool = False
+
+
+class StackSettings(BaseModel):
+    """Where the local services of one machine listen and keep their files."""
+
+    home: Path = Field(default_factory=_default_home, description="data, logs and pid files")
+    cache: Path = Field(default_factory=_default_cache, description="downloaded Kafka jars")
+    kafka_version: str = Field("4.0.2", pattern=r"^4\.0\.\d+$")
+    kafka_port: Port = Field(9092, ge=1, le=65535)
+    kafka_controller_port: Port = Field(9093, ge=1, le=65535)
+    kafka_heap: str = Field("1g", pattern=r"^\d+[mg]$")
+    redis_port: Port = Field(6379, ge=1, le=65535)
+    clickhouse_port: Port = Field(8123, ge=1, le=65535)
+    start_timeout_s: float = Field(90.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPENDSTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    stack: StackSettings = StackSettings()
+    metrics_port: Port = Field(9400, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")

@@ -1,0 +1,1 @@
+"""Starting the local services on one machine: Kafka, Redis and the embedded ClickHouse."""

@@ -1,0 +1,137 @@
+"""Starting and stopping the local services' processes by pid file.
+
+A pid file holds the pid and a marker that must appear in the process's
+command line, so a pid reused by an unrelated process after a reboot is
+never signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ManagedProcess", "StartError", "tail"]
+
+
+class StartError(RuntimeError):
+    """A service did not come up; the message carries the end of its log."""
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    name: str
+    pid_file: Path
+    log_file: Path
+    marker: str  # text that identifies the process in /proc/<pid>/cmdline
+
+    def pid(self) -> int | None:
+        """The pid of the running process, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmdline = ""
+        stat = ""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except (OSError, IndexError):
+            pass
+        if stat == "Z":
+            _reap(pid)
+        if self.marker not in cmdline or stat == "Z":
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def start(
+        self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the CLI that started it
+                env=env,
+                cwd=cwd,
+            )
+        self.pid_file.write_text(f"{proc.pid}\n")
+        return proc
+
+    def wait_until(
+        self,
+        proc: subprocess.Popen[bytes],
+        ready: Callable[[], bool],
+        timeout_s: float,
+        log_hint: Path | None = None,
+    ) -> None:
+        """Wait for ``ready``; a process that exits first is reported with the end of its log."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise StartError(
+                    f"{self.name} exited during start-up; last lines of {log_hint or self.log_file}:\n"
+                    + tail(log_hint or self.log_file)
+                )
+            if ready():
+                return
+            time.sleep(0.1)
+        raise StartError(
+            f"{self.name} not ready after {timeout_s:.0f} s; last lines of {log_hint or self.log_file}:\n"
+            + tail(log_hint or self.log_file)
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout_s``. False when it was not running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.1)
+        if self.pid() is not None:
+            os.kill(pid, signal.SIGKILL)
+            while self.pid() is not None:
+                time.sleep(0.05)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+
+def _is_group_leader(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False
+
+
+def _reap(pid: int) -> None:
+    """Collect a child that exited (when this process started it), so it is not a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,47 @@
+"""Shared fixtures: the local stack is started once per run; each test gets its own names."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from schemas.settings import Settings
+
+
+def _unique(request: pytest.FixtureRequest) -> str:
+    base = re.sub(r"[^A-Za-z0-9]+", "_", request.node.name)[:40].strip("_").lower()
+    return f"t_{base}_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Settings:
+    """Start Kafka, Redis and the embedded ClickHouse unless they already run."""
+    from stack import manager
+
+    manager.up(settings.stack)
+    return settings
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A name no other test uses: topic prefix, Redis key prefix, ClickHouse database."""
+    return _unique(request)
+
+
+@pytest.fixture
+def ch_database(stack: Settings, unique_name: str) -> Iterator[str]:
+    import clickhouse_connect
+
+    admin = clickhouse_connect.get_client(host=stack.clickhouse.host, port=stack.clickhouse.port)
+    admin.command(f"CREATE DATABASE {unique_name}")
+    yield unique_name
+    admin.command(f"DROP DATABASE IF EXISTS {unique_name}")
+    admin.close()

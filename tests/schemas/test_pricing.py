@@ -1,0 +1,150 @@
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from schemas import (
+    PriceCatalogue,
+    PriceEntry,
+    PricingError,
+    RatingSource,
+    TokenPrices,
+    UnpricedModelError,
+    UnpricedPolicy,
+    UsageEvent,
+    rate,
+)
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+JUNE = datetime(2024, 6, 1, tzinfo=UTC)
+M = Decimal(1_000_000)
+
+GPT = TokenPrices(
+    input=Decimal("2.50") / M,
+    output=Decimal("10.00") / M,
+    cache_read=Decimal("1.25") / M,
+    cache_write=Decimal("3.75") / M,
+    reasoning=Decimal("12.00") / M,
+)
+
+
+def event(at: datetime = JUNE, org: str = "acme", model: str = "gpt-4o", **tokens: int) -> UsageEvent:
+    return UsageEvent(
+        event_id="e1", occurred_at=at, org_id=org, user_id="u1", feature="chat", provider="openai", model=model,
+        **tokens,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def catalogue() -> PriceCatalogue:
+    return PriceCatalogue.of([PriceEntry("openai", "gpt-4o", T0, GPT)])
+
+
+@pytest.mark.parametrize(
+    ("tokens", "expected_nanos"),
+    [
+        ({"input_tokens": 1000}, 2_500_000),
+        ({"output_tokens": 500}, 5_000_000),
+        ({"cache_read_tokens": 200}, 250_000),
+        ({"cache_write_tokens": 100}, 375_000),
+        ({"reasoning_tokens": 50}, 600_000),
+        (
+            {"input_tokens": 1000, "output_tokens": 500, "cache_read_tokens": 200, "cache_write_tokens": 100,
+             "reasoning_tokens": 50},
+            8_725_000,
+        ),
+        ({}, 0),
+    ],
+)
+def test_every_token_type_is_rated(catalogue: PriceCatalogue, tokens: dict[str, int], expected_nanos: int) -> None:
+    rating = rate(event(**tokens), catalogue)
+    assert rating.cost_nanos == expected_nanos
+    assert rating.source is RatingSource.CATALOGUE
+    assert not rating.flagged
+
+
+def test_missing_prices_default_to_input_and_output() -> None:
+    prices = TokenPrices(input=Decimal("0.000001"), output=Decimal("0.000004"))
+    catalogue = PriceCatalogue.of([PriceEntry("openai", "gpt-4o", T0, prices)])
+    rating = rate(event(cache_read_tokens=10, cache_write_tokens=10, reasoning_tokens=10), catalogue)
+    assert rating.cost_nanos == 10 * 1_000 + 10 * 1_000 + 10 * 4_000
+
+
+def test_effective_date_switch_is_exact_to_the_microsecond() -> None:
+    new = TokenPrices(input=Decimal("5") / M, output=Decimal("20") / M)
+    catalogue = PriceCatalogue.of([PriceEntry("openai", "gpt-4o", JUNE, new), PriceEntry("openai", "gpt-4o", T0, GPT)])
+    assert rate(event(JUNE - timedelta(microseconds=1), input_tokens=1000), catalogue).cost_nanos == 2_500_000
+    assert rate(event(JUNE, input_tokens=1000), catalogue).cost_nanos == 5_000_000
+    assert rate(event(JUNE + timedelta(days=400), input_tokens=1000), catalogue).cost_nanos == 5_000_000
+    before = rate(event(T0 - timedelta(seconds=1), input_tokens=1000), catalogue)
+    assert before.source is RatingSource.UNPRICED and before.cost_nanos == 0
+
+
+def test_same_start_replaces_the_entry(catalogue: PriceCatalogue) -> None:
+    catalogue.add(PriceEntry("openai", "gpt-4o", T0, TokenPrices(input=Decimal("1") / M, output=Decimal(0))))
+    assert len(catalogue) == 1
+    assert rate(event(input_tokens=1000), catalogue).cost_nanos == 1_000_000
+
+
+def test_org_discount(catalogue: PriceCatalogue) -> None:
+    catalogue.set_discount("acme", Decimal("0.10"))
+    full = {"input_tokens": 1000, "output_tokens": 500, "cache_read_tokens": 200, "cache_write_tokens": 100,
+            "reasoning_tokens": 50}
+    assert rate(event(**full), catalogue).cost_nanos == 7_852_500
+    assert rate(event(org="other", **full), catalogue).cost_nanos == 8_725_000
+    with pytest.raises(PricingError):
+        catalogue.set_discount("acme", Decimal("1"))
+    with pytest.raises(PricingError):
+        catalogue.set_discount("acme", 0.1)  # type: ignore[arg-type]
+
+
+def test_rounding_happens_once_half_even() -> None:
+    half = Decimal("0.0000000005")  # half a nano-USD per token
+    catalogue = PriceCatalogue.of([PriceEntry("openai", "gpt-4o", T0, TokenPrices(input=half, output=half))])
+    # Rounded per token type this would be 0 + 0; rounded once it is 1.
+    assert rate(event(input_tokens=1, output_tokens=1), catalogue).cost_nanos == 1
+    assert rate(event(input_tokens=1), catalogue).cost_nanos == 0  # 0.5 -> 0 (even)
+    assert rate(event(input_tokens=3), catalogue).cost_nanos == 2  # 1.5 -> 2 (even)
+    assert rate(event(input_tokens=5), catalogue).cost_nanos == 2  # 2.5 -> 2 (even)
+    assert rate(event(input_tokens=7), catalogue).cost_nanos == 4  # 3.5 -> 4 (even)
+    # A discount that leaves a fraction is rounded once, after the discount.
+    catalogue.set_discount("acme", Decimal("0.5"))
+    assert rate(event(input_tokens=6), catalogue).cost_nanos == 2  # 3 * 0.5 = 1.5 -> 2
+
+
+def test_unpriced_policies(catalogue: PriceCatalogue) -> None:
+    unknown = event(model="mystery-1", input_tokens=1000)
+    zero = rate(unknown, catalogue)
+    assert (zero.cost_nanos, zero.source, zero.flagged) == (0, RatingSource.UNPRICED, True)
+
+    catalogue.unpriced_policy = UnpricedPolicy.REJECT
+    with pytest.raises(UnpricedModelError, match="mystery-1"):
+        rate(unknown, catalogue)
+
+    fallback = PriceCatalogue.of(
+        [PriceEntry("openai", "gpt-4o", T0, GPT)],
+        unpriced_policy=UnpricedPolicy.FALLBACK,
+        fallback=("openai", "gpt-4o"),
+    )
+    rated = rate(unknown, fallback)
+    assert (rated.cost_nanos, rated.source) == (2_500_000, RatingSource.FALLBACK)
+    with pytest.raises(PricingError, match="fallback"):
+        PriceCatalogue(unpriced_policy=UnpricedPolicy.FALLBACK)
+
+
+def test_proxy_cost_is_used_only_when_the_catalogue_has_no_price(catalogue: PriceCatalogue) -> None:
+    priced = UsageEvent(event_id="e", occurred_at=JUNE, org_id="acme", user_id="u", feature="f", provider="openai",
+                        model="gpt-4o", input_tokens=1000, cost_nanos=1)
+    assert rate(priced, catalogue).cost_nanos == 2_500_000
+    unpriced = UsageEvent(event_id="e", occurred_at=JUNE, org_id="acme", user_id="u", feature="f",
+                          provider="openai", model="mystery", input_tokens=1000, cost_nanos=777)
+    assert (rate(unpriced, catalogue).cost_nanos, rate(unpriced, catalogue).source) == (777, RatingSource.PROXY)
+
+
+def test_bad_prices_are_refused() -> None:
+    with pytest.raises(PricingError, match="input"):
+        TokenPrices(input=Decimal(-1), output=Decimal(0))
+    with pytest.raises(PricingError, match="output"):
+        TokenPrices(input=Decimal(0), output=0.5)  # type: ignore[arg-type]
+    with pytest.raises(PricingError, match="time zone"):
+        PriceEntry("openai", "gpt-4o", datetime(2024, 1, 1), GPT)  # noqa: DTZ001
