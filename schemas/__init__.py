@@ -13,9 +13,27 @@ a bug:
 A rejected event is not an exception but an :class:`EventError` value.
 """
 
-from schemas.budgets import Budget, BudgetError, BudgetMode, Channel, Period, ScopeKind, period_bounds, period_key
+from schemas.budgets import (
+    Budget,
+    BudgetError,
+    BudgetMode,
+    Channel,
+    Period,
+    ScopeKind,
+    period_bounds,
+    period_key,
+)
 from schemas.events import EventError, UsageEvent, decode_event, decode_events, encode_event
-from schemas.money import NANOS_PER_USD, MoneyError, NanoUSD, format_usd, nanos, parse_usd, round_nanos, to_usd
+from schemas.money import (
+    NANOS_PER_USD,
+    MoneyError,
+    NanoUSD,
+    format_usd,
+    nanos,
+    parse_usd,
+    round_nanos,
+    to_usd,
+)
 from schemas.pricing import (
     PriceCatalogue,
     PriceEntry,

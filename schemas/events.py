@@ -1,10 +1,12 @@
 """UsageEvent v1: one LLM request as a proxy reports it.
 
 Decoding uses msgspec: one C pass validates types, bounds and patterns and
-builds the object (about 1 µs per event; pydantic v2 takes several times
-longer for the same model, see ``bench/decode.py``). A rejected event becomes
-an :class:`EventError` naming the field and the reason, never an exception
-that escapes the stream.
+builds the object, faster than stdlib ``json.loads`` alone and faster than
+pydantic v2 on the same contract (``bench/decode.py`` measures all three).
+msgspec also derives the shipped JSON Schema from this very struct and is one
+small wheel, which matters for proxies that embed the cap client. A rejected
+event becomes an :class:`EventError` naming the field and the reason, never
+an exception that escapes the stream.
 
 Token counts are disjoint, each billed at its own price:
 

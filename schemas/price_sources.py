@@ -135,6 +135,43 @@ def _text(spec: Mapping[str, Any], name: str, where: str) -> str:
     return value
 
 
+def _policy(doc: Mapping[str, Any], catalogue: PriceCatalogue) -> None:
+    if "unpriced_policy" in doc:
+        try:
+            catalogue.unpriced_policy = UnpricedPolicy(doc["unpriced_policy"])
+        except ValueError:
+            raise PriceFileError("unpriced_policy", "must be one of reject, zero, fallback") from None
+    if "fallback" in doc:
+        spec = doc["fallback"]
+        if not isinstance(spec, dict):
+            raise PriceFileError("fallback", "expected {provider, model}")
+        catalogue.fallback = (_text(spec, "provider", "fallback"), _text(spec, "model", "fallback"))
+    if catalogue.unpriced_policy is UnpricedPolicy.FALLBACK and catalogue.fallback is None:
+        raise PriceFileError("fallback", "the fallback policy needs a fallback provider and model")
+
+
+def _entry(spec: Any, where: str) -> PriceEntry:
+    if not isinstance(spec, dict):
+        raise PriceFileError(where, "expected a mapping")
+    unit = spec.get("unit", "per_token")
+    if unit not in ("per_token", "per_million_tokens"):
+        raise PriceFileError(f"{where}.unit", "must be per_token or per_million_tokens")
+    values: dict[str, Decimal] = {}
+    for token_type in ("input", "output", "cache_read", "cache_write", "reasoning"):
+        if spec.get(token_type) is not None:
+            amount = _decimal(spec[token_type], f"{where}.{token_type}")
+            values[token_type] = amount / _PER_MILLION if unit == "per_million_tokens" else amount
+    for required in ("input", "output"):
+        if required not in values:
+            raise PriceFileError(f"{where}.{required}", "required price is missing")
+    return PriceEntry(
+        provider=_text(spec, "provider", where),
+        model=_text(spec, "model", where),
+        effective_from=_datetime(spec.get("effective_from"), f"{where}.effective_from"),
+        prices=TokenPrices(**values),
+    )
+
+
 def load_overrides(text: str, base: PriceCatalogue | None = None) -> PriceCatalogue:
     """Apply a YAML overrides document on top of ``base`` (or an empty catalogue)."""
     try:
@@ -148,41 +185,9 @@ def load_overrides(text: str, base: PriceCatalogue | None = None) -> PriceCatalo
     if unknown:
         raise PriceFileError(f"$.{sorted(unknown)[0]}", "unknown key")
     catalogue = base if base is not None else PriceCatalogue()
-    if "unpriced_policy" in doc:
-        try:
-            catalogue.unpriced_policy = UnpricedPolicy(doc["unpriced_policy"])
-        except ValueError:
-            raise PriceFileError("unpriced_policy", "must be one of reject, zero, fallback") from None
-    if "fallback" in doc:
-        spec = doc["fallback"]
-        if not isinstance(spec, dict):
-            raise PriceFileError("fallback", "expected {provider, model}")
-        catalogue.fallback = (_text(spec, "provider", "fallback"), _text(spec, "model", "fallback"))
-    if catalogue.unpriced_policy is UnpricedPolicy.FALLBACK and catalogue.fallback is None:
-        raise PriceFileError("fallback", "the fallback policy needs a fallback provider and model")
+    _policy(doc, catalogue)
     for org, discount in (doc.get("discounts") or {}).items():
         catalogue.set_discount(str(org), _decimal(discount, f"discounts.{org}"))
     for i, spec in enumerate(doc.get("prices") or []):
-        where = f"prices[{i}]"
-        if not isinstance(spec, dict):
-            raise PriceFileError(where, "expected a mapping")
-        unit = spec.get("unit", "per_token")
-        if unit not in ("per_token", "per_million_tokens"):
-            raise PriceFileError(f"{where}.unit", "must be per_token or per_million_tokens")
-        values: dict[str, Decimal] = {}
-        for token_type in ("input", "output", "cache_read", "cache_write", "reasoning"):
-            if spec.get(token_type) is not None:
-                amount = _decimal(spec[token_type], f"{where}.{token_type}")
-                values[token_type] = amount / _PER_MILLION if unit == "per_million_tokens" else amount
-        for required in ("input", "output"):
-            if required not in values:
-                raise PriceFileError(f"{where}.{required}", "required price is missing")
-        catalogue.add(
-            PriceEntry(
-                provider=_text(spec, "provider", where),
-                model=_text(spec, "model", where),
-                effective_from=_datetime(spec.get("effective_from"), f"{where}.effective_from"),
-                prices=TokenPrices(**values),
-            )
-        )
+        catalogue.add(_entry(spec, f"prices[{i}]"))
     return catalogue

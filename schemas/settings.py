@@ -80,9 +80,7 @@ class StackSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="SPENDSTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix="SPENDSTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()

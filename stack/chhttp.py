@@ -131,12 +131,12 @@ def decode_body(body: bytes, encoding: str | None) -> bytes:
 
             return bytes(zstd.decompress(body))  # every frame
         if encoding == "br":
-            import brotli  # type: ignore[import-not-found]  # noqa: PLC0415
+            import brotli  # noqa: PLC0415
 
             return bytes(brotli.decompress(body))
     except ImportError:
         raise ProtocolError(86, "RECEIVED_ERROR_FROM_REMOTE_IO_SERVER", f"no codec for {encoding}") from None
-    except Exception as exc:  # every codec raises its own type for corrupt data
+    except Exception as exc:  # noqa: BLE001 - every codec raises its own type for corrupt data
         raise ProtocolError(271, "CANNOT_DECOMPRESS", f"cannot decompress the {encoding} body: {exc}") from None
     raise ProtocolError(86, "RECEIVED_ERROR_FROM_REMOTE_IO_SERVER", f"unknown Content-Encoding {encoding}")
 
@@ -157,7 +157,7 @@ def _lz4_frames(frame_module: Any, body: bytes) -> bytes:
 def _multipart(body: bytes, content_type: str) -> dict[str, bytes]:
     message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body)
     parts: dict[str, bytes] = {}
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if name:
             payload = part.get_payload(decode=True)

@@ -58,8 +58,9 @@ class Engine:
     def __init__(self, data_dir: Path) -> None:
         from chdb import session  # noqa: PLC0415 - heavy import, only in the server process
 
+        session_class: Any = session.Session  # chdb ships no annotations
         data_dir.mkdir(parents=True, exist_ok=True)
-        self._session = session.Session(str(data_dir))
+        self._session: Any = session_class(str(data_dir))
         self._lock = threading.Lock()
         self._database = "default"
         self._settings: dict[str, str] = {}
@@ -152,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
     def _read_body(self) -> bytes:
@@ -225,7 +226,7 @@ class Handler(BaseHTTPRequestHandler):
             query_id = request.query_id or str(uuid.uuid4())
             kind = "insert" if request.is_insert else "query"
             payload, summary = engine.execute(request)
-        except Exception as exc:  # every engine error becomes a ClickHouse-style error response
+        except Exception as exc:  # noqa: BLE001 - every engine error becomes a ClickHouse-style error response
             status, code, error_body = error_response(str(exc), engine.version)
             metrics.requests.labels(kind, "error").inc()
             self._send(

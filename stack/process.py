@@ -7,6 +7,7 @@ never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,10 +53,8 @@ class ManagedProcess:
         except OSError:
             cmdline = ""
         stat = ""
-        try:
+        with contextlib.suppress(OSError, IndexError):
             stat = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except (OSError, IndexError):
-            pass
         if stat == "Z":
             _reap(pid)
         if self.marker not in cmdline or stat == "Z":
@@ -131,7 +130,5 @@ def _is_group_leader(pid: int) -> bool:
 
 def _reap(pid: int) -> None:
     """Collect a child that exited (when this process started it), so it is not a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

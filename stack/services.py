@@ -74,7 +74,9 @@ class KafkaService:
         self.log4j = self.home / "log4j2.xml"
         self.data = self.home / "data"
         self.server_log = self.home / "logs" / "server.log"
-        self.proc = ManagedProcess("kafka", self.home / "kafka.pid", self.home / "logs" / "stdout.log", str(self.config))
+        self.proc = ManagedProcess(
+            "kafka", self.home / "kafka.pid", self.home / "logs" / "stdout.log", str(self.config)
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -90,8 +92,14 @@ class KafkaService:
         self.libs.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
             [
-                "mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-                "-DincludeScope=runtime", f"-DoutputDirectory={self.libs}",
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={self.libs}",
                 f"-Dkafka.version={self.settings.kafka_version}",
             ],
             capture_output=True,
@@ -99,7 +107,9 @@ class KafkaService:
             check=False,
         )
         if result.returncode != 0 or not any(self.libs.glob("kafka_2.13-*.jar")):
-            raise StartError(f"kafka: resolving the jars with Maven failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+            raise StartError(
+                f"kafka: resolving the jars with Maven failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
         done.write_text(self.settings.kafka_version + "\n")
 
     def _write_config(self) -> None:
@@ -212,8 +222,15 @@ class KafkaService:
 
     def status(self) -> ServiceStatus:
         pid = self.proc.pid()
-        return ServiceStatus(self.name, pid is not None, pid is not None and self.ready(), pid, self.bootstrap,
-                             self.data, self.server_log)
+        return ServiceStatus(
+            self.name,
+            pid is not None,
+            pid is not None and self.ready(),
+            pid,
+            self.bootstrap,
+            self.data,
+            self.server_log,
+        )
 
 
 class RedisService:
@@ -233,8 +250,13 @@ class RedisService:
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             raise StartError("redis: redis-server is missing; install Debian's redis-server package")
         for argv in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-            result = subprocess.run(argv, capture_output=True, text=True, check=False,
-                                    env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            result = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            )
             if result.returncode != 0:
                 raise StartError(f"redis: {' '.join(argv)} failed:\n{result.stderr[-2000:]}")
 
@@ -246,9 +268,23 @@ class RedisService:
         self.home.mkdir(parents=True, exist_ok=True)
         child = self.proc.start(
             [
-                "redis-server", "--bind", "127.0.0.1", "--port", str(self.settings.redis_port),
-                "--dir", str(self.home), "--save", "", "--appendonly", "no", "--daemonize", "no",
-                "--protected-mode", "yes", "--maxclients", "10000",
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.redis_port),
+                "--dir",
+                str(self.home),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--maxclients",
+                "10000",
             ]
         )
         self.proc.wait_until(child, self.ready, self.settings.start_timeout_s)
@@ -267,8 +303,15 @@ class RedisService:
 
     def status(self) -> ServiceStatus:
         pid = self.proc.pid()
-        return ServiceStatus(self.name, pid is not None, pid is not None and self.ready(), pid,
-                             f"redis://127.0.0.1:{self.settings.redis_port}/0", self.home, self.log)
+        return ServiceStatus(
+            self.name,
+            pid is not None,
+            pid is not None and self.ready(),
+            pid,
+            f"redis://127.0.0.1:{self.settings.redis_port}/0",
+            self.home,
+            self.log,
+        )
 
 
 class ClickHouseService:
@@ -291,8 +334,15 @@ class ClickHouseService:
             return False
         _refuse_busy_port(self.name, self.settings.clickhouse_port)
         child = self.proc.start(
-            [sys.executable, "-m", "stack.clickhouse_server", "--port", str(self.settings.clickhouse_port),
-             "--data", str(self.data)],
+            [
+                sys.executable,
+                "-m",
+                "stack.clickhouse_server",
+                "--port",
+                str(self.settings.clickhouse_port),
+                "--data",
+                str(self.data),
+            ],
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         self.proc.wait_until(child, self.ready, self.settings.start_timeout_s)
@@ -301,7 +351,7 @@ class ClickHouseService:
     def ready(self) -> bool:
         try:
             url = f"http://127.0.0.1:{self.settings.clickhouse_port}/ping"
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - our own loopback URL
+            with urllib.request.urlopen(url, timeout=1) as response:
                 return bool(response.read() == b"Ok.\n")
         except OSError:
             return False
@@ -311,8 +361,15 @@ class ClickHouseService:
 
     def status(self) -> ServiceStatus:
         pid = self.proc.pid()
-        return ServiceStatus(self.name, pid is not None, pid is not None and self.ready(), pid,
-                             f"http://127.0.0.1:{self.settings.clickhouse_port}", self.data, self.log)
+        return ServiceStatus(
+            self.name,
+            pid is not None,
+            pid is not None and self.ready(),
+            pid,
+            f"http://127.0.0.1:{self.settings.clickhouse_port}",
+            self.data,
+            self.log,
+        )
 
 
 def all_services(settings: StackSettings) -> list[Service]:

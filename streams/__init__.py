@@ -1,1 +1,4 @@
-"""The Faust app, its agents and the ``spendstream`` command: the only place that builds adapters from settings."""
+"""The Faust app, its agents and the ``spendstream`` command.
+
+The only place that builds concrete adapters from settings.
+"""

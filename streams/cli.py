@@ -85,9 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     stack = commands.add_parser("stack", help="the local services: Kafka, Redis, embedded ClickHouse")
-    stack.add_argument("action", choices=["up", "down", "status", "install"],
-                       help="up: start what is not running; down: stop what up started; "
-                       "status: show what runs where (exit 3 unless all ready); install: fetch without starting")
+    stack.add_argument(
+        "action",
+        choices=["up", "down", "status", "install"],
+        help="up: start what is not running; down: stop what up started; "
+        "status: show what runs where (exit 3 unless all ready); install: fetch without starting",
+    )
     stack.set_defaults(func=cmd_stack)
     demo = commands.add_parser("demo", help="the main job: bring the stack up and show where to look")
     demo.set_defaults(func=cmd_demo)

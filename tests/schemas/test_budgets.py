@@ -7,8 +7,13 @@ from schemas import Budget, BudgetError, BudgetMode, Period, ScopeKind, period_b
 
 def budget(**overrides: object) -> Budget:
     fields: dict[str, object] = {
-        "org_id": "acme", "scope": ScopeKind.DEPARTMENT, "scope_id": "eng", "period": Period.MONTHLY,
-        "limit_nanos": 1_000_000_000_000, "mode": BudgetMode.HARD, "stages": (50, 80, 100),
+        "org_id": "acme",
+        "scope": ScopeKind.DEPARTMENT,
+        "scope_id": "eng",
+        "period": Period.MONTHLY,
+        "limit_nanos": 1_000_000_000_000,
+        "mode": BudgetMode.HARD,
+        "stages": (50, 80, 100),
         "timezone": "Europe/Berlin",
     }
     fields.update(overrides)

@@ -8,7 +8,14 @@ from typing import Any
 import jsonschema
 import pytest
 
-from schemas.events import EventError, UsageEvent, decode_event, decode_events, encode_event, usage_event_json_schema
+from schemas.events import (
+    EventError,
+    UsageEvent,
+    decode_event,
+    decode_events,
+    encode_event,
+    usage_event_json_schema,
+)
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schemas" / "jsonschema" / "usage_event.v1.json"
 
@@ -93,7 +100,10 @@ def test_valid_event_decodes_with_every_field() -> None:
     assert isinstance(event, UsageEvent)
     assert event.occurred_at == datetime(2024, 5, 17, 9, 30, 0, 123456, tzinfo=UTC)
     assert (event.input_tokens, event.output_tokens, event.cache_read_tokens, event.reasoning_tokens) == (
-        1200, 300, 800, 64,
+        1200,
+        300,
+        800,
+        64,
     )
     assert event.total_tokens == 2364
     assert event.metadata == {"team": "platform", "trace.id": "abc"}
@@ -103,7 +113,12 @@ def test_valid_event_decodes_with_every_field() -> None:
 def test_minimal_event_takes_defaults() -> None:
     event = decode_event(json.dumps(MINIMAL))
     assert isinstance(event, UsageEvent)
-    assert (event.department_id, event.request_id, event.cost_nanos, event.status) == (None, None, None, "success")
+    assert (event.department_id, event.request_id, event.cost_nanos, event.status) == (
+        None,
+        None,
+        None,
+        "success",
+    )
     assert event.total_tokens == 0
 
 

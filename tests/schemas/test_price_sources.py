@@ -24,14 +24,26 @@ LITELLM = """{
 
 
 def ev(provider: str, model: str, **tokens: int) -> UsageEvent:
-    return UsageEvent(event_id="e", occurred_at=datetime(2024, 6, 1, tzinfo=UTC), org_id="o", user_id="u",
-                      feature="f", provider=provider, model=model, **tokens)  # type: ignore[arg-type]
+    return UsageEvent(
+        event_id="e",
+        occurred_at=datetime(2024, 6, 1, tzinfo=UTC),
+        org_id="o",
+        user_id="u",
+        feature="f",
+        provider=provider,
+        model=model,
+        **tokens,
+    )  # type: ignore[arg-type]
 
 
 def test_litellm_map_is_read_exactly_without_floats() -> None:
     entries = {(e.provider, e.model): e for e in parse_litellm_price_map(LITELLM, AT)}
-    assert set(entries) == {("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet-20240620"), ("openai", "o1"),
-                            ("local", "free-model")}
+    assert set(entries) == {
+        ("openai", "gpt-4o"),
+        ("anthropic", "claude-3-5-sonnet-20240620"),
+        ("openai", "o1"),
+        ("local", "free-model"),
+    }
     gpt = entries[("openai", "gpt-4o")].prices
     assert gpt.input == Decimal("0.0000025") and isinstance(gpt.input, Decimal)
     assert gpt.cache_read == Decimal("0.00000125")
@@ -84,14 +96,26 @@ prices:
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00Z, output: 1}]", "prices[0].input"),
-        ("prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00, input: 1, output: 1}]",
-         "prices[0].effective_from"),
-        ("prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00Z, input: -1, output: 1}]",
-         "prices[0].input"),
-        ("prices: [{model: m, effective_from: 2024-01-01T00:00:00Z, input: 1, output: 1}]", "prices[0].provider"),
-        ("prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00Z, input: 1, output: 1, unit: x}]",
-         "prices[0].unit"),
+        (
+            "prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00Z, output: 1}]",
+            "prices[0].input",
+        ),
+        (
+            "prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00, input: 1, output: 1}]",
+            "prices[0].effective_from",
+        ),
+        (
+            "prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00Z, input: -1, output: 1}]",
+            "prices[0].input",
+        ),
+        (
+            "prices: [{model: m, effective_from: 2024-01-01T00:00:00Z, input: 1, output: 1}]",
+            "prices[0].provider",
+        ),
+        (
+            "prices: [{provider: p, model: m, effective_from: 2024-01-01T00:00:00Z, input: 1, output: 1, unit: x}]",
+            "prices[0].unit",
+        ),
         ("unpriced_policy: maybe", "unpriced_policy"),
         ("unpriced_policy: fallback", "fallback"),
         ("discounts: {acme: abc}", "discounts.acme"),

@@ -30,7 +30,13 @@ GPT = TokenPrices(
 
 def event(at: datetime = JUNE, org: str = "acme", model: str = "gpt-4o", **tokens: int) -> UsageEvent:
     return UsageEvent(
-        event_id="e1", occurred_at=at, org_id=org, user_id="u1", feature="chat", provider="openai", model=model,
+        event_id="e1",
+        occurred_at=at,
+        org_id=org,
+        user_id="u1",
+        feature="chat",
+        provider="openai",
+        model=model,
         **tokens,  # type: ignore[arg-type]
     )
 
@@ -49,8 +55,13 @@ def catalogue() -> PriceCatalogue:
         ({"cache_write_tokens": 100}, 375_000),
         ({"reasoning_tokens": 50}, 600_000),
         (
-            {"input_tokens": 1000, "output_tokens": 500, "cache_read_tokens": 200, "cache_write_tokens": 100,
-             "reasoning_tokens": 50},
+            {
+                "input_tokens": 1000,
+                "output_tokens": 500,
+                "cache_read_tokens": 200,
+                "cache_write_tokens": 100,
+                "reasoning_tokens": 50,
+            },
             8_725_000,
         ),
         ({}, 0),
@@ -88,8 +99,13 @@ def test_same_start_replaces_the_entry(catalogue: PriceCatalogue) -> None:
 
 def test_org_discount(catalogue: PriceCatalogue) -> None:
     catalogue.set_discount("acme", Decimal("0.10"))
-    full = {"input_tokens": 1000, "output_tokens": 500, "cache_read_tokens": 200, "cache_write_tokens": 100,
-            "reasoning_tokens": 50}
+    full = {
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "cache_read_tokens": 200,
+        "cache_write_tokens": 100,
+        "reasoning_tokens": 50,
+    }
     assert rate(event(**full), catalogue).cost_nanos == 7_852_500
     assert rate(event(org="other", **full), catalogue).cost_nanos == 8_725_000
     with pytest.raises(PricingError):
@@ -133,12 +149,33 @@ def test_unpriced_policies(catalogue: PriceCatalogue) -> None:
 
 
 def test_proxy_cost_is_used_only_when_the_catalogue_has_no_price(catalogue: PriceCatalogue) -> None:
-    priced = UsageEvent(event_id="e", occurred_at=JUNE, org_id="acme", user_id="u", feature="f", provider="openai",
-                        model="gpt-4o", input_tokens=1000, cost_nanos=1)
+    priced = UsageEvent(
+        event_id="e",
+        occurred_at=JUNE,
+        org_id="acme",
+        user_id="u",
+        feature="f",
+        provider="openai",
+        model="gpt-4o",
+        input_tokens=1000,
+        cost_nanos=1,
+    )
     assert rate(priced, catalogue).cost_nanos == 2_500_000
-    unpriced = UsageEvent(event_id="e", occurred_at=JUNE, org_id="acme", user_id="u", feature="f",
-                          provider="openai", model="mystery", input_tokens=1000, cost_nanos=777)
-    assert (rate(unpriced, catalogue).cost_nanos, rate(unpriced, catalogue).source) == (777, RatingSource.PROXY)
+    unpriced = UsageEvent(
+        event_id="e",
+        occurred_at=JUNE,
+        org_id="acme",
+        user_id="u",
+        feature="f",
+        provider="openai",
+        model="mystery",
+        input_tokens=1000,
+        cost_nanos=777,
+    )
+    assert (rate(unpriced, catalogue).cost_nanos, rate(unpriced, catalogue).source) == (
+        777,
+        RatingSource.PROXY,
+    )
 
 
 def test_bad_prices_are_refused() -> None:
@@ -147,4 +184,4 @@ def test_bad_prices_are_refused() -> None:
     with pytest.raises(PricingError, match="output"):
         TokenPrices(input=Decimal(0), output=0.5)  # type: ignore[arg-type]
     with pytest.raises(PricingError, match="time zone"):
-        PriceEntry("openai", "gpt-4o", datetime(2024, 1, 1), GPT)  # noqa: DTZ001
+        PriceEntry("openai", "gpt-4o", datetime(2024, 1, 1), GPT)

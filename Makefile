@@ -1,0 +1,45 @@
+# spendstream: every target sets up what it needs on a fresh machine (scripts/setup).
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test check lint typecheck unit stack-up stack-down stack-status bench jsonschema clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: ## install system packages, .venv and the Kafka jars (idempotent)
+	@./scripts/setup
+
+run: setup ## the main job: start the local stack and show where to look
+	@$(BIN)/spendstream demo
+
+test: setup check ## lint, type-check and run every test against the local stack
+	@$(PY) -m pytest
+
+check: setup ## ruff and mypy (import-linter runs inside the tests)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+unit: setup ## the tests that need no services
+	@$(PY) -m pytest -m "not stack"
+
+stack-up: setup ## start Kafka, Redis and the embedded ClickHouse
+	@$(BIN)/spendstream stack up
+
+stack-down: ## stop what stack-up started
+	@$(BIN)/spendstream stack down
+
+stack-status: ## show what runs where
+	@$(BIN)/spendstream stack status
+
+bench: setup ## run the benchmarks; each writes bench/results/<name>.json
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+jsonschema: setup ## regenerate schemas/jsonschema from the Python model
+	@$(PY) scripts/gen_jsonschema.py
+
+clean: ## remove the virtualenv and caches (not the stack's data)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
