@@ -42,6 +42,8 @@ class ScopeKind(StrEnum):
     USER = "user"
     FEATURE = "feature"
     MODEL = "model"
+    PROVIDER = "provider"
+    API_KEY = "apikey"
 
 
 class Period(StrEnum):
@@ -85,7 +87,7 @@ class Budget:
     def __post_init__(self) -> None:
         if not _ID.match(self.org_id):
             raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
-        pattern = _NAME if self.scope is ScopeKind.MODEL else _ID
+        pattern = _NAME if self.scope in (ScopeKind.MODEL, ScopeKind.PROVIDER) else _ID
         if not pattern.match(self.scope_id):
             raise BudgetError(f"scope_id: {self.scope_id!r} is not a valid {self.scope.value} id")
         if self.scope is ScopeKind.ORG and self.scope_id != self.org_id:
@@ -99,6 +101,10 @@ class Budget:
         if list(self.stages) != sorted(set(self.stages)):
             raise BudgetError("stages: must be strictly increasing")
         _zone(self.timezone)
+
+    def thresholds(self) -> tuple[tuple[int, int], ...]:
+        """(stage, nano-USD at which it is reached): the exact ceiling of limit x stage / 100."""
+        return tuple((stage, -(-self.limit_nanos * stage // 100)) for stage in self.stages)
 
     @property
     def key(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ClickHouseSettings", "KafkaSettings", "RedisSettings", "Settings", "StackSettings"]
+__all__ = ["ClickHouseSettings", "DecisionSettings", "KafkaSettings", "RedisSettings", "Settings", "StackSettings"]
 
 Port = int
 
@@ -65,6 +65,20 @@ class ClickHouseSettings(BaseModel):
     secure: bool = False
 
 
+class DecisionSettings(BaseModel):
+    """The decision HTTP service (``spendstream decision serve``)."""
+
+    host: str = "127.0.0.1"
+    port: Port = Field(8400, ge=1, le=65535)
+    api_keys: SecretStr = Field(SecretStr(""), description="comma-separated proxy API keys")
+    reservation_ttl_s: float = Field(300.0, ge=1, le=3600)
+    on_redis_unavailable: str = Field("closed", pattern=r"^(closed|open)$")
+    timeout_s: float = Field(0.25, gt=0, le=10)
+
+    def keys(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+
+
 class StackSettings(BaseModel):
     """Where the local services of one machine listen and keep their files."""
 
@@ -86,4 +100,5 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     stack: StackSettings = StackSettings()
+    decision: DecisionSettings = DecisionSettings()
     metrics_port: Port = Field(9400, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")

@@ -45,3 +45,20 @@ def ch_database(stack: Settings, unique_name: str) -> Iterator[str]:
     yield unique_name
     admin.command(f"DROP DATABASE IF EXISTS {unique_name}")
     admin.close()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A Redis key prefix of this test alone."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_client(stack: Settings, key_prefix: str) -> Iterator[object]:
+    import redis
+
+    client = redis.Redis.from_url(stack.redis.url)
+    yield client
+    for key in client.scan_iter(f"{key_prefix}:*", count=1000):
+        client.delete(key)
+    client.close()

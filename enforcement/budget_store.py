@@ -1,0 +1,50 @@
+"""Writing budgets and org settings into Redis, where the cap scripts read them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from enforcement.keys import KeyLayout
+from schemas.budget_file import OrgConfig
+from schemas.budgets import Budget
+
+__all__ = ["apply_budgets", "encode_budget", "read_budgets"]
+
+
+def encode_budget(budget: Budget) -> tuple[str, str]:
+    """(hash field, value) as the Lua scripts read them: ``"<limit>|<mode>|<stage>:<threshold>,..."``."""
+    stages = ",".join(f"{stage}:{threshold}" for stage, threshold in budget.thresholds())
+    return f"{budget.scope.value}/{budget.scope_id}/{budget.period.value}", (
+        f"{budget.limit_nanos}|{budget.mode.value}|{stages}"
+    )
+
+
+def apply_budgets(redis: Any, layout: KeyLayout, orgs: Iterable[OrgConfig], budgets: Iterable[Budget]) -> int:
+    """Make Redis hold exactly these budgets for every org named (others untouched). Returns how many."""
+    by_org: dict[str, dict[str, str]] = {}
+    org_configs = {org.org_id: org for org in orgs}
+    for budget in budgets:
+        field, value = encode_budget(budget)
+        by_org.setdefault(budget.org_id, {})[field] = value
+        org_configs.setdefault(budget.org_id, OrgConfig(budget.org_id))
+    pipe = redis.pipeline(transaction=True)
+    for org_id, config in org_configs.items():
+        pipe.delete(layout.budgets(org_id))
+        if by_org.get(org_id):
+            pipe.hset(layout.budgets(org_id), mapping=by_org[org_id])
+        pipe.hset(
+            layout.org_settings(org_id),
+            mapping={"tz": config.timezone, "on_redis_unavailable": config.on_redis_unavailable},
+        )
+    pipe.execute()
+    return sum(len(v) for v in by_org.values())
+
+
+def read_budgets(redis: Any, layout: KeyLayout, org_id: str) -> dict[str, str]:
+    raw = redis.hgetall(layout.budgets(org_id))
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

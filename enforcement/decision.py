@@ -1,0 +1,88 @@
+"""What a cap check answers: the Decision, and what a settle reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["BudgetState", "Decision", "Outcome", "SettleResult", "StageCrossing"]
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    FAIL_OPEN = "fail_open"  # Redis unreachable and the org's policy lets requests through
+    FAIL_CLOSED = "fail_closed"  # Redis unreachable and the org's policy denies (the default)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetState:
+    """One budget of the subject as the decision saw it (nano-USD)."""
+
+    scope: str  # "<kind>/<id>"
+    period: str  # daily | weekly | monthly
+    limit: int
+    mode: str  # hard | soft
+    spent: int
+    reserved: int
+    resets_at_ms: int
+
+    @property
+    def remaining(self) -> int:
+        return self.limit - self.spent - self.reserved
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    outcome: Outcome
+    reason: str
+    request_id: str
+    estimate: int
+    blocking: BudgetState | None = None
+    budgets: tuple[BudgetState, ...] = ()
+    replayed: bool = False  # the request_id was already admitted
+
+    @property
+    def remaining(self) -> dict[str, int]:
+        """Remaining nano-USD per ``<kind>/<id>/<period>``."""
+        return {f"{b.scope}/{b.period}": b.remaining for b in self.budgets}
+
+    def to_dict(self) -> dict[str, object]:
+        blocking = self.blocking
+        return {
+            "allowed": self.allowed,
+            "outcome": self.outcome.value,
+            "reason": self.reason,
+            "request_id": self.request_id,
+            "estimate_nanos": self.estimate,
+            "blocking": None
+            if blocking is None
+            else {
+                "scope": blocking.scope,
+                "period": blocking.period,
+                "limit_nanos": blocking.limit,
+                "spent_nanos": blocking.spent,
+                "reserved_nanos": blocking.reserved,
+                "resets_at_ms": blocking.resets_at_ms,
+            },
+            "remaining_nanos": self.remaining,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StageCrossing:
+    scope: str
+    period: str
+    stage: int
+    limit: int
+    spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    applied: bool
+    duplicate: bool
+    stale: bool  # the stream offset was already applied
+    released_reservation: bool
+    crossings: tuple[StageCrossing, ...] = field(default=())

@@ -1,0 +1,170 @@
+"""The Redis key layout of one org, and the subjects whose spend it holds.
+
+Every key of an org carries the hash tag ``{org}``, so all of them live in
+one Redis Cluster slot and one Lua call may touch them together::
+
+    <prefix>:{<org>}:budgets          hash  <kind>/<id>/<period> -> "<limit>|<mode>|<stages>"
+    <prefix>:{<org>}:org              hash  tz -> the org's time zone
+    <prefix>:{<org>}:spent:d:<day>    hash  <kind>/<id> -> committed nano-USD that day
+    <prefix>:{<org>}:spent:w:<week>   hash  ... that ISO week
+    <prefix>:{<org>}:spent:m:<month>  hash  ... that month
+    <prefix>:{<org>}:reserved         hash  <kind>/<id> -> nano-USD held by open reservations
+    <prefix>:{<org>}:resv             hash  request_id -> "<expires_ms>|<amount>|<kind>/<id>,..."
+    <prefix>:{<org>}:resv:exp         zset  request_id scored by expiry (lazy expiry, no sweeper)
+    <prefix>:{<org>}:seen:<hour>:<n>  hash  event fingerprint -> 1 (duplicate window)
+    <prefix>:{<org>}:stages:<month>   hash  <kind>/<id>/<period>/<period key>/<stage> -> 1 (fires once)
+    <prefix>:{<org>}:stats            hash  reserved, denied, expired, settled, duplicate counters
+    <prefix>:{<org>}:wm               hash  <partition> -> highest applied offset
+
+Pure: builds names, never talks to Redis.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas.budgets import Period, period_bounds, period_key
+from schemas.events import ID_PATTERN, NAME_PATTERN
+
+__all__ = [
+    "PERIOD_CODES",
+    "KeyLayout",
+    "PeriodKeys",
+    "Subject",
+    "SubjectError",
+]
+
+_ID = re.compile(ID_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
+_PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+PERIOD_CODES = {Period.DAILY: "d", Period.WEEKLY: "w", Period.MONTHLY: "m"}
+SEEN_SHARDS = 1024
+
+
+class SubjectError(ValueError):
+    """A subject that cannot be metered; ``field`` names the offending field."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who spends: the chain org -> department -> user, plus feature, model, provider and API key."""
+
+    org_id: str
+    user_id: str
+    department_id: str | None = None
+    feature: str | None = None
+    model: str | None = None
+    provider: str | None = None
+    api_key_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("org_id", "user_id", "department_id", "feature", "api_key_id"):
+            value = getattr(self, name)
+            if value is None and name not in ("org_id", "user_id"):
+                continue
+            if not isinstance(value, str) or not _ID.match(value):
+                raise SubjectError(name, "must be 1-128 of A-Z a-z 0-9 _ . @ + - (no ':', '{', '}' or spaces)")
+        for name in ("model", "provider"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not _NAME.match(value)):
+                raise SubjectError(name, "must be 1-200 of A-Z a-z 0-9 _ . : / @ + -")
+
+    def scopes(self) -> list[str]:
+        """``<kind>/<id>`` of every scope the subject spends in, in chain order."""
+        scopes = [f"org/{self.org_id}"]
+        if self.department_id:
+            scopes.append(f"department/{self.department_id}")
+        scopes.append(f"user/{self.user_id}")
+        if self.feature:
+            scopes.append(f"feature/{self.feature}")
+        if self.model:
+            scopes.append(f"model/{self.model}")
+        if self.provider:
+            scopes.append(f"provider/{self.provider}")
+        if self.api_key_id:
+            scopes.append(f"apikey/{self.api_key_id}")
+        return scopes
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodKeys:
+    """The day, week and month that contain one instant, in the org's time zone."""
+
+    day: str
+    week: str
+    month: str
+    day_end_ms: int
+    week_end_ms: int
+    month_end_ms: int
+
+    @classmethod
+    def at(cls, when: datetime, timezone: str) -> PeriodKeys:
+        ends = [int(period_bounds(when, p, timezone)[1].timestamp() * 1000) for p in PERIOD_CODES]
+        keys = [period_key(when, p, timezone) for p in PERIOD_CODES]
+        return cls(keys[0], keys[1], keys[2], ends[0], ends[1], ends[2])
+
+    @property
+    def resets(self) -> str:
+        return f"{self.day_end_ms}|{self.week_end_ms}|{self.month_end_ms}"
+
+
+def fingerprint(event_id: str) -> bytes:
+    """16 bytes of BLAKE2b: collisions are out of reach (2^-64 at 10^10 events)."""
+    return hashlib.blake2b(event_id.encode(), digest_size=16).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    prefix: str = "ss"
+
+    def __post_init__(self) -> None:
+        if not _PREFIX.match(self.prefix):
+            raise SubjectError("key_prefix", "must be 1-32 of A-Z a-z 0-9 _ . -")
+
+    def org(self, org_id: str) -> str:
+        return f"{self.prefix}:{{{org_id}}}"
+
+    def budgets(self, org_id: str) -> str:
+        return f"{self.org(org_id)}:budgets"
+
+    def org_settings(self, org_id: str) -> str:
+        return f"{self.org(org_id)}:org"
+
+    def spent(self, org_id: str, periods: PeriodKeys) -> tuple[str, str, str]:
+        base = self.org(org_id)
+        return (f"{base}:spent:d:{periods.day}", f"{base}:spent:w:{periods.week}", f"{base}:spent:m:{periods.month}")
+
+    def reserved(self, org_id: str) -> str:
+        return f"{self.org(org_id)}:reserved"
+
+    def reservations(self, org_id: str) -> tuple[str, str]:
+        base = self.org(org_id)
+        return f"{base}:resv", f"{base}:resv:exp"
+
+    def stats(self, org_id: str) -> str:
+        return f"{self.org(org_id)}:stats"
+
+    def stages(self, org_id: str, periods: PeriodKeys) -> str:
+        return f"{self.org(org_id)}:stages:{periods.month}"
+
+    def watermarks(self, org_id: str) -> str:
+        return f"{self.org(org_id)}:wm"
+
+    def seen(self, org_id: str, occurred_at: datetime, print_: bytes) -> str:
+        """The duplicate-window bucket of an event: its hour of occurrence and a shard of its fingerprint."""
+        shard = int.from_bytes(print_[:2], "big") % SEEN_SHARDS
+        return f"{self.org(org_id)}:seen:{occurred_at.strftime('%Y%m%d%H')}:{shard}"
+
+    def orgs_pattern(self) -> str:
+        return f"{self.prefix}:{{*}}:budgets"
+
+
+__all__ += ["SEEN_SHARDS", "fingerprint"]

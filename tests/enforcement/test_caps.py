@@ -1,0 +1,171 @@
+"""reserve / settle / release on the real Redis."""
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from enforcement.budget_store import apply_budgets
+from enforcement.client import CapClient, CapUnavailableError
+from enforcement.decision import Outcome
+from enforcement.keys import KeyLayout, Subject
+from schemas.budget_file import parse_budget_file
+
+USD = 1_000_000_000
+ADA = Subject(org_id="acme", department_id="eng", user_id="ada", feature="chat", model="gpt-4o")
+BOB = Subject(org_id="acme", department_id="eng", user_id="bob", feature="chat", model="gpt-4o")
+
+BUDGETS = """
+orgs: {acme: {timezone: Europe/Berlin}}
+budgets:
+  - {org: acme, scope: org, period: monthly, limit: "10.00", mode: hard}
+  - {org: acme, scope: department, id: eng, period: daily, limit: "1.00", mode: hard}
+  - {org: acme, scope: user, id: ada, period: monthly, limit: "0.60", mode: hard}
+  - {org: acme, scope: model, id: gpt-4o, period: weekly, limit: "100", mode: soft, stages: [1, 50]}
+"""
+
+
+@pytest.fixture
+def caps(redis_client: redis.Redis, key_prefix: str) -> CapClient:
+    parsed = parse_budget_file(BUDGETS)
+    apply_budgets(redis_client, KeyLayout(key_prefix), parsed.orgs.values(), parsed.budgets)
+    return CapClient(redis_client, key_prefix=key_prefix, reservation_ttl_s=1)
+
+
+def test_admits_within_caps_and_holds_the_estimate(caps: CapClient) -> None:
+    decision = caps.reserve(ADA, "r1", USD // 2)
+    assert decision.allowed and decision.outcome is Outcome.ALLOWED
+    assert decision.remaining == {
+        "org/acme/monthly": 10 * USD - USD // 2,
+        "department/eng/daily": USD // 2,
+        "user/ada/monthly": USD * 6 // 10 - USD // 2,
+        "model/gpt-4o/weekly": 100 * USD,  # soft budgets hold nothing
+    }
+    assert caps.spend("acme", "user/ada")["reserved"] == USD // 2
+
+
+def test_denial_names_scope_limit_spent_reserved_and_reset(caps: CapClient) -> None:
+    assert caps.reserve(ADA, "r1", USD // 2).allowed
+    denied = caps.reserve(ADA, "r2", USD // 5)
+    assert not denied.allowed and denied.outcome is Outcome.DENIED
+    blocking = denied.blocking
+    assert blocking is not None
+    assert (blocking.scope, blocking.period, blocking.limit, blocking.spent, blocking.reserved) == (
+        "user/ada",
+        "monthly",
+        6 * USD // 10,
+        0,
+        USD // 2,
+    )
+    start_of_next_month_berlin = datetime(2024, 1, 1, tzinfo=UTC)  # any month: the reset is a month boundary
+    assert blocking.resets_at_ms > int(start_of_next_month_berlin.timestamp() * 1000)
+    assert "user/ada monthly hard cap" in denied.reason
+    # Bob is in the same department but has no user cap: the department still has room.
+    assert caps.reserve(BOB, "r3", USD // 5).allowed
+    # ... until the department's daily cap is reached.
+    denied_bob = caps.reserve(BOB, "r4", USD // 2)
+    assert denied_bob.blocking is not None and denied_bob.blocking.scope == "department/eng"
+
+
+def test_settle_replaces_the_reservation_once(caps: CapClient) -> None:
+    assert caps.reserve(ADA, "r1", USD // 2).allowed
+    first = caps.settle(ADA, "e1", USD // 10, request_id="r1")
+    assert first.applied and first.released_reservation
+    again = caps.settle(ADA, "e1", USD // 10, request_id="r1")
+    assert again.duplicate and not again.applied
+    spend = caps.spend("acme", "user/ada")
+    assert spend == {"daily": USD // 10, "weekly": USD // 10, "monthly": USD // 10, "reserved": 0}
+    assert caps.spend("acme", "org/acme")["monthly"] == USD // 10
+    assert caps.spend("acme", "feature/chat")["monthly"] == USD // 10
+
+
+def test_settle_without_reservation_counts_once(caps: CapClient) -> None:
+    assert caps.settle(ADA, "e9", 7, request_id="never-reserved").applied
+    assert caps.settle(ADA, "e9", 7, request_id="never-reserved").duplicate
+    assert caps.settle(ADA, "e9", 7).duplicate
+    assert caps.spend("acme", "user/ada")["monthly"] == 7
+
+
+def test_release_is_idempotent(caps: CapClient) -> None:
+    assert caps.reserve(ADA, "r1", USD // 2).allowed
+    assert caps.release("acme", "r1") is True
+    assert caps.release("acme", "r1") is False
+    assert caps.spend("acme", "user/ada")["reserved"] == 0
+    assert caps.reserve(ADA, "r2", USD // 2).allowed
+
+
+def test_replayed_reserve_holds_once(caps: CapClient) -> None:
+    assert caps.reserve(ADA, "r1", USD // 2).allowed
+    replay = caps.reserve(ADA, "r1", USD // 2)
+    assert replay.allowed and replay.replayed
+    assert caps.spend("acme", "user/ada")["reserved"] == USD // 2
+
+
+def test_abandoned_reservations_expire_without_a_sweeper(
+    caps: CapClient, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    assert caps.reserve(ADA, "r1", USD // 2).allowed
+    assert not caps.reserve(ADA, "r2", USD // 2).allowed
+    time.sleep(1.1)
+    assert caps.reserve(ADA, "r3", USD // 2).allowed  # r1 expired inside this call
+    stats = redis_client.hgetall(f"{key_prefix}:{{acme}}:stats")
+    assert int(stats[b"expired"]) == 1
+    assert redis_client.hexists(f"{key_prefix}:{{acme}}:resv", "r1") is False
+
+
+def test_stage_crossings_fire_once_per_scope_and_period(caps: CapClient) -> None:
+    crossed = caps.settle(ADA, "e1", USD * 3 // 10, request_id=None).crossings  # 0.30 of user's 0.60 = 50 %
+    assert {(c.scope, c.period, c.stage) for c in crossed} == {("user/ada", "monthly", 50)}
+    assert caps.settle(ADA, "e1", USD * 3 // 10).crossings == ()  # duplicate: nothing
+    later = caps.settle(ADA, "e2", USD * 2 // 10).crossings  # user 0.50 of 0.60, department 0.50 of 1.00
+    assert {(c.scope, c.stage, c.spent) for c in later} == {
+        ("user/ada", 80, USD // 2),
+        ("department/eng", 50, USD // 2),
+    }
+    assert caps.settle(ADA, "e3", USD * 2 // 10).crossings[0].stage == 100  # user 0.70: over its cap
+    big = caps.settle(ADA, "e4", USD * 20).crossings  # one event crossing every remaining stage at once
+    assert {(c.scope, c.stage) for c in big} == {
+        ("org/acme", 50),
+        ("org/acme", 80),
+        ("org/acme", 100),
+        ("department/eng", 80),
+        ("department/eng", 100),
+        ("model/gpt-4o", 1),
+    }
+
+
+def test_unbudgeted_subject_is_admitted_and_metered(caps: CapClient) -> None:
+    other = Subject(org_id="globex", user_id="zed")
+    decision = caps.reserve(other, "g1", 10**12)
+    assert decision.allowed and decision.budgets == () and decision.reason == "no budget applies"
+    assert caps.settle(other, "ge1", 42, request_id="g1").applied
+    assert caps.spend("globex", "org/globex")["monthly"] == 42
+
+
+def test_bad_input_changes_nothing(caps: CapClient, redis_client: redis.Redis, key_prefix: str) -> None:
+    from enforcement.keys import SubjectError
+
+    before = sorted(redis_client.scan_iter(f"{key_prefix}:*"))
+    for bad in (
+        lambda: caps.reserve(ADA, "r:1", 5),
+        lambda: caps.reserve(ADA, "r1", -5),
+        lambda: caps.reserve(ADA, "r1", 10**30),
+        lambda: caps.settle(ADA, "e1", -1),
+        lambda: caps.release("acme", "{r1}"),
+    ):
+        with pytest.raises(SubjectError):
+            bad()
+    assert sorted(redis_client.scan_iter(f"{key_prefix}:*")) == before
+
+
+def test_unreachable_redis_fails_closed_by_default_and_open_when_asked() -> None:
+    closed = CapClient.from_url("redis://127.0.0.1:1/0", timeout_s=0.05)
+    decision = closed.reserve(ADA, "r1", 5)
+    assert (decision.allowed, decision.outcome) == (False, Outcome.FAIL_CLOSED)
+    assert "Redis unavailable" in decision.reason
+    opened = CapClient.from_url("redis://127.0.0.1:1/0", timeout_s=0.05, on_redis_unavailable="open")
+    decision = opened.reserve(ADA, "r1", 5)
+    assert (decision.allowed, decision.outcome) == (True, Outcome.FAIL_OPEN)
+    with pytest.raises(CapUnavailableError):
+        opened.settle(ADA, "e1", 5)

@@ -1,0 +1,115 @@
+"""64 concurrent clients reserving and settling against one org, department and user with hard caps.
+
+Checked: at every admission, committed + reserved <= limit for every hard-capped scope; the final
+committed spend equals what was settled, to the nano-USD, and stays within the limit plus what
+settles overshot their estimates; settles and releases are idempotent; after every reservation has
+expired nothing is left held.
+"""
+
+import asyncio
+import random
+import time
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from enforcement.budget_store import apply_budgets
+from enforcement.client import AsyncCapClient
+from enforcement.keys import KeyLayout, Subject
+from schemas import Budget, BudgetMode, Period, ScopeKind
+from schemas.budget_file import OrgConfig
+
+CLIENTS = 64
+OPS_PER_CLIENT = 25
+SUBJECT = Subject(org_id="acme", department_id="eng", user_id="ada")
+SCOPES = ["org/acme", "department/eng", "user/ada"]
+
+
+async def run_clients(url: str, prefix: str, seed: int, max_estimate: int) -> dict[str, int]:
+    ledger = {"settled": 0, "overshoot": 0, "admitted": 0, "denied": 0, "violations": 0}
+
+    async def client(index: int) -> None:
+        rng = random.Random(seed * 1000 + index)
+        caps = AsyncCapClient(aioredis.Redis.from_url(url), key_prefix=prefix, reservation_ttl_s=1)
+        try:
+            for op in range(OPS_PER_CLIENT):
+                request_id = f"c{index}-r{op}"
+                estimate = rng.randint(1, max_estimate)
+                decision = await caps.reserve(SUBJECT, request_id, estimate)
+                if not decision.allowed:
+                    ledger["denied"] += 1
+                    continue
+                ledger["admitted"] += 1
+                for budget in decision.budgets:
+                    if budget.mode == "hard" and budget.spent + budget.reserved > budget.limit:
+                        ledger["violations"] += 1
+                await asyncio.sleep(rng.random() * 0.002)
+                choice = rng.random()
+                if choice < 0.7:
+                    actual = estimate * rng.randint(50, 150) // 100
+                    first = await caps.settle(SUBJECT, f"e-{request_id}", actual, request_id=request_id)
+                    second = await caps.settle(SUBJECT, f"e-{request_id}", actual, request_id=request_id)
+                    assert first.applied and second.duplicate
+                    ledger["settled"] += actual
+                    ledger["overshoot"] += max(0, actual - estimate)
+                elif choice < 0.85:
+                    assert await caps.release("acme", request_id) is True
+                    assert await caps.release("acme", request_id) is False
+                # else: abandoned, left to expire
+        finally:
+            await caps.redis.aclose()
+
+    await asyncio.gather(*(client(i) for i in range(CLIENTS)))
+    return ledger
+
+
+@pytest.mark.stack
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    user_limit=st.integers(50_000, 400_000),
+    max_estimate=st.integers(1_000, 20_000),
+)
+def test_caps_hold_under_64_concurrent_clients(
+    redis_client: redis.Redis, stack: object, seed: int, user_limit: int, max_estimate: int
+) -> None:
+    prefix = f"tc{seed}x{user_limit}"
+    layout = KeyLayout(prefix)
+    limits = {"org/acme": user_limit * 3, "department/eng": user_limit * 2, "user/ada": user_limit}
+    budgets = [
+        Budget("acme", ScopeKind.ORG, "acme", Period.MONTHLY, limits["org/acme"], BudgetMode.HARD),
+        Budget("acme", ScopeKind.DEPARTMENT, "eng", Period.DAILY, limits["department/eng"], BudgetMode.HARD),
+        Budget("acme", ScopeKind.USER, "ada", Period.WEEKLY, limits["user/ada"], BudgetMode.HARD),
+    ]
+    try:
+        apply_budgets(redis_client, layout, [OrgConfig("acme")], budgets)
+        url = redis_client.connection_pool.connection_kwargs
+        ledger = asyncio.run(run_clients(f"redis://{url['host']}:{url['port']}/0", prefix, seed, max_estimate))
+
+        assert ledger["violations"] == 0
+        assert ledger["admitted"] > 0 and ledger["denied"] > 0, ledger  # the caps were really contended
+        caps = AsyncCapClient(aioredis.Redis.from_url(f"redis://{url['host']}:{url['port']}/0"), key_prefix=prefix)
+
+        async def final() -> dict[str, dict[str, int]]:
+            time.sleep(1.1)
+            await caps.release("acme", "trigger-lazy-expiry")
+            spent = {scope: await caps.spend("acme", scope) for scope in SCOPES}
+            await caps.redis.aclose()
+            return spent
+
+        spent = asyncio.run(final())
+        for scope in SCOPES:
+            assert spent[scope]["monthly"] == ledger["settled"], scope
+            assert spent[scope]["reserved"] == 0, scope
+            assert spent[scope]["monthly"] <= limits[scope] + ledger["overshoot"]
+        assert spent["user/ada"]["weekly"] <= limits["user/ada"] + ledger["overshoot"]
+        resv, resv_exp = layout.reservations("acme")
+        assert redis_client.hlen(resv) == 0
+        assert redis_client.zcard(resv_exp) == 0
+        assert redis_client.hlen(layout.reserved("acme")) == 0
+    finally:
+        for key in redis_client.scan_iter(f"{prefix}:*"):
+            redis_client.delete(key)

@@ -1,0 +1,84 @@
+"""The cap core without Redis: validation of every input, and reading replies."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from enforcement import core
+from enforcement.budget_store import encode_budget
+from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError
+from schemas import Budget, BudgetMode, Period, ScopeKind
+
+PERIODS = PeriodKeys.at(datetime(2024, 5, 17, 12, tzinfo=UTC), "UTC")
+LAYOUT = KeyLayout("ss")
+SUBJECT = Subject(org_id="acme", department_id="eng", user_id="ada", feature="chat", model="gpt-4o")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"org_id": "acme:eu"}, "org_id"),
+        ({"org_id": "{acme}"}, "org_id"),
+        ({"org_id": ""}, "org_id"),
+        ({"user_id": "a b"}, "user_id"),
+        ({"user_id": "u" * 129}, "user_id"),
+        ({"department_id": "eng}"}, "department_id"),
+        ({"feature": "chat:beta"}, "feature"),
+        ({"model": "gpt 4o"}, "model"),
+        ({"api_key_id": "k{1}"}, "api_key_id"),
+    ],
+)
+def test_subjects_refuse_key_separators_and_hash_tags(fields: dict[str, str], field: str) -> None:
+    base = {"org_id": "acme", "user_id": "ada"}
+    base.update(fields)
+    with pytest.raises(SubjectError) as info:
+        Subject(**base)  # type: ignore[arg-type]
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("request_id", "estimate", "ttl", "field"),
+    [
+        ("r1", -1, 60_000, "estimate"),
+        ("r1", 10**20, 60_000, "estimate"),
+        ("r1", 1.5, 60_000, "estimate"),
+        ("r1", True, 60_000, "estimate"),
+        ("r:1", 10, 60_000, "request_id"),
+        ("", 10, 60_000, "request_id"),
+        ("r1", 10, 10, "ttl_ms"),
+    ],
+)
+def test_reserve_refuses_bad_input(request_id: str, estimate: int, ttl: int, field: str) -> None:
+    with pytest.raises(SubjectError) as info:
+        core.reserve_call(LAYOUT, SUBJECT, request_id, estimate, ttl, PERIODS)
+    assert info.value.field == field
+
+
+def test_every_key_of_an_org_shares_its_hash_tag() -> None:
+    call = core.settle_call(LAYOUT, SUBJECT, "e1", datetime(2024, 5, 17, 12, tzinfo=UTC), 5, PERIODS, "r1", 3, 10)
+    assert all("{acme}" in key for key in call.keys)
+    assert call.keys[5:8] == ["ss:{acme}:spent:d:2024-05-17", "ss:{acme}:spent:w:2024-W20", "ss:{acme}:spent:m:2024-05"]
+    assert call.args[-5:] == ["org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]
+
+
+def test_budgets_encode_exact_stage_thresholds() -> None:
+    budget = Budget("acme", ScopeKind.DEPARTMENT, "eng", Period.MONTHLY, 1_000_000_001, BudgetMode.HARD, (50, 80, 100))
+    assert encode_budget(budget) == (
+        "department/eng/monthly",
+        "1000000001|hard|50:500000001,80:800000001,100:1000000001",
+    )
+
+
+def test_parse_denial_names_the_blocking_scope() -> None:
+    reply = [0, 2, 0, 1, b"org/acme/monthly", 1000, b"hard", 10, 0, b"department/eng/daily", 500, b"hard", 400, 50]
+    decision = core.parse_reserve(reply, "r1", 100, PERIODS)
+    assert not decision.allowed
+    assert decision.blocking is not None
+    assert (decision.blocking.scope, decision.blocking.period, decision.blocking.limit) == (
+        "department/eng",
+        "daily",
+        500,
+    )
+    assert decision.blocking.resets_at_ms == PERIODS.day_end_ms
+    assert "department/eng daily hard cap" in decision.reason
+    assert decision.remaining == {"org/acme/monthly": 990, "department/eng/daily": 50}
