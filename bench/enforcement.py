@@ -37,7 +37,7 @@ from enforcement.client import AsyncCapClient, CapClient
 from enforcement.keys import KeyLayout, PeriodKeys, Subject
 from enforcement.scripts import RESERVE
 from schemas import Budget, BudgetMode, Period, ScopeKind
-from schemas.budget_file import OrgConfig
+from schemas.budgets import OrgConfig
 from schemas.settings import Settings
 from stack import manager
 

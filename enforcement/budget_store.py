@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from enforcement.keys import KeyLayout
-from schemas.budget_file import OrgConfig
-from schemas.budgets import Budget
+from schemas.budgets import Budget, OrgConfig
 
 __all__ = ["apply_budgets", "encode_budget", "read_budgets"]
 

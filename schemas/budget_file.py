@@ -25,13 +25,12 @@ from typing import Any
 
 import yaml
 
-from schemas.budgets import Budget, BudgetError, BudgetMode, Channel, Period, ScopeKind
+from schemas.budgets import Budget, BudgetError, BudgetMode, Channel, OrgConfig, Period, ScopeKind
 from schemas.money import MoneyError, parse_usd
 
-__all__ = ["BudgetFile", "BudgetFileError", "FailPolicy", "OrgConfig", "parse_budget_file"]
+__all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file"]
 
 MAX_LIMIT_NANOS = 2**53 - 1  # caps are checked in Redis Lua, whose numbers are doubles
-FailPolicy = str  # "closed" | "open"
 
 
 class BudgetFileError(ValueError):
@@ -39,13 +38,6 @@ class BudgetFileError(ValueError):
         super().__init__(f"{where}: {reason}")
         self.where = where
         self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class OrgConfig:
-    org_id: str
-    timezone: str = "UTC"
-    on_redis_unavailable: FailPolicy = "closed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +133,10 @@ def parse_budget_file(text: str) -> BudgetFile:
         policy = spec.get("on_redis_unavailable", "closed")
         if policy not in ("closed", "open"):
             raise BudgetFileError(f"orgs.{org_id}.on_redis_unavailable", "closed or open")
-        orgs[str(org_id)] = OrgConfig(str(org_id), str(spec.get("timezone", "UTC")), policy)
+        try:
+            orgs[str(org_id)] = OrgConfig(str(org_id), str(spec.get("timezone", "UTC")), policy)
+        except BudgetError as exc:
+            raise BudgetFileError(f"orgs.{org_id}", str(exc)) from None
     budgets = tuple(_budget(spec, orgs, f"budgets[{i}]") for i, spec in enumerate(doc.get("budgets") or []))
     for budget in budgets:
         orgs.setdefault(budget.org_id, OrgConfig(budget.org_id))

@@ -22,6 +22,7 @@ __all__ = [
     "BudgetError",
     "BudgetMode",
     "Channel",
+    "OrgConfig",
     "Period",
     "ScopeKind",
     "period_bounds",
@@ -63,6 +64,22 @@ class Channel(StrEnum):
     TEAMS = "teams"
     SMS = "sms"
     PAGERDUTY = "pagerduty"
+
+
+@dataclass(frozen=True, slots=True)
+class OrgConfig:
+    """What spendstream keeps of an org: where its periods are cut, and what to do when Redis is down."""
+
+    org_id: str
+    timezone: str = "UTC"
+    on_redis_unavailable: str = "closed"  # closed: deny (the default) | open: allow, counted
+
+    def __post_init__(self) -> None:
+        if not _ID.match(self.org_id):
+            raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
+        if self.on_redis_unavailable not in ("closed", "open"):
+            raise BudgetError("on_redis_unavailable: closed or open")
+        _zone(self.timezone)
 
 
 def _zone(name: str) -> ZoneInfo:

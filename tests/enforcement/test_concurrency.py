@@ -20,7 +20,7 @@ from enforcement.budget_store import apply_budgets
 from enforcement.client import AsyncCapClient
 from enforcement.keys import KeyLayout, Subject
 from schemas import Budget, BudgetMode, Period, ScopeKind
-from schemas.budget_file import OrgConfig
+from schemas.budgets import OrgConfig
 
 CLIENTS = 64
 OPS_PER_CLIENT = 25
