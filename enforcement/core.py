@@ -8,6 +8,7 @@ The sync and async clients are thin adapters over this core: they send
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -142,7 +143,8 @@ def settle_call(
         layout.stages(org, periods),
         layout.watermarks(org),
     ]
-    hour_end = int(occurred_at.timestamp()) // 3600 * 3600 + 3600
+    # The window runs from the later of the event's hour and its arrival: a late event is remembered too.
+    hour_end = max(int(occurred_at.timestamp()) // 3600 * 3600 + 3600, int(time.time()))
     args: list[str | int | bytes] = [
         request_id or "",
         cost,
@@ -161,8 +163,9 @@ def settle_call(
 
 def parse_settle(reply: list[object]) -> SettleResult:
     outcome, released = int(reply[0]), bool(int(reply[1]))  # type: ignore[call-overload]
+    sink = bool(int(reply[2]))  # type: ignore[call-overload]
     crossings = []
-    rest = reply[2:]
+    rest = reply[3:]
     for i in range(0, len(rest), 4):
         name = _text(rest[i])
         scope, period = _split_field(name)
@@ -175,6 +178,8 @@ def parse_settle(reply: list[object]) -> SettleResult:
         stale=outcome == -1,
         released_reservation=released,
         crossings=tuple(crossings),
+        sink=sink,
+        counted_via_api=outcome == 2,
     )
 
 

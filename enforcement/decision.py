@@ -81,8 +81,10 @@ class StageCrossing:
 
 @dataclass(frozen=True, slots=True)
 class SettleResult:
-    applied: bool
-    duplicate: bool
-    stale: bool  # the stream offset was already applied
+    applied: bool  # counted now
+    duplicate: bool  # another event with this event_id was counted
+    stale: bool  # this stream offset was applied before (a redelivery)
     released_reservation: bool
     crossings: tuple[StageCrossing, ...] = field(default=())
+    sink: bool = False  # the stream should store this event (first time for this event id)
+    counted_via_api: bool = False  # counted earlier by an API settle, first seen by the stream now

@@ -149,28 +149,48 @@ SETTLE = (
 -- The stream applies every usage event through this script too.
 -- KEYS[1] budgets  KEYS[2] reserved  KEYS[3] resv  KEYS[4] resv:exp  KEYS[5] stats
 -- KEYS[6] spent:d  KEYS[7] spent:w  KEYS[8] spent:m   (periods of the event's time)
--- KEYS[9] seen     hash  fingerprint -> 1, the duplicate window bucket of this event
--- KEYS[10] stages  hash  <field>/<period key>/<stage> -> 1
--- KEYS[11] wm      hash  partition -> highest applied offset
+-- KEYS[9] seen     hash  fingerprint -> "<partition>:<offset>" of its first application, or "api"
+-- KEYS[10] stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "api") that crossed it
+-- KEYS[11] wm      hash  partition -> highest applied offset of this org
 -- ARGV[1] request_id ('' for none)   ARGV[2] cost (nano-USD)   ARGV[3] event fingerprint
 -- ARGV[4] seen bucket expires at (unix s)
 -- ARGV[5] spent:d, ARGV[6] spent:w, ARGV[7] spent:m expire at (unix s)
 -- ARGV[8] period keys "<day>|<week>|<month>"
 -- ARGV[9] partition ('' outside the stream)   ARGV[10] offset
 -- ARGV[11..] the event's scopes "<kind>/<id>"
--- Reply: {outcome, released, then per crossed stage: field, stage, limit, spent after}
---   outcome 1 applied, 0 duplicate event, -1 offset already applied (redelivery)."""
+-- Reply: {outcome, released, sink, then per crossed stage: field, stage, limit, spent after}
+--   outcome 1 applied now; 0 duplicate of another event; -1 this offset was applied before
+--   (a redelivery); 2 counted earlier through the API, first seen by the stream now.
+--   sink is 1 when this event is the one to store (so a redelivery is stored if it was not yet)."""
     + _COMMON
     + """
 local now = now_ms()
 expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now)
 local partition = ARGV[9]
 local offset = tonumber(ARGV[10])
+local origin = 'api'
 if partition ~= '' then
+  origin = partition .. ':' .. ARGV[10]
   local mark = redis.call('HGET', KEYS[11], partition)
   if mark and offset <= tonumber(mark) then
-    return {-1, 0}
+    local out = {-1, 0, 0}
+    if redis.call('HGET', KEYS[9], ARGV[3]) == origin then
+      out[3] = 1
+      -- the crossings this event caused, for an alert that may not have been sent
+      local marks = redis.call('HGETALL', KEYS[10])
+      for i = 1, #marks, 2 do
+        if marks[i + 1] == origin then
+          local field, stage = string.match(marks[i], '^(.*)/[^/]+/(%d+)$')
+          out[#out + 1] = field
+          out[#out + 1] = tonumber(stage)
+          out[#out + 1] = 0
+          out[#out + 1] = 0
+        end
+      end
+    end
+    return out
   end
+  redis.call('HSET', KEYS[11], partition, offset)
 end
 
 local released = 0
@@ -185,14 +205,15 @@ if request_id ~= '' then
   end
 end
 
-local fresh = redis.call('HSETNX', KEYS[9], ARGV[3], 1) == 1
+local fresh = redis.call('HSETNX', KEYS[9], ARGV[3], origin) == 1
 redis.call('EXPIREAT', KEYS[9], ARGV[4])
-if partition ~= '' then
-  redis.call('HSET', KEYS[11], partition, offset)
-end
 if not fresh then
+  if origin ~= 'api' and redis.call('HGET', KEYS[9], ARGV[3]) == 'api' then
+    redis.call('HSET', KEYS[9], ARGV[3], origin)
+    return {2, released, 1}
+  end
   redis.call('HINCRBY', KEYS[5], 'duplicate', 1)
-  return {0, released}
+  return {0, released, 0}
 end
 
 local cost = tonumber(ARGV[2])
@@ -213,9 +234,8 @@ end
 for p = 1, 3 do
   redis.call('EXPIREAT', spent_keys[p], ARGV[4 + p])
 end
-redis.call('HINCRBY', KEYS[5], 'settled', 1)
 
-local out = {1, released}
+local out = {1, released, 1}
 local budgets = redis.call('HMGET', KEYS[1], unpack(fields))
 for i = 1, #fields do
   local value = budgets[i]
@@ -227,7 +247,7 @@ for i = 1, #fields do
       threshold = tonumber(threshold)
       if spent_before < threshold and threshold <= spent_after then
         local mark = fields[i] .. '/' .. period_keys[((i - 1) % 3) + 1] .. '/' .. stage
-        if redis.call('HSETNX', KEYS[10], mark, 1) == 1 then
+        if redis.call('HSETNX', KEYS[10], mark, origin) == 1 then
           out[#out + 1] = fields[i]
           out[#out + 1] = tonumber(stage)
           out[#out + 1] = tonumber(limit)

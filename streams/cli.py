@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -14,6 +18,8 @@ from stack import manager
 from stack.process import StartError
 
 __all__ = ["main"]
+
+DEFAULT_TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
 
 
 def _settings() -> Settings:
@@ -77,33 +83,147 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
-def cmd_budgets(args: argparse.Namespace) -> int:
-    import redis  # noqa: PLC0415 - only this command needs it
+def _publish(settings: Settings, records: list[Any]) -> None:
+    from confluent_kafka import Producer  # noqa: PLC0415 - only publishing commands need it
 
-    from enforcement.budget_store import apply_budgets, read_budgets  # noqa: PLC0415
-    from enforcement.keys import KeyLayout  # noqa: PLC0415
+    from streams.app import ensure_topics  # noqa: PLC0415
+    from streams.topics import Topics  # noqa: PLC0415
+
+    topics = Topics(settings.kafka.topic_prefix)
+    ensure_topics(settings.kafka.bootstrap, topics)
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True, "acks": "all"})
+    for record in records:
+        producer.produce(topics.config, key=record.key.encode(), value=record.value)
+    if producer.flush(30) != 0:
+        raise SystemExit("error: config records were not delivered to Kafka")
+
+
+def cmd_budgets(args: argparse.Namespace) -> int:
     from schemas.budget_file import BudgetFileError, parse_budget_file  # noqa: PLC0415
     from schemas.money import format_usd  # noqa: PLC0415
+    from streams.app import read_config  # noqa: PLC0415
+    from streams.config_records import ConfigRecord, ConfigState, budget_record, org_record  # noqa: PLC0415
+    from streams.topics import Topics  # noqa: PLC0415
 
     settings = _settings()
-    password = settings.redis.password.get_secret_value() if settings.redis.password else None
-    client = redis.Redis.from_url(settings.redis.url, password=password)
-    layout = KeyLayout(settings.redis.key_prefix)
+    topic = Topics(settings.kafka.topic_prefix).config
+    state = ConfigState()
+    for record, _, _ in read_config(settings.kafka.bootstrap, topic)[0]:
+        state.apply(record)
     if args.action == "apply":
+        if args.file is None:
+            print("error: budgets apply needs a budgets YAML file", file=sys.stderr)
+            return 2
         try:
             parsed = parse_budget_file(args.file.read())
         except BudgetFileError as exc:
             print(f"error: {args.file.name}: {exc}", file=sys.stderr)
             return 2
-        count = apply_budgets(client, layout, parsed.orgs.values(), parsed.budgets)
-        print(f"applied {count} budgets for {len(parsed.orgs)} orgs")
+        records = [org_record(org) for org in parsed.orgs.values()]
+        records += [budget_record(budget) for budget in parsed.budgets]
+        wanted = {record.key for record in records}
+        removed = [key for key, budget in state.budgets.items() if budget.org_id in parsed.orgs and key not in wanted]
+        records += [ConfigRecord(key, None) for key in removed]
+        _publish(settings, records)
+        print(
+            f"published {len(parsed.budgets)} budgets for {len(parsed.orgs)} orgs to {topic}"
+            + (f", removed {len(removed)}" if removed else "")
+        )
         return 0
-    if not args.org:
-        print("error: --org is required for list", file=sys.stderr)
+    for key, budget in sorted(state.budgets.items()):
+        if args.org and budget.org_id != args.org:
+            continue
+        stages = ",".join(str(s) for s in budget.stages)
+        print(f"{key:<50} {budget.mode.value:<5} {format_usd(budget.limit_nanos):>16}  stages {stages}")
+    return 0
+
+
+def cmd_prices(args: argparse.Namespace) -> int:
+    from schemas.pricing import PricingError  # noqa: PLC0415
+    from streams.config_records import prices_litellm_record, prices_overrides_record  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        if args.litellm:
+            effective = datetime.fromisoformat(args.effective_from) if args.effective_from else datetime.now(UTC)
+            if effective.tzinfo is None:
+                print("error: --effective-from needs a time zone, e.g. 2024-06-01T00:00:00+00:00", file=sys.stderr)
+                return 2
+            records = [prices_litellm_record(args.litellm.read(), effective)]
+        elif args.overrides:
+            records = [prices_overrides_record(args.overrides.read())]
+        else:
+            print("error: give --litellm FILE or --overrides FILE", file=sys.stderr)
+            return 2
+    except PricingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    for budget_field, value in sorted(read_budgets(client, layout, args.org).items()):
-        limit, mode, stages = value.split("|")
-        print(f"{budget_field:<40} {mode:<5} {format_usd(int(limit)):>16}  stages {stages}")
+    _publish(settings, records)
+    print(f"published {records[0].key}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from prometheus_client import start_http_server  # noqa: PLC0415
+
+    from streams.app import build  # noqa: PLC0415
+
+    settings = _settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    worker = build(settings)
+    port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
+    start_http_server(port, addr="127.0.0.1" if args.metrics_loopback else "0.0.0.0")  # noqa: S104
+    print(f"worker up: consuming {worker.topics.usage}, metrics on :{port}/metrics", flush=True)
+    sys.argv = [sys.argv[0], "worker"]
+    worker.run()
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from streams.rebuild import rebuild  # noqa: PLC0415
+
+    settings = _settings()
+    report = rebuild(settings, progress=lambda line: print(f"  {line}", file=sys.stderr))
+    print(
+        f"rebuilt {report.counters} counters and {report.budgets} budgets for {report.orgs} orgs, "
+        f"{report.fingerprints} fingerprints in the duplicate window"
+    )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from streams.producer import UsageProducer  # noqa: PLC0415
+    from streams.topics import Topics  # noqa: PLC0415
+    from streams.workload import synthetic, trace_events  # noqa: PLC0415
+
+    settings = _settings()
+    topics = Topics(settings.kafka.topic_prefix)
+    from streams.app import ensure_topics  # noqa: PLC0415
+
+    ensure_topics(settings.kafka.bootstrap, topics)
+    if args.source == "trace":
+        trace = Path(args.trace)
+        if not trace.exists():
+            print(f"error: no trace at {trace}", file=sys.stderr)
+            return 2
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1) if args.now else None
+        events = trace_events(
+            trace.read_text(), args.count, seed=args.seed, start=start, speedup=args.speedup, prefix=args.prefix
+        )
+    else:
+        begin = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=args.days - 1)
+        events = synthetic(args.days, args.count // max(args.days, 1), begin, seed=args.seed, prefix=args.prefix)
+    print(
+        f"replaying {args.count:,} {args.source} events to {topics.usage}"
+        + (f" at {args.rate:,.0f}/s" if args.rate else ""),
+        file=sys.stderr,
+    )
+    sent = UsageProducer(settings.kafka.bootstrap, topics.usage).replay(
+        events, args.count, args.rate, progress=not args.quiet
+    )
+    print(f"sent {sent:,} events")
     return 0
 
 
@@ -153,11 +273,35 @@ def build_parser() -> argparse.ArgumentParser:
         "status: show what runs where (exit 3 unless all ready); install: fetch without starting",
     )
     stack.set_defaults(func=cmd_stack)
-    budgets = commands.add_parser("budgets", help="apply a budgets file, or list an org's budgets")
+    budgets = commands.add_parser("budgets", help="publish a budgets file to config.v1, or list the budgets")
     budgets.add_argument("action", choices=["apply", "list"])
     budgets.add_argument("file", nargs="?", type=argparse.FileType("r"), help="budgets YAML (for apply)")
-    budgets.add_argument("--org", help="the org to list")
+    budgets.add_argument("--org", help="list only this org")
     budgets.set_defaults(func=cmd_budgets)
+    prices = commands.add_parser("prices", help="publish prices to config.v1")
+    prices.add_argument("action", choices=["import"])
+    prices.add_argument("--litellm", type=argparse.FileType("r"), help="LiteLLM model_prices_and_context_window.json")
+    prices.add_argument("--effective-from", help="ISO 8601 with zone; default now (for --litellm)")
+    prices.add_argument("--overrides", type=argparse.FileType("r"), help="YAML overrides, discounts and policy")
+    prices.set_defaults(func=cmd_prices)
+    worker = commands.add_parser("worker", help="run the stream worker (Faust) until stopped")
+    worker.add_argument("--metrics-port", type=int, help="overrides SPENDSTREAM_METRICS_PORT")
+    worker.add_argument("--metrics-loopback", action="store_true", help="serve /metrics on 127.0.0.1 only")
+    worker.set_defaults(func=cmd_worker)
+    rebuild = commands.add_parser("rebuild", help="recompute Redis from config.v1 and ClickHouse")
+    rebuild.set_defaults(func=cmd_rebuild)
+    replay = commands.add_parser("replay", help="produce a usage workload to usage.v1")
+    replay.add_argument("source", choices=["trace", "synthetic"])
+    replay.add_argument("--count", type=int, default=20_000, help="events to send (default 20,000)")
+    replay.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
+    replay.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default ../shared/data)")
+    replay.add_argument("--speedup", type=float, default=1.0, help="compress the trace's time by this factor")
+    replay.add_argument("--now", action="store_true", help="shift the trace to the last hour (current periods)")
+    replay.add_argument("--days", type=int, default=30, help="synthetic: days of history up to today")
+    replay.add_argument("--seed", type=int, default=7)
+    replay.add_argument("--prefix", default="replay", help="event_id prefix (a new prefix = new events)")
+    replay.add_argument("--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(func=cmd_replay)
     decision = commands.add_parser("decision", help="the decision HTTP service for proxies")
     decision.add_argument("action", choices=["serve"])
     decision.add_argument("--port", type=int, help="overrides SPENDSTREAM_DECISION__PORT")

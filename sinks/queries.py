@@ -1,0 +1,165 @@
+"""The views the product reads from ClickHouse, as SQL built by pure code.
+
+Every builder returns ``(sql, parameters)`` for ``clickhouse-connect``'s
+server-side binding (``{name:Type}``); identifiers come only from fixed
+lists, never from input. Rollups are summed with ``GROUP BY``, so parts not
+yet merged never show as extra rows. Time ranges are ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sinks.schema import DIMENSIONS, validate_database
+
+__all__ = [
+    "Query",
+    "feature_adoption",
+    "peak_hours",
+    "series",
+    "spend_by",
+    "spend_by_scopes",
+    "top_cost_drivers",
+    "usage_watermarks_by_org",
+]
+
+Query = tuple[str, dict[str, Any]]
+
+_TOTALS = (
+    "sum(requests) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+    "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
+    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos"
+)
+_GRANULARITY = {"day": "toStartOfDay", "week": "toMonday", "month": "toStartOfMonth"}
+
+
+def _dimension(name: str) -> str:
+    if name not in DIMENSIONS:
+        raise ValueError(f"dimension: one of {', '.join(DIMENSIONS)}")
+    return name
+
+
+def _range(org_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be tz-aware")
+    if end <= start:
+        raise ValueError("end must be after start")
+    return {"org": org_id, "start": start, "end": end}
+
+
+def spend_by(database: str, dimension: str, org_id: str, start: datetime, end: datetime) -> Query:
+    """Requests, tokens by type and cost per value of one dimension, most expensive first.
+
+    Read from the hourly rollup, so ``start`` and ``end`` should fall on whole hours."""
+    db, dim = validate_database(database), _dimension(dimension)
+    sql = (
+        f"SELECT {dim} AS key, {_TOTALS} FROM {db}.usage_hourly "
+        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
+        f"GROUP BY key ORDER BY cost_nanos DESC, key"
+    )
+    return sql, _range(org_id, start, end)
+
+
+def series(
+    database: str, org_id: str, granularity: str, start: datetime, end: datetime, timezone: str = "UTC"
+) -> Query:
+    """Cost and tokens per day, week (from Monday) or month, cut in ``timezone``."""
+    if granularity not in _GRANULARITY:
+        raise ValueError("granularity: day, week or month")
+    db = validate_database(database)
+    fn = _GRANULARITY[granularity]
+    sql = (
+        f"SELECT {fn}(toTimeZone(bucket, {{tz:String}})) AS period, {_TOTALS} FROM {db}.usage_hourly "
+        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
+        "GROUP BY period ORDER BY period"
+    )
+    return sql, {**_range(org_id, start, end), "tz": timezone}
+
+
+def top_cost_drivers(database: str, org_id: str, start: datetime, end: datetime, limit: int = 10) -> Query:
+    """The (user, model, feature) combinations that cost most, with their share of the total."""
+    db = validate_database(database)
+    if not 1 <= limit <= 1000:
+        raise ValueError("limit: 1 to 1000")
+    sql = (
+        f"SELECT user_id, model, feature, sum(cost_nanos) AS cost_nanos, sum(requests) AS requests, "
+        f"round(cost_nanos / (SELECT sum(cost_nanos) FROM {db}.usage_hourly WHERE org_id = {{org:String}} "
+        "AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}), 6) AS share "
+        f"FROM {db}.usage_hourly "
+        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
+        "GROUP BY user_id, model, feature ORDER BY cost_nanos DESC, user_id, model, feature LIMIT {limit:UInt32}"
+    )
+    return sql, {**_range(org_id, start, end), "limit": limit}
+
+
+def peak_hours(database: str, org_id: str, start: datetime, end: datetime, timezone: str = "UTC") -> Query:
+    """Requests and cost by weekday (1 = Monday) and hour of day, in ``timezone``."""
+    db = validate_database(database)
+    sql = (
+        "SELECT toDayOfWeek(toTimeZone(bucket, {tz:String})) AS weekday, "
+        "toHour(toTimeZone(bucket, {tz:String})) AS hour, sum(requests) AS requests, sum(cost_nanos) AS cost_nanos "
+        f"FROM {db}.usage_hourly "
+        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
+        "GROUP BY weekday, hour ORDER BY weekday, hour"
+    )
+    return sql, {**_range(org_id, start, end), "tz": timezone}
+
+
+def feature_adoption(database: str, org_id: str, start: datetime, end: datetime) -> Query:
+    """Per feature and ISO week: distinct users and requests (adoption growth)."""
+    db = validate_database(database)
+    sql = (
+        "SELECT feature, toMonday(bucket) AS week, uniqExact(user_id) AS users, sum(requests) AS requests "
+        f"FROM {db}.usage_hourly "
+        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
+        "GROUP BY feature, week ORDER BY feature, week"
+    )
+    return sql, _range(org_id, start, end)
+
+
+def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) -> Query:
+    """Exact cost of every scope in ``[start, end)`` from the raw events: what Redis counts per period."""
+    db = validate_database(database)
+    unions = " UNION ALL ".join(
+        f"SELECT concat('{kind}/', {column}) AS scope, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events "
+        "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
+        "AND occurred_at < {end:DateTime64(6, 'UTC')}"
+        + (f" AND {column} != ''" if kind == "department" else "")
+        + f" GROUP BY {column}"
+        for kind, column in (
+            ("org", "org_id"),
+            ("department", "department_id"),
+            ("user", "user_id"),
+            ("feature", "feature"),
+            ("model", "model"),
+            ("provider", "provider"),
+        )
+    )
+    return f"SELECT scope, cost_nanos FROM ({unions})", _range(org_id, start, end)
+
+
+def orgs_since(database: str, since: datetime) -> Query:
+    db = validate_database(database)
+    return (
+        f"SELECT DISTINCT org_id FROM {db}.usage_events WHERE occurred_at >= {{since:DateTime64(6, 'UTC')}}",
+        {"since": since},
+    )
+
+
+def ingested_since(database: str, since: datetime) -> Query:
+    """What the duplicate window must remember: events ingested since ``since``."""
+    db = validate_database(database)
+    return (
+        f"SELECT org_id, event_id, occurred_at, kafka_partition, kafka_offset FROM {db}.usage_events "
+        "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
+        {"since": since},
+    )
+
+
+def usage_watermarks_by_org(database: str) -> Query:
+    db = validate_database(database)
+    return (
+        f"SELECT org_id, kafka_partition, max(kafka_offset) FROM {db}.usage_events GROUP BY org_id, kafka_partition",
+        {},
+    )

@@ -1,0 +1,153 @@
+"""ClickHouse tables of spendstream, as SQL built by pure code.
+
+``usage_events`` holds every applied event with its cost in nano-USD and the
+Kafka partition and offset it came from. Rollups (hourly and daily, by org,
+department, user, feature, provider and model) are SummingMergeTree tables fed
+by materialized views, and are always read with ``sum()`` and ``GROUP BY``,
+so unmerged parts never show as extra rows.
+
+Why duplicates cannot inflate a sum: an event reaches ClickHouse only when the
+Redis apply reports it as new (the event-id fingerprint gate, with a 24-hour
+window) or as applied earlier by this very partition and offset; and the sink
+skips offsets at or below the highest offset already stored for the partition,
+which is what makes a redelivery after a crash exact. Each insert also carries
+an ``insert_deduplication_token`` (partition and offset range), so a retry of
+an insert whose answer was lost is dropped by ClickHouse itself
+(``non_replicated_deduplication_window``), in the views too
+(``deduplicate_blocks_in_dependent_materialized_views``). A
+ReplacingMergeTree would not help: materialized views see every inserted
+block, duplicates included, and a replacing merge never reaches the rollups.
+The raw table has no partition key, so an insert of one batch is one part:
+written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["DIMENSIONS", "USAGE_COLUMNS", "migrations", "validate_database"]
+
+_DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+DIMENSIONS = ("org_id", "department_id", "user_id", "feature", "provider", "model")
+SUMS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+)
+
+USAGE_COLUMNS = (
+    "event_id",
+    "occurred_at",
+    "org_id",
+    "department_id",
+    "user_id",
+    "feature",
+    "provider",
+    "model",
+    "request_id",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "cost_nanos",
+    "price_source",
+    "status",
+    "latency_ms",
+    "metadata",
+    "kafka_partition",
+    "kafka_offset",
+)
+
+
+def validate_database(name: str) -> str:
+    if not _DATABASE.match(name):
+        raise ValueError(f"database: {name!r} is not a plain identifier")
+    return name
+
+
+def _rollup(db: str, name: str, bucket: str) -> list[str]:
+    dims = ", ".join(DIMENSIONS)
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {db}.{name} (
+    bucket DateTime('UTC'),
+    org_id LowCardinality(String),
+    department_id LowCardinality(String),
+    user_id String,
+    feature LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    requests UInt64,
+    input_tokens UInt64,
+    output_tokens UInt64,
+    cache_read_tokens UInt64,
+    cache_write_tokens UInt64,
+    reasoning_tokens UInt64,
+    cost_nanos Int64
+) ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(bucket)
+ORDER BY (org_id, bucket, department_id, user_id, feature, provider, model)
+SETTINGS non_replicated_deduplication_window = 1000""",
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{name}_mv TO {db}.{name} AS
+SELECT {bucket} AS bucket, {dims},
+    count() AS requests,
+    sum(input_tokens) AS input_tokens,
+    sum(output_tokens) AS output_tokens,
+    sum(cache_read_tokens) AS cache_read_tokens,
+    sum(cache_write_tokens) AS cache_write_tokens,
+    sum(reasoning_tokens) AS reasoning_tokens,
+    sum(cost_nanos) AS cost_nanos
+FROM {db}.usage_events
+GROUP BY bucket, {dims}""",
+    ]
+
+
+def migrations(database: str) -> list[str]:
+    """Every statement, idempotent, in order."""
+    db = validate_database(database)
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {db}",
+        f"""CREATE TABLE IF NOT EXISTS {db}.usage_events (
+    event_id String,
+    occurred_at DateTime64(6, 'UTC'),
+    org_id LowCardinality(String),
+    department_id LowCardinality(String),
+    user_id String,
+    feature LowCardinality(String),
+    provider LowCardinality(String),
+    model LowCardinality(String),
+    request_id String,
+    input_tokens UInt64,
+    output_tokens UInt64,
+    cache_read_tokens UInt64,
+    cache_write_tokens UInt64,
+    reasoning_tokens UInt64,
+    cost_nanos Int64,
+    price_source LowCardinality(String),
+    status LowCardinality(String),
+    latency_ms Nullable(UInt32),
+    metadata Map(String, String),
+    kafka_partition UInt32,
+    kafka_offset UInt64,
+    ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = MergeTree
+ORDER BY (org_id, occurred_at, event_id)
+SETTINGS non_replicated_deduplication_window = 1000""",
+        *_rollup(db, "usage_hourly", "toStartOfHour(occurred_at)"),
+        *_rollup(db, "usage_daily", "toDateTime(toStartOfDay(occurred_at), 'UTC')"),
+        f"""CREATE TABLE IF NOT EXISTS {db}.config_audit (
+    key String,
+    kind LowCardinality(String),
+    value String,
+    deleted UInt8,
+    kafka_partition UInt32,
+    kafka_offset UInt64,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (kafka_partition, kafka_offset)""",
+    ]

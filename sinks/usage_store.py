@@ -1,0 +1,155 @@
+"""The ClickHouse side of usage: schema, batched inserts, watermarks.
+
+Synchronous on purpose (``clickhouse-connect``'s client); the stream calls it
+through ``asyncio.to_thread`` so an insert never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from schemas.events import UsageEvent
+from sinks.schema import USAGE_COLUMNS, migrations, validate_database
+
+__all__ = ["UsageRow", "UsageStore", "usage_row"]
+
+log = logging.getLogger("spendstream.sinks")
+
+UsageRow = tuple[Any, ...]
+
+
+def usage_row(event: UsageEvent, cost_nanos: int, price_source: str, partition: int, offset: int) -> UsageRow:
+    """One ``usage_events`` row, in :data:`USAGE_COLUMNS` order."""
+    return (
+        event.event_id,
+        event.occurred_at,
+        event.org_id,
+        event.department_id or "",
+        event.user_id,
+        event.feature,
+        event.provider,
+        event.model,
+        event.request_id or "",
+        event.input_tokens,
+        event.output_tokens,
+        event.cache_read_tokens,
+        event.cache_write_tokens,
+        event.reasoning_tokens,
+        cost_nanos,
+        price_source,
+        event.status,
+        event.latency_ms,
+        event.metadata,
+        partition,
+        offset,
+    )
+
+
+class UsageStore:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        database: str,
+        username: str = "default",
+        password: str = "",
+        secure: bool = False,
+        client_factory: Callable[..., Any] | None = None,
+    ) -> None:
+        self.database = validate_database(database)
+        self._factory: Callable[..., Any] = client_factory or clickhouse_connect.get_client
+        self._options: dict[str, Any] = dict(
+            host=host,
+            port=port,
+            username=username,
+            password=password,
+            secure=secure,
+            tz_mode="aware",
+            compress="zstd",
+            connect_timeout=5,
+            send_receive_timeout=60,
+            autogenerate_session_id=False,
+        )
+        self._client: Any = None
+
+    def _connect(self) -> Any:
+        return self._factory(**self._options)
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def reset(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                log.debug("closing a broken ClickHouse client failed", exc_info=True)
+        self._client = None
+
+    def migrate(self) -> None:
+        for statement in migrations(self.database):
+            self.client.command(statement)
+
+    def watermarks(self) -> dict[int, int]:
+        """Highest stored Kafka offset per partition of the usage topic."""
+        result = self.client.query(
+            f"SELECT kafka_partition, max(kafka_offset) FROM {self.database}.usage_events GROUP BY kafka_partition"
+        )
+        return {int(p): int(o) for p, o in result.result_rows}
+
+    def insert_usage(self, rows: Sequence[UsageRow], token: str) -> None:
+        """One insert; a retry with the same ``token`` is dropped by ClickHouse. Raises on failure."""
+        self.client.insert(
+            f"{self.database}.usage_events",
+            rows,
+            column_names=list(USAGE_COLUMNS),
+            settings={
+                "insert_deduplication_token": token,
+                "insert_deduplicate": 1,
+                "deduplicate_blocks_in_dependent_materialized_views": 1,
+            },
+        )
+
+    def insert_until_accepted(
+        self,
+        rows: Sequence[UsageRow],
+        token: str,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+        max_backoff_s: float = 5.0,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> int:
+        """Insert, retrying with exponential backoff until ClickHouse accepts: backpressure, never a drop.
+
+        Returns the number of failed attempts before success."""
+        attempt = 0
+        while True:
+            try:
+                self.insert_usage(rows, token)
+                return attempt
+            except (ClickHouseError, DatabaseError, OperationalError, OSError) as exc:
+                attempt += 1
+                if on_retry is not None:
+                    on_retry(attempt, exc)
+                self.reset()
+                if should_stop():
+                    raise
+                time.sleep(min(max_backoff_s, 0.05 * 2**attempt))
+
+    def insert_config_audit(self, rows: Sequence[tuple[str, str, str, int, int, int]]) -> None:
+        self.client.insert(
+            f"{self.database}.config_audit",
+            rows,
+            column_names=["key", "kind", "value", "deleted", "kafka_partition", "kafka_offset"],
+        )
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return list(self.client.query(sql, parameters=parameters or {}).result_rows)

@@ -1,0 +1,230 @@
+"""The Faust app: the usage agent, the flush timer and the config follower.
+
+:func:`build` wires concrete adapters from settings (Kafka, Redis,
+ClickHouse) around a :class:`~streams.pipeline.Pipeline`; the agents stay
+thin. The usage agent takes batches (``take_events``), holds each message's
+acknowledgement until the pipeline says the batch is durable, and Faust
+commits acknowledged offsets only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import TopicPartition as CTopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from enforcement.keys import KeyLayout
+from schemas.settings import Settings
+from sinks.usage_store import UsageStore
+from streams.config_records import ConfigRecord
+from streams.metrics import WorkerMetrics
+from streams.pipeline import Pipeline
+from streams.processing import Message
+from streams.redis_apply import RedisApplier
+from streams.topics import Topics
+
+__all__ = ["Worker", "build", "ensure_topics"]
+
+log = logging.getLogger("spendstream.worker")
+
+
+def ensure_topics(bootstrap: str, topics: Topics) -> None:
+    """Create the topics that do not exist yet, with their partitions, retention and compaction."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [
+        NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=-1, config=spec.config)
+        for spec in topics.specs()
+        if spec.name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted).items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+        log.info("created topic %s", name)
+
+
+def read_config(bootstrap: str, topic: str) -> tuple[list[tuple[ConfigRecord, int, int]], dict[int, int]]:
+    """Every record of the config topic up to its current end, and the next offset per partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "spendstream-config-reader",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        records: list[tuple[ConfigRecord, int, int]] = []
+        ends: dict[int, int] = {}
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(CTopicPartition(topic, partition), timeout=10)
+            ends[partition] = high
+            if high <= low:
+                continue
+            consumer.assign([CTopicPartition(topic, partition, low)])
+            while True:
+                message = consumer.poll(5.0)
+                if message is None:
+                    break
+                if message.error():
+                    raise KafkaException(message.error())
+                key = (message.key() or b"").decode()
+                offset = int(message.offset() or 0)
+                records.append((ConfigRecord(key, message.value()), partition, offset))
+                if offset >= high - 1:
+                    break
+        return records, ends
+    finally:
+        consumer.close()
+
+
+class Worker:
+    """The app and its pipeline, built from settings."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app_id: str = "spendstream",
+        batch_size: int = 5_000,
+        batch_within_s: float = 0.02,
+        sink_rows: int = 10_000,
+        sink_interval_s: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.kafka.topic_prefix)
+        self.metrics = WorkerMetrics()
+        password = settings.redis.password.get_secret_value() if settings.redis.password else None
+        self.redis = aioredis.Redis.from_url(settings.redis.url, password=password)
+        ch = settings.clickhouse
+        self.store = UsageStore(ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure)
+        self.app = faust.App(
+            f"{settings.kafka.topic_prefix}{app_id}",
+            broker=f"kafka://{settings.kafka.bootstrap.split(',')[0]}",
+            value_serializer="raw",
+            key_serializer="raw",
+            web_enabled=False,
+            topic_allow_declare=False,
+            topic_disable_leader=True,
+            consumer_auto_offset_reset="earliest",
+            broker_commit_interval=0.5,
+            broker_max_poll_records=10_000,
+            stream_buffer_maxsize=50_000,
+            producer_linger_ms=1,
+            producer_acks=-1,
+        )
+        self._usage_topic = self.app.topic(self.topics.usage, value_type=bytes, key_type=bytes)
+        self.pipeline = Pipeline(
+            self.topics,
+            RedisApplier(self.redis, KeyLayout(settings.redis.key_prefix)),
+            self.store,
+            self._send,
+            self.metrics,
+            sink_rows,
+            sink_interval_s,
+        )
+        self._config_ends: dict[int, int] = {}
+        self.batch_size = batch_size
+        self.batch_within_s = batch_within_s
+        self._wire()
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None) -> None:
+        future = await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers or [])
+        await future
+
+    def prepare(self) -> None:
+        """Before the app starts: topics, ClickHouse tables, and the whole config topic applied."""
+        ensure_topics(self.settings.kafka.bootstrap, self.topics)
+        self.store.migrate()
+        records, self._config_ends = read_config(self.settings.kafka.bootstrap, self.topics.config)
+
+        async def apply_all() -> None:
+            for record, partition, offset in records:
+                await self.pipeline.apply_config(record, partition, offset)
+            await self.redis.aclose()
+
+        asyncio.run(apply_all())
+        password = self.settings.redis.password
+        self.redis = aioredis.Redis.from_url(
+            self.settings.redis.url, password=password.get_secret_value() if password else None
+        )
+        self.pipeline.applier = RedisApplier(self.redis, KeyLayout(self.settings.redis.key_prefix))
+        self.pipeline.ch_watermarks = self.store.watermarks()
+        log.info("config applied (%d records), %d prices", len(records), len(self.pipeline.catalogue))
+
+    def _wire(self) -> None:
+        app = self.app
+        pipeline = self.pipeline
+
+        @app.agent(self._usage_topic, name="usage")
+        async def usage(stream: Any) -> None:
+            async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
+                messages = []
+                for event in events:
+                    message = event.message
+                    message.incref()  # held until the batch is durable; released by Pipeline.flush
+                    messages.append(
+                        Message(message.partition, message.offset, event.value, int(message.timestamp * 1000))
+                    )
+                await pipeline.handle(messages, events)
+                last = events[-1].message
+                highwater = app.consumer.highwater(last.tp)
+                if highwater is not None:
+                    self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
+
+        @app.timer(0.1)  # type: ignore[untyped-decorator]
+        async def flush_timer() -> None:
+            if pipeline.flush_due():
+                await pipeline.flush()
+
+        @app.task  # type: ignore[untyped-decorator]
+        async def follow_config() -> None:
+            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                partitions = [TopicPartition(self.topics.config, p) for p in self._config_ends] or [
+                    TopicPartition(self.topics.config, 0)
+                ]
+                consumer.assign(partitions)
+                for tp in partitions:
+                    consumer.seek(tp, self._config_ends.get(tp.partition, 0))
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    for tp, records in batches.items():
+                        for record in records:
+                            key = (record.key or b"").decode()
+                            await pipeline.apply_config(ConfigRecord(key, record.value), tp.partition, record.offset)
+            finally:
+                await consumer.stop()
+
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+            await pipeline.flush()
+
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            await pipeline.load_watermarks()
+
+    def run(self) -> None:
+        """Run until stopped (SIGTERM or SIGINT); flushes what it holds on the way out."""
+        worker = faust.Worker(self.app, loglevel="WARNING", quiet=True)
+        worker.execute_from_commandline()
+
+
+def build(settings: Settings, **kwargs: Any) -> Worker:
+    worker = Worker(settings, **kwargs)
+    worker.prepare()
+    return worker

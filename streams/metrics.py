@@ -1,0 +1,42 @@
+"""Prometheus metrics of the worker."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = ["WorkerMetrics"]
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.consumed = Counter("spendstream_events_consumed", "Usage messages consumed")
+        self.applied = Counter("spendstream_events_applied", "Usage events counted in Redis")
+        self.duplicates = Counter("spendstream_events_duplicate", "Events whose event_id was already counted")
+        self.redelivered = Counter("spendstream_events_redelivered", "Offsets seen again after a restart or rebalance")
+        self.dead_lettered = Counter(
+            "spendstream_events_dead_lettered", "Events sent to the dead-letter topic", ["field"]
+        )
+        self.unpriced = Counter("spendstream_events_unpriced", "Events rated without a catalogue price", ["source"])
+        self.alerts = Counter("spendstream_alerts_emitted", "Alerts produced to alerts.v1", ["kind"])
+        self.lag = Gauge("spendstream_consumer_lag_messages", "Messages behind the partition's end", ["partition"])
+        self.batch_size = Histogram(
+            "spendstream_batch_size_events",
+            "Events per processed batch",
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),
+        )
+        self.redis_seconds = Histogram(
+            "spendstream_redis_apply_duration_seconds",
+            "One pipelined Redis apply",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+        )
+        self.clickhouse_seconds = Histogram(
+            "spendstream_clickhouse_insert_duration_seconds",
+            "One accepted ClickHouse insert",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.clickhouse_rows = Counter("spendstream_clickhouse_rows_inserted", "Rows accepted by ClickHouse")
+        self.clickhouse_failures = Counter(
+            "spendstream_clickhouse_insert_failures", "Failed insert attempts (retried: backpressure)"
+        )
+        self.config_records = Counter("spendstream_config_records_applied", "config.v1 records applied", ["kind"])
+        self.config_rejected = Counter("spendstream_config_records_rejected", "config.v1 records refused")

@@ -1,0 +1,224 @@
+"""One worker's usage pipeline, apart from Faust: decode, rate, apply to Redis, alert, sink.
+
+The Faust agent hands it batches of messages; it answers which of them may be
+acknowledged. An acknowledgement (and so the offset commit) happens only
+after the batch's effects are durable: Redis applied, dead letters and alerts
+delivered, and the ClickHouse insert accepted. ClickHouse inserts are
+batched (at least ``sink_rows`` rows or at most ``sink_interval_s`` old), so
+Redis stays fresh to the millisecond while ClickHouse gets large inserts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from enforcement.budget_store import encode_budget
+from enforcement.decision import SettleResult
+from schemas.pricing import PriceCatalogue
+from sinks.usage_store import UsageRow, UsageStore, usage_row
+from streams.config_records import ConfigRecord, ConfigState
+from streams.metrics import WorkerMetrics
+from streams.processing import Message, Rated, process_batch
+from streams.redis_apply import RedisApplier
+from streams.topics import Topics
+
+__all__ = ["Pipeline", "Send"]
+
+log = logging.getLogger("spendstream.pipeline")
+
+# (topic, key, value, headers) -> waits until the broker has the record
+Send = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    rows: list[UsageRow] = field(default_factory=list)
+    acks: list[Any] = field(default_factory=list)
+    first_offsets: dict[int, int] = field(default_factory=dict)
+    last_offsets: dict[int, int] = field(default_factory=dict)
+    since: float = 0.0
+
+
+def alert_record(rated: Rated, crossing: Any, period_key: str) -> tuple[bytes, bytes]:
+    event = rated.event
+    dedup_key = f"{event.org_id}|{crossing.scope}|{crossing.period}|{period_key}|budget_stage|{crossing.stage}"
+    body = {
+        "kind": "budget_stage",
+        "dedup_key": dedup_key,
+        "org_id": event.org_id,
+        "scope": crossing.scope,
+        "period": crossing.period,
+        "period_key": period_key,
+        "stage": crossing.stage,
+        "limit_nanos": crossing.limit,
+        "spent_nanos": crossing.spent,
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "detected_at": datetime.now(UTC).isoformat(),
+    }
+    return event.org_id.encode(), json.dumps(body).encode()
+
+
+class Pipeline:
+    def __init__(
+        self,
+        topics: Topics,
+        applier: RedisApplier,
+        store: UsageStore,
+        send: Send,
+        metrics: WorkerMetrics,
+        sink_rows: int = 10_000,
+        sink_interval_s: float = 1.0,
+        max_buffered_rows: int = 50_000,
+    ) -> None:
+        self.topics = topics
+        self.applier = applier
+        self.store = store
+        self.send = send
+        self.metrics = metrics
+        self.config = ConfigState()
+        self.sink_rows = sink_rows
+        self.sink_interval_s = sink_interval_s
+        self.max_buffered_rows = max_buffered_rows
+        self.ch_watermarks: dict[int, int] = {}
+        self._pending = _Pending()
+        self._lock = asyncio.Lock()
+        self.stopping = False
+
+    @property
+    def catalogue(self) -> PriceCatalogue:
+        return self.config.catalogue()
+
+    async def load_watermarks(self) -> None:
+        self.ch_watermarks = await asyncio.to_thread(self.store.watermarks)
+
+    async def handle(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
+        """Process one batch; ``acks`` are acknowledged once the batch is durable everywhere."""
+        self.metrics.consumed.inc(len(messages))
+        self.metrics.batch_size.observe(len(messages))
+        rated, dead = process_batch(messages, self.catalogue)
+        deliveries = [
+            self.send(self.topics.dlq, None, letter.original, letter.headers(self.topics.usage)) for letter in dead
+        ]
+        for letter in dead:
+            self.metrics.dead_lettered.labels(letter.field.split("[")[0][:40]).inc()
+        began = time.perf_counter()
+        results = await self.applier.apply(rated)
+        self.metrics.redis_seconds.observe(time.perf_counter() - began)
+        rows = self._account(rated, results, deliveries)
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        async with self._lock:
+            pending = self._pending
+            if not pending.rows and not pending.acks:
+                pending.since = time.monotonic()
+            pending.rows.extend(rows)
+            pending.acks.extend(acks)
+            for message in messages:
+                pending.first_offsets.setdefault(message.partition, message.offset)
+                pending.last_offsets[message.partition] = message.offset
+        if self.flush_due():
+            await self.flush()
+
+    def _account(
+        self, rated: Sequence[Rated], results: Sequence[SettleResult], deliveries: list[Awaitable[None]]
+    ) -> list[UsageRow]:
+        rows: list[UsageRow] = []
+        for item, result in zip(rated, results, strict=True):
+            if result.applied:
+                self.metrics.applied.inc()
+                if item.price_source != "catalogue":
+                    self.metrics.unpriced.labels(item.price_source).inc()
+            elif result.duplicate:
+                self.metrics.duplicates.inc()
+            elif result.stale:
+                self.metrics.redelivered.inc()
+            if result.sink and item.offset > self.ch_watermarks.get(item.partition, -1):
+                rows.append(usage_row(item.event, item.cost_nanos, item.price_source, item.partition, item.offset))
+            for crossing in result.crossings:
+                periods = self.applier.periods_of(item.event.org_id, item.event.occurred_at)
+                period_key = {"daily": periods.day, "weekly": periods.week}.get(crossing.period, periods.month)
+                key, value = alert_record(item, crossing, period_key)
+                deliveries.append(self.send(self.topics.alerts, key, value, None))
+                self.metrics.alerts.labels("budget_stage").inc()
+        return rows
+
+    def flush_due(self) -> bool:
+        pending = self._pending
+        if not pending.acks:
+            return False
+        return (
+            len(pending.rows) >= self.sink_rows
+            or time.monotonic() - pending.since >= self.sink_interval_s
+            or len(pending.rows) >= self.max_buffered_rows
+        )
+
+    async def flush(self) -> int:
+        """Insert the buffered rows (retrying until accepted), then acknowledge their messages."""
+        async with self._lock:
+            pending, self._pending = self._pending, _Pending()
+        if not pending.acks:
+            return 0
+        if pending.rows:
+            token = ",".join(
+                f"{p}:{pending.first_offsets[p]}-{pending.last_offsets[p]}" for p in sorted(pending.last_offsets)
+            )
+            began = time.perf_counter()
+            await asyncio.to_thread(
+                self.store.insert_until_accepted,
+                pending.rows,
+                token,
+                self._insert_failed,
+                5.0,
+                lambda: self.stopping,
+            )
+            self.metrics.clickhouse_seconds.observe(time.perf_counter() - began)
+            self.metrics.clickhouse_rows.inc(len(pending.rows))
+            for row in pending.rows:
+                partition, offset = row[-2], row[-1]
+                if offset > self.ch_watermarks.get(partition, -1):
+                    self.ch_watermarks[partition] = offset
+        for event in pending.acks:
+            event.ack()
+        return len(pending.rows)
+
+    def _insert_failed(self, attempt: int, exc: BaseException) -> None:
+        self.metrics.clickhouse_failures.inc()
+        log.warning("ClickHouse insert failed (attempt %d), holding the batch and retrying: %s", attempt, exc)
+
+    async def apply_config(self, record: ConfigRecord, partition: int, offset: int) -> None:
+        """Fold a config record in, and write what enforcement reads into Redis, and the audit row."""
+        try:
+            self.config.apply(record)
+        except ValueError as exc:
+            self.metrics.config_rejected.inc()
+            log.error("%s", exc)
+            return
+        redis = self.applier.redis
+        layout = self.applier.layout
+        if record.kind == "budget":
+            _, org_id, rest = record.key.split("/", 2)
+            budget = self.config.budgets.get(record.key)
+            if budget is None:
+                await redis.hdel(layout.budgets(org_id), rest)
+            else:
+                field_name, value = encode_budget(budget)
+                await redis.hset(layout.budgets(org_id), field_name, value)
+        elif record.kind == "org":
+            org_id = record.key.split("/", 1)[1]
+            org = self.config.orgs.get(org_id)
+            if org is not None:
+                await redis.hset(
+                    layout.org_settings(org_id),
+                    mapping={"tz": org.timezone, "on_redis_unavailable": org.on_redis_unavailable},
+                )
+        self.metrics.config_records.labels(record.kind).inc()
+        row = (record.key, record.kind, (record.value or b"").decode(), int(record.value is None), partition, offset)
+        await asyncio.to_thread(self.store.insert_config_audit, [row])

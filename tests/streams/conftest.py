@@ -1,0 +1,240 @@
+"""An isolated deployment per test: its own topics, Redis prefix, ClickHouse database and worker process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import pytest
+import redis
+from confluent_kafka import Producer
+
+from enforcement.keys import KeyLayout, PeriodKeys
+from schemas.events import UsageEvent
+from schemas.price_sources import load_overrides
+from schemas.pricing import PriceCatalogue, rate
+from schemas.settings import Settings
+from streams.config_records import prices_overrides_record
+from streams.topics import Topics
+from streams.workload import trace_events
+
+TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
+PRICES = """
+prices:
+  - {provider: openai, model: gpt-4o, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
+     input: 2.50, output: 10.00, cache_read: 1.25}
+  - {provider: openai, model: gpt-4o-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
+     input: 0.15, output: 0.60, cache_read: 0.075}
+  - {provider: anthropic, model: claude-3-5-sonnet-20240620, effective_from: 2020-01-01T00:00:00Z,
+     unit: per_million_tokens, input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75}
+  - {provider: openai, model: o3-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
+     input: 1.10, output: 4.40, cache_read: 0.55}
+"""
+SCOPE_FIELDS = (
+    ("org", "org_id"),
+    ("department", "department_id"),
+    ("user", "user_id"),
+    ("feature", "feature"),
+    ("model", "model"),
+    ("provider", "provider"),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def recent_start(now: datetime, span: timedelta) -> datetime:
+    """A start such that [start, start + span] lies in today's UTC day and ends before now when it can."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(midnight, now - span - timedelta(minutes=1))
+
+
+@dataclass
+class Deployment:
+    settings: Settings
+    env: dict[str, str]
+    metrics_port: int
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.kafka.topic_prefix)
+
+    @property
+    def layout(self) -> KeyLayout:
+        return KeyLayout(self.settings.redis.key_prefix)
+
+    @property
+    def catalogue(self) -> PriceCatalogue:
+        return load_overrides(PRICES)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "streams.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = open(f"/tmp/{self.settings.kafka.topic_prefix}worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streams.cli",
+                "worker",
+                "--metrics-port",
+                str(self.metrics_port),
+                "--metrics-loopback",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.workers.append(proc)
+        self.wait_for(lambda: self.metric("spendstream_events_consumed_total") is not None, 60, "worker metrics")
+        return proc
+
+    def kill_worker(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+
+    def metric(self, name: str, labels: str = "") -> float | None:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        total = None
+        for line in text.splitlines():
+            if line.startswith(name + labels + " ") or (not labels and line.startswith(name + "{")):
+                total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def producer(self) -> Producer:
+        return Producer(
+            {
+                "bootstrap.servers": self.settings.kafka.bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
+
+    def send(self, events: list[UsageEvent] | list[tuple[bytes, bytes]]) -> None:
+        from schemas.events import encode_event
+
+        producer = self.producer()
+        for item in events:
+            key, value = (item.org_id.encode(), encode_event(item)) if isinstance(item, UsageEvent) else item
+            while True:
+                try:
+                    producer.produce(self.topics.usage, key=key, value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        assert producer.flush(60) == 0
+
+    def ch(self) -> Any:
+        return clickhouse_connect.get_client(host=self.settings.clickhouse.host, port=self.settings.clickhouse.port)
+
+    def ch_rows(self) -> int:
+        try:
+            return int(self.ch().command(f"SELECT count() FROM {self.settings.clickhouse.database}.usage_events"))
+        except Exception:
+            return -1
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis.url)
+
+    def redis_spend(self, org_id: str, now: datetime) -> dict[str, dict[str, int]]:
+        periods = PeriodKeys.at(now, "UTC")
+        client = self.redis()
+        out = {}
+        for name, key in zip(("daily", "weekly", "monthly"), self.layout.spent(org_id, periods), strict=True):
+            out[name] = {k.decode(): int(v) for k, v in client.hgetall(key).items()}
+        return out
+
+
+def expected_spend(events: list[UsageEvent], catalogue: PriceCatalogue) -> dict[str, dict[str, int]]:
+    """An independent computation: cost per org, then per scope of that org."""
+    out: dict[str, dict[str, int]] = {}
+    for event in events:
+        cost = rate(event, catalogue).cost_nanos
+        scopes = out.setdefault(event.org_id, {})
+        for kind, attr in SCOPE_FIELDS:
+            value = getattr(event, attr)
+            if value:
+                scopes[f"{kind}/{value}"] = scopes.get(f"{kind}/{value}", 0) + cost
+    return out
+
+
+def make_events(count: int, now: datetime, prefix: str, seed: int = 7) -> list[UsageEvent]:
+    speedup = 20.0
+    start = recent_start(now, timedelta(hours=1) / speedup)
+    return list(trace_events(TRACE.read_text(), count, seed=seed, start=start, speedup=speedup, prefix=prefix))
+
+
+@pytest.fixture
+def deployment(stack: Settings) -> Iterator[Deployment]:
+    tag = uuid.uuid4().hex[:10]
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        "SPENDSTREAM_KAFKA__TOPIC_PREFIX": f"t{tag}.",
+        "SPENDSTREAM_REDIS__KEY_PREFIX": f"t{tag}",
+        "SPENDSTREAM_CLICKHOUSE__DATABASE": f"t_{tag}",
+        "SPENDSTREAM_METRICS_PORT": str(metrics_port),
+    }
+    settings = Settings.model_validate(
+        {
+            "kafka": {"bootstrap": stack.kafka.bootstrap, "topic_prefix": f"t{tag}."},
+            "redis": {"url": stack.redis.url, "key_prefix": f"t{tag}"},
+            "clickhouse": {"host": stack.clickhouse.host, "port": stack.clickhouse.port, "database": f"t_{tag}"},
+            "stack": stack.stack.model_dump(),
+        }
+    )
+    dep = Deployment(settings, env, metrics_port)
+    from streams.app import ensure_topics
+
+    ensure_topics(settings.kafka.bootstrap, dep.topics)
+    record = prices_overrides_record(PRICES)
+    producer = dep.producer()
+    producer.produce(dep.topics.config, key=record.key.encode(), value=record.value)
+    assert producer.flush(30) == 0
+    yield dep
+    for proc in dep.workers:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    client = dep.redis()
+    for key in client.scan_iter(f"t{tag}:*", count=1000):
+        client.delete(key)
+    dep.ch().command(f"DROP DATABASE IF EXISTS t_{tag}")

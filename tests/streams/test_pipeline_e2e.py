@@ -1,0 +1,143 @@
+"""The whole pipeline on the real stack: Kafka -> worker -> Redis and ClickHouse, exactly once."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.events import encode_event
+from tests.streams.conftest import Deployment, expected_spend, make_events
+
+pytestmark = pytest.mark.stack
+
+
+def ch_totals(dep: Deployment) -> dict[str, tuple[int, int]]:
+    db = dep.settings.clickhouse.database
+    raw = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_events GROUP BY org_id").result_rows)
+    hourly = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_hourly GROUP BY org_id").result_rows)
+    daily = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_daily GROUP BY org_id").result_rows)
+    assert raw == hourly == daily, (raw, hourly, daily)
+    return raw
+
+
+def assert_exact(dep: Deployment, events: list, now: datetime) -> None:
+    expected = expected_spend(events, dep.catalogue)
+    assert ch_totals(dep) == {org: scopes[f"org/{org}"] for org, scopes in expected.items()}
+    for org, scopes in expected.items():
+        redis_spend = dep.redis_spend(org, now)
+        for period in ("daily", "weekly", "monthly"):
+            assert redis_spend[period] == scopes, (org, period)
+
+
+def test_events_counted_once_duplicates_ignored_and_bad_input_dead_lettered(deployment: Deployment) -> None:
+    dep = deployment
+    now = datetime.now(UTC)
+    events = make_events(6_000, now, "e2e")
+    dep.start_worker()
+    dep.send(events)
+    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "all events in ClickHouse")
+    assert_exact(dep, events, now)
+
+    # The producer sends every event again: nothing may change.
+    dep.send(events)
+    dep.wait_for(lambda: dep.metric("spendstream_events_duplicate_total") == len(events), 120, "duplicates seen")
+    assert dep.ch_rows() == len(events)
+    assert_exact(dep, events, now)
+
+    # 1,000 malformed events interleaved with 1,000 good ones: the good keep flowing.
+    good = make_events(1_000, now, "after-bad", seed=8)
+    mixed: list[tuple[bytes, bytes]] = []
+    for i, event in enumerate(good):
+        bad = json.loads(encode_event(event))
+        kind = i % 4
+        if kind == 0:
+            bad["input_tokens"] = -5
+        elif kind == 1:
+            bad.pop("event_id")
+        elif kind == 2:
+            bad["org_id"] = "not:an:id"
+        mixed.append((b"acme", b"{not json" if kind == 3 else json.dumps(bad).encode()))
+        mixed.append((event.org_id.encode(), encode_event(event)))
+    dep.send(mixed)
+    dep.wait_for(lambda: dep.ch_rows() == len(events) + len(good), 120, "good events after bad ones")
+    dep.wait_for(lambda: dep.metric("spendstream_events_dead_lettered_total") == 1_000, 60, "dead letters counted")
+    assert_exact(dep, events + good, now)
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": dep.settings.kafka.bootstrap,
+            "group.id": "dlq-check",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(dep.topics.dlq, 0, 0)])
+    letters = []
+    deadline = time.monotonic() + 30
+    while len(letters) < 1_000 and time.monotonic() < deadline:
+        letters.extend(m for m in consumer.consume(1000, timeout=1.0) if m.error() is None)
+    consumer.close()
+    assert len(letters) == 1_000
+    fields = {dict(m.headers())["spendstream-field"].decode() for m in letters}
+    assert fields == {"$.input_tokens", "$.event_id", "$.org_id", "$"}
+    for message in letters:
+        headers = dict(message.headers())
+        assert headers["spendstream-reason"]
+        topic, partition, offset = headers["spendstream-source"].decode().rsplit(":", 2)
+        assert topic == dep.topics.usage and int(offset) >= 0 and int(partition) >= 0
+    originals = {m.value() for m in letters}
+    assert {value for _, value in mixed[0::2]} == originals  # the original bytes, untouched
+
+    consumed = dep.metric("spendstream_events_consumed_total")
+    applied = dep.metric("spendstream_events_applied_total")
+    duplicates = dep.metric("spendstream_events_duplicate_total")
+    dead = dep.metric("spendstream_events_dead_lettered_total")
+    assert consumed == applied + duplicates + dead  # conservation
+
+
+def test_worker_killed_mid_stream_restarts_exact(deployment: Deployment) -> None:
+    dep = deployment
+    now = datetime.now(UTC)
+    events = make_events(30_000, now, "kill")
+    worker = dep.start_worker()
+    dep.send(events[:15_000])
+    dep.wait_for(lambda: (dep.metric("spendstream_events_consumed_total") or 0) >= 5_000, 120, "some progress")
+    dep.kill_worker(worker)  # SIGKILL: no flush, no commit
+    dep.send(events[15_000:])
+    dep.start_worker()
+    dep.wait_for(lambda: dep.ch_rows() == len(events), 180, "every event in ClickHouse after the restart")
+    time.sleep(1.0)
+    assert dep.ch_rows() == len(events)
+    assert_exact(dep, events, now)
+
+
+def test_rebuild_restores_every_counter(deployment: Deployment) -> None:
+    dep = deployment
+    now = datetime.now(UTC)
+    events = make_events(5_000, now, "rebuild")
+    worker = dep.start_worker()
+    dep.send(events)
+    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "all events in ClickHouse")
+    dep.kill_worker(worker)
+    client = dep.redis()
+    prefix = dep.settings.redis.key_prefix
+    before = {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:spent:*")}
+    budgets_before = {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:org")}
+    assert before
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    result = dep.cli("rebuild")
+    assert result.returncode == 0, result.stderr
+    after = {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:spent:*")}
+    assert after == before
+    assert {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:org")} == budgets_before
+    # The duplicate window and the watermarks came back too: a resend changes nothing.
+    dep.start_worker()
+    dep.send(events[:500])
+    dep.wait_for(lambda: (dep.metric("spendstream_events_duplicate_total") or 0) == 500, 60, "duplicates seen")
+    assert {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:spent:*")} == before
+    assert dep.ch_rows() == len(events)
