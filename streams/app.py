@@ -188,7 +188,7 @@ class Worker:
         @app.timer(0.1)  # type: ignore[untyped-decorator]
         async def flush_timer() -> None:
             if pipeline.flush_due():
-                await pipeline.flush()
+                pipeline.start_flush()
 
         @app.task  # type: ignore[untyped-decorator]
         async def follow_config() -> None:
@@ -212,7 +212,7 @@ class Worker:
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            await pipeline.flush()
+            await pipeline.drain()
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -90,6 +90,8 @@ class Pipeline:
         self.ch_watermarks: dict[int, int] = {}
         self._pending = _Pending()
         self._lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()
+        self._flushing: asyncio.Future[None] | None = None
         self.stopping = False
 
     @property
@@ -125,7 +127,30 @@ class Pipeline:
                 pending.first_offsets.setdefault(message.partition, message.offset)
                 pending.last_offsets[message.partition] = message.offset
         if self.flush_due():
+            self.start_flush()
+        if self.buffered_rows() >= self.max_buffered_rows:
+            await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
+
+    def buffered_rows(self) -> int:
+        return len(self._pending.rows)
+
+    def start_flush(self) -> None:
+        """Flush in the background: Redis keeps applying while ClickHouse inserts."""
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush_logged())
+
+    async def _flush_logged(self) -> None:
+        try:
             await self.flush()
+        except Exception:
+            log.exception("flush to ClickHouse failed; the batch stays unacknowledged and will be redelivered")
+            raise
+
+    async def drain(self) -> None:
+        """Wait for the flush under way, then flush what is left (before a rebalance or a stop)."""
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+        await self.flush()
 
     def _account(
         self, rated: Sequence[Rated], results: Sequence[SettleResult], deliveries: list[Awaitable[None]]
@@ -162,6 +187,10 @@ class Pipeline:
 
     async def flush(self) -> int:
         """Insert the buffered rows (retrying until accepted), then acknowledge their messages."""
+        async with self._flush_lock:
+            return await self._flush_once()
+
+    async def _flush_once(self) -> int:
         async with self._lock:
             pending, self._pending = self._pending, _Pending()
         if not pending.acks:

@@ -1,0 +1,285 @@
+"""End-to-end pipeline throughput and freshness on the local stack, against a raw-consumer baseline.
+
+In one run, on its own topics, Redis prefix and ClickHouse database:
+1. baseline: 200k replayed trace events consumed by a bare aiokafka consumer (no work);
+2. end-to-end: the worker running, the same 200k events produced as fast as possible; the clock
+   runs from the first send until every event is counted in Redis and stored in ClickHouse;
+3. freshness: events produced at a steady 2,000/s for 15 s; every 20th is a probe with a user of its
+   own, and the time from its send until its Redis counter shows it is recorded.
+Starts the local stack if it is not up. Writes bench/results/pipeline.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import clickhouse_connect
+import redis
+from aiokafka import AIOKafkaConsumer
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import percentile, write_result
+from enforcement.keys import KeyLayout, PeriodKeys
+from schemas.events import UsageEvent, encode_event
+from schemas.settings import Settings
+from stack import manager
+from streams.app import ensure_topics
+from streams.config_records import prices_overrides_record
+from streams.topics import Topics
+from streams.workload import trace_events
+
+EVENTS = 200_000
+RATE = 2_000
+FRESHNESS_SECONDS = 15
+TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
+PRICES = """
+prices:
+  - {provider: openai, model: gpt-4o, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
+     input: 2.50, output: 10.00, cache_read: 1.25}
+  - {provider: openai, model: gpt-4o-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
+     input: 0.15, output: 0.60, cache_read: 0.075}
+  - {provider: anthropic, model: claude-3-5-sonnet-20240620, effective_from: 2020-01-01T00:00:00Z,
+     unit: per_million_tokens, input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75}
+  - {provider: openai, model: o3-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
+     input: 1.10, output: 4.40, cache_read: 0.55}
+"""
+
+
+def producer(bootstrap: str, linger_ms: int = 5) -> Producer:
+    return Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": linger_ms,
+            "batch.num.messages": 10_000,
+            "compression.type": "lz4",
+        }
+    )
+
+
+def produce(p: Producer, topic: str, payloads: list[tuple[bytes, bytes]]) -> None:
+    for key, value in payloads:
+        while True:
+            try:
+                p.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush(120)
+
+
+def raw_consume_rate(bootstrap: str, topic: str, count: int) -> float:
+    async def run() -> float:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"raw-{uuid.uuid4().hex[:6]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=10_000,
+        )
+        await consumer.start()
+        seen = 0
+        began = None
+        try:
+            while seen < count:
+                batches = await consumer.getmany(timeout_ms=5_000, max_records=10_000)
+                if began is None and batches:
+                    began = time.perf_counter()
+                seen += sum(len(records) for records in batches.values())
+        finally:
+            await consumer.stop()
+        return seen / (time.perf_counter() - (began or time.perf_counter()))
+
+    return asyncio.run(run())
+
+
+def metric(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return -1.0
+
+
+def main() -> None:
+    base = Settings()
+    manager.up(base.stack)
+    tag = f"b{uuid.uuid4().hex[:8]}"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "SPENDSTREAM_KAFKA__TOPIC_PREFIX": f"{tag}.",
+        "SPENDSTREAM_REDIS__KEY_PREFIX": tag,
+        "SPENDSTREAM_CLICKHOUSE__DATABASE": tag,
+        "SPENDSTREAM_METRICS_PORT": str(metrics_port),
+    }
+    topics = Topics(f"{tag}.")
+    bootstrap = base.kafka.bootstrap
+    ensure_topics(bootstrap, topics)
+    config = producer(bootstrap)
+    record = prices_overrides_record(PRICES)
+    config.produce(topics.config, key=record.key.encode(), value=record.value)
+    config.flush(30)
+
+    now = datetime.now(UTC)
+    start = max(now.replace(hour=0, minute=0, second=0, microsecond=0), now - timedelta(minutes=10))
+    events = list(trace_events(TRACE.read_text(), EVENTS, start=start, speedup=8.0, prefix=tag))
+    payloads = [(e.org_id.encode(), encode_event(e)) for e in events]
+
+    # 1. the baseline: a bare consumer of the same events
+    baseline_topic = f"{tag}.baseline"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics(
+        [NewTopic(baseline_topic, num_partitions=topics.usage_partitions, replication_factor=1)]
+    ).values():
+        future.result(30)
+    produce(producer(bootstrap), baseline_topic, payloads)
+    raw_rate = raw_consume_rate(bootstrap, baseline_topic, EVENTS)
+    print(f"raw consume: {raw_rate:,.0f} events/s", file=sys.stderr)
+
+    # 2. end to end
+    log = open(f"/tmp/{tag}-worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--metrics-loopback"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    ch = clickhouse_connect.get_client(host=base.clickhouse.host, port=base.clickhouse.port)
+    try:
+        while metric(metrics_port, "spendstream_events_consumed_total") < 0:
+            time.sleep(0.2)
+        time.sleep(2)
+        began = time.perf_counter()
+        produce(producer(bootstrap), topics.usage, payloads)
+        produced_s = time.perf_counter() - began
+        while metric(metrics_port, "spendstream_events_applied_total") < EVENTS:
+            time.sleep(0.05)
+        applied_s = time.perf_counter() - began
+        while int(ch.command(f"SELECT count() FROM {tag}.usage_events")) < EVENTS:
+            time.sleep(0.05)
+        stored_s = time.perf_counter() - began
+        e2e_rate = EVENTS / stored_s
+        print(
+            f"end to end: {e2e_rate:,.0f} events/s (produced in {produced_s:.1f} s, Redis done at "
+            f"{applied_s:.1f} s, ClickHouse at {stored_s:.1f} s)",
+            file=sys.stderr,
+        )
+
+        # 3. freshness at a steady rate
+        layout = KeyLayout(tag)
+        client = redis.Redis.from_url(base.redis.url)
+        p = producer(bootstrap, linger_ms=0)
+        sent: dict[str, float] = {}
+        seen: dict[str, float] = {}
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set() or len(seen) < len(sent):
+                pending = [user for user in list(sent) if user not in seen]
+                if pending:
+                    periods = PeriodKeys.at(datetime.now(UTC), "UTC")
+                    key = layout.spent("acme", periods)[0]
+                    values = client.hmget(key, [f"user/{u}" for u in pending])
+                    now_s = time.perf_counter()
+                    for user, value in zip(pending, values, strict=True):
+                        if value is not None:
+                            seen[user] = now_s
+                if stop.is_set() and time.perf_counter() - stop_at[0] > 10:
+                    break
+                time.sleep(0.001)
+
+        stop_at = [0.0]
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        total = RATE * FRESHNESS_SECONDS
+        t0 = time.perf_counter()
+        for i in range(total):
+            target = t0 + i / RATE
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            if i % 20 == 0:
+                user = f"probe{i}"
+                event = UsageEvent(
+                    event_id=f"{tag}-probe-{i}",
+                    occurred_at=datetime.now(UTC),
+                    org_id="acme",
+                    department_id="eng",
+                    user_id=user,
+                    feature="chat",
+                    provider="openai",
+                    model="gpt-4o",
+                    input_tokens=100,
+                    output_tokens=10,
+                )
+                p.produce(topics.usage, key=b"acme", value=encode_event(event))
+                p.poll(0)
+                sent[user] = time.perf_counter()
+            else:
+                key, value = payloads[i % len(payloads)]
+                event_id = f"{tag}-steady-{i}"
+                p.produce(
+                    topics.usage,
+                    key=key,
+                    value=value.replace(events[i % len(events)].event_id.encode(), event_id.encode()),
+                )
+                p.poll(0)
+        p.flush(30)
+        stop_at[0] = time.perf_counter()
+        stop.set()
+        watcher.join(30)
+        delays = sorted((seen[u] - sent[u]) * 1000 for u in sent if u in seen)
+        achieved_rate = total / (stop_at[0] - t0)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        admin.delete_topics([baseline_topic, *(spec.name for spec in topics.specs())])
+        ch.command(f"DROP DATABASE IF EXISTS {tag}")
+        client = redis.Redis.from_url(base.redis.url)
+        for key in client.scan_iter(f"{tag}:*", count=1000):
+            client.delete(key)
+
+    write_result(
+        "pipeline",
+        {
+            "events": EVENTS,
+            "end_to_end_events_per_s": round(e2e_rate),
+            "redis_applied_events_per_s": round(EVENTS / applied_s),
+            "raw_consume_events_per_s": round(raw_rate),
+            "end_to_end_over_raw": round(e2e_rate / raw_rate, 3),
+            "freshness_rate_events_per_s": round(achieved_rate),
+            "freshness_probes": len(sent),
+            "freshness_probes_seen": len(delays),
+            "freshness_p50_ms": round(percentile(delays, 0.5), 1),
+            "freshness_p99_ms": round(percentile(delays, 0.99), 1),
+            "freshness_max_ms": round(delays[-1], 1) if delays else None,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
