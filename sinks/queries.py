@@ -31,7 +31,7 @@ _TOTALS = (
     "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
     "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos"
 )
-_GRANULARITY = {"day": "toStartOfDay", "week": "toMonday", "month": "toStartOfMonth"}
+_GRANULARITY = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}  # each returns a Date
 
 
 def _dimension(name: str) -> str:

@@ -99,6 +99,9 @@ class UsageStore:
         for statement in migrations(self.database):
             self.client.command(statement)
 
+    def count_usage(self) -> int:
+        return int(self.client.command(f"SELECT count() FROM {self.database}.usage_events"))
+
     def watermarks(self) -> dict[int, int]:
         """Highest stored Kafka offset per partition of the usage topic."""
         result = self.client.query(

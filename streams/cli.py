@@ -20,6 +20,7 @@ from stack.process import StartError
 __all__ = ["main"]
 
 DEFAULT_TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _settings() -> Settings:
@@ -66,21 +67,19 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: the whole pipeline on the local stack, fed by a replay of the shared trace."""
+    from streams.demo import run_demo  # noqa: PLC0415
+
     settings = _settings()
+    print("1/5 starting the local stack (Kafka, Redis, embedded ClickHouse)")
     try:
         manager.up(settings.stack)
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    healthy = _print_status(settings)
-    print()
-    print("The local stack is up:")
-    print(f"  Kafka       {settings.kafka.bootstrap}")
-    print(f"  Redis       {settings.redis.url}")
-    print(f"  ClickHouse  http://{settings.clickhouse.host}:{settings.clickhouse.port}  (metrics at /metrics)")
-    print(f"  logs, data  {settings.stack.home}")
-    print("Stop it with: spendstream stack down")
-    return 0 if healthy else 1
+    if not _print_status(settings):
+        return 1
+    return run_demo(settings, args.count, Path(args.trace), EXAMPLES, _publish)
 
 
 def _publish(settings: Settings, records: list[Any]) -> None:
@@ -306,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     decision.add_argument("action", choices=["serve"])
     decision.add_argument("--port", type=int, help="overrides SPENDSTREAM_DECISION__PORT")
     decision.set_defaults(func=cmd_decision)
-    demo = commands.add_parser("demo", help="the main job: bring the stack up and show where to look")
+    demo = commands.add_parser("demo", help="the main job: the whole pipeline on the local stack, fed by a replay")
+    demo.add_argument("--count", type=int, default=20_000, help="requests to replay (default 20,000)")
+    demo.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default ../shared/data)")
     demo.set_defaults(func=cmd_demo)
     return parser
 
