@@ -1,0 +1,105 @@
+"""Memory of the duplicate window: Redis bytes per remembered event, and what 24 h at 1,000 events/s costs.
+
+Applies 200,000 events of one org within one hour (the densest case: 1,000 events/s for 200 s)
+through the real settle script, then sums `MEMORY USAGE` over the window's keys. The baseline in
+the same run is the same number of plain `SET key 1` entries (one key per event), the naive layout.
+Writes bench/results/dedup_memory.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._common import write_result
+from enforcement import core
+from enforcement.keys import SEEN_SHARDS, KeyLayout, PeriodKeys, Subject
+from enforcement.scripts import SETTLE
+from schemas.settings import Settings
+from stack import manager
+
+EVENTS = 200_000
+PER_DAY_AT_1000 = 1_000 * 86_400
+
+
+def memory_of(client: redis.Redis, pattern: str) -> tuple[int, int]:
+    total = keys = 0
+    for key in client.scan_iter(pattern, count=1000):
+        total += int(client.memory_usage(key, samples=0) or 0)
+        keys += 1
+    return total, keys
+
+
+def measure(client: redis.Redis, shards: int) -> dict[str, object]:
+    prefix = f"mem{uuid.uuid4().hex[:6]}"
+    layout = KeyLayout(prefix, seen_shards=shards)
+    script = client.register_script(SETTLE)
+    subject = Subject(
+        org_id="acme", department_id="eng", user_id="ada", feature="chat", model="gpt-4o", provider="openai"
+    )
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    periods = PeriodKeys.at(base, "UTC")
+    try:
+        pipe = client.pipeline(transaction=False)
+        for i in range(EVENTS):
+            at = base + timedelta(milliseconds=i)
+            call = core.settle_call(layout, subject, f"evt-{uuid.UUID(int=i)}", at, 1, periods, None, 0, i)
+            script(keys=call.keys, args=call.args, client=pipe)
+            if i % 5_000 == 4_999:
+                pipe.execute()
+        pipe.execute()
+        seen_bytes, seen_keys = memory_of(client, f"{prefix}:*:seen:*")
+        for i in range(EVENTS):
+            pipe.set(f"{prefix}:naive:evt-{uuid.UUID(int=i)}", 1, ex=86_400)
+            if i % 10_000 == 9_999:
+                pipe.execute()
+        pipe.execute()
+        naive_bytes, _ = memory_of(client, f"{prefix}:naive:*")
+        encoding = client.object("encoding", next(client.scan_iter(f"{prefix}:*:seen:*")))
+    finally:
+        for key in client.scan_iter(f"{prefix}:*", count=1000):
+            client.delete(key)
+    return {
+        "hash_keys": seen_keys,
+        "entries_per_hash": round(EVENTS / seen_keys),
+        "hash_encoding": encoding.decode() if isinstance(encoding, bytes) else encoding,
+        "bytes_per_event": round(seen_bytes / EVENTS, 1),
+        "naive_set_bytes_per_event": round(naive_bytes / EVENTS, 1),
+    }
+
+
+def main() -> None:
+    settings = Settings()
+    manager.up(settings.stack)
+    client = redis.Redis.from_url(settings.redis.url)
+    # 200k events in one org-hour over the real shards: the density of ~55 events/s.
+    sparse = measure(client, SEEN_SHARDS)
+    # The same 200k over fewer shards, as densely packed as 1,000 events/s (3.6M an hour) on the real ones.
+    dense = measure(client, max(1, round(SEEN_SHARDS * EVENTS / 3_600_000)))
+    per_event = float(dense["bytes_per_event"])  # type: ignore[arg-type]
+    naive = float(dense["naive_set_bytes_per_event"])  # type: ignore[arg-type]
+    write_result(
+        "dedup_memory",
+        {
+            "events": EVENTS,
+            "window_hours": core.DUPLICATE_WINDOW_S // 3600,
+            "shards_per_org_hour": SEEN_SHARDS,
+            "hash_max_listpack_entries": int(
+                client.config_get("hash-max-listpack-entries")["hash-max-listpack-entries"]
+            ),
+            "at_55_per_s": sparse,  # one org-hour, real shard count
+            "at_1000_per_s": dense,
+            "bytes_per_event": per_event,
+            "gib_for_24h_at_1000_per_s": round(per_event * PER_DAY_AT_1000 / 2**30, 2),
+            "naive_gib_for_24h_at_1000_per_s": round(naive * PER_DAY_AT_1000 / 2**30, 2),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
