@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -111,6 +112,81 @@ def parse_reserve(reply: list[object], request_id: str, estimate: int, periods: 
     return Decision(True, Outcome.ALLOWED, reason, request_id, estimate, None, tuple(budgets), replayed=outcome == 2)
 
 
+@dataclass(frozen=True, slots=True)
+class SettleItem:
+    """One request's actual cost. ``periods`` are those of ``occurred_at`` in the org's time zone:
+    spend lands in the period it happened."""
+
+    subject: Subject
+    event_id: str
+    occurred_at: datetime
+    cost: int
+    periods: PeriodKeys
+    request_id: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+def settle_batch_call(
+    layout: KeyLayout, items: Sequence[SettleItem], window_s: int = DUPLICATE_WINDOW_S, validate: bool = True
+) -> ScriptCall:
+    """One ``SETTLE`` call for events of one org (all items must share ``subject.org_id``)."""
+    if not items:
+        raise ValueError("a settle batch needs at least one item")
+    org = items[0].subject.org_id
+    resv, resv_exp = layout.reservations(org)
+    keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org), layout.watermarks(org)]
+    index: dict[str, int] = {}
+    spent_first: dict[tuple[str, str, str], int] = {}
+
+    def key_index(key: str) -> int:
+        position = index.get(key)
+        if position is None:
+            keys.append(key)
+            position = index[key] = len(keys)  # Lua counts from 1
+        return position
+
+    # The window runs from the later of the event's hour and its arrival: a late event is remembered too.
+    arrival = int(time.time())
+    args: list[str | int | bytes] = [len(items)]
+    for item in items:
+        if validate:
+            _amount("cost", item.cost, MAX_SAFE_NANOS)
+            if item.request_id is not None:
+                _request_id(item.request_id)
+            if not isinstance(item.event_id, str) or not item.event_id:
+                raise SubjectError("event_id", "required")
+        if item.subject.org_id != org:
+            raise ValueError("a settle batch holds one org's events")
+        periods = item.periods
+        print_ = fingerprint(item.event_id)
+        spent = layout.spent(org, periods)
+        first = spent_first.get(spent)
+        if first is None:  # the day, week and month keys sit side by side in KEYS
+            keys.extend(spent)
+            first = spent_first[spent] = len(keys) - 2
+        hour_end = max(int(item.occurred_at.timestamp()) // 3600 * 3600 + 3600, arrival)
+        scopes = item.subject.scopes()
+        args += [
+            item.request_id or "",
+            item.cost,
+            print_,
+            hour_end + window_s,
+            periods.day_end_ms // 1000 + SPENT_RETENTION_S,
+            periods.week_end_ms // 1000 + SPENT_RETENTION_S,
+            periods.month_end_ms // 1000 + SPENT_RETENTION_S,
+            f"{periods.day}|{periods.week}|{periods.month}",
+            "" if item.partition is None else str(item.partition),
+            -1 if item.offset is None else item.offset,
+            first,
+            key_index(layout.seen(org, item.occurred_at, print_)),
+            key_index(layout.stages(org, periods)),
+            len(scopes),
+            *scopes,
+        ]
+    return ScriptCall(keys, args)
+
+
 def settle_call(
     layout: KeyLayout,
     subject: Subject,
@@ -123,64 +199,40 @@ def settle_call(
     offset: int | None = None,
     window_s: int = DUPLICATE_WINDOW_S,
 ) -> ScriptCall:
-    """``periods`` are those of ``occurred_at`` in the org's time zone: spend lands in the period it happened."""
-    _amount("cost", cost, MAX_SAFE_NANOS)
-    if request_id is not None:
-        _request_id(request_id)
-    if not isinstance(event_id, str) or not event_id:
-        raise SubjectError("event_id", "required")
-    org = subject.org_id
-    print_ = fingerprint(event_id)
-    resv, resv_exp = layout.reservations(org)
-    keys = [
-        layout.budgets(org),
-        layout.reserved(org),
-        resv,
-        resv_exp,
-        layout.stats(org),
-        *layout.spent(org, periods),
-        layout.seen(org, occurred_at, print_),
-        layout.stages(org, periods),
-        layout.watermarks(org),
-    ]
-    # The window runs from the later of the event's hour and its arrival: a late event is remembered too.
-    hour_end = max(int(occurred_at.timestamp()) // 3600 * 3600 + 3600, int(time.time()))
-    args: list[str | int | bytes] = [
-        request_id or "",
-        cost,
-        print_,
-        hour_end + window_s,
-        periods.day_end_ms // 1000 + SPENT_RETENTION_S,
-        periods.week_end_ms // 1000 + SPENT_RETENTION_S,
-        periods.month_end_ms // 1000 + SPENT_RETENTION_S,
-        f"{periods.day}|{periods.week}|{periods.month}",
-        "" if partition is None else str(partition),
-        -1 if offset is None else offset,
-        *subject.scopes(),
-    ]
-    return ScriptCall(keys, args)
+    """A settle batch of one."""
+    item = SettleItem(subject, event_id, occurred_at, cost, periods, request_id, partition, offset)
+    return settle_batch_call(layout, [item], window_s)
 
 
-def parse_settle(reply: list[object]) -> SettleResult:
-    outcome, released = int(reply[0]), bool(int(reply[1]))  # type: ignore[call-overload]
-    sink = bool(int(reply[2]))  # type: ignore[call-overload]
-    crossings = []
-    rest = reply[3:]
-    for i in range(0, len(rest), 4):
-        name = _text(rest[i])
-        scope, period = _split_field(name)
-        crossings.append(
-            StageCrossing(scope, period, int(rest[i + 1]), int(rest[i + 2]), int(rest[i + 3]))  # type: ignore[call-overload]
+def parse_settle_batch(reply: Sequence[object]) -> list[SettleResult]:
+    results = []
+    i = 0
+    while i < len(reply):
+        outcome, released, sink, count = (int(v) for v in reply[i : i + 4])  # type: ignore[call-overload]
+        i += 4
+        crossings = []
+        for _ in range(count):
+            scope, period = _split_field(_text(reply[i]))
+            crossings.append(
+                StageCrossing(scope, period, int(reply[i + 1]), int(reply[i + 2]), int(reply[i + 3]))  # type: ignore[call-overload]
+            )
+            i += 4
+        results.append(
+            SettleResult(
+                applied=outcome == 1,
+                duplicate=outcome == 0,
+                stale=outcome == -1,
+                released_reservation=bool(released),
+                crossings=tuple(crossings),
+                sink=bool(sink),
+                counted_via_api=outcome == 2,
+            )
         )
-    return SettleResult(
-        applied=outcome == 1,
-        duplicate=outcome == 0,
-        stale=outcome == -1,
-        released_reservation=released,
-        crossings=tuple(crossings),
-        sink=sink,
-        counted_via_api=outcome == 2,
-    )
+    return results
+
+
+def parse_settle(reply: Sequence[object]) -> SettleResult:
+    return parse_settle_batch(reply)[0]
 
 
 def release_call(layout: KeyLayout, org_id: str, request_id: str) -> ScriptCall:

@@ -145,20 +145,21 @@ return {outcome, blocking, expired, now, unpack(out)}
 )
 
 SETTLE = (
-    """-- settle: record one request's actual cost exactly once, replacing its reservation.
--- The stream applies every usage event through this script too.
+    """-- settle: record the actual cost of one or more requests of one org, each exactly once,
+-- replacing their reservations. The stream applies every usage event through this script, a batch
+-- of one org's events per call; a proxy's settle is a batch of one.
 -- KEYS[1] budgets  KEYS[2] reserved  KEYS[3] resv  KEYS[4] resv:exp  KEYS[5] stats
--- KEYS[6] spent:d  KEYS[7] spent:w  KEYS[8] spent:m   (periods of the event's time)
--- KEYS[9] seen     hash  fingerprint -> "<partition>:<offset>" of its first application, or "api"
--- KEYS[10] stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "api") that crossed it
--- KEYS[11] wm      hash  partition -> highest applied offset of this org
--- ARGV[1] request_id ('' for none)   ARGV[2] cost (nano-USD)   ARGV[3] event fingerprint
--- ARGV[4] seen bucket expires at (unix s)
--- ARGV[5] spent:d, ARGV[6] spent:w, ARGV[7] spent:m expire at (unix s)
--- ARGV[8] period keys "<day>|<week>|<month>"
--- ARGV[9] partition ('' outside the stream)   ARGV[10] offset
--- ARGV[11..] the event's scopes "<kind>/<id>"
--- Reply: {outcome, released, sink, then per crossed stage: field, stage, limit, spent after}
+-- KEYS[6] wm       hash  partition -> highest applied offset of this org
+-- KEYS[7..] the batch's other keys, referred to by index from ARGV:
+--   spent:d, spent:w, spent:m (consecutive)  hash <kind>/<id> -> committed nano-USD
+--   seen    hash  fingerprint -> "<partition>:<offset>" of its first application, or "api"
+--   stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "api") that crossed it
+-- ARGV[1] number of events, then per event:
+--   request_id ('' for none), cost (nano-USD), fingerprint, seen expires at (unix s),
+--   spent:d, spent:w, spent:m expire at (unix s), period keys "<day>|<week>|<month>",
+--   partition ('' outside the stream), offset, index of spent:d in KEYS, index of seen,
+--   index of stages, number of scopes, the scopes "<kind>/<id>"
+-- Reply per event: outcome, released, sink, n, then n crossings of (field, stage, limit, spent after)
 --   outcome 1 applied now; 0 duplicate of another event; -1 this offset was applied before
 --   (a redelivery); 2 counted earlier through the API, first seen by the stream now.
 --   sink is 1 when this event is the one to store (so a redelivery is stored if it was not yet)."""
@@ -166,98 +167,140 @@ SETTLE = (
     + """
 local now = now_ms()
 expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now)
-local partition = ARGV[9]
-local offset = tonumber(ARGV[10])
-local origin = 'api'
-if partition ~= '' then
-  origin = partition .. ':' .. ARGV[10]
-  local mark = redis.call('HGET', KEYS[11], partition)
-  if mark and offset <= tonumber(mark) then
-    local out = {-1, 0, 0}
-    if redis.call('HGET', KEYS[9], ARGV[3]) == origin then
-      out[3] = 1
+local budget_cache = {}
+local expired_set = {}
+local out = {}
+local applied, duplicates = 0, 0
+
+local function budget(field)
+  local value = budget_cache[field]
+  if value == nil then
+    value = redis.call('HGET', KEYS[1], field) or false
+    budget_cache[field] = value
+  end
+  return value
+end
+
+local function expire_once(key, at)
+  if not expired_set[key] then
+    expired_set[key] = true
+    redis.call('EXPIREAT', key, at)
+  end
+end
+
+local function settle(a, scopes)
+  local partition, offset = a[9], tonumber(a[10])
+  local seen = KEYS[tonumber(a[12])]
+  local stages_key = KEYS[tonumber(a[13])]
+  local origin = 'api'
+  if partition ~= '' then
+    origin = partition .. ':' .. a[10]
+    local mark = redis.call('HGET', KEYS[6], partition)
+    if mark and offset <= tonumber(mark) then
+      if redis.call('HGET', seen, a[3]) ~= origin then
+        return {-1, 0, 0, 0}
+      end
       -- the crossings this event caused, for an alert that may not have been sent
-      local marks = redis.call('HGETALL', KEYS[10])
+      local found = {-1, 0, 1, 0}
+      local marks = redis.call('HGETALL', stages_key)
       for i = 1, #marks, 2 do
         if marks[i + 1] == origin then
           local field, stage = string.match(marks[i], '^(.*)/[^/]+/(%d+)$')
-          out[#out + 1] = field
-          out[#out + 1] = tonumber(stage)
-          out[#out + 1] = 0
-          out[#out + 1] = 0
+          found[#found + 1] = field
+          found[#found + 1] = tonumber(stage)
+          found[#found + 1] = 0
+          found[#found + 1] = 0
+          found[4] = found[4] + 1
+        end
+      end
+      return found
+    end
+    redis.call('HSET', KEYS[6], partition, offset)
+  end
+
+  local released = 0
+  if a[1] ~= '' then
+    local record = redis.call('HGET', KEYS[3], a[1])
+    if record then
+      drop_record(KEYS[2], record)
+      redis.call('HDEL', KEYS[3], a[1])
+      redis.call('ZREM', KEYS[4], a[1])
+      released = 1
+    end
+  end
+
+  local fresh = redis.call('HSETNX', seen, a[3], origin) == 1
+  expire_once(seen, a[4])
+  if not fresh then
+    if origin ~= 'api' and redis.call('HGET', seen, a[3]) == 'api' then
+      redis.call('HSET', seen, a[3], origin)
+      return {2, released, 1, 0}
+    end
+    duplicates = duplicates + 1
+    return {0, released, 0, 0}
+  end
+
+  local cost = tonumber(a[2])
+  local first = tonumber(a[11])
+  local spent_keys = {KEYS[first], KEYS[first + 1], KEYS[first + 2]}
+  local period_keys = {}
+  for key in string.gmatch(a[8], '[^|]+') do
+    period_keys[#period_keys + 1] = key
+  end
+  local result = {1, released, 1, 0}
+  for _, scope in ipairs(scopes) do
+    for p = 1, 3 do
+      local spent_after = redis.call('HINCRBY', spent_keys[p], scope, cost)
+      local field = scope .. '/' .. PERIODS[p]
+      local value = budget(field)
+      if value then
+        local limit, stages = string.match(value, '^(%d+)|%a+|(.*)$')
+        local spent_before = spent_after - cost
+        for stage, threshold in string.gmatch(stages, '(%d+):(%d+)') do
+          threshold = tonumber(threshold)
+          if spent_before < threshold and threshold <= spent_after then
+            if redis.call('HSETNX', stages_key, field .. '/' .. period_keys[p] .. '/' .. stage, origin) == 1 then
+              result[#result + 1] = field
+              result[#result + 1] = tonumber(stage)
+              result[#result + 1] = tonumber(limit)
+              result[#result + 1] = spent_after
+              result[4] = result[4] + 1
+            end
+          end
         end
       end
     end
-    return out
   end
-  redis.call('HSET', KEYS[11], partition, offset)
-end
-
-local released = 0
-local request_id = ARGV[1]
-if request_id ~= '' then
-  local record = redis.call('HGET', KEYS[3], request_id)
-  if record then
-    drop_record(KEYS[2], record)
-    redis.call('HDEL', KEYS[3], request_id)
-    redis.call('ZREM', KEYS[4], request_id)
-    released = 1
-  end
-end
-
-local fresh = redis.call('HSETNX', KEYS[9], ARGV[3], origin) == 1
-redis.call('EXPIREAT', KEYS[9], ARGV[4])
-if not fresh then
-  if origin ~= 'api' and redis.call('HGET', KEYS[9], ARGV[3]) == 'api' then
-    redis.call('HSET', KEYS[9], ARGV[3], origin)
-    return {2, released, 1}
-  end
-  redis.call('HINCRBY', KEYS[5], 'duplicate', 1)
-  return {0, released, 0}
-end
-
-local cost = tonumber(ARGV[2])
-local spent_keys = {KEYS[6], KEYS[7], KEYS[8]}
-local period_keys = {}
-for key in string.gmatch(ARGV[8], '[^|]+') do
-  period_keys[#period_keys + 1] = key
-end
-local fields = {}
-local after = {}
-for i = 11, #ARGV do
   for p = 1, 3 do
-    local total = redis.call('HINCRBY', spent_keys[p], ARGV[i], cost)
-    fields[#fields + 1] = ARGV[i] .. '/' .. PERIODS[p]
-    after[#after + 1] = total
+    expire_once(spent_keys[p], a[4 + p])
   end
-end
-for p = 1, 3 do
-  redis.call('EXPIREAT', spent_keys[p], ARGV[4 + p])
+  expire_once(stages_key, a[7])
+  applied = applied + 1
+  return result
 end
 
-local out = {1, released, 1}
-local budgets = redis.call('HMGET', KEYS[1], unpack(fields))
-for i = 1, #fields do
-  local value = budgets[i]
-  if value then
-    local limit, stages = string.match(value, '^(%d+)|%a+|(.*)$')
-    local spent_after = tonumber(after[i])
-    local spent_before = spent_after - cost
-    for stage, threshold in string.gmatch(stages, '(%d+):(%d+)') do
-      threshold = tonumber(threshold)
-      if spent_before < threshold and threshold <= spent_after then
-        local mark = fields[i] .. '/' .. period_keys[((i - 1) % 3) + 1] .. '/' .. stage
-        if redis.call('HSETNX', KEYS[10], mark, origin) == 1 then
-          out[#out + 1] = fields[i]
-          out[#out + 1] = tonumber(stage)
-          out[#out + 1] = tonumber(limit)
-          out[#out + 1] = spent_after
-        end
-      end
-    end
+local at = 2
+for _ = 1, tonumber(ARGV[1]) do
+  local a = {}
+  for i = 0, 13 do
+    a[i + 1] = ARGV[at + i]
+  end
+  local n = tonumber(a[14])
+  local scopes = {}
+  for i = 1, n do
+    scopes[i] = ARGV[at + 13 + i]
+  end
+  at = at + 14 + n
+  for _, value in ipairs(settle(a, scopes)) do
+    out[#out + 1] = value
   end
 end
-redis.call('EXPIREAT', KEYS[10], ARGV[7])
+if applied > 0 then
+  redis.call('HINCRBY', KEYS[5], 'settled', applied)
+end
+if duplicates > 0 then
+  redis.call('HINCRBY', KEYS[5], 'duplicate', duplicates)
+end
 return out
 """
 )

@@ -32,8 +32,10 @@ class RedisApplier:
         layout: KeyLayout,
         window_s: int = core.DUPLICATE_WINDOW_S,
         org_cache_s: float = 30.0,
+        chunk: int = 500,
     ) -> None:
         self.redis = client
+        self.chunk = chunk  # events per script call: bounds how long one call holds Redis
         self.layout = layout
         self.window_s = window_s
         self.org_cache_s = org_cache_s
@@ -68,27 +70,43 @@ class RedisApplier:
         return self._period_keys(when, zone)
 
     async def apply(self, batch: Sequence[Rated]) -> list[SettleResult]:
+        """Apply a batch: one script call per org (in chunks), all in one pipelined round trip."""
         if not batch:
             return []
         zones = await self._timezones({r.event.org_id for r in batch})
+        by_org: dict[str, list[int]] = {}
+        for position, rated in enumerate(batch):
+            by_org.setdefault(rated.event.org_id, []).append(position)
         pipe = self.redis.pipeline(transaction=False)
-        for rated in batch:
-            event = rated.event
-            subject = Subject.unchecked(
-                event.org_id, event.user_id, event.department_id, event.feature, event.model, event.provider
-            )
-            call = core.settle_call(
-                self.layout,
-                subject,
-                event.event_id,
-                event.occurred_at,
-                rated.cost_nanos,
-                self._period_keys(event.occurred_at, zones[event.org_id]),
-                event.request_id,
-                rated.partition,
-                rated.offset,
-                self.window_s,
-            )
-            await self._script(keys=call.keys, args=call.args, client=pipe)
+        order: list[list[int]] = []
+        for org_id, positions in by_org.items():
+            for start in range(0, len(positions), self.chunk):
+                chunk = positions[start : start + self.chunk]
+                items = []
+                for position in chunk:
+                    rated = batch[position]
+                    event = rated.event
+                    subject = Subject.unchecked(
+                        event.org_id, event.user_id, event.department_id, event.feature, event.model, event.provider
+                    )
+                    items.append(
+                        core.SettleItem(
+                            subject,
+                            event.event_id,
+                            event.occurred_at,
+                            rated.cost_nanos,
+                            self._period_keys(event.occurred_at, zones[org_id]),
+                            event.request_id,
+                            rated.partition,
+                            rated.offset,
+                        )
+                    )
+                call = core.settle_batch_call(self.layout, items, self.window_s)
+                await self._script(keys=call.keys, args=call.args, client=pipe)
+                order.append(chunk)
         replies: list[Any] = await pipe.execute()
-        return [core.parse_settle(reply) for reply in replies]
+        results: list[SettleResult | None] = [None] * len(batch)
+        for chunk, reply in zip(order, replies, strict=True):
+            for position, result in zip(chunk, core.parse_settle_batch(reply), strict=True):
+                results[position] = result
+        return [r for r in results if r is not None]

@@ -57,8 +57,20 @@ def test_reserve_refuses_bad_input(request_id: str, estimate: int, ttl: int, fie
 def test_every_key_of_an_org_shares_its_hash_tag() -> None:
     call = core.settle_call(LAYOUT, SUBJECT, "e1", datetime(2024, 5, 17, 12, tzinfo=UTC), 5, PERIODS, "r1", 3, 10)
     assert all("{acme}" in key for key in call.keys)
-    assert call.keys[5:8] == ["ss:{acme}:spent:d:2024-05-17", "ss:{acme}:spent:w:2024-W20", "ss:{acme}:spent:m:2024-05"]
-    assert call.args[-5:] == ["org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]
+    assert call.keys[6:9] == ["ss:{acme}:spent:d:2024-05-17", "ss:{acme}:spent:w:2024-W20", "ss:{acme}:spent:m:2024-05"]
+    assert call.args[11] == 7  # Lua's index of spent:d
+    assert call.args[-6:] == [5, "org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]
+
+
+def test_a_batch_shares_keys_and_refuses_mixed_orgs() -> None:
+    at = datetime(2024, 5, 17, 12, tzinfo=UTC)
+    items = [core.SettleItem(SUBJECT, f"e{i}", at, 5, PERIODS, None, 0, i) for i in range(3)]
+    call = core.settle_batch_call(LAYOUT, items)
+    assert call.args[0] == 3
+    assert len(call.keys) == len(set(call.keys))
+    other = core.SettleItem(Subject(org_id="globex", user_id="u"), "x", at, 5, PERIODS)
+    with pytest.raises(ValueError, match="one org"):
+        core.settle_batch_call(LAYOUT, [*items, other])
 
 
 def test_budgets_encode_exact_stage_thresholds() -> None:
