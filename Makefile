@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test check lint typecheck unit stack-up stack-down stack-status bench jsonschema clean
+.PHONY: help setup setup-litellm run test check unit stack-up stack-down stack-status bench jsonschema clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -12,7 +12,7 @@ help: ## list the targets
 setup: ## install system packages, .venv and the Kafka jars (idempotent)
 	@./scripts/setup
 
-run: setup ## the main job: start the local stack and show where to look
+run: setup ## the main job: the whole pipeline on the local stack, fed by a replay of the trace
 	@$(BIN)/spendstream demo
 
 test: setup check ## lint, type-check and run every test against the local stack
@@ -26,6 +26,9 @@ check: setup ## ruff and mypy (import-linter runs inside the tests)
 unit: setup ## the tests that need no services
 	@$(PY) -m pytest -m "not stack"
 
+setup-litellm: setup ## the separate .venv-litellm for the LiteLLM proxy test (the tests run it too)
+	@./scripts/setup-litellm
+
 stack-up: setup ## start Kafka, Redis and the embedded ClickHouse
 	@$(BIN)/spendstream stack up
 
@@ -36,10 +39,10 @@ stack-status: ## show what runs where
 	@$(BIN)/spendstream stack status
 
 bench: setup ## run the benchmarks; each writes bench/results/<name>.json
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[a-z]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 jsonschema: setup ## regenerate schemas/jsonschema from the Python model
 	@$(PY) scripts/gen_jsonschema.py
 
 clean: ## remove the virtualenv and caches (not the stack's data)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-litellm .mypy_cache .ruff_cache .pytest_cache
