@@ -12,12 +12,12 @@ Starts the local stack if it is not up. Writes bench/results/pipeline.json.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -45,17 +45,7 @@ EVENTS = 200_000
 RATE = 2_000
 FRESHNESS_SECONDS = 15
 TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
-PRICES = """
-prices:
-  - {provider: openai, model: gpt-4o, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
-     input: 2.50, output: 10.00, cache_read: 1.25}
-  - {provider: openai, model: gpt-4o-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
-     input: 0.15, output: 0.60, cache_read: 0.075}
-  - {provider: anthropic, model: claude-3-5-sonnet-20240620, effective_from: 2020-01-01T00:00:00Z,
-     unit: per_million_tokens, input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75}
-  - {provider: openai, model: o3-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
-     input: 1.10, output: 4.40, cache_read: 0.55}
-"""
+PRICES = (Path(__file__).resolve().parents[1] / "examples" / "prices.yaml").read_text()
 
 
 def producer(bootstrap: str, linger_ms: int = 5) -> Producer:
@@ -117,6 +107,70 @@ def metric(port: int, name: str) -> float:
     except OSError:
         pass
     return -1.0
+
+
+def produce_steady(
+    bootstrap: str, topic: str, tag: str, payloads: list[tuple[bytes, bytes]], sends: multiprocessing.Queue
+) -> None:
+    """RATE events a second for FRESHNESS_SECONDS; every 20th is a probe with a user of its own."""
+    p = producer(bootstrap, linger_ms=5)  # as a proxy would: a few ms of batching
+    total = RATE * FRESHNESS_SECONDS
+    t0 = time.time()
+    for i in range(total):
+        delay = t0 + i / RATE - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        if i % 20 == 0:
+            event = UsageEvent(
+                event_id=f"{tag}-probe-{i}",
+                occurred_at=datetime.now(UTC),
+                org_id="acme",
+                department_id="eng",
+                user_id=f"probe{i}",
+                feature="chat",
+                provider="openai",
+                model="gpt-4o",
+                input_tokens=100,
+                output_tokens=10,
+            )
+            p.produce(topic, key=b"acme", value=encode_event(event))
+            sends.put((f"probe{i}", time.time()))
+        else:
+            key, value = payloads[i % len(payloads)]
+            p.produce(topic, key=key, value=value.replace(b'"event_id":"', f'"event_id":"s{i}-'.encode(), 1))
+        p.poll(0)
+    p.flush(30)
+    sends.put((None, total / (time.time() - t0)))
+
+
+def watch(redis_url: str, tag: str, sends: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
+    """Poll Redis for each probe's counter; record when it first shows."""
+    client = redis.Redis.from_url(redis_url)
+    layout = KeyLayout(tag)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    rate = 0.0
+    done_at = None
+    while True:
+        while not sends.empty():
+            user, value = sends.get()
+            if user is None:
+                rate, done_at = value, time.time()
+            else:
+                sent[user] = value
+        pending = [user for user in sent if user not in seen]
+        if pending:
+            key = layout.spent("acme", PeriodKeys.at(datetime.now(UTC), "UTC"))[0]
+            values = client.hmget(key, [f"user/{user}" for user in pending])
+            now = time.time()
+            for user, value in zip(pending, values, strict=True):
+                if value is not None:
+                    seen[user] = now
+        if done_at is not None and (not pending or time.time() - done_at > 10):
+            break
+        time.sleep(0.001)
+    delays = sorted((seen[user] - sent[user]) * 1000 for user in sent if user in seen)
+    results.put((delays, rate, len(sent)))
 
 
 def main() -> None:
@@ -186,71 +240,18 @@ def main() -> None:
             file=sys.stderr,
         )
 
-        # 3. freshness at a steady rate
-        layout = KeyLayout(tag)
-        client = redis.Redis.from_url(base.redis.url)
-        p = producer(bootstrap, linger_ms=0)
-        sent: dict[str, float] = {}
-        seen: dict[str, float] = {}
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.is_set() or len(seen) < len(sent):
-                pending = [user for user in list(sent) if user not in seen]
-                if pending:
-                    periods = PeriodKeys.at(datetime.now(UTC), "UTC")
-                    key = layout.spent("acme", periods)[0]
-                    values = client.hmget(key, [f"user/{u}" for u in pending])
-                    now_s = time.perf_counter()
-                    for user, value in zip(pending, values, strict=True):
-                        if value is not None:
-                            seen[user] = now_s
-                if stop.is_set() and time.perf_counter() - stop_at[0] > 10:
-                    break
-                time.sleep(0.001)
-
-        stop_at = [0.0]
-        watcher = threading.Thread(target=watch, daemon=True)
+        # 3. freshness at a steady rate: a producer process and a watcher process, so neither's
+        #    pacing or polling delays the other's clock readings
+        ctx = multiprocessing.get_context("spawn")
+        sends: multiprocessing.Queue = ctx.Queue()
+        results: multiprocessing.Queue = ctx.Queue()
+        watcher = ctx.Process(target=watch, args=(base.redis.url, tag, sends, results))
         watcher.start()
-        total = RATE * FRESHNESS_SECONDS
-        t0 = time.perf_counter()
-        for i in range(total):
-            target = t0 + i / RATE
-            delay = target - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            if i % 20 == 0:
-                user = f"probe{i}"
-                event = UsageEvent(
-                    event_id=f"{tag}-probe-{i}",
-                    occurred_at=datetime.now(UTC),
-                    org_id="acme",
-                    department_id="eng",
-                    user_id=user,
-                    feature="chat",
-                    provider="openai",
-                    model="gpt-4o",
-                    input_tokens=100,
-                    output_tokens=10,
-                )
-                p.produce(topics.usage, key=b"acme", value=encode_event(event))
-                p.poll(0)
-                sent[user] = time.perf_counter()
-            else:
-                key, value = payloads[i % len(payloads)]
-                event_id = f"{tag}-steady-{i}"
-                p.produce(
-                    topics.usage,
-                    key=key,
-                    value=value.replace(events[i % len(events)].event_id.encode(), event_id.encode()),
-                )
-                p.poll(0)
-        p.flush(30)
-        stop_at[0] = time.perf_counter()
-        stop.set()
+        steady = ctx.Process(target=produce_steady, args=(bootstrap, topics.usage, tag, payloads[: RATE * 2], sends))
+        steady.start()
+        steady.join()
+        delays, achieved_rate, probes = results.get(timeout=120)
         watcher.join(30)
-        delays = sorted((seen[u] - sent[u]) * 1000 for u in sent if u in seen)
-        achieved_rate = total / (stop_at[0] - t0)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -272,7 +273,7 @@ def main() -> None:
             "raw_consume_events_per_s": round(raw_rate),
             "end_to_end_over_raw": round(e2e_rate / raw_rate, 3),
             "freshness_rate_events_per_s": round(achieved_rate),
-            "freshness_probes": len(sent),
+            "freshness_probes": probes,
             "freshness_probes_seen": len(delays),
             "freshness_p50_ms": round(percentile(delays, 0.5), 1),
             "freshness_p99_ms": round(percentile(delays, 0.99), 1),

@@ -131,12 +131,12 @@ def _expired(reply: list[Any]) -> int:
     return int(reply[2])
 
 
-class CapClient:
-    """Synchronous cap client over ``redis.Redis``."""
+class _Adapter:
+    """What both adapters share: the core, and the scripts registered once on their Redis client."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: Any,
         *,
         key_prefix: str = "ss",
         reservation_ttl_s: float = 300.0,
@@ -152,16 +152,32 @@ class CapClient:
         self._settle = client.register_script(SETTLE)
         self._release = client.register_script(RELEASE)
 
+    @property
+    def layout(self) -> KeyLayout:
+        return self._core.layout
+
+    def _spend_pipeline(self, org_id: str, scope: str, periods: PeriodKeys) -> Any:
+        pipe = self.redis.pipeline(transaction=False)
+        for key in self._core.layout.spent(org_id, periods):
+            pipe.hget(key, scope)
+        pipe.hget(self._core.layout.reserved(org_id), scope)
+        return pipe
+
+
+def _spend(values: list[Any]) -> dict[str, int]:
+    daily, weekly, monthly, reserved = (int(v or 0) for v in values)
+    return {"daily": daily, "weekly": weekly, "monthly": monthly, "reserved": reserved}
+
+
+class CapClient(_Adapter):
+    """Synchronous cap client over ``redis.Redis``."""
+
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 0.25, password: str | None = None, **kwargs: Any) -> CapClient:
         client = redis.Redis.from_url(
             url, password=password, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30
         )
         return cls(client, **kwargs)
-
-    @property
-    def layout(self) -> KeyLayout:
-        return self._core.layout
 
     def _org(self, org_id: str) -> _OrgEntry:
         entry = self._core.cached_org(org_id)
@@ -214,39 +230,11 @@ class CapClient:
     def spend(self, org_id: str, scope: str, when: datetime | None = None) -> dict[str, int]:
         """Committed nano-USD of one scope (``"<kind>/<id>"``) in its current day, week and month."""
         periods = self._core.periods(self._org(org_id).timezone, when)
-        pipe = self.redis.pipeline(transaction=False)
-        for key in self._core.layout.spent(org_id, periods):
-            pipe.hget(key, scope)
-        pipe.hget(self._core.layout.reserved(org_id), scope)
-        daily, weekly, monthly, reserved = pipe.execute()
-        return {
-            "daily": int(daily or 0),
-            "weekly": int(weekly or 0),
-            "monthly": int(monthly or 0),
-            "reserved": int(reserved or 0),
-        }
+        return _spend(self._spend_pipeline(org_id, scope, periods).execute())
 
 
-class AsyncCapClient:
+class AsyncCapClient(_Adapter):
     """The same client over ``redis.asyncio.Redis``."""
-
-    def __init__(
-        self,
-        client: aioredis.Redis,
-        *,
-        key_prefix: str = "ss",
-        reservation_ttl_s: float = 300.0,
-        on_redis_unavailable: str = "closed",
-        org_cache_s: float = 30.0,
-        metrics: CapMetrics | None = None,
-    ) -> None:
-        self.redis = client
-        self._core = _Core(
-            KeyLayout(key_prefix), reservation_ttl_s, on_redis_unavailable, org_cache_s, metrics or CapMetrics.default()
-        )
-        self._reserve = client.register_script(RESERVE)
-        self._settle = client.register_script(SETTLE)
-        self._release = client.register_script(RELEASE)
 
     @classmethod
     def from_url(
@@ -256,10 +244,6 @@ class AsyncCapClient:
             url, password=password, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30
         )
         return cls(client, **kwargs)
-
-    @property
-    def layout(self) -> KeyLayout:
-        return self._core.layout
 
     async def _org(self, org_id: str) -> _OrgEntry:
         entry = self._core.cached_org(org_id)
@@ -309,14 +293,4 @@ class AsyncCapClient:
 
     async def spend(self, org_id: str, scope: str, when: datetime | None = None) -> dict[str, int]:
         periods = self._core.periods((await self._org(org_id)).timezone, when)
-        pipe = self.redis.pipeline(transaction=False)
-        for key in self._core.layout.spent(org_id, periods):
-            pipe.hget(key, scope)
-        pipe.hget(self._core.layout.reserved(org_id), scope)
-        daily, weekly, monthly, reserved = await pipe.execute()
-        return {
-            "daily": int(daily or 0),
-            "weekly": int(weekly or 0),
-            "monthly": int(monthly or 0),
-            "reserved": int(reserved or 0),
-        }
+        return _spend(await self._spend_pipeline(org_id, scope, periods).execute())

@@ -34,6 +34,11 @@ class WorkerMetrics:
             "One accepted ClickHouse insert",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.freshness = Histogram(
+            "spendstream_event_freshness_seconds",
+            "From the message's Kafka timestamp to its spend being visible in Redis",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
         self.clickhouse_rows = Counter("spendstream_clickhouse_rows_inserted", "Rows accepted by ClickHouse")
         self.clickhouse_failures = Counter(
             "spendstream_clickhouse_insert_failures", "Failed insert attempts (retried: backpressure)"

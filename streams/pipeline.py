@@ -114,6 +114,10 @@ class Pipeline:
         began = time.perf_counter()
         results = await self.applier.apply(rated)
         self.metrics.redis_seconds.observe(time.perf_counter() - began)
+        now_ms = time.time() * 1000
+        for item in rated:
+            if item.timestamp_ms:
+                self.metrics.freshness.observe(max(0.0, now_ms - item.timestamp_ms) / 1000)
         rows = self._account(rated, results, deliveries)
         if deliveries:
             await asyncio.gather(*deliveries)

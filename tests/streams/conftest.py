@@ -30,17 +30,7 @@ from streams.topics import Topics
 from streams.workload import trace_events
 
 TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
-PRICES = """
-prices:
-  - {provider: openai, model: gpt-4o, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
-     input: 2.50, output: 10.00, cache_read: 1.25}
-  - {provider: openai, model: gpt-4o-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
-     input: 0.15, output: 0.60, cache_read: 0.075}
-  - {provider: anthropic, model: claude-3-5-sonnet-20240620, effective_from: 2020-01-01T00:00:00Z,
-     unit: per_million_tokens, input: 3.00, output: 15.00, cache_read: 0.30, cache_write: 3.75}
-  - {provider: openai, model: o3-mini, effective_from: 2020-01-01T00:00:00Z, unit: per_million_tokens,
-     input: 1.10, output: 4.40, cache_read: 0.55}
-"""
+PRICES = (Path(__file__).resolve().parents[2] / "examples" / "prices.yaml").read_text()
 SCOPE_FIELDS = (
     ("org", "org_id"),
     ("department", "department_id"),
