@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from enforcement.keys import KeyLayout
 from schemas.settings import Settings
@@ -33,6 +34,27 @@ from streams.topics import Topics
 __all__ = ["Worker", "build", "ensure_topics"]
 
 log = logging.getLogger("spendstream.worker")
+
+FETCH_MAX_WAIT_MS = 50
+
+
+class _PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust fixes the consumer's fetch_max_wait_ms at 1,500. A fetch covers only the partitions with
+    nothing buffered, so when those are idle, records arriving meanwhile on the others wait for it to
+    time out: a steady stream saw its events applied ~1.2 s late. 50 ms bounds that wait."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        return consumer
+
+
+class _PromptFetchConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> Any:
+        return _PromptFetchThread(self, loop=self.loop, beacon=self.beacon)
+
+
+faust_aiokafka.Transport.Consumer = _PromptFetchConsumer
 
 
 def ensure_topics(bootstrap: str, topics: Topics) -> None:
