@@ -236,6 +236,10 @@ class Worker:
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
             await pipeline.drain()
 
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def on_shutdown(sender: Any, **kwargs: Any) -> None:
+            pipeline.stopping = True  # an insert retrying against a dead ClickHouse gives up; nothing is acked
+
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             await pipeline.load_watermarks()
