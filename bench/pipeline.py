@@ -116,6 +116,7 @@ def produce_steady(
     p = producer(bootstrap, linger_ms=5)  # as a proxy would: a few ms of batching
     total = RATE * FRESHNESS_SECONDS
     t0 = time.time()
+    sends.put(("start", t0))
     for i in range(total):
         delay = t0 + i / RATE - time.time()
         if delay > 0:
@@ -144,32 +145,37 @@ def produce_steady(
 
 
 def watch(redis_url: str, tag: str, sends: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
-    """Poll Redis for each probe's counter; record when it first shows."""
+    """Poll Redis for each probe's counter and record when it first shows.
+
+    Which probes to poll follows from the schedule (probe i is due at t0 + i / RATE), not from the
+    queue of send times, so a slow queue cannot delay an observation; the send times are joined at the end."""
     client = redis.Redis.from_url(redis_url)
     layout = KeyLayout(tag)
-    sent: dict[str, float] = {}
+    user, t0 = sends.get(timeout=60)
+    assert user == "start"
+    probes = [f"probe{i}" for i in range(0, RATE * FRESHNESS_SECONDS, 20)]
     seen: dict[str, float] = {}
-    rate = 0.0
-    done_at = None
-    while True:
-        while not sends.empty():
-            user, value = sends.get()
-            if user is None:
-                rate, done_at = value, time.time()
-            else:
-                sent[user] = value
-        pending = [user for user in sent if user not in seen]
+    key = layout.spent("acme", PeriodKeys.at(datetime.now(UTC), "UTC"))[0]
+    deadline = t0 + FRESHNESS_SECONDS + 15
+    while len(seen) < len(probes) and time.time() < deadline:
+        due = int((time.time() - t0) * RATE) + 1
+        pending = [p for i, p in enumerate(probes) if i * 20 <= due and p not in seen]
         if pending:
-            key = layout.spent("acme", PeriodKeys.at(datetime.now(UTC), "UTC"))[0]
-            values = client.hmget(key, [f"user/{user}" for user in pending])
+            values = client.hmget(key, [f"user/{p}" for p in pending])
             now = time.time()
-            for user, value in zip(pending, values, strict=True):
+            for probe, value in zip(pending, values, strict=True):
                 if value is not None:
-                    seen[user] = now
-        if done_at is not None and (not pending or time.time() - done_at > 10):
-            break
+                    seen[probe] = now
         time.sleep(0.001)
-    delays = sorted((seen[user] - sent[user]) * 1000 for user in sent if user in seen)
+    sent: dict[str, float] = {}
+    rate = 0.0
+    while True:
+        user, value = sends.get(timeout=60)
+        if user is None:
+            rate = value
+            break
+        sent[user] = value
+    delays = sorted((seen[p] - sent[p]) * 1000 for p in sent if p in seen)
     results.put((delays, rate, len(sent)))
 
 
