@@ -157,6 +157,16 @@ def ingested_since(database: str, since: datetime) -> Query:
     )
 
 
+def org_spend(database: str, org_id: str, start: datetime, end: datetime) -> Query:
+    """The org's total cost in ``[start, end)`` from the raw events (what Redis counts for ``org/<org>``)."""
+    db = validate_database(database)
+    sql = (
+        f"SELECT sum(cost_nanos) FROM {db}.usage_events WHERE org_id = {{org:String}} "
+        "AND occurred_at >= {start:DateTime64(6, 'UTC')} AND occurred_at < {end:DateTime64(6, 'UTC')}"
+    )
+    return sql, _range(org_id, start, end)
+
+
 def usage_watermarks_by_org(database: str) -> Query:
     db = validate_database(database)
     return (

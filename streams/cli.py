@@ -190,6 +190,36 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    import redis  # noqa: PLC0415 - only this command needs it
+
+    from enforcement.keys import KeyLayout  # noqa: PLC0415
+    from schemas.budgets import OrgConfig  # noqa: PLC0415
+    from schemas.money import format_usd  # noqa: PLC0415
+    from sinks import queries  # noqa: PLC0415
+    from sinks.usage_store import UsageStore  # noqa: PLC0415
+    from streams.app import read_config  # noqa: PLC0415
+    from streams.config_records import ConfigState  # noqa: PLC0415
+    from streams.drift import measure_drift  # noqa: PLC0415
+    from streams.topics import Topics  # noqa: PLC0415
+
+    settings = _settings()
+    state = ConfigState()
+    for record, _, _ in read_config(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config)[0]:
+        state.apply(record)
+    ch = settings.clickhouse
+    store = UsageStore(ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure)
+    since = datetime.now(UTC) - timedelta(days=31)
+    orgs = {row[0] for row in store.query(*queries.orgs_since(store.database, since))} | set(state.orgs)
+    zones = {org: state.orgs.get(org, OrgConfig(org)).timezone for org in orgs}
+    password = settings.redis.password.get_secret_value() if settings.redis.password else None
+    client = redis.Redis.from_url(settings.redis.url, password=password)
+    drift = measure_drift(client, store, KeyLayout(settings.redis.key_prefix), zones)
+    for org_id, nanos in drift.items():
+        print(f"{org_id:<30} {nanos:>20,} nano-USD ({format_usd(nanos, 6)})")
+    return 0 if all(v == 0 for v in drift.values()) else 1
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
@@ -287,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--metrics-port", type=int, help="overrides SPENDSTREAM_METRICS_PORT")
     worker.add_argument("--metrics-loopback", action="store_true", help="serve /metrics on 127.0.0.1 only")
     worker.set_defaults(func=cmd_worker)
+    drift = commands.add_parser("drift", help="month-to-date spend per org: Redis minus ClickHouse (exit 1 if any)")
+    drift.set_defaults(func=cmd_drift)
     rebuild = commands.add_parser("rebuild", help="recompute Redis from config.v1 and ClickHouse")
     rebuild.set_defaults(func=cmd_rebuild)
     replay = commands.add_parser("replay", help="produce a usage workload to usage.v1")

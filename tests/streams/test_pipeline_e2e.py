@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from enforcement.keys import PeriodKeys
 from schemas.events import encode_event
 from tests.streams.conftest import Deployment, expected_spend, make_events
 
@@ -123,7 +124,19 @@ def test_rebuild_restores_every_counter(deployment: Deployment) -> None:
     dep.send(events)
     dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "all events in ClickHouse")
     dep.kill_worker(worker)
+    drift = dep.cli("drift")
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    assert {line.split()[0]: line.split()[1] for line in drift.stdout.splitlines()} == {
+        "acme": "0",
+        "globex": "0",
+        "initech": "0",
+    }
     client = dep.redis()
+    monthly = dep.layout.spent("acme", PeriodKeys.at(now, "UTC"))[2]
+    client.hincrby(monthly, "org/acme", 5)
+    drifted = dep.cli("drift")
+    assert drifted.returncode == 1 and any(line.split()[:2] == ["acme", "5"] for line in drifted.stdout.splitlines())
+    client.hincrby(monthly, "org/acme", -5)
     prefix = dep.settings.redis.key_prefix
     before = {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:spent:*")}
     budgets_before = {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:org")}
