@@ -229,8 +229,11 @@ class CapClient(_Adapter):
 
     def spend(self, org_id: str, scope: str, when: datetime | None = None) -> dict[str, int]:
         """Committed nano-USD of one scope (``"<kind>/<id>"``) in its current day, week and month."""
-        periods = self._core.periods(self._org(org_id).timezone, when)
-        return _spend(self._spend_pipeline(org_id, scope, periods).execute())
+        try:
+            periods = self._core.periods(self._org(org_id).timezone, when)
+            return _spend(self._spend_pipeline(org_id, scope, periods).execute())
+        except _UNAVAILABLE as exc:
+            raise CapUnavailableError(f"spend of {scope} not read: {exc}") from exc
 
 
 class AsyncCapClient(_Adapter):
@@ -292,5 +295,8 @@ class AsyncCapClient(_Adapter):
             raise CapUnavailableError(f"release of {request_id} failed: {exc}") from exc
 
     async def spend(self, org_id: str, scope: str, when: datetime | None = None) -> dict[str, int]:
-        periods = self._core.periods((await self._org(org_id)).timezone, when)
-        return _spend(await self._spend_pipeline(org_id, scope, periods).execute())
+        try:
+            periods = self._core.periods((await self._org(org_id)).timezone, when)
+            return _spend(await self._spend_pipeline(org_id, scope, periods).execute())
+        except _UNAVAILABLE as exc:
+            raise CapUnavailableError(f"spend of {scope} not read: {exc}") from exc

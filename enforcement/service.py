@@ -182,7 +182,7 @@ def create_app(  # noqa: PLR0915 - one closure per route
             return _error(503, "redis", str(exc))
         return JSONResponse({"released": released})
 
-    async def spend(request: Request) -> Response:
+    async def spend(request: Request) -> Response:  # noqa: PLR0911 - one answer per way it can fail
         if not authorised(request):
             return _error(401, "authorization", "a valid Bearer proxy API key is required")
         scope = request.path_params["scope"]
@@ -196,7 +196,10 @@ def create_app(  # noqa: PLR0915 - one closure per route
             return _error(400, "org_id", "must be 1-128 of A-Z a-z 0-9 _ . @ + -")
         if not (_NAME if scope in ("model", "provider") else _ID).match(scope_id):
             return _error(400, "id", f"not a valid {scope} id")
-        spent = await client.spend(org_id, f"{scope}/{scope_id}")
+        try:
+            spent = await client.spend(org_id, f"{scope}/{scope_id}")
+        except CapUnavailableError as exc:
+            return _error(503, "redis", str(exc))
         return JSONResponse({"org_id": org_id, "scope": scope, "id": scope_id, "nanos": spent})
 
     async def health(request: Request) -> Response:

@@ -34,6 +34,9 @@ class WorkerMetrics:
             "One accepted ClickHouse insert",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.redis_failures = Counter(
+            "spendstream_redis_apply_failures", "Failed Redis applies (the batch is retried: backpressure)"
+        )
         self.freshness = Histogram(
             "spendstream_event_freshness_seconds",
             "From the message's Kafka timestamp to its spend being visible in Redis",

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from enforcement.budget_store import encode_budget
 from enforcement.decision import SettleResult
 from schemas.pricing import PriceCatalogue
@@ -112,7 +115,7 @@ class Pipeline:
         for letter in dead:
             self.metrics.dead_lettered.labels(letter.field.split("[")[0][:40]).inc()
         began = time.perf_counter()
-        results = await self.applier.apply(rated)
+        results = await self._apply_until_done(rated)
         self.metrics.redis_seconds.observe(time.perf_counter() - began)
         now_ms = time.time() * 1000
         for item in rated:
@@ -134,6 +137,22 @@ class Pipeline:
             self.start_flush()
         if self.buffered_rows() >= self.max_buffered_rows:
             await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
+
+    async def _apply_until_done(self, rated: Sequence[Rated]) -> list[SettleResult]:
+        """Apply to Redis, retrying while it cannot be reached: the stream waits, nothing is skipped.
+
+        A retry is exact: events the failed attempt did apply are recognised by their offsets."""
+        attempt = 0
+        while True:
+            try:
+                return await self.applier.apply(rated)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                attempt += 1
+                self.metrics.redis_failures.inc()
+                log.warning("Redis apply failed (attempt %d), retrying the batch: %s", attempt, exc)
+                if self.stopping:
+                    raise
+                await asyncio.sleep(min(5.0, 0.05 * 2**attempt))
 
     def buffered_rows(self) -> int:
         return len(self._pending.rows)

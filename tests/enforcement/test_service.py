@@ -161,3 +161,20 @@ def test_health_metrics_and_openapi(app_client: AppClient) -> None:
     assert doc == OPENAPI
     assert {"/v1/reserve", "/v1/settle", "/v1/release", "/v1/spend/{scope}/{id}", "/healthz"} <= set(doc["paths"])
     assert set(doc["components"]["schemas"]) >= {"ReserveBody", "SettleBody", "ReleaseBody", "Decision"}
+
+
+def test_redis_down_fails_closed_and_reads_answer_503() -> None:
+    client = AppClient("redis://127.0.0.1:1/0", "down", Estimator(PriceCatalogue()))
+    try:
+        decision = call(
+            client, "POST", "/v1/reserve", headers=AUTH, json={**ADA, "request_id": "r1", "estimate_nanos": 1}
+        ).json()
+        assert (decision["allowed"], decision["outcome"]) == (False, "fail_closed")
+        assert call(client, "GET", "/v1/spend/user/ada", headers=AUTH, params={"org_id": "acme"}).status_code == 503
+        assert (
+            call(client, "POST", "/v1/release", headers=AUTH, json={"org_id": "acme", "request_id": "r1"}).status_code
+            == 503
+        )
+        assert call(client, "GET", "/healthz").status_code == 503
+    finally:
+        client.close()
