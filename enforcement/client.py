@@ -3,7 +3,9 @@
 One core (:class:`_Core`) holds every decision rule; :class:`CapClient` (sync,
 ``redis.Redis``) and :class:`AsyncCapClient` (``redis.asyncio.Redis``) only
 send its script calls to Redis. Each call is one ``EVALSHA`` round trip
-(plus one ``HGETALL`` per org every ``org_cache_s`` for its time zone).
+(plus one ``HGETALL`` per org every ``org_cache_s`` for its time zone). The
+first denial by a budget in a period also sets a mark and queues that denial
+for the worker, which turns it into a ``cap_denied`` alert.
 
 When Redis cannot be reached in ``timeout_s``, ``reserve`` answers from the
 org's policy: ``closed`` (the default) denies with a reason saying so,
@@ -13,6 +15,7 @@ org's policy: ``closed`` (the default) denies with a reason saying so,
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -120,6 +123,28 @@ class _Core:
             self.metrics.expired.inc(expired)
         return decision
 
+    def denial_mark(self, subject: Subject, decision: Decision, periods: PeriodKeys) -> tuple[str, int, str] | None:
+        """For a denial by a budget: the once-per-period mark (key, seconds to live) and the alert it queues."""
+        blocking = decision.blocking
+        if decision.outcome is not Outcome.DENIED or blocking is None:
+            return None
+        period_key = {"daily": periods.day, "weekly": periods.week}.get(blocking.period, periods.month)
+        field = f"{blocking.scope}/{blocking.period}"
+        ttl = max(60, (blocking.resets_at_ms - int(time.time() * 1000)) // 1000 + 86_400)
+        body = {
+            "org_id": subject.org_id,
+            "scope": field,
+            "period": blocking.period,
+            "period_key": period_key,
+            "limit_nanos": blocking.limit,
+            "spent_nanos": blocking.spent,
+            "reserved_nanos": blocking.reserved,
+            "request_id": decision.request_id,
+            "estimate_nanos": decision.estimate,
+            "detected_at": datetime.now(UTC).isoformat(),
+        }
+        return self.layout.denied(subject.org_id, field, period_key), ttl, json.dumps(body)
+
     def settled(self, result: SettleResult, began: float) -> SettleResult:
         self.metrics.latency.labels("settle").observe(time.perf_counter() - began)
         label = "applied" if result.applied else ("duplicate" if result.duplicate else "stale")
@@ -195,6 +220,13 @@ class CapClient(_Adapter):
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
         decision = core.parse_reserve(reply, request_id, estimate, periods)
+        mark = self._core.denial_mark(subject, decision, periods)
+        if mark is not None:
+            try:  # the first denial per budget and period becomes an alert; a failure here denies nothing more
+                if self.redis.set(mark[0], 1, nx=True, ex=mark[1]):
+                    self.redis.rpush(self._core.layout.denials(), mark[2])
+            except _UNAVAILABLE:
+                self._core.metrics.redis_errors.labels("denial_mark").inc()
         return self._core.decided(decision, _expired(reply), began)
 
     def settle(
@@ -264,6 +296,13 @@ class AsyncCapClient(_Adapter):
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
         decision = core.parse_reserve(reply, request_id, estimate, periods)
+        mark = self._core.denial_mark(subject, decision, periods)
+        if mark is not None:
+            try:
+                if await self.redis.set(mark[0], 1, nx=True, ex=mark[1]):
+                    await self.redis.rpush(self._core.layout.denials(), mark[2])
+            except _UNAVAILABLE:
+                self._core.metrics.redis_errors.labels("denial_mark").inc()
         return self._core.decided(decision, _expired(reply), began)
 
     async def settle(

@@ -188,6 +188,25 @@ class KeyLayout:
         shard = int.from_bytes(print_[:2], "big") % self.seen_shards
         return f"{self.org(org_id)}:seen:{occurred_at.strftime('%Y%m%d%H')}:{shard}"
 
+    def alert_sent(self, org_id: str, digest: str) -> str:
+        """One delivery of one alert to one target: its outcome, so a restart never sends it again."""
+        return f"{self.org(org_id)}:alert:{digest}"
+
+    def alerts_open(self, org_id: str) -> str:
+        """hash dedup_key -> the PagerDuty incident it opened, until the condition clears."""
+        return f"{self.org(org_id)}:alerts:open"
+
+    def alerts_open_orgs(self) -> str:
+        return f"{self.prefix}:alerts:open-orgs"
+
+    def denied(self, org_id: str, field: str, period_key: str) -> str:
+        """Set once by the first denial of a budget in a period."""
+        return f"{self.org(org_id)}:denied:{field}:{period_key}"
+
+    def denials(self) -> str:
+        """list of first denials (JSON) for the worker to turn into alerts."""
+        return f"{self.prefix}:alerts:denials"
+
     def orgs_pattern(self) -> str:
         return f"{self.prefix}:{{*}}:budgets"
 

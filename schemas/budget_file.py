@@ -12,9 +12,18 @@ budgets:
     limit: "5000.00"                 # USD, written as a string or a number
     mode: hard                       # hard (deny before the request) | soft (alert only)
     stages: [50, 80, 100]            # alert stages, percent of the limit
-    recipients:
-      slack: ["#eng-costs"]
-      email: [lead@acme.example]
+    alerts:                          # stage or kind -> channels (below); escalate by stage
+      80: [eng-slack]
+      100: [oncall-pd, oncall-sms]
+      cap_denied: [eng-slack]
+channels:                            # per org, by name; secrets as env:NAME, read by the worker
+  acme:
+    eng-slack: {type: slack, url: "env:ACME_ENG_SLACK_WEBHOOK", rate_per_minute: 30}
+    oncall-pd: {type: pagerduty, routing_key: "env:ACME_PAGERDUTY_KEY"}
+    oncall-sms: {type: sms, to: ["+15551230000"], quiet_hours: {from: "22:00", to: "07:00", timezone: Europe/Berlin}}
+    leads: {type: email, to: [lead@acme.example]}
+routing:                             # an org's channels for alerts its budgets do not route
+  acme: {default: [leads], spike: [eng-slack]}
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from schemas.budgets import Budget, BudgetError, BudgetMode, Channel, OrgConfig, Period, ScopeKind
+from schemas.alerts import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
+from schemas.budgets import Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.money import MoneyError, parse_usd
 
 __all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file"]
@@ -44,6 +54,8 @@ class BudgetFileError(ValueError):
 class BudgetFile:
     orgs: dict[str, OrgConfig]
     budgets: tuple[Budget, ...]
+    channels: dict[tuple[str, str], tuple[ChannelSpec, dict[str, Any]]]  # (org, name) -> spec, body as written
+    routing: dict[str, tuple[Routing, dict[str, Any]]]
 
 
 class _Loader(yaml.SafeLoader):
@@ -71,7 +83,7 @@ def _limit(value: Any, where: str) -> int:
 def _budget(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
     if not isinstance(spec, dict):
         raise BudgetFileError(where, "expected a mapping")
-    unknown = set(spec) - {"org", "scope", "id", "period", "limit", "mode", "stages", "recipients"}
+    unknown = set(spec) - {"org", "scope", "id", "period", "limit", "mode", "stages", "alerts"}
     if unknown:
         raise BudgetFileError(f"{where}.{sorted(unknown)[0]}", "unknown key")
     org = spec.get("org")
@@ -95,12 +107,10 @@ def _budget(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
     stages = spec.get("stages", [50, 80, 100])
     if not isinstance(stages, list):
         raise BudgetFileError(f"{where}.stages", "a list of percentages")
-    recipients: dict[Channel, tuple[str, ...]] = {}
-    for channel, targets in (spec.get("recipients") or {}).items():
-        try:
-            recipients[Channel(channel)] = tuple(str(t) for t in targets)
-        except (ValueError, TypeError):
-            raise BudgetFileError(f"{where}.recipients.{channel}", "unknown channel or not a list") from None
+    try:
+        routes = parse_budget_routes(spec.get("alerts"), tuple(stages), f"{where}.alerts")
+    except AlertConfigError as exc:
+        raise BudgetFileError(exc.where, exc.reason) from None
     try:
         return Budget(
             org_id=org,
@@ -111,7 +121,7 @@ def _budget(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
             mode=mode,
             stages=tuple(stages),
             timezone=orgs.get(org, OrgConfig(org)).timezone,
-            recipients=recipients,
+            alerts=routes,
         )
     except BudgetError as exc:
         raise BudgetFileError(where, str(exc)) from None
@@ -124,7 +134,7 @@ def parse_budget_file(text: str) -> BudgetFile:
         raise BudgetFileError("$", f"malformed YAML: {exc}") from None
     if not isinstance(doc, dict):
         raise BudgetFileError("$", "expected a mapping with orgs and budgets")
-    unknown = set(doc) - {"orgs", "budgets"}
+    unknown = set(doc) - {"orgs", "budgets", "channels", "routing"}
     if unknown:
         raise BudgetFileError(f"$.{sorted(unknown)[0]}", "unknown key")
     orgs: dict[str, OrgConfig] = {}
@@ -140,9 +150,60 @@ def parse_budget_file(text: str) -> BudgetFile:
     budgets = tuple(_budget(spec, orgs, f"budgets[{i}]") for i, spec in enumerate(doc.get("budgets") or []))
     for budget in budgets:
         orgs.setdefault(budget.org_id, OrgConfig(budget.org_id))
+    channels = _channels(doc.get("channels"))
+    routing = _routing(doc.get("routing"), channels)
+    for i, budget in enumerate(budgets):
+        for route, names in budget.alerts.items():
+            _known(names, budget.org_id, channels, f"budgets[{i}].alerts.{route}")
     seen: set[tuple[str, str]] = set()
     for i, budget in enumerate(budgets):
         if (budget.org_id, budget.key) in seen:
             raise BudgetFileError(f"budgets[{i}]", f"a second budget for {budget.org_id} {budget.key}")
         seen.add((budget.org_id, budget.key))
-    return BudgetFile(orgs, budgets)
+    return BudgetFile(orgs, budgets, channels, routing)
+
+
+def _channels(section: Any) -> dict[tuple[str, str], tuple[ChannelSpec, dict[str, Any]]]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise BudgetFileError("channels", "expected org -> name -> channel")
+    found: dict[tuple[str, str], tuple[ChannelSpec, dict[str, Any]]] = {}
+    for org_id, named in section.items():
+        if not isinstance(named, dict):
+            raise BudgetFileError(f"channels.{org_id}", "expected name -> channel")
+        for name, body in named.items():
+            try:
+                # env:NAME secrets are resolved by the worker that sends, not here
+                found[(str(org_id), str(name))] = (parse_channel(str(org_id), str(name), body, None), body)
+            except AlertConfigError as exc:
+                field = exc.where.removeprefix(f"channel/{org_id}/{name}")
+                raise BudgetFileError(f"channels.{org_id}.{name}{field}", exc.reason) from None
+    return found
+
+
+def _routing(
+    section: Any, channels: dict[tuple[str, str], tuple[ChannelSpec, dict[str, Any]]]
+) -> dict[str, tuple[Routing, dict[str, Any]]]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise BudgetFileError("routing", "expected org -> routing")
+    found: dict[str, tuple[Routing, dict[str, Any]]] = {}
+    for org_id, body in section.items():
+        try:
+            routing = parse_routing(str(org_id), body)
+        except AlertConfigError as exc:
+            raise BudgetFileError(
+                f"routing.{org_id}{exc.where.removeprefix(f'routing/{org_id}')}", exc.reason
+            ) from None
+        for kind, names in [("default", routing.default), *routing.by_kind.items()]:
+            _known(names, str(org_id), channels, f"routing.{org_id}.{kind}")
+        found[str(org_id)] = (routing, body)
+    return found
+
+
+def _known(names: tuple[str, ...], org_id: str, channels: dict[tuple[str, str], Any], where: str) -> None:
+    for name in names:
+        if (org_id, name) not in channels:
+            raise BudgetFileError(where, f"unknown channel {name!r}; define it under channels.{org_id}")

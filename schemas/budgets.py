@@ -4,7 +4,7 @@ A budget names its scope (the org itself, or a department, user, feature or
 model inside the org), a period cut in the org's time zone, a limit in
 nano-USD, a mode (a ``hard`` cap denies requests before they run; a ``soft``
 budget only alerts), the alert stages as percentages of the limit, and the
-recipients per channel.
+channels each stage (or alert kind) goes to.
 """
 
 from __future__ import annotations
@@ -99,7 +99,8 @@ class Budget:
     mode: BudgetMode = BudgetMode.SOFT
     stages: tuple[int, ...] = (50, 80, 100)
     timezone: str = "UTC"
-    recipients: dict[Channel, tuple[str, ...]] = field(default_factory=dict)
+    # stage ("80") or alert kind ("cap_denied", "projected_exceed") -> channel names of the org
+    alerts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not _ID.match(self.org_id):

@@ -16,7 +16,15 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ClickHouseSettings", "DecisionSettings", "KafkaSettings", "RedisSettings", "Settings", "StackSettings"]
+__all__ = [
+    "AlertSettings",
+    "ClickHouseSettings",
+    "DecisionSettings",
+    "KafkaSettings",
+    "RedisSettings",
+    "Settings",
+    "StackSettings",
+]
 
 Port = int
 
@@ -79,6 +87,30 @@ class DecisionSettings(BaseModel):
         return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
 
 
+class AlertSettings(BaseModel):
+    """Delivery of alerts: provider credentials (from the environment only), retries, the dashboard link."""
+
+    dashboard_url: str = Field("http://localhost:3000", description="base URL of Grafana, linked from every alert")
+    smtp_host: str = Field("", description="SMTP server; empty disables email")
+    smtp_port: Port = Field(587, ge=1, le=65535)
+    smtp_security: str = Field("starttls", pattern=r"^(none|starttls|tls)$")
+    smtp_verify: bool = Field(True, description="verify the server's TLS certificate")
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "spendstream@localhost"
+    twilio_account_sid: str = Field("", description="empty disables SMS")
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from: str = ""
+    twilio_base_url: str = Field("", description="override of https://api.twilio.com (a regional or local endpoint)")
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    http_timeout_s: float = Field(10.0, gt=0, le=120)
+    max_attempts: int = Field(8, ge=1, le=100)
+    backoff_base_s: float = Field(0.5, gt=0, le=60)
+    backoff_max_s: float = Field(60.0, gt=0, le=3600)
+    ledger_days: int = Field(62, ge=1, le=400, description="how long a delivery is remembered (dedup)")
+    resolve_check_s: float = Field(15.0, gt=0, le=3600, description="how often open PagerDuty incidents are checked")
+
+
 class StackSettings(BaseModel):
     """Where the local services of one machine listen and keep their files."""
 
@@ -101,4 +133,5 @@ class Settings(BaseSettings):
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     stack: StackSettings = StackSettings()
     decision: DecisionSettings = DecisionSettings()
+    alerts: AlertSettings = AlertSettings()
     metrics_port: Port = Field(9400, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")

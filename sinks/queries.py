@@ -77,20 +77,40 @@ def series(
     return sql, {**_range(org_id, start, end), "tz": timezone}
 
 
-def top_cost_drivers(database: str, org_id: str, start: datetime, end: datetime, limit: int = 10) -> Query:
-    """The (user, model, feature) combinations that cost most, with their share of the total."""
+SCOPE_COLUMNS = {
+    "department": "department_id",
+    "user": "user_id",
+    "feature": "feature",
+    "model": "model",
+    "provider": "provider",
+}
+
+
+def top_cost_drivers(
+    database: str, org_id: str, start: datetime, end: datetime, limit: int = 10, scope: str | None = None
+) -> Query:
+    """The (user, model, feature) combinations that cost most, with their share of the total.
+
+    ``scope`` (``"department/eng"``, ``"user/u1"``, ...) narrows both to one scope of the org."""
     db = validate_database(database)
     if not 1 <= limit <= 1000:
         raise ValueError("limit: 1 to 1000")
+    where = "org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}"
+    params: dict[str, Any] = {**_range(org_id, start, end), "limit": limit}
+    if scope is not None:
+        kind, _, ident = scope.partition("/")
+        if kind != "org":
+            if kind not in SCOPE_COLUMNS or not ident:
+                raise ValueError(f"scope: {scope!r} is not <department|user|feature|model|provider>/<id>")
+            where += f" AND {SCOPE_COLUMNS[kind]} = {{scope_id:String}}"
+            params["scope_id"] = ident
     sql = (
         f"SELECT user_id, model, feature, sum(cost_nanos) AS cost_nanos, sum(requests) AS requests, "
-        f"round(cost_nanos / (SELECT sum(cost_nanos) FROM {db}.usage_hourly WHERE org_id = {{org:String}} "
-        "AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}), 6) AS share "
-        f"FROM {db}.usage_hourly "
-        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
+        f"round(cost_nanos / (SELECT sum(cost_nanos) FROM {db}.usage_hourly WHERE {where}), 6) AS share "
+        f"FROM {db}.usage_hourly WHERE {where} "
         "GROUP BY user_id, model, feature ORDER BY cost_nanos DESC, user_id, model, feature LIMIT {limit:UInt32}"
     )
-    return sql, {**_range(org_id, start, end), "limit": limit}
+    return sql, params
 
 
 def peak_hours(database: str, org_id: str, start: datetime, end: datetime, timezone: str = "UTC") -> Query:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DIMENSIONS", "USAGE_COLUMNS", "migrations", "validate_database"]
+__all__ = ["ALERT_HISTORY_COLUMNS", "DIMENSIONS", "USAGE_COLUMNS", "migrations", "validate_database"]
 
 _DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -62,6 +62,24 @@ USAGE_COLUMNS = (
     "metadata",
     "kafka_partition",
     "kafka_offset",
+)
+
+
+ALERT_HISTORY_COLUMNS = (
+    "at",
+    "org_id",
+    "dedup_key",
+    "kind",
+    "scope",
+    "period_key",
+    "stage",
+    "channel",
+    "channel_type",
+    "target",
+    "outcome",
+    "attempts",
+    "error",
+    "detected_to_done_ms",
 )
 
 
@@ -150,4 +168,21 @@ SETTINGS non_replicated_deduplication_window = 1000""",
     applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = ReplacingMergeTree
 ORDER BY (kafka_partition, kafka_offset)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.alert_history (
+    at DateTime64(3, 'UTC'),
+    org_id LowCardinality(String),
+    dedup_key String,
+    kind LowCardinality(String),
+    scope String,
+    period_key String,
+    stage UInt16,
+    channel String,
+    channel_type LowCardinality(String),
+    target String,
+    outcome LowCardinality(String),
+    attempts UInt16,
+    error String,
+    detected_to_done_ms UInt32
+) ENGINE = MergeTree
+ORDER BY (org_id, at)""",
     ]

@@ -15,7 +15,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from schemas.events import UsageEvent
-from sinks.schema import USAGE_COLUMNS, migrations, validate_database
+from sinks.schema import ALERT_HISTORY_COLUMNS, USAGE_COLUMNS, migrations, validate_database
 
 __all__ = ["UsageRow", "UsageStore", "usage_row"]
 
@@ -153,6 +153,9 @@ class UsageStore:
             rows,
             column_names=["key", "kind", "value", "deleted", "kafka_partition", "kafka_offset"],
         )
+
+    def insert_alert_history(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.client.insert(f"{self.database}.alert_history", rows, column_names=list(ALERT_HISTORY_COLUMNS))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return list(self.client.query(sql, parameters=parameters or {}).result_rows)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import faust
+import httpx
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Consumer, KafkaException
@@ -23,8 +25,10 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from enforcement.keys import KeyLayout
 from schemas.settings import Settings
+from sinks.alert_channels import Senders, SmtpConfig, TwilioConfig
 from sinks.usage_store import UsageStore
-from streams.config_records import ConfigRecord
+from streams.alerting import AlertDispatcher
+from streams.config_records import ConfigRecord, ConfigState
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline
 from streams.processing import Message
@@ -133,12 +137,14 @@ class Worker:
         self.redis = aioredis.Redis.from_url(settings.redis.url, password=password)
         ch = settings.clickhouse
         self.store = UsageStore(ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure)
+        (settings.stack.home / "faust").mkdir(parents=True, exist_ok=True)  # Faust's data dir, out of the cwd
         self.app = faust.App(
             f"{settings.kafka.topic_prefix}{app_id}",
             broker=f"kafka://{settings.kafka.bootstrap.split(',')[0]}",
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,
+            datadir=str(settings.stack.home / "faust" / "{conf.id}"),
             topic_allow_declare=False,
             topic_disable_leader=True,
             consumer_auto_offset_reset="earliest",
@@ -157,6 +163,18 @@ class Worker:
             self.metrics,
             sink_rows,
             sink_interval_s,
+            config=ConfigState(os.environ),
+        )
+        self._alerts_topic = self.app.topic(self.topics.alerts, value_type=bytes, key_type=bytes)
+        self.dispatcher = AlertDispatcher(
+            self.redis,
+            KeyLayout(settings.redis.key_prefix),
+            self.pipeline.config,
+            senders(settings),
+            self.store,
+            settings.alerts,
+            self._send,
+            self.topics.alerts,
         )
         self._config_ends: dict[int, int] = {}
         self.batch_size = batch_size
@@ -184,6 +202,7 @@ class Worker:
             self.settings.redis.url, password=password.get_secret_value() if password else None
         )
         self.pipeline.applier = RedisApplier(self.redis, KeyLayout(self.settings.redis.key_prefix))
+        self.dispatcher.redis = self.redis
         self.pipeline.ch_watermarks = self.store.watermarks()
         log.info("config applied (%d records), %d prices", len(records), len(self.pipeline.catalogue))
 
@@ -206,6 +225,23 @@ class Worker:
                 highwater = app.consumer.highwater(last.tp)
                 if highwater is not None:
                     self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
+
+        @app.agent(self._alerts_topic, name="alerts")
+        async def alerts(stream: Any) -> None:
+            async for events in stream.take_events(200, within=0.01):
+                for event in events:
+                    event.message.incref()  # a stop mid-delivery must not commit: acked below, once delivered
+                await self.dispatcher.handle([event.value for event in events])
+                for event in events:
+                    event.ack()
+
+        @app.timer(self.settings.alerts.resolve_check_s)  # type: ignore[untyped-decorator]
+        async def resolve_timer() -> None:
+            await self.dispatcher.check_open()
+
+        @app.timer(0.5)  # type: ignore[untyped-decorator]
+        async def denials_timer() -> None:
+            await self.dispatcher.pump_denials()
 
         @app.timer(0.1)  # type: ignore[untyped-decorator]
         async def flush_timer() -> None:
@@ -248,6 +284,33 @@ class Worker:
         """Run until stopped (SIGTERM or SIGINT); flushes what it holds on the way out."""
         worker = faust.Worker(self.app, loglevel="WARNING", quiet=True)
         worker.execute_from_commandline()
+
+
+def senders(settings: Settings) -> Senders:
+    """The alert channels' clients, from settings (credentials come from the environment)."""
+    alerts = settings.alerts
+    smtp = None
+    if alerts.smtp_host:
+        smtp = SmtpConfig(
+            alerts.smtp_host,
+            alerts.smtp_port,
+            alerts.smtp_security,
+            alerts.smtp_username,
+            alerts.smtp_password.get_secret_value(),
+            alerts.smtp_from,
+            alerts.http_timeout_s,
+            alerts.smtp_verify,
+        )
+    twilio = None
+    if alerts.twilio_account_sid:
+        twilio = TwilioConfig(
+            alerts.twilio_account_sid,
+            alerts.twilio_auth_token.get_secret_value(),
+            alerts.twilio_from,
+            alerts.twilio_base_url or None,
+        )
+    http = httpx.AsyncClient(timeout=alerts.http_timeout_s, headers={"User-Agent": "spendstream"})
+    return Senders(http, smtp, twilio, alerts.pagerduty_events_url)
 
 
 def build(settings: Settings, **kwargs: Any) -> Worker:

@@ -101,14 +101,17 @@ def cmd_budgets(args: argparse.Namespace) -> int:
     from schemas.budget_file import BudgetFileError, parse_budget_file  # noqa: PLC0415
     from schemas.money import format_usd  # noqa: PLC0415
     from streams.app import read_config  # noqa: PLC0415
-    from streams.config_records import ConfigRecord, ConfigState, budget_record, org_record  # noqa: PLC0415
+    from streams.config_records import ConfigState, file_records  # noqa: PLC0415
     from streams.topics import Topics  # noqa: PLC0415
 
     settings = _settings()
     topic = Topics(settings.kafka.topic_prefix).config
     state = ConfigState()
     for record, _, _ in read_config(settings.kafka.bootstrap, topic)[0]:
-        state.apply(record)
+        try:
+            state.apply(record)
+        except ValueError as exc:  # the worker refuses it too; say so, and go on
+            print(f"warning: {exc}", file=sys.stderr)
     if args.action == "apply":
         if args.file is None:
             print("error: budgets apply needs a budgets YAML file", file=sys.stderr)
@@ -118,15 +121,11 @@ def cmd_budgets(args: argparse.Namespace) -> int:
         except BudgetFileError as exc:
             print(f"error: {args.file.name}: {exc}", file=sys.stderr)
             return 2
-        records = [org_record(org) for org in parsed.orgs.values()]
-        records += [budget_record(budget) for budget in parsed.budgets]
-        wanted = {record.key for record in records}
-        removed = [key for key, budget in state.budgets.items() if budget.org_id in parsed.orgs and key not in wanted]
-        records += [ConfigRecord(key, None) for key in removed]
+        records, removed = file_records(parsed, state)
         _publish(settings, records)
         print(
-            f"published {len(parsed.budgets)} budgets for {len(parsed.orgs)} orgs to {topic}"
-            + (f", removed {len(removed)}" if removed else "")
+            f"published {len(parsed.budgets)} budgets and {len(parsed.channels)} alert channels"
+            f" for {len(parsed.orgs)} orgs to {topic}" + (f", removed {removed}" if removed else "")
         )
         return 0
     for key, budget in sorted(state.budgets.items()):

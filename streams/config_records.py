@@ -3,7 +3,9 @@
 Keys and values (JSON), the latest value of a key wins; a null value deletes:
 
 * ``org/<org>`` -> ``{"timezone": ..., "on_redis_unavailable": "closed"|"open"}``
-* ``budget/<org>/<scope>/<id>/<period>`` -> ``{"limit_nanos": ..., "mode": ..., "stages": [...], "recipients": {...}}``
+* ``budget/<org>/<scope>/<id>/<period>`` -> ``{"limit_nanos": ..., "mode": ..., "stages": [...], "alerts": {...}}``
+* ``channel/<org>/<name>`` -> a channel as written in the budgets file (secrets as ``env:NAME``)
+* ``routing/<org>`` -> ``{"default": [...], "spike": [...], ...}``
 * ``prices/litellm/<effective_from>`` -> ``{"effective_from": ..., "map": "<LiteLLM price-map JSON text>"}``
 * ``prices/overrides`` -> ``{"yaml": "<overrides YAML text>"}``
 """
@@ -11,11 +13,14 @@ Keys and values (JSON), the latest value of a key wins; a null value deletes:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from schemas.budgets import Budget, BudgetMode, Channel, OrgConfig, Period, ScopeKind
+from schemas.alerts import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
+from schemas.budget_file import BudgetFile
+from schemas.budgets import Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.price_sources import load_overrides, parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, PriceEntry
 
@@ -23,9 +28,12 @@ __all__ = [
     "ConfigRecord",
     "ConfigState",
     "budget_record",
+    "channel_record",
+    "file_records",
     "org_record",
     "prices_litellm_record",
     "prices_overrides_record",
+    "routing_record",
 ]
 
 
@@ -54,10 +62,39 @@ def budget_record(budget: Budget) -> ConfigRecord:
         "mode": budget.mode.value,
         "stages": list(budget.stages),
         "timezone": budget.timezone,
-        "recipients": {channel.value: list(targets) for channel, targets in budget.recipients.items()},
+        "alerts": {route: list(names) for route, names in budget.alerts.items()},
     }
     key = budget_key(budget.org_id, budget.scope.value, budget.scope_id, budget.period.value)
     return ConfigRecord(key, json.dumps(body).encode())
+
+
+def channel_record(org_id: str, name: str, body: dict[str, Any]) -> ConfigRecord:
+    parse_channel(org_id, name, body, None)  # refuse a bad channel before it is published
+    return ConfigRecord(f"channel/{org_id}/{name}", json.dumps(body).encode())
+
+
+def routing_record(org_id: str, body: dict[str, Any]) -> ConfigRecord:
+    parse_routing(org_id, body)
+    return ConfigRecord(f"routing/{org_id}", json.dumps(body).encode())
+
+
+def file_records(parsed: BudgetFile, current: ConfigState) -> tuple[list[ConfigRecord], int]:
+    """The records that make the topic say what the budgets file says, for the orgs it names.
+
+    Budgets, channels and routing of those orgs that the file no longer lists are
+    deleted (a null value); returns the records and how many are deletions."""
+    records = [org_record(org) for org in parsed.orgs.values()]
+    records += [channel_record(org, name, body) for (org, name), (_, body) in parsed.channels.items()]
+    records += [routing_record(org, body) for org, (_, body) in parsed.routing.items()]
+    records += [budget_record(budget) for budget in parsed.budgets]
+    wanted = {record.key for record in records}
+    current_keys = [
+        *current.budgets,
+        *(f"channel/{org}/{name}" for org, name in current.channels),
+        *(f"routing/{org}" for org in current.routing),
+    ]
+    removed = [key for key in current_keys if key.split("/")[1] in parsed.orgs and key not in wanted]
+    return records + [ConfigRecord(key, None) for key in removed], len(removed)
 
 
 def prices_litellm_record(text: str, effective_from: datetime) -> ConfigRecord:
@@ -75,6 +112,7 @@ def parse_budget(key: str, value: bytes) -> Budget:
     _, org_id, scope, scope_id_and_period = key.split("/", 3)
     scope_id, _, period = scope_id_and_period.rpartition("/")
     body: dict[str, Any] = json.loads(value)
+    stages = tuple(int(s) for s in body["stages"])
     return Budget(
         org_id=org_id,
         scope=ScopeKind(scope),
@@ -82,9 +120,9 @@ def parse_budget(key: str, value: bytes) -> Budget:
         period=Period(period),
         limit_nanos=int(body["limit_nanos"]),
         mode=BudgetMode(body["mode"]),
-        stages=tuple(int(s) for s in body["stages"]),
+        stages=stages,
         timezone=body.get("timezone", "UTC"),
-        recipients={Channel(c): tuple(t) for c, t in body.get("recipients", {}).items()},
+        alerts=parse_budget_routes(body.get("alerts"), stages, f"{key}.alerts"),
     )
 
 
@@ -93,12 +131,29 @@ def parse_org(key: str, value: bytes) -> OrgConfig:
     return OrgConfig(key.split("/", 1)[1], body.get("timezone", "UTC"), body.get("on_redis_unavailable", "closed"))
 
 
+def _put(into: dict[Any, Any], key: Any, value: bytes | None, parse: Callable[[bytes], Any]) -> None:
+    """A record's effect on one map: a null value deletes the key, any other value is parsed (or refused)."""
+    if value is None:
+        into.pop(key, None)
+    else:
+        into[key] = parse(value)
+
+
+def _litellm_entry(value: bytes) -> tuple[datetime, str]:
+    body = json.loads(value)
+    return datetime.fromisoformat(body["effective_from"]), body["map"]
+
+
 class ConfigState:
     """The current configuration, folded from records in topic order."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        # resolves channels' env:NAME secrets; None (an admin's CLI) accepts them unchecked
+        self.env: Mapping[str, str] | None = env
         self.orgs: dict[str, OrgConfig] = {}
         self.budgets: dict[str, Budget] = {}
+        self.channels: dict[tuple[str, str], ChannelSpec] = {}
+        self.routing: dict[str, Routing] = {}
         self._litellm: dict[str, tuple[datetime, str]] = {}
         self._overrides: str | None = None
         self._catalogue: PriceCatalogue | None = None
@@ -112,26 +167,22 @@ class ConfigState:
 
     def _apply(self, record: ConfigRecord) -> None:
         kind = record.kind
+        key, value = record.key, record.value
         if kind == "org":
-            org_id = record.key.split("/", 1)[1]
-            if record.value is None:
-                self.orgs.pop(org_id, None)
-            else:
-                self.orgs[org_id] = parse_org(record.key, record.value)
+            _put(self.orgs, key.split("/", 1)[1], value, lambda v: parse_org(key, v))
         elif kind == "budget":
-            if record.value is None:
-                self.budgets.pop(record.key, None)
-            else:
-                self.budgets[record.key] = parse_budget(record.key, record.value)
-        elif record.key.startswith("prices/litellm/"):
-            if record.value is None:
-                self._litellm.pop(record.key, None)
-            else:
-                body = json.loads(record.value)
-                self._litellm[record.key] = (datetime.fromisoformat(body["effective_from"]), body["map"])
+            _put(self.budgets, key, value, lambda v: parse_budget(key, v))
+        elif kind == "channel":
+            _, org_id, name = key.split("/", 2)
+            _put(self.channels, (org_id, name), value, lambda v: parse_channel(org_id, name, json.loads(v), self.env))
+        elif kind == "routing":
+            org_id = key.split("/", 1)[1]
+            _put(self.routing, org_id, value, lambda v: parse_routing(org_id, json.loads(v)))
+        elif key.startswith("prices/litellm/"):
+            _put(self._litellm, key, value, _litellm_entry)
             self._catalogue = None
-        elif record.key == "prices/overrides":
-            self._overrides = None if record.value is None else json.loads(record.value)["yaml"]
+        elif key == "prices/overrides":
+            self._overrides = None if value is None else json.loads(value)["yaml"]
             self._catalogue = None
         else:
             raise ValueError("unknown key")

@@ -16,7 +16,7 @@ from schemas.settings import Settings
 from sinks import queries
 from sinks.usage_store import UsageStore
 from streams.app import ensure_topics
-from streams.config_records import budget_record, org_record, prices_overrides_record
+from streams.config_records import ConfigState, file_records, prices_overrides_record
 from streams.producer import UsageProducer
 from streams.topics import Topics
 from streams.workload import DEFAULT_ORGS, trace_events
@@ -78,8 +78,7 @@ def run_demo(
         settings,
         [
             prices_overrides_record((examples / "prices.yaml").read_text()),
-            *(org_record(org) for org in budgets.orgs.values()),
-            *(budget_record(budget) for budget in budgets.budgets),
+            *file_records(budgets, ConfigState())[0],
         ],
     )
     log_path = settings.stack.home / "worker.log"

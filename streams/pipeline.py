@@ -11,7 +11,6 @@ Redis stays fresh to the millisecond while ClickHouse gets large inserts.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,7 +22,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from enforcement.budget_store import encode_budget
-from enforcement.decision import SettleResult
+from enforcement.decision import SettleResult, StageCrossing
+from schemas.alerts import Alert, AlertKind, encode_alert
 from schemas.pricing import PriceCatalogue
 from sinks.usage_store import UsageRow, UsageStore, usage_row
 from streams.config_records import ConfigRecord, ConfigState
@@ -49,24 +49,23 @@ class _Pending:
     since: float = 0.0
 
 
-def alert_record(rated: Rated, crossing: Any, period_key: str) -> tuple[bytes, bytes]:
+def alert_record(rated: Rated, crossing: StageCrossing, period_key: str) -> tuple[bytes, bytes]:
     event = rated.event
-    dedup_key = f"{event.org_id}|{crossing.scope}|{crossing.period}|{period_key}|budget_stage|{crossing.stage}"
-    body = {
-        "kind": "budget_stage",
-        "dedup_key": dedup_key,
-        "org_id": event.org_id,
-        "scope": crossing.scope,
-        "period": crossing.period,
-        "period_key": period_key,
-        "stage": crossing.stage,
-        "limit_nanos": crossing.limit,
-        "spent_nanos": crossing.spent,
-        "event_id": event.event_id,
-        "occurred_at": event.occurred_at.isoformat(),
-        "detected_at": datetime.now(UTC).isoformat(),
-    }
-    return event.org_id.encode(), json.dumps(body).encode()
+    alert = Alert(
+        kind=AlertKind.BUDGET_STAGE.value,
+        dedup_key=f"{event.org_id}|{crossing.scope}|{crossing.period}|{period_key}|budget_stage|{crossing.stage}",
+        org_id=event.org_id,
+        scope=crossing.scope,
+        period=crossing.period,
+        period_key=period_key,
+        stage=crossing.stage,
+        limit_nanos=crossing.limit,
+        spent_nanos=crossing.spent,
+        event_id=event.event_id,
+        occurred_at=event.occurred_at.isoformat(),
+        detected_at=datetime.now(UTC).isoformat(),
+    )
+    return event.org_id.encode(), encode_alert(alert)
 
 
 class Pipeline:
@@ -80,13 +79,14 @@ class Pipeline:
         sink_rows: int = 10_000,
         sink_interval_s: float = 1.0,
         max_buffered_rows: int = 50_000,
+        config: ConfigState | None = None,
     ) -> None:
         self.topics = topics
         self.applier = applier
         self.store = store
         self.send = send
         self.metrics = metrics
-        self.config = ConfigState()
+        self.config = config if config is not None else ConfigState()
         self.sink_rows = sink_rows
         self.sink_interval_s = sink_interval_s
         self.max_buffered_rows = max_buffered_rows

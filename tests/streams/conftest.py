@@ -107,6 +107,7 @@ class Deployment:
         proc.wait(timeout=30)
 
     def metric(self, name: str, labels: str = "") -> float | None:
+        """The sum of a metric's samples; ``labels`` is the exact ``{...}`` or a ``key="value"`` they contain."""
         import urllib.request
 
         try:
@@ -116,7 +117,13 @@ class Deployment:
             return None
         total = None
         for line in text.splitlines():
-            if line.startswith(name + labels + " ") or (not labels and line.startswith(name + "{")):
+            if not labels:
+                hit = line.startswith((name + " ", name + "{"))
+            elif labels.startswith("{"):
+                hit = line.startswith(name + labels + " ")
+            else:
+                hit = line.startswith(name + "{") and labels in line.split("}")[0]
+            if hit:
                 total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
         return total
 

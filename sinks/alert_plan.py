@@ -1,0 +1,115 @@
+"""Which deliveries an alert makes, and the rules each obeys. Pure.
+
+* :func:`plan` turns an alert into deliveries (one per channel and target):
+  the budget's route for the stage or kind, else the org's routing for the
+  kind, else the org's default. A resolution goes to the channels named on it.
+* :class:`TokenBucket` is a channel's rate limit.
+* :func:`backoff_s` is the wait before a retry: the provider's Retry-After
+  when it gave one, else exponential.
+* :func:`delivery_digest` names a delivery for the ledger that keeps it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.alerts import Alert, AlertKind, ChannelSpec, Routing, Severity, severity_of
+from schemas.budgets import Budget
+
+__all__ = ["Delivery", "Plan", "TokenBucket", "backoff_s", "budget_of", "delivery_digest", "plan", "quiet"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    channel: ChannelSpec
+    target: str
+
+    @property
+    def label(self) -> str:
+        return self.channel.shown(self.target)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    deliveries: tuple[Delivery, ...]
+    missing: tuple[str, ...] = field(default=())  # channel names routed to but not configured
+
+
+def budget_of(alert: Alert, budgets: Mapping[str, Budget]) -> Budget | None:
+    """The budget an alert is about: its scope is ``<kind>/<id>/<period>`` (or ``<kind>/<id>`` plus period)."""
+    if alert.kind == AlertKind.RESOLVED:
+        return None
+    scope = alert.scope
+    if alert.period and not scope.endswith("/" + alert.period):
+        scope = f"{scope}/{alert.period}"
+    return budgets.get(f"budget/{alert.org_id}/{scope}")
+
+
+def _names(alert: Alert, budget: Budget | None, routing: Routing | None) -> tuple[str, ...]:
+    if alert.channels is not None:
+        return tuple(alert.channels)
+    if budget is not None:
+        route = str(alert.stage) if alert.kind == AlertKind.BUDGET_STAGE else alert.kind
+        if route in budget.alerts:
+            return budget.alerts[route]
+    if routing is not None:
+        return routing.channels_for(alert.kind)
+    return ()
+
+
+def plan(
+    alert: Alert,
+    budgets: Mapping[str, Budget],
+    channels: Mapping[tuple[str, str], ChannelSpec],
+    routing: Mapping[str, Routing],
+) -> Plan:
+    names = _names(alert, budget_of(alert, budgets), routing.get(alert.org_id))
+    deliveries: list[Delivery] = []
+    missing: list[str] = []
+    for name in dict.fromkeys(names):
+        spec = channels.get((alert.org_id, name))
+        if spec is None:
+            missing.append(name)
+            continue
+        deliveries.extend(Delivery(spec, target) for target in spec.targets)
+    return Plan(tuple(deliveries), tuple(missing))
+
+
+def quiet(alert: Alert, channel: ChannelSpec, at: datetime) -> bool:
+    """True when the channel is in its quiet hours and the alert is not critical (critical always goes)."""
+    if channel.quiet_hours is None:
+        return False
+    return severity_of(alert) is not Severity.CRITICAL and channel.quiet_hours.contains(at)
+
+
+def delivery_digest(dedup_key: str, channel: ChannelSpec, target: str) -> str:
+    text = f"{dedup_key}|{channel.name}|{target}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def backoff_s(attempt: int, retry_after: float | None, base_s: float, max_s: float) -> float:
+    """Wait before attempt ``attempt + 1``: Retry-After (capped at 10 x max_s), else base x 2^(attempt-1)."""
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), max_s * 10)
+    return float(min(max_s, base_s * 2 ** max(0, attempt - 1)))
+
+
+class TokenBucket:
+    """``rate_per_minute`` tokens a minute, bursting up to the same number."""
+
+    def __init__(self, rate_per_minute: int, now: float) -> None:
+        self.capacity = float(rate_per_minute)
+        self.rate = rate_per_minute / 60.0
+        self.tokens = self.capacity
+        self.at = now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,218 @@
+"""What an alert says, per channel. Pure: builds payloads, sends nothing.
+
+Every channel says the same short, exact things: what happened, spent against
+the limit with the percentage, the projected month-end with its interval when
+a forecast exists, the top cost drivers, and a link to the dashboard.
+Payload shapes follow each provider's documentation: Slack Block Kit, a Teams
+Adaptive Card in a message attachment (Workflows and connector webhooks both
+take it), PagerDuty Events API v2, and a plain-text-plus-HTML email.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import urlencode
+
+from schemas.alerts import Alert, AlertKind, Severity, severity_of
+from schemas.money import format_usd
+
+__all__ = [
+    "AlertView",
+    "email_message",
+    "pagerduty_resolve",
+    "pagerduty_trigger",
+    "slack_payload",
+    "sms_text",
+    "teams_payload",
+    "view_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    title: str
+    facts: tuple[tuple[str, str], ...]  # (label, value), in order
+    drivers: tuple[str, ...]
+    link: str
+    severity: Severity
+
+    def text(self) -> str:
+        lines = [self.title, *(f"{label}: {value}" for label, value in self.facts)]
+        if self.drivers:
+            lines.append("Top cost drivers: " + "; ".join(self.drivers))
+        lines.append(self.link)
+        return "\n".join(lines)
+
+
+def _usd(nanos: int | None) -> str:
+    return "n/a" if nanos is None else format_usd(nanos, places=2)
+
+
+def _scope_label(alert: Alert) -> str:
+    kind, _, rest = alert.scope.partition("/")
+    ident = rest.rsplit("/", 1)[0] if alert.period and rest.endswith("/" + alert.period) else rest
+    return f"{kind} {ident}" if kind != "org" else f"org {alert.org_id}"
+
+
+def _driver(driver: dict[str, Any]) -> str:
+    parts = [str(driver[k]) for k in ("user_id", "model", "feature") if driver.get(k)]
+    cost = driver.get("cost_nanos")
+    share = driver.get("share")
+    tail = f" {_usd(int(cost))}" if isinstance(cost, int) else ""
+    if isinstance(share, int | float):
+        tail += f" ({share * 100:.0f}%)"
+    return " / ".join(parts) + tail
+
+
+def _title(alert: Alert, scope: str) -> str:
+    if alert.kind == AlertKind.BUDGET_STAGE:
+        return f"{alert.org_id}: {scope} reached {alert.stage}% of its {alert.period or ''} budget".replace("  ", " ")
+    if alert.kind == AlertKind.CAP_DENIED:
+        return f"{alert.org_id}: {scope} hit its hard cap; requests are being denied"
+    if alert.kind == AlertKind.PROJECTED_EXCEED:
+        return f"{alert.org_id}: {scope} is projected to exceed its budget"
+    if alert.kind == AlertKind.SPIKE:
+        return f"{alert.org_id}: usage spike on {scope}"
+    return f"{alert.org_id}: resolved: {scope}" + (f" ({alert.reason})" if alert.reason else "")
+
+
+def _facts(alert: Alert) -> list[tuple[str, str]]:
+    facts: list[tuple[str, str]] = []
+    period = f"{alert.period} {alert.period_key}" if alert.period and alert.period_key else (alert.period_key or "")
+    if period:
+        facts.append(("Period", period))
+    if alert.spent_nanos is not None and alert.limit_nanos:
+        percent = alert.spent_nanos * 100 / alert.limit_nanos
+        facts.append(("Spent", f"{_usd(alert.spent_nanos)} of {_usd(alert.limit_nanos)} ({percent:.1f}%)"))
+    elif alert.spent_nanos is not None:
+        facts.append(("Spent", _usd(alert.spent_nanos)))
+    if alert.projected_p50_nanos is not None:
+        interval = ""
+        if alert.projected_p10_nanos is not None and alert.projected_p90_nanos is not None:
+            interval = f" (P10 {_usd(alert.projected_p10_nanos)} to P90 {_usd(alert.projected_p90_nanos)})"
+        facts.append(("Projected period end", _usd(alert.projected_p50_nanos) + interval))
+    if alert.probability is not None:
+        facts.append(("Chance of exceeding", f"{alert.probability * 100:.0f}%"))
+    if alert.runout_date:
+        facts.append(("Budget runs out", alert.runout_date))
+    if alert.observed is not None and alert.expected is not None:
+        ratio = alert.observed / alert.expected if alert.expected else float("inf")
+        facts.append(("Observed", f"{alert.observed:,.2f} vs expected {alert.expected:,.2f} ({ratio:.1f}x)"))
+    if alert.kind == AlertKind.CAP_DENIED and alert.reason:
+        facts.append(("Denied", alert.reason))
+    return facts
+
+
+def view_of(alert: Alert, dashboard_url: str) -> AlertView:
+    query = {"var-org": alert.org_id}
+    kind, _, rest = alert.scope.partition("/")
+    if kind in ("department", "user", "model"):
+        query[f"var-{kind}"] = rest.split("/")[0]
+    link = f"{dashboard_url.rstrip('/')}/d/spendstream-overview?{urlencode(query)}"
+    drivers = tuple(_driver(d) for d in alert.drivers[:3])
+    return AlertView(_title(alert, _scope_label(alert)), tuple(_facts(alert)), drivers, link, severity_of(alert))
+
+
+def slack_payload(view: AlertView) -> dict[str, Any]:
+    """Incoming-webhook message: ``text`` is the notification fallback, ``blocks`` the layout."""
+    fields = [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in view.facts]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": view.title[:150]}}]
+    if fields:
+        blocks.append({"type": "section", "fields": fields[:10]})
+    if view.drivers:
+        blocks.append(
+            {"type": "section", "text": {"type": "mrkdwn", "text": "*Top cost drivers*\n" + "\n".join(view.drivers)}}
+        )
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {"type": "button", "text": {"type": "plain_text", "text": "Open dashboard"}, "url": view.link}
+            ],
+        }
+    )
+    return {"text": view.title, "blocks": blocks}
+
+
+def teams_payload(view: AlertView) -> dict[str, Any]:
+    """A message with one Adaptive Card attachment, as Teams Workflows and connector webhooks take it."""
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": view.title, "weight": "Bolder", "size": "Medium", "wrap": True},
+        {"type": "FactSet", "facts": [{"title": label, "value": value} for label, value in view.facts]},
+    ]
+    if view.drivers:
+        body.append({"type": "TextBlock", "text": "Top cost drivers: " + "; ".join(view.drivers), "wrap": True})
+    card = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+        "actions": [{"type": "Action.OpenUrl", "title": "Open dashboard", "url": view.link}],
+    }
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
+
+
+def pagerduty_trigger(view: AlertView, alert: Alert, routing_key: str) -> dict[str, Any]:
+    return {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": alert.dedup_key[:255],
+        "payload": {
+            "summary": view.title[:1024],
+            "source": "spendstream",
+            "severity": view.severity.value,
+            "timestamp": alert.detected_at,
+            "component": alert.scope,
+            "group": alert.org_id,
+            "class": alert.kind,
+            "custom_details": {label: value for label, value in view.facts}
+            | ({"top_cost_drivers": list(view.drivers)} if view.drivers else {}),
+        },
+        "links": [{"href": view.link, "text": "spendstream dashboard"}],
+        "client": "spendstream",
+        "client_url": view.link,
+    }
+
+
+def pagerduty_resolve(dedup_key: str, routing_key: str) -> dict[str, Any]:
+    return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key[:255]}
+
+
+def sms_text(view: AlertView) -> str:
+    """One SMS segment where possible: the title and the spend fact."""
+    spent = next((value for label, value in view.facts if label == "Spent"), "")
+    return f"{view.title}. {spent}".strip()[:320]
+
+
+def email_message(view: AlertView, alert: Alert, sender: str, recipient: str) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = f"[spendstream] {view.title}"
+    message["From"] = sender
+    message["To"] = recipient
+    message["Date"] = formatdate(usegmt=True)
+    # the same alert to the same recipient has the same Message-ID, so a mail system can drop a copy
+    digest = hashlib.blake2b(f"{alert.dedup_key}|{recipient}".encode(), digest_size=16).hexdigest()
+    message["Message-ID"] = f"<{digest}@spendstream>"
+    message.set_content(view.text())
+    rows = "".join(
+        f"<tr><th align='left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
+        for label, value in view.facts
+    )
+    drivers = "".join(f"<li>{html.escape(d)}</li>" for d in view.drivers)
+    message.add_alternative(
+        f"<html><body><h3>{html.escape(view.title)}</h3><table>{rows}</table>"
+        + (f"<p>Top cost drivers:</p><ul>{drivers}</ul>" if drivers else "")
+        + f"<p><a href='{html.escape(view.link)}'>Open the dashboard</a></p></body></html>",
+        subtype="html",
+    )
+    return message

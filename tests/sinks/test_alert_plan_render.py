@@ -1,0 +1,123 @@
+from schemas.alerts import Alert, parse_channel, parse_routing
+from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
+from sinks.alert_channels import classify, retry_after_seconds
+from sinks.alert_plan import TokenBucket, backoff_s, delivery_digest, plan
+from sinks.alert_render import (
+    email_message,
+    pagerduty_resolve,
+    pagerduty_trigger,
+    slack_payload,
+    teams_payload,
+    view_of,
+)
+
+ENV = {"U": "https://hooks.example/x"}
+CHANNELS = {
+    ("acme", "eng"): parse_channel("acme", "eng", {"type": "slack", "url": "env:U"}, ENV),
+    ("acme", "mail"): parse_channel("acme", "mail", {"type": "email", "to": ["a@x.example", "b@x.example"]}, ENV),
+    ("acme", "pd"): parse_channel("acme", "pd", {"type": "pagerduty", "routing_key": "k" * 32}, ENV),
+}
+BUDGET = Budget(
+    "acme",
+    ScopeKind.DEPARTMENT,
+    "eng",
+    Period.MONTHLY,
+    100 * 10**9,
+    BudgetMode.HARD,
+    (50, 80, 100),
+    alerts={"80": ("eng", "mail"), "100": ("pd", "eng"), "cap_denied": ("pd",)},
+)
+BUDGETS = {"budget/acme/department/eng/monthly": BUDGET}
+ROUTING = {"acme": parse_routing("acme", {"default": ["mail"], "spike": ["eng", "ghost"]})}
+
+
+def alert(**kw: object) -> Alert:
+    base: dict[str, object] = {
+        "kind": "budget_stage",
+        "dedup_key": "acme|department/eng|monthly|2026-11|budget_stage|80",
+        "org_id": "acme",
+        "scope": "department/eng",
+        "period": "monthly",
+        "period_key": "2026-11",
+        "stage": 80,
+        "limit_nanos": 100 * 10**9,
+        "spent_nanos": 81_234_567_891,
+        "detected_at": "2026-11-27T10:00:00+00:00",
+    }
+    return Alert(**(base | kw))  # type: ignore[arg-type]
+
+
+def targets(a: Alert) -> list[str]:
+    return [f"{d.channel.name}:{d.label}" for d in plan(a, BUDGETS, CHANNELS, ROUTING).deliveries]
+
+
+def test_escalation_by_stage_and_fallbacks() -> None:
+    assert targets(alert()) == ["eng:slack:eng", "mail:a@x.example", "mail:b@x.example"]
+    assert targets(alert(stage=100)) == ["pd:pagerduty:pd", "eng:slack:eng"]
+    assert targets(alert(stage=50)) == ["mail:a@x.example", "mail:b@x.example"]  # no route for 50: org default
+    assert targets(alert(kind="cap_denied", stage=None)) == ["pd:pagerduty:pd"]
+    spike = plan(alert(kind="spike", scope="user/u1"), BUDGETS, CHANNELS, ROUTING)
+    assert [d.channel.name for d in spike.deliveries] == ["eng"] and spike.missing == ("ghost",)
+    assert targets(alert(kind="resolved", channels=["pd"])) == ["pd:pagerduty:pd"]
+
+
+def test_backoff_and_rate_limit() -> None:
+    assert [backoff_s(n, None, 0.5, 4.0) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert backoff_s(1, 7.0, 0.5, 4.0) == 7.0  # Retry-After wins
+    assert backoff_s(1, 1e6, 0.5, 4.0) == 40.0  # but not forever
+    bucket = TokenBucket(2, now=0.0)
+    assert [bucket.take(0.0), bucket.take(0.0), bucket.take(0.0)] == [True, True, False]
+    assert bucket.take(30.0) and not bucket.take(30.0)  # one token back after 30 s at 2/min
+    eng, mail = CHANNELS[("acme", "eng")], CHANNELS[("acme", "mail")]
+    digests = {
+        delivery_digest("k|80", eng, "u"),
+        delivery_digest("k|100", eng, "u"),
+        delivery_digest("k|80", mail, "u"),
+        delivery_digest("k|80", eng, "v"),
+    }
+    assert len(digests) == 4 and delivery_digest("k|80", eng, "u") in digests
+
+
+def test_http_outcomes() -> None:
+    assert classify(200, None, "ok") is None and classify(202, None, "") is None
+    too_many = classify(429, 3.0, "slow down")
+    assert too_many is not None and too_many.retryable and too_many.retry_after == 3.0
+    server = classify(503, None, "")
+    assert server is not None and server.retryable
+    gone = classify(404, None, "no_service")
+    assert gone is not None and not gone.retryable and "no_service" in gone.reason
+    assert retry_after_seconds("12", 0.0) == 12.0
+    assert retry_after_seconds("Thu, 01 Jan 1970 00:01:00 GMT", 30.0) == 30.0
+    assert retry_after_seconds("soon", 0.0) is None
+
+
+def test_messages_say_spent_limit_percent_drivers_and_link() -> None:
+    a = alert(
+        drivers=[{"user_id": "u1", "model": "gpt-4o", "feature": "chat", "cost_nanos": 50 * 10**9, "share": 0.6155}],
+        projected_p10_nanos=90 * 10**9,
+        projected_p50_nanos=120 * 10**9,
+        projected_p90_nanos=150 * 10**9,
+    )
+    view = view_of(a, "https://grafana.example/")
+    assert view.title == "acme: department eng reached 80% of its monthly budget"
+    facts = dict(view.facts)
+    assert facts["Spent"] == "$81.23 of $100.00 (81.2%)"
+    assert facts["Projected period end"] == "$120.00 (P10 $90.00 to P90 $150.00)"
+    assert view.drivers == ("u1 / gpt-4o / chat $50.00 (62%)",)
+    assert view.link == "https://grafana.example/d/spendstream-overview?var-org=acme&var-department=eng"
+    slack = slack_payload(view)
+    assert slack["text"] == view.title and slack["blocks"][0]["type"] == "header"
+    card = teams_payload(view)["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert card["content"]["type"] == "AdaptiveCard"
+    trigger = pagerduty_trigger(view, a, "k" * 32)
+    assert trigger["event_action"] == "trigger" and trigger["dedup_key"] == a.dedup_key
+    assert trigger["payload"]["severity"] == "warning" and trigger["payload"]["source"] == "spendstream"
+    assert pagerduty_resolve(a.dedup_key, "k" * 32) == {
+        "routing_key": "k" * 32,
+        "event_action": "resolve",
+        "dedup_key": a.dedup_key,
+    }
+    mail = email_message(view, a, "spendstream@x.example", "a@x.example")
+    assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain", "text/html"]
+    assert mail["Message-ID"] == email_message(view, a, "s@x.example", "a@x.example")["Message-ID"]
