@@ -78,6 +78,7 @@ def series(
 
 
 SCOPE_COLUMNS = {
+    "org": "org_id",
     "department": "department_id",
     "user": "user_id",
     "feature": "feature",
@@ -111,6 +112,30 @@ def top_cost_drivers(
         "GROUP BY user_id, model, feature ORDER BY cost_nanos DESC, user_id, model, feature LIMIT {limit:UInt32}"
     )
     return sql, params
+
+
+def top_cost_drivers_by_scope(
+    database: str, org_id: str, start: datetime, end: datetime, kind: str, ids: list[str], limit: int = 3
+) -> Query:
+    """For many scopes of one kind at once (``kind`` department, ``ids`` [eng, research]): each one's
+    ``limit`` costliest (user, model, feature), with their share of that scope's total. One query per
+    batch of alerts instead of one per alert."""
+    db = validate_database(database)
+    if kind not in SCOPE_COLUMNS:
+        raise ValueError(f"kind: one of {', '.join(SCOPE_COLUMNS)}")
+    if not 1 <= limit <= 100:
+        raise ValueError("limit: 1 to 100")
+    column = SCOPE_COLUMNS[kind]
+    sql = (
+        "SELECT scope_id, user_id, model, feature, cost_nanos, requests, "
+        "round(cost_nanos / sum(cost_nanos) OVER (PARTITION BY scope_id), 6) AS share FROM ("
+        f"SELECT {column} AS scope_id, user_id, model, feature, sum(cost_nanos) AS cost_nanos, "
+        f"sum(requests) AS requests FROM {db}.usage_hourly "
+        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
+        f"AND {column} IN {{ids:Array(String)}} GROUP BY scope_id, user_id, model, feature) "
+        "ORDER BY scope_id, cost_nanos DESC, user_id, model, feature LIMIT {limit:UInt32} BY scope_id"
+    )
+    return sql, {**_range(org_id, start, end), "ids": list(ids), "limit": limit}
 
 
 def peak_hours(database: str, org_id: str, start: datetime, end: datetime, timezone: str = "UTC") -> Query:

@@ -41,9 +41,9 @@ from schemas.alerts import Alert, AlertKind, decode_alert, encode_alert
 from schemas.budgets import Budget, Channel, period_bounds, period_key
 from schemas.settings import AlertSettings
 from sinks.alert_channels import DeliveryError, Senders
-from sinks.alert_plan import Delivery, TokenBucket, backoff_s, budget_of, delivery_digest, plan, quiet
+from sinks.alert_plan import Delivery, Plan, TokenBucket, backoff_s, budget_of, delivery_digest, plan, quiet
 from sinks.alert_render import AlertView, view_of
-from sinks.queries import top_cost_drivers
+from sinks.queries import top_cost_drivers_by_scope
 from sinks.usage_store import UsageStore
 from streams.config_records import ConfigState
 from streams.pipeline import Send
@@ -96,40 +96,42 @@ class AlertDispatcher:
         self.alerts_topic = alerts_topic
         self.metrics = metrics or AlertMetrics()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._history_rows: list[tuple[Any, ...]] = []
 
     async def handle(self, records: Sequence[bytes | None]) -> None:
-        """Deliver a batch of ``alerts.v1`` records; returns when every delivery has an outcome."""
-        alerts: list[Alert] = []
+        """Deliver a batch of ``alerts.v1`` records; returns when every delivery has an outcome.
+
+        Alerts about one scope go out in order (50 % before 80 %); different scopes at once. The
+        top cost drivers of the whole batch are read in one query per org, period and scope kind."""
+        routed: list[tuple[Alert, Plan]] = []
         for raw in records:
             try:
-                alerts.append(decode_alert(raw or b""))
+                alert = decode_alert(raw or b"")
             except ValueError as exc:
                 self.metrics.rejected.inc()
                 log.error("alerts.v1: skipping a record that is not an alert: %s", exc)
-        by_org: dict[str, list[Alert]] = {}
-        for alert in alerts:
-            by_org.setdefault(alert.org_id, []).append(alert)
-        await asyncio.gather(*(self._in_order(group) for group in by_org.values()))
-
-    async def _in_order(self, alerts: list[Alert]) -> None:
-        """One org's alerts one after another, so its recipients read 50 % before 80 %."""
-        for alert in alerts:
-            await self.dispatch(alert)
-
-    async def dispatch(self, alert: Alert) -> list[tuple[Delivery, str]]:
-        self.metrics.received.labels(alert.kind).inc()
-        routed = plan(alert, self.config.budgets, self.config.channels, self.config.routing)
-        for name in routed.missing:
-            self.metrics.unrouted.labels("unknown_channel").inc()
-            log.error("alert %s: channel %r of org %s is not configured", alert.dedup_key, name, alert.org_id)
-        if not routed.deliveries:
-            if not routed.missing:
+                continue
+            self.metrics.received.labels(alert.kind).inc()
+            planned = plan(alert, self.config.budgets, self.config.channels, self.config.routing)
+            for name in planned.missing:
+                self.metrics.unrouted.labels("unknown_channel").inc()
+                log.error("alert %s: channel %r of org %s is not configured", alert.dedup_key, name, alert.org_id)
+            if planned.deliveries:
+                routed.append((alert, planned))
+            elif not planned.missing:
                 self.metrics.unrouted.labels("no_route").inc()
-            return []
-        alert = await self._enrich(alert)
-        view = view_of(alert, self.settings.dashboard_url)
-        outcomes = await asyncio.gather(*(self._deliver(alert, view, d) for d in routed.deliveries))
-        return list(zip(routed.deliveries, outcomes, strict=True))
+        if not routed:
+            return
+        enriched = await self._enrich([alert for alert, _ in routed])
+        by_scope: dict[tuple[str, str], list[tuple[Alert, Plan]]] = {}
+        for alert, (_, planned) in zip(enriched, routed, strict=True):
+            by_scope.setdefault((alert.org_id, alert.scope), []).append((alert, planned))
+        await asyncio.gather(*(self._in_order(group) for group in by_scope.values()))
+
+    async def _in_order(self, group: list[tuple[Alert, Plan]]) -> None:
+        for alert, planned in group:
+            view = view_of(alert, self.settings.dashboard_url)
+            await asyncio.gather(*(self._deliver(alert, view, d) for d in planned.deliveries))
 
     async def _deliver(self, alert: Alert, view: AlertView, delivery: Delivery) -> str:
         channel = delivery.channel
@@ -151,7 +153,7 @@ class AlertDispatcher:
         self.metrics.deliveries.labels(channel.type.value, outcome).inc()
         if outcome == "failed":
             log.error("alert %s to %s failed for good: %s", alert.dedup_key, delivery.label, error)
-        await self._history(alert, delivery, outcome, attempts, error)
+        self._record(alert, delivery, outcome, attempts, error)
         return outcome
 
     async def _send_with_retries(self, alert: Alert, view: AlertView, delivery: Delivery) -> tuple[str, int, str]:
@@ -198,7 +200,7 @@ class AlertDispatcher:
         await self.redis.hset(opened, alert.dedup_key, json.dumps(incident))
         await self.redis.sadd(self.layout.alerts_open_orgs(), alert.org_id)
 
-    async def _history(self, alert: Alert, delivery: Delivery, outcome: str, attempts: int, error: str) -> None:
+    def _record(self, alert: Alert, delivery: Delivery, outcome: str, attempts: int, error: str) -> None:
         row = (
             datetime.now(UTC),
             alert.org_id,
@@ -215,54 +217,83 @@ class AlertDispatcher:
             error[:500],
             int(min(_since(alert.detected_at), 4e6) * 1000),
         )
+        self._history_rows.append(row)
+
+    async def flush_history(self) -> int:
+        """Write the buffered history rows (the alerts agent's timer calls this every second)."""
+        rows, self._history_rows = self._history_rows, []
+        if not rows:
+            return 0
         try:
-            await asyncio.to_thread(self.store.insert_alert_history, [row])
-        except Exception as exc:  # noqa: BLE001 - the delivery happened and is in the ledger; history is best effort
-            log.warning("alert history row not written: %s", exc)
+            await asyncio.to_thread(self.store.insert_alert_history, rows)
+        except Exception as exc:  # noqa: BLE001 - the deliveries happened and are in the ledger
+            log.warning("%d alert history rows not written: %s", len(rows), exc)
+            if len(self._history_rows) < 100_000:
+                self._history_rows = rows + self._history_rows  # try again next time
+            return 0
+        return len(rows)
 
     # -- what the message says -------------------------------------------------------------------------------------
 
-    async def _enrich(self, alert: Alert) -> Alert:
-        budget = budget_of(alert, self.config.budgets)
-        changes: dict[str, Any] = {}
-        if budget is not None and not alert.limit_nanos:
-            changes["limit_nanos"] = budget.limit_nanos  # a crossing found again after a redelivery carries none
-            spent = await self._spent(budget, alert)
-            if spent is not None:
-                changes["spent_nanos"] = spent
-        if not alert.drivers and alert.kind in (
-            AlertKind.BUDGET_STAGE,
-            AlertKind.CAP_DENIED,
-            AlertKind.PROJECTED_EXCEED,
-        ):
-            changes["drivers"] = await self._drivers(alert, budget)
-        if not changes:
-            return alert
-        fields = {name: getattr(alert, name) for name in alert.__struct_fields__}
-        return Alert(**(fields | changes))
+    async def _enrich(self, alerts: list[Alert]) -> list[Alert]:
+        """Fill what a message needs: the limit and spend a redelivered crossing lacks, the top cost drivers."""
+        budgets = [budget_of(alert, self.config.budgets) for alert in alerts]
+        drivers = await self._drivers(alerts, budgets)
+        out = []
+        for alert, budget, found in zip(alerts, budgets, drivers, strict=True):
+            changes: dict[str, Any] = {}
+            if budget is not None and not alert.limit_nanos:
+                changes["limit_nanos"] = budget.limit_nanos
+                spent = await self._spent(budget, _when(alert))
+                if spent is not None:
+                    changes["spent_nanos"] = spent
+            if found is not None:
+                changes["drivers"] = found
+            fields = {name: getattr(alert, name) for name in alert.__struct_fields__}
+            out.append(Alert(**(fields | changes)) if changes else alert)
+        return out
 
-    async def _spent(self, budget: Budget, alert: Alert) -> int | None:
-        when = _when(alert)
-        keys = self.layout.spent(alert.org_id, PeriodKeys.at(when, budget.timezone))
+    async def _spent(self, budget: Budget, when: datetime) -> int | None:
+        keys = self.layout.spent(budget.org_id, PeriodKeys.at(when, budget.timezone))
         index = {"daily": 0, "weekly": 1}.get(budget.period.value, 2)
         value = await self.redis.hget(keys[index], f"{budget.scope.value}/{budget.scope_id}")
         return int(value) if value is not None else None
 
-    async def _drivers(self, alert: Alert, budget: Budget | None) -> list[dict[str, Any]]:
-        if budget is None:
-            return []
-        start, end = period_bounds(_when(alert), budget.period, budget.timezone)
-        scope = f"{budget.scope.value}/{budget.scope_id}"
-        sql, params = top_cost_drivers(self.store.database, alert.org_id, start, end, 3, scope)
-        try:
-            rows = await asyncio.wait_for(asyncio.to_thread(self.store.query, sql, params), 2.0)
-        except Exception as exc:  # noqa: BLE001 - a message without drivers beats no message
-            log.warning("top cost drivers for %s not read: %s", alert.dedup_key, exc)
-            return []
-        return [
-            {"user_id": u, "model": m, "feature": f, "cost_nanos": int(c), "share": float(s)}
-            for u, m, f, c, _, s in rows
-        ]
+    async def _drivers(self, alerts: list[Alert], budgets: list[Budget | None]) -> list[list[dict[str, Any]] | None]:
+        """Top cost drivers per alert (None where the alert needs none), one query per org, period and kind.
+
+        They come from ClickHouse, which trails Redis by up to the sink interval (1 s): the event that
+        crossed a stage may not be in them yet."""
+        wanted: dict[tuple[str, datetime, datetime, str], set[str]] = {}
+        keys: list[tuple[tuple[str, datetime, datetime, str], str] | None] = []
+        for alert, budget in zip(alerts, budgets, strict=True):
+            if budget is None or alert.drivers or alert.kind not in _WITH_DRIVERS or budget.scope.value == "apikey":
+                keys.append(None)
+                continue
+            start, end = period_bounds(_when(alert), budget.period, budget.timezone)
+            group = (alert.org_id, start, end, budget.scope.value)
+            wanted.setdefault(group, set()).add(budget.scope_id)
+            keys.append((group, budget.scope_id))
+        found: dict[tuple[tuple[str, datetime, datetime, str], str], list[dict[str, Any]]] = {}
+        for group, ids in wanted.items():
+            org_id, start, end, kind = group
+            sql, params = top_cost_drivers_by_scope(self.store.database, org_id, start, end, kind, sorted(ids), 3)
+            try:
+                rows = await asyncio.wait_for(asyncio.to_thread(self.store.query, sql, params), 2.0)
+            except Exception as exc:  # noqa: BLE001 - a message without drivers beats no message
+                log.warning("top cost drivers of %s not read: %s", org_id, exc)
+                continue
+            for scope_id, user, model, feature, cost, _, share in rows:
+                found.setdefault((group, scope_id), []).append(
+                    {
+                        "user_id": user,
+                        "model": model,
+                        "feature": feature,
+                        "cost_nanos": int(cost),
+                        "share": float(share),
+                    }
+                )
+        return [None if key is None else found.get(key, []) for key in keys]
 
     # -- incidents that clear, denials that alert -------------------------------------------------------------------
 
@@ -304,8 +335,7 @@ class AlertDispatcher:
         if period_key(now, budget.period, budget.timezone) != incident["period_key"]:
             return "new period"
         threshold = -(-budget.limit_nanos * int(incident["stage"]) // 100)
-        probe = Alert(kind="budget_stage", dedup_key="-", org_id=budget.org_id, scope="-", detected_at=now.isoformat())
-        spent = await self._spent(budget, probe) or 0
+        spent = await self._spent(budget, now) or 0
         if spent < threshold:
             return "budget raised above the spend"
         return None

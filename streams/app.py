@@ -243,6 +243,10 @@ class Worker:
         async def denials_timer() -> None:
             await self.dispatcher.pump_denials()
 
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def alert_history_timer() -> None:
+            await self.dispatcher.flush_history()
+
         @app.timer(0.1)  # type: ignore[untyped-decorator]
         async def flush_timer() -> None:
             if pipeline.flush_due():
@@ -275,6 +279,7 @@ class Worker:
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(sender: Any, **kwargs: Any) -> None:
             pipeline.stopping = True  # an insert retrying against a dead ClickHouse gives up; nothing is acked
+            await self.dispatcher.flush_history()
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:

@@ -129,6 +129,26 @@ def test_top_cost_drivers(store: UsageStore) -> None:
     ]
 
 
+def test_top_cost_drivers_of_one_scope_and_of_many(store: UsageStore) -> None:
+    eng = run(store, queries.top_cost_drivers(store.database, "acme", START, END, limit=2, scope="department/eng"))
+    assert eng == [
+        ("ada", "gpt-4o", "chat", 67_000, 3, round(67_000 / 91_500, 6)),
+        ("bob", "gpt-4o", "code-review", 16_000, 1, round(16_000 / 91_500, 6)),
+    ]
+    both = run(
+        store,
+        queries.top_cost_drivers_by_scope(store.database, "acme", START, END, "department", ["eng", "sales", "x"], 2),
+    )
+    assert both == [
+        ("eng", "ada", "gpt-4o", "chat", 67_000, 3, round(67_000 / 91_500, 6)),
+        ("eng", "bob", "gpt-4o", "code-review", 16_000, 1, round(16_000 / 91_500, 6)),
+        ("sales", "dan", "gpt-4o", "code-review", 32_000, 1, round(32_000 / 36_000, 6)),
+        ("sales", "cyd", "gpt-4o", "chat", 4_000, 1, round(4_000 / 36_000, 6)),
+    ]
+    with pytest.raises(ValueError, match="scope"):
+        queries.top_cost_drivers(store.database, "acme", START, END, scope="team/x")
+
+
 def test_peak_hours(store: UsageStore) -> None:
     rows = run(store, queries.peak_hours(store.database, "acme", START, END))
     assert rows == [
