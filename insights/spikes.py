@@ -1,0 +1,119 @@
+"""Spike detection per entity and bucket, online, explaining itself.
+
+One :class:`SpikeDetector` watches one bucket size (a minute, an hour) for
+many entities (``user/ada``, ``department/eng``, ``model/gpt-4o``...). Per
+entity it keeps River exponentially weighted means of the bucket's cost and of
+its absolute deviation. A bucket is a spike when its cost is at least
+``ratio`` times what was expected *and* ``k`` deviations above it *and* at
+least ``min_cost``; the flagged bucket teaches the means only up to the
+threshold, so one spike does not hide the next. Buckets with no usage must be
+fed as zeros (:meth:`SpikeDetector.idle`), so quiet time counts.
+
+A spike says which entity, how far above expected (observed, expected and
+their ratio), and which part of the bucket drove it (the model or feature
+with the largest cost in it).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from river import stats
+
+__all__ = ["Spike", "SpikeDetector"]
+
+
+@dataclass(frozen=True, slots=True)
+class Spike:
+    entity: str
+    bucket: int  # the bucket's start, in the caller's unit (epoch seconds in spendstream)
+    observed: float
+    expected: float
+    score: float  # deviations above expected
+    driver: str  # the part of the bucket with the largest cost ("" when none was given)
+    driver_share: float
+
+    @property
+    def ratio(self) -> float:
+        return self.observed / self.expected if self.expected > 0 else float("inf")
+
+
+class _Entity:
+    __slots__ = ("deviation", "last", "mean", "n")
+
+    def __init__(self, fading: float) -> None:
+        self.mean = stats.EWMean(fading_factor=fading)
+        self.deviation = stats.EWMean(fading_factor=fading)
+        self.n = 0
+        self.last = -1
+
+
+class SpikeDetector:
+    def __init__(
+        self,
+        fading: float = 0.1,
+        ratio: float = 5.0,
+        k: float = 6.0,
+        min_cost: float = 0.0,
+        warmup: int = 10,
+        max_entities: int = 100_000,
+    ) -> None:
+        self.fading = fading
+        self.ratio = ratio
+        self.k = k
+        self.min_cost = min_cost
+        self.warmup = warmup
+        self.max_entities = max_entities  # beyond this the longest-idle entity is forgotten
+        self.entities: OrderedDict[str, _Entity] = OrderedDict()
+
+    def observe(self, entity: str, bucket: int, cost: float, parts: Mapping[str, float] | None = None) -> Spike | None:
+        """Score one closed bucket of one entity, then learn it. A bucket seen already is ignored."""
+        state = self.entities.get(entity)
+        if state is None:
+            state = self.entities[entity] = _Entity(self.fading)
+            if len(self.entities) > self.max_entities:
+                self.entities.popitem(last=False)
+        else:
+            self.entities.move_to_end(entity)
+        if bucket <= state.last:
+            return None
+        state.last = bucket
+        expected = state.mean.get() if state.n else 0.0
+        deviation = state.deviation.get() if state.n else 0.0
+        spread = max(deviation, 0.05 * expected, 1e-12)
+        threshold = max(expected * self.ratio, expected + self.k * spread, self.min_cost)
+        spike = None
+        if state.n >= self.warmup and cost > threshold and expected > 0:
+            driver, share = "", 0.0
+            if parts:
+                driver = max(parts, key=lambda name: parts[name])
+                share = parts[driver] / cost if cost > 0 else 0.0
+            spike = Spike(entity, bucket, cost, expected, (cost - expected) / spread, driver, share)
+        learnt = min(cost, threshold) if state.n >= self.warmup else cost
+        state.deviation.update(abs(learnt - expected))
+        state.mean.update(learnt)
+        state.n += 1
+        return spike
+
+    def idle(self, entity: str, bucket: int) -> None:
+        """A bucket in which a known entity spent nothing."""
+        if entity in self.entities:
+            self.observe(entity, bucket, 0.0)
+
+    def known(self) -> list[str]:
+        return list(self.entities)
+
+    # -- state --------------------------------------------------------------------------------------
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self)
+
+    @staticmethod
+    def loads(data: bytes) -> SpikeDetector:
+        detector = pickle.loads(data)  # noqa: S301 - our own checkpoint, from our own Redis
+        if not isinstance(detector, SpikeDetector):
+            raise ValueError("not a SpikeDetector checkpoint")
+        return detector
