@@ -207,6 +207,10 @@ class KeyLayout:
         """list of first denials (JSON) for the worker to turn into alerts."""
         return f"{self.prefix}:alerts:denials"
 
+    def forecast(self, org_id: str) -> str:
+        """hash "<kind>/<id>/<period>" -> the latest projection (JSON), written by the worker's insights."""
+        return f"{self.org(org_id)}:forecast"
+
     def orgs_pattern(self) -> str:
         return f"{self.prefix}:{{*}}:budgets"
 

@@ -20,6 +20,7 @@ __all__ = [
     "AlertSettings",
     "ClickHouseSettings",
     "DecisionSettings",
+    "InsightSettings",
     "KafkaSettings",
     "RedisSettings",
     "Settings",
@@ -111,6 +112,22 @@ class AlertSettings(BaseModel):
     resolve_check_s: float = Field(15.0, gt=0, le=3600, description="how often open PagerDuty incidents are checked")
 
 
+class InsightSettings(BaseModel):
+    """Forecasts and spike detection in the worker (the leader runs them)."""
+
+    enabled: bool = True
+    spike_bucket_s: int = Field(60, ge=1, le=3600, description="the spike detector's bucket")
+    spike_lag_s: float = Field(5.0, ge=0, le=600, description="how long after a bucket closes it is scored")
+    spike_ratio: float = Field(5.0, gt=1, description="a spike is at least this many times the expected cost")
+    spike_k: float = Field(6.0, gt=0, description="and this many deviations above it")
+    spike_min_usd: str = Field("0.01", description="and at least this much (USD) in the bucket")
+    spike_warmup: int = Field(10, ge=1, le=10_000, description="buckets an entity is watched before it can spike")
+    forecast_every_s: float = Field(300.0, gt=0, le=86_400)
+    history_days: int = Field(120, ge=7, le=1000, description="days of history a new scope learns from")
+    alert_probability: float = Field(0.8, gt=0, le=1, description="projected_exceed fires at this chance")
+    max_entities: int = Field(100_000, ge=1)
+
+
 class StackSettings(BaseModel):
     """Where the local services of one machine listen and keep their files."""
 
@@ -134,4 +151,5 @@ class Settings(BaseSettings):
     stack: StackSettings = StackSettings()
     decision: DecisionSettings = DecisionSettings()
     alerts: AlertSettings = AlertSettings()
+    insights: InsightSettings = InsightSettings()
     metrics_port: Port = Field(9400, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")

@@ -15,7 +15,10 @@ from sinks.schema import DIMENSIONS, validate_database
 
 __all__ = [
     "Query",
+    "bucket_costs",
+    "daily_costs",
     "feature_adoption",
+    "latest_forecasts",
     "peak_hours",
     "series",
     "spend_by",
@@ -218,3 +221,45 @@ def usage_watermarks_by_org(database: str) -> Query:
         f"SELECT org_id, kafka_partition, max(kafka_offset) FROM {db}.usage_events GROUP BY org_id, kafka_partition",
         {},
     )
+
+
+def bucket_costs(database: str, start: datetime, end: datetime) -> Query:
+    """Cost per org, department, user, model and feature of events that occurred in ``[start, end)``:
+    what the spike detector scores, one closed bucket at a time."""
+    db = validate_database(database)
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise ValueError("start and end: tz-aware, end after start")
+    sql = (
+        "SELECT org_id, department_id, user_id, model, feature, sum(cost_nanos) AS cost_nanos "
+        f"FROM {db}.usage_events "
+        "WHERE occurred_at >= {start:DateTime64(6, 'UTC')} AND occurred_at < {end:DateTime64(6, 'UTC')} "
+        "GROUP BY org_id, department_id, user_id, model, feature"
+    )
+    return sql, {"start": start, "end": end}
+
+
+def daily_costs(database: str, org_id: str, since: datetime, timezone: str = "UTC") -> Query:
+    """Cost per day (cut in ``timezone``), department and user of one org from ``since``: the daily
+    series the forecasts learn."""
+    db = validate_database(database)
+    if since.tzinfo is None:
+        raise ValueError("since: must be tz-aware")
+    sql = (
+        "SELECT toDate(toTimeZone(bucket, {tz:String})) AS day, department_id, user_id, "
+        f"sum(cost_nanos) AS cost_nanos FROM {db}.usage_hourly "
+        "WHERE org_id = {org:String} AND bucket >= {since:DateTime('UTC')} "
+        "GROUP BY day, department_id, user_id ORDER BY day"
+    )
+    return sql, {"org": org_id, "since": since, "tz": timezone}
+
+
+def latest_forecasts(database: str, org_id: str) -> Query:
+    """The newest forecast of each scope and period of an org."""
+    db = validate_database(database)
+    sql = (
+        "SELECT scope, period, period_key, argMax(spent_nanos, at), argMax(p10_nanos, at), argMax(p50_nanos, at), "
+        "argMax(p90_nanos, at), argMax(budget_nanos, at), argMax(probability_over, at), argMax(runout_date, at), "
+        f"max(at) FROM {db}.forecasts WHERE org_id = {{org:String}} "
+        "GROUP BY scope, period, period_key ORDER BY scope, period, period_key"
+    )
+    return sql, {"org": org_id}

@@ -25,7 +25,15 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ALERT_HISTORY_COLUMNS", "DIMENSIONS", "USAGE_COLUMNS", "migrations", "validate_database"]
+__all__ = [
+    "ALERT_HISTORY_COLUMNS",
+    "ANOMALY_COLUMNS",
+    "DIMENSIONS",
+    "FORECAST_COLUMNS",
+    "USAGE_COLUMNS",
+    "migrations",
+    "validate_database",
+]
 
 _DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -65,6 +73,37 @@ USAGE_COLUMNS = (
 )
 
 
+FORECAST_COLUMNS = (
+    "at",
+    "org_id",
+    "scope",
+    "period",
+    "period_key",
+    "period_start",
+    "period_end",
+    "spent_nanos",
+    "p10_nanos",
+    "p50_nanos",
+    "p90_nanos",
+    "naive_nanos",
+    "budget_nanos",
+    "probability_over",
+    "runout_date",
+    "weekly_growth",
+    "model",
+)
+ANOMALY_COLUMNS = (
+    "bucket",
+    "bucket_seconds",
+    "org_id",
+    "entity",
+    "observed_nanos",
+    "expected_nanos",
+    "ratio",
+    "score",
+    "driver",
+    "driver_share",
+)
 ALERT_HISTORY_COLUMNS = (
     "at",
     "org_id",
@@ -185,4 +224,39 @@ ORDER BY (kafka_partition, kafka_offset)""",
     detected_to_done_ms UInt32
 ) ENGINE = MergeTree
 ORDER BY (org_id, at)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.forecasts (
+    at DateTime64(3, 'UTC'),
+    org_id LowCardinality(String),
+    scope String,
+    period LowCardinality(String),
+    period_key String,
+    period_start DateTime('UTC'),
+    period_end DateTime('UTC'),
+    spent_nanos Int64,
+    p10_nanos Int64,
+    p50_nanos Int64,
+    p90_nanos Int64,
+    naive_nanos Int64,
+    budget_nanos Int64,
+    probability_over Float64,
+    runout_date Nullable(Date),
+    weekly_growth Float64,
+    model LowCardinality(String)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (org_id, scope, period, at)""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.anomalies (
+    bucket DateTime('UTC'),
+    bucket_seconds UInt32,
+    org_id LowCardinality(String),
+    entity String,
+    observed_nanos Int64,
+    expected_nanos Int64,
+    ratio Float64,
+    score Float64,
+    driver String,
+    driver_share Float64,
+    detected_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = ReplacingMergeTree
+ORDER BY (org_id, bucket_seconds, bucket, entity)""",
     ]

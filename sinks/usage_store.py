@@ -15,7 +15,14 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from schemas.events import UsageEvent
-from sinks.schema import ALERT_HISTORY_COLUMNS, USAGE_COLUMNS, migrations, validate_database
+from sinks.schema import (
+    ALERT_HISTORY_COLUMNS,
+    ANOMALY_COLUMNS,
+    FORECAST_COLUMNS,
+    USAGE_COLUMNS,
+    migrations,
+    validate_database,
+)
 
 __all__ = ["UsageRow", "UsageStore", "usage_row"]
 
@@ -156,6 +163,12 @@ class UsageStore:
 
     def insert_alert_history(self, rows: Sequence[tuple[Any, ...]]) -> None:
         self.client.insert(f"{self.database}.alert_history", rows, column_names=list(ALERT_HISTORY_COLUMNS))
+
+    def insert_forecasts(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.client.insert(f"{self.database}.forecasts", rows, column_names=list(FORECAST_COLUMNS))
+
+    def insert_anomalies(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.client.insert(f"{self.database}.anomalies", rows, column_names=list(ANOMALY_COLUMNS))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return list(self.client.query(sql, parameters=parameters or {}).result_rows)

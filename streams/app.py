@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 import faust
@@ -29,6 +30,7 @@ from sinks.alert_channels import Senders, SmtpConfig, TwilioConfig
 from sinks.usage_store import UsageStore
 from streams.alerting import AlertDispatcher
 from streams.config_records import ConfigRecord, ConfigState
+from streams.insights_runner import InsightsRunner
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline
 from streams.processing import Message
@@ -149,6 +151,9 @@ class Worker:
             topic_disable_leader=True,
             consumer_auto_offset_reset="earliest",
             broker_commit_interval=0.5,
+            # a killed worker's partitions move after 10 s, not Faust's 60 (Kafka's own default is 45)
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
             broker_max_poll_records=10_000,
             stream_buffer_maxsize=50_000,
             producer_linger_ms=1,
@@ -176,10 +181,23 @@ class Worker:
             self._send,
             self.topics.alerts,
         )
+        self.insights = InsightsRunner(
+            self.redis,
+            KeyLayout(settings.redis.key_prefix),
+            self.store,
+            self.pipeline.config,
+            self._send,
+            self.topics.alerts,
+            settings.insights,
+        )
         self._config_ends: dict[int, int] = {}
+        self._insights_owner = False
+        self._assigned_at = 0.0
+        self._last_batch = (0.0, 0.0)  # (when handled, Kafka timestamp of its last message)
         self.batch_size = batch_size
         self.batch_within_s = batch_within_s
         self._wire()
+        self._wire_alerts_and_insights()
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None) -> None:
         future = await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers or [])
@@ -203,6 +221,7 @@ class Worker:
         )
         self.pipeline.applier = RedisApplier(self.redis, KeyLayout(self.settings.redis.key_prefix))
         self.dispatcher.redis = self.redis
+        self.insights.redis = self.redis
         self.pipeline.ch_watermarks = self.store.watermarks()
         log.info("config applied (%d records), %d prices", len(records), len(self.pipeline.catalogue))
 
@@ -222,30 +241,10 @@ class Worker:
                     )
                 await pipeline.handle(messages, events)
                 last = events[-1].message
+                self._last_batch = (time.time(), float(last.timestamp))
                 highwater = app.consumer.highwater(last.tp)
                 if highwater is not None:
                     self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
-
-        @app.agent(self._alerts_topic, name="alerts")
-        async def alerts(stream: Any) -> None:
-            async for events in stream.take_events(200, within=0.01):
-                for event in events:
-                    event.message.incref()  # a stop mid-delivery must not commit: acked below, once delivered
-                await self.dispatcher.handle([event.value for event in events])
-                for event in events:
-                    event.ack()
-
-        @app.timer(self.settings.alerts.resolve_check_s)  # type: ignore[untyped-decorator]
-        async def resolve_timer() -> None:
-            await self.dispatcher.check_open()
-
-        @app.timer(0.5)  # type: ignore[untyped-decorator]
-        async def denials_timer() -> None:
-            await self.dispatcher.pump_denials()
-
-        @app.timer(1.0)  # type: ignore[untyped-decorator]
-        async def alert_history_timer() -> None:
-            await self.dispatcher.flush_history()
 
         @app.timer(0.1)  # type: ignore[untyped-decorator]
         async def flush_timer() -> None:
@@ -283,7 +282,71 @@ class Worker:
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+            self._assigned_at = time.time()
             await pipeline.load_watermarks()
+
+    def _wire_alerts_and_insights(self) -> None:
+        """The alerts agent and its timers; the insights timers (leader only)."""
+        app = self.app
+
+        @app.agent(self._alerts_topic, name="alerts")
+        async def alerts(stream: Any) -> None:
+            async for events in stream.take_events(200, within=0.01):
+                for event in events:
+                    event.message.incref()  # a stop mid-delivery must not commit: acked below, once delivered
+                await self.dispatcher.handle([event.value for event in events])
+                for event in events:
+                    event.ack()
+
+        @app.timer(self.settings.alerts.resolve_check_s)  # type: ignore[untyped-decorator]
+        async def resolve_timer() -> None:
+            await self.dispatcher.check_open()
+
+        @app.timer(0.5)  # type: ignore[untyped-decorator]
+        async def denials_timer() -> None:
+            await self.dispatcher.pump_denials()
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def alert_history_timer() -> None:
+            await self.dispatcher.flush_history()
+
+        insight_settings = self.settings.insights
+        if insight_settings.enabled:
+            spike_every = min(5.0, insight_settings.spike_bucket_s / 4)
+
+            @app.timer(spike_every)  # type: ignore[untyped-decorator]
+            async def spikes_timer() -> None:
+                if await self._runs_insights():
+                    await self.insights.spikes_tick()
+
+            @app.timer(insight_settings.forecast_every_s)  # type: ignore[untyped-decorator]
+            async def forecast_timer() -> None:
+                if await self._runs_insights():
+                    await self.insights.forecast_tick()
+
+    async def _runs_insights(self) -> bool:
+        """One worker runs the insights: the one that holds partition 0 of the usage topic (Faust's own
+        leader election needs a topic of its own, which this app does not declare). A worker that takes
+        the role over first reads the state the last holder saved."""
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - not started or rebalancing: not now
+            return False
+        holds = any(tp.topic == self.topics.usage and tp.partition == 0 for tp in assigned)
+        if holds and not self._insights_owner:
+            await self.insights.load()
+        self._insights_owner = holds
+        return holds and self._caught_up()
+
+    def _caught_up(self) -> bool:
+        """Whether ClickHouse holds what has been produced, near enough to score closed buckets: nothing
+        buffered, and the last batch either recent in event time or long ago (no traffic). After a start
+        or a rebalance, a backlog is drained first, or its buckets would be scored before their data."""
+        now = time.time()
+        if now - self._assigned_at < 3.0 or self.pipeline.buffered_rows():
+            return False
+        handled_at, event_ts = self._last_batch
+        return now - handled_at > 2.0 or handled_at - event_ts < self.settings.insights.spike_lag_s
 
     def run(self) -> None:
         """Run until stopped (SIGTERM or SIGINT); flushes what it holds on the way out."""

@@ -1,0 +1,397 @@
+"""Forecasts and spike detection inside the worker, driven by ClickHouse.
+
+The models learn from what ClickHouse holds, not from the raw stream: its
+rows are already de-duplicated and a redelivered event never reaches them
+twice, so the models never count anything twice either. The leader worker
+runs two timers:
+
+* **spikes**, every bucket (a minute by default, ``spike_lag_s`` after it
+  closes): the cost per user, department, model and feature of the events that
+  occurred in the bucket, scored by one :class:`~insights.spikes.SpikeDetector`;
+  spikes go to the ``anomalies`` table, and the first bucket of a spike to
+  ``alerts.v1``;
+* **forecasts**, every ``forecast_every_s``: per org, department, and user with
+  a budget, the closed days are learnt and the periods of the scope's budgets
+  (the month when it has none) projected as P10 / P50 / P90, with the chance
+  of going over and the day the money runs out; rows go to ``forecasts``, the
+  latest per scope to Redis (``<prefix>:{org}:forecast``), and a budget likely
+  to be exceeded to ``alerts.v1`` once per period.
+
+After every run the whole state (models, calibrator, what was scored and
+alerted) is written to Redis, and a worker that starts reads it back: it
+continues where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+from prometheus_client import Counter, Gauge, Histogram
+
+from enforcement.keys import KeyLayout
+from insights.forecast import Calibrator, SpendForecaster
+from insights.spikes import Spike, SpikeDetector
+from schemas.alerts import Alert, AlertKind, encode_alert
+from schemas.budgets import Budget, Period, period_bounds, period_key
+from schemas.money import parse_usd
+from schemas.settings import InsightSettings
+from sinks.queries import bucket_costs, daily_costs, orgs_since
+from sinks.usage_store import UsageStore
+from streams.config_records import ConfigState
+from streams.pipeline import Send
+
+__all__ = ["InsightMetrics", "InsightState", "InsightsRunner"]
+
+log = logging.getLogger("spendstream.insights")
+
+MAX_CATCH_UP = 120  # buckets scored per run when behind
+
+
+class InsightMetrics:
+    def __init__(self) -> None:
+        self.runs = Histogram(
+            "spendstream_insights_run_duration_seconds",
+            "One run of the spike or the forecast timer",
+            ["kind"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.spikes = Counter("spendstream_insights_spikes", "Buckets flagged as spikes")
+        self.forecasts = Counter("spendstream_insights_forecasts", "Period projections written")
+        self.entities = Gauge("spendstream_insights_entities", "Entities the models hold", ["model"])
+        self.restored = Counter("spendstream_insights_state_restored", "Times a worker resumed from saved state")
+
+
+@dataclass
+class InsightState:
+    calibrator: Calibrator = field(default_factory=Calibrator)
+    forecasters: dict[str, SpendForecaster] = field(default_factory=dict)  # "<org>|<kind>/<id>"
+    detector: SpikeDetector = field(default_factory=SpikeDetector)
+    last_bucket: int = -1  # start (epoch s) of the last bucket scored
+    flagged: set[str] = field(default_factory=set)  # entities that spiked in that bucket
+    alerted: set[str] = field(default_factory=set)  # projected_exceed alerts sent (dedup keys)
+
+
+def _entities(rows: Iterable[tuple[Any, ...]]) -> dict[str, tuple[float, dict[str, float]]]:
+    """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts (by model, or by feature for a model)."""
+    out: dict[str, list[Any]] = {}
+    for org, department, user, model, feature, cost in rows:
+        value = float(cost)
+        for kind, ident, part in (
+            ("user", user, model),
+            ("department", department, model),
+            ("model", model, feature),
+            ("feature", feature, model),
+        ):
+            if not ident:
+                continue
+            entry = out.setdefault(f"{org}|{kind}/{ident}", [0.0, defaultdict(float)])
+            entry[0] += value
+            entry[1][part] += value
+    return {key: (cost, dict(parts)) for key, (cost, parts) in out.items()}
+
+
+class InsightsRunner:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        layout: KeyLayout,
+        store: UsageStore,
+        config: ConfigState,
+        send: Send,
+        alerts_topic: str,
+        settings: InsightSettings,
+        metrics: InsightMetrics | None = None,
+    ) -> None:
+        self.redis = redis
+        self.layout = layout
+        self.store = store
+        self.config = config
+        self.send = send
+        self.alerts_topic = alerts_topic
+        self.settings = settings
+        self.metrics = metrics or InsightMetrics()
+        self.state = self._fresh()
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> InsightState:
+        s = self.settings
+        detector = SpikeDetector(
+            ratio=s.spike_ratio,
+            k=s.spike_k,
+            min_cost=float(parse_usd(s.spike_min_usd)),
+            warmup=s.spike_warmup,
+            max_entities=s.max_entities,
+        )
+        return InsightState(detector=detector)
+
+    @property
+    def state_key(self) -> str:
+        return f"{self.layout.prefix}:insights:state"
+
+    async def load(self) -> bool:
+        raw = await self.redis.get(self.state_key)
+        if not isinstance(raw, bytes):
+            return False
+        try:
+            state = pickle.loads(raw)  # noqa: S301 - our own checkpoint, from our own Redis
+        except Exception as exc:  # noqa: BLE001 - a state that cannot be read is replaced, not fatal
+            log.error("insights state not restored, starting afresh: %s", exc)
+            return False
+        if not isinstance(state, InsightState):
+            return False
+        self.state = state
+        self.metrics.restored.inc()
+        log.info(
+            "insights resumed: %d forecasts, %d entities watched, last bucket %s",
+            len(state.forecasters),
+            len(state.detector.entities),
+            state.last_bucket,
+        )
+        return True
+
+    async def save(self) -> None:
+        await self.redis.set(self.state_key, pickle.dumps(self.state))
+
+    async def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return await asyncio.to_thread(self.store.query, sql, params)
+
+    # -- spikes -----------------------------------------------------------------------------------------
+
+    async def spikes_tick(self, now: datetime | None = None) -> list[tuple[str, Spike]]:
+        """Score the buckets closed since the last run; returns the spikes (org, spike)."""
+        async with self._lock:
+            began = time.perf_counter()
+            found = await self._spikes(now or datetime.now(UTC))
+            await self.save()
+            self.metrics.runs.labels("spikes").observe(time.perf_counter() - began)
+            self.metrics.entities.labels("spikes").set(len(self.state.detector.entities))
+            return found
+
+    async def _spikes(self, now: datetime) -> list[tuple[str, Spike]]:
+        size = self.settings.spike_bucket_s
+        latest = int((now.timestamp() - self.settings.spike_lag_s) // size) * size - size
+        state = self.state
+        if state.last_bucket < 0:
+            state.last_bucket = latest - size  # a new deployment starts now, not from the beginning of time
+        found: list[tuple[str, Spike]] = []
+        anomalies: list[tuple[Any, ...]] = []
+        start = max(state.last_bucket + size, latest - (MAX_CATCH_UP - 1) * size)
+        for bucket in range(start, latest + 1, size):
+            begin = datetime.fromtimestamp(bucket, UTC)
+            sql, params = bucket_costs(self.store.database, begin, begin + timedelta(seconds=size))
+            entities = _entities(await self._query(sql, params))
+            spiked: set[str] = set()
+            for key in state.detector.known():
+                if key not in entities:
+                    state.detector.idle(key, bucket)
+            for key, (cost, parts) in entities.items():
+                spike = state.detector.observe(key, bucket, cost, parts)
+                if spike is None:
+                    continue
+                spiked.add(key)
+                org = key.split("|", 1)[0]
+                found.append((org, spike))
+                anomalies.append(self._anomaly_row(org, spike, size))
+                if key not in state.flagged:  # an episode alerts on its first bucket only
+                    await self.send(self.alerts_topic, org.encode(), encode_alert(self._spike_alert(org, spike)), None)
+            state.flagged = spiked
+            state.last_bucket = bucket
+        if anomalies:
+            self.metrics.spikes.inc(len(anomalies))
+            await asyncio.to_thread(self.store.insert_anomalies, anomalies)
+        return found
+
+    @staticmethod
+    def _anomaly_row(org: str, spike: Spike, size: int) -> tuple[Any, ...]:
+        return (
+            datetime.fromtimestamp(spike.bucket, UTC),
+            size,
+            org,
+            spike.entity.split("|", 1)[1],
+            int(spike.observed),
+            int(spike.expected),
+            round(spike.ratio, 3),
+            round(spike.score, 3),
+            spike.driver,
+            round(spike.driver_share, 4),
+        )
+
+    @staticmethod
+    def _spike_alert(org: str, spike: Spike) -> Alert:
+        entity = spike.entity.split("|", 1)[1]
+        at = datetime.fromtimestamp(spike.bucket, UTC)
+        return Alert(
+            kind=AlertKind.SPIKE.value,
+            dedup_key=f"{org}|{entity}|{at.isoformat()}|spike",
+            org_id=org,
+            scope=entity,
+            period_key=at.isoformat(),
+            observed=spike.observed / 1e9,
+            expected=spike.expected / 1e9,
+            drivers=[{"model": spike.driver, "share": round(spike.driver_share, 3)}] if spike.driver else [],
+            detected_at=datetime.now(UTC).isoformat(),
+            reason=f"{spike.driver} is {spike.driver_share:.0%} of the bucket" if spike.driver else None,
+        )
+
+    # -- forecasts --------------------------------------------------------------------------------------
+
+    async def forecast_tick(self, now: datetime | None = None) -> int:
+        """Learn closed days and project every scope's periods; returns the projections written."""
+        async with self._lock:
+            began = time.perf_counter()
+            now = now or datetime.now(UTC)
+            sql, params = orgs_since(self.store.database, now - timedelta(days=self.settings.history_days))
+            orgs = {row[0] for row in await self._query(sql, params)}
+            orgs |= set(self.config.orgs) | {b.org_id for b in self.config.budgets.values()}
+            rows: list[tuple[Any, ...]] = []
+            for org in sorted(orgs):
+                rows.extend(await self._forecast_org(org, now))
+            if rows:
+                await asyncio.to_thread(self.store.insert_forecasts, rows)
+            self.metrics.forecasts.inc(len(rows))
+            self.metrics.entities.labels("forecasts").set(len(self.state.forecasters))
+            await self.save()
+            self.metrics.runs.labels("forecasts").observe(time.perf_counter() - began)
+            return len(rows)
+
+    async def _forecast_org(self, org: str, now: datetime) -> list[tuple[Any, ...]]:
+        org_config = self.config.orgs.get(org)
+        timezone = org_config.timezone if org_config else "UTC"
+        zone = ZoneInfo(timezone)
+        local = now.astimezone(zone)
+        today = local.date()
+        budgets = [b for b in self.config.budgets.values() if b.org_id == org]
+        with_budget_users = {b.scope_id for b in budgets if b.scope.value == "user"}
+        state = self.state
+        known = [m.last_day for key, m in state.forecasters.items() if key.startswith(org + "|") and m.last_day]
+        start_day = min(known) if known else today - timedelta(days=self.settings.history_days)
+        since = datetime(start_day.year, start_day.month, start_day.day, tzinfo=zone).astimezone(UTC)
+        period_starts = [period_bounds(now, b.period, timezone)[0] for b in budgets]
+        since = min([since, *period_starts, period_bounds(now, Period.MONTHLY, timezone)[0]])
+        sql, params = daily_costs(self.store.database, org, since, timezone)
+        daily: dict[str, dict[date, float]] = defaultdict(lambda: defaultdict(float))
+        for day, department, user, cost in await self._query(sql, params):
+            value = float(cost)
+            daily[f"org/{org}"][day] += value
+            if department:
+                daily[f"department/{department}"][day] += value
+            if user in with_budget_users:
+                daily[f"user/{user}"][day] += value
+        for budget in budgets:
+            daily.setdefault(f"{budget.scope.value}/{budget.scope_id}", defaultdict(float))
+        fraction = (local - local.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86_400
+        rows: list[tuple[Any, ...]] = []
+        for scope, days in daily.items():
+            kind = scope.split("/", 1)[0]
+            if kind not in ("org", "department", "user"):
+                continue  # feature, model... budgets are enforced and alerted, not forecast
+            model = state.forecasters.get(f"{org}|{scope}")
+            if model is None:
+                if len(state.forecasters) >= self.settings.max_entities:
+                    continue
+                model = state.forecasters[f"{org}|{scope}"] = SpendForecaster()
+            first = min(days) if days else today
+            day = max(first, (model.last_day + timedelta(days=1)) if model.last_day else first)
+            while day < today:
+                model.learn_day(day, days.get(day, 0.0), state.calibrator)
+                day += timedelta(days=1)
+            scope_budgets = [b for b in budgets if f"{b.scope.value}/{b.scope_id}" == scope]
+            targets: list[tuple[Budget | None, Period]] = [(b, b.period) for b in scope_budgets]
+            for target, period in targets or [(None, Period.MONTHLY)]:
+                rows.append(await self._project(org, scope, model, target, period, now, timezone, days, fraction))
+        return rows
+
+    async def _project(
+        self,
+        org: str,
+        scope: str,
+        model: SpendForecaster,
+        budget: Budget | None,
+        period: Period,
+        now: datetime,
+        timezone: str,
+        days: dict[date, float],
+        fraction: float,
+    ) -> tuple[Any, ...]:
+        start, end = period_bounds(now, period, timezone)
+        zone = ZoneInfo(timezone)
+        first_day = start.astimezone(zone).date()
+        last_day = (end - timedelta(seconds=1)).astimezone(zone).date()
+        today = now.astimezone(zone).date()
+        spent = sum(v for d, v in days.items() if first_day <= d <= today)
+        projection = model.project(today, last_day, spent, days.get(today, 0.0), fraction, self.state.calibrator.scale)
+        limit = budget.limit_nanos if budget else 0
+        probability = projection.probability_over(limit) if budget else 0.0
+        runout = model.runs_out(today, last_day, spent, limit) if budget else None
+        elapsed = (today - first_day).days + fraction
+        naive = spent / elapsed * ((last_day - first_day).days + 1) if elapsed > 0 else 0.0
+        key = period_key(now, period, timezone)
+        latest = {
+            "period": period.value,
+            "period_key": key,
+            "spent_nanos": int(spent),
+            "p10_nanos": int(projection.p10),
+            "p50_nanos": int(projection.p50),
+            "p90_nanos": int(projection.p90),
+            "budget_nanos": limit,
+            "probability_over": round(probability, 4),
+            "runout_date": runout.isoformat() if runout else None,
+            "at": now.isoformat(),
+        }
+        await self.redis.hset(self.layout.forecast(org), f"{scope}/{period.value}", json.dumps(latest))
+        if budget is not None and probability >= self.settings.alert_probability:
+            dedup = f"{org}|{scope}|{period.value}|{key}|projected_exceed"
+            if dedup not in self.state.alerted:
+                alert = Alert(
+                    kind=AlertKind.PROJECTED_EXCEED.value,
+                    dedup_key=dedup,
+                    org_id=org,
+                    scope=scope,
+                    period=period.value,
+                    period_key=key,
+                    limit_nanos=limit,
+                    spent_nanos=int(spent),
+                    projected_p10_nanos=int(projection.p10),
+                    projected_p50_nanos=int(projection.p50),
+                    projected_p90_nanos=int(projection.p90),
+                    probability=round(probability, 3),
+                    runout_date=runout.isoformat() if runout else None,
+                    detected_at=now.isoformat(),
+                )
+                await self.send(self.alerts_topic, org.encode(), encode_alert(alert), None)
+                if len(self.state.alerted) > 50_000:
+                    self.state.alerted.clear()  # the delivery ledger still keeps each alert once
+                self.state.alerted.add(dedup)
+        growth = 0.0
+        if model.hw is not None and model.hw.trend and model.hw.level and model.hw.level[-1]:
+            growth = float(model.hw.trend[-1]) / float(model.hw.level[-1]) * 7
+        return (
+            now,
+            org,
+            scope,
+            period.value,
+            key,
+            start,
+            end,
+            int(spent),
+            int(projection.p10),
+            int(projection.p50),
+            int(projection.p90),
+            int(naive),
+            limit,
+            probability,
+            runout,
+            growth,
+            model.kind,
+        )
