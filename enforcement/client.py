@@ -119,6 +119,8 @@ class _Core:
     def decided(self, decision: Decision, expired: int, began: float) -> Decision:
         self.metrics.latency.labels("reserve").observe(time.perf_counter() - began)
         self.metrics.decisions.labels(decision.outcome.value).inc()
+        if decision.blocking is not None:
+            self.metrics.denials.labels(decision.blocking.scope.split("/", 1)[0], decision.blocking.period).inc()
         if expired:
             self.metrics.expired.inc(expired)
         return decision

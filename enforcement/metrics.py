@@ -38,6 +38,7 @@ class CapMetrics:
             self.redis_errors: Any = _Noop()
             self.expired: Any = _Noop()
             self.settles: Any = _Noop()
+            self.denials: Any = _Noop()
             return
         registry = registry if registry is not None else _prom.REGISTRY
         self.decisions = _prom.Counter(
@@ -57,6 +58,12 @@ class CapMetrics:
             "spendstream_cap_reservations_expired", "Reservations released lazily after their TTL", registry=registry
         )
         self.settles = _prom.Counter("spendstream_cap_settles", "Settles by result", ["result"], registry=registry)
+        self.denials = _prom.Counter(
+            "spendstream_cap_denials",
+            "Denials by the kind of scope whose budget blocked (org, department, user...) and period",
+            ["scope", "period"],
+            registry=registry,
+        )
 
     @classmethod
     def default(cls) -> CapMetrics:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -24,8 +25,10 @@ from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from enforcement.keys import KeyLayout
+from enforcement.keys import KeyLayout, PeriodKeys
+from schemas.budgets import Period, period_bounds
 from schemas.settings import Settings
+from sinks import queries
 from sinks.alert_channels import Senders, SmtpConfig, TwilioConfig
 from sinks.usage_store import UsageStore
 from streams.alerting import AlertDispatcher
@@ -246,6 +249,11 @@ class Worker:
                 if highwater is not None:
                     self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
 
+        @app.timer(30.0)  # type: ignore[untyped-decorator]
+        async def health_timer() -> None:
+            if self._insights_owner:
+                await self._measure_health()
+
         @app.timer(0.1)  # type: ignore[untyped-decorator]
         async def flush_timer() -> None:
             if pipeline.flush_due():
@@ -337,6 +345,22 @@ class Worker:
             await self.insights.load()
         self._insights_owner = holds
         return holds and self._caught_up()
+
+    async def _measure_health(self) -> None:
+        """Per org: Redis-minus-ClickHouse month-to-date drift, and open reservations (for Prometheus)."""
+        now = datetime.now(UTC)
+        sql, params = queries.orgs_since(self.store.database, now - timedelta(days=31))
+        orgs = {row[0] for row in await asyncio.to_thread(self.store.query, sql, params)}
+        orgs |= set(self.pipeline.config.orgs)
+        layout = KeyLayout(self.settings.redis.key_prefix)
+        for org in sorted(orgs):
+            org_config = self.pipeline.config.orgs.get(org)
+            timezone = org_config.timezone if org_config else "UTC"
+            in_redis = int(await self.redis.hget(layout.spent(org, PeriodKeys.at(now, timezone))[2], f"org/{org}") or 0)
+            start, end = period_bounds(now, Period.MONTHLY, timezone)
+            rows = await asyncio.to_thread(self.store.query, *queries.org_spend(self.store.database, org, start, end))
+            self.metrics.drift.labels(org).set(in_redis - (int(rows[0][0] or 0) if rows else 0))
+            self.metrics.reservations_open.labels(org).set(await self.redis.hlen(layout.reservations(org)[0]))
 
     def _caught_up(self) -> bool:
         """Whether ClickHouse holds what has been produced, near enough to score closed buckets: nothing

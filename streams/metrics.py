@@ -48,3 +48,11 @@ class WorkerMetrics:
         )
         self.config_records = Counter("spendstream_config_records_applied", "config.v1 records applied", ["kind"])
         self.config_rejected = Counter("spendstream_config_records_rejected", "config.v1 records refused")
+        self.drift = Gauge(
+            "spendstream_spend_drift_nanos",
+            "Month-to-date org spend, Redis minus ClickHouse (nano-USD); lasting non-zero: a lost or doubled count",
+            ["org"],
+        )
+        self.reservations_open = Gauge(
+            "spendstream_cap_reservations_open", "Reservations held and not yet settled, released or expired", ["org"]
+        )

@@ -131,9 +131,14 @@ def test_forecasts_and_detectors_continue_after_a_restart(deployment: Deployment
         "bob's spike (possible only if the detector kept what it knew: a new one watches 4 buckets first)",
     )
     assert dep.metric("spendstream_insights_state_restored_total") == 1
+
+    def continued() -> bool:  # the state is saved right after the run that sent the alert
+        saved = state(dep)
+        return saved is not None and saved.detector.entities["acme|user/bob"].n > watched
+
+    dep.wait_for(continued, 10, "the saved state to move on from where the first worker left it")
     after = state(dep)
     assert after is not None
-    assert after.detector.entities["acme|user/bob"].n > watched  # continued, not restarted
     assert after.forecasters["acme|org/acme"].days >= learnt  # no day learnt twice: days only move on
     spike = next(a["alert"] for a in spike_alerts(dep) if a["kind"] == "spike" and a["scope"] == "user/bob")
     assert spike.observed is not None and spike.expected is not None and spike.observed > 50 * spike.expected
