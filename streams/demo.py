@@ -61,7 +61,10 @@ Where to look next:
   budgets and live caps   spendstream budgets list; spendstream decision serve (GET /v1/spend/...)
   ClickHouse              http://{ch.host}:{ch.port} with clickhouse-connect or curl, e.g.
                           SELECT * FROM {ch.database}.usage_daily ORDER BY bucket DESC LIMIT 10
-  alerts raised           topic {topics.alerts}; dead letters in {topics.dlq}
+  forecasts and spikes    SELECT * FROM {ch.database}.forecasts ORDER BY at DESC LIMIT 10 (and .anomalies);
+                          the worker projects every {settings.insights.forecast_every_s:.0f} s and scores each minute
+  alerts raised           topic {topics.alerts} (deliveries in {ch.database}.alert_history); dead letters in {topics.dlq}
+  dashboards              docker-compose.yml provisions Grafana with dashboards/grafana/dashboards/*.json
   keep consuming          spendstream worker   (Prometheus metrics on :{settings.metrics_port}/metrics)
   more traffic            spendstream replay trace --now --count 50000
   stop the stack          spendstream stack down""")
