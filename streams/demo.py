@@ -63,7 +63,8 @@ Where to look next:
                           SELECT * FROM {ch.database}.usage_daily ORDER BY bucket DESC LIMIT 10
   forecasts and spikes    SELECT * FROM {ch.database}.forecasts ORDER BY at DESC LIMIT 10 (and .anomalies);
                           the worker projects every {settings.insights.forecast_every_s:.0f} s and scores each minute
-  alerts raised           topic {topics.alerts} (deliveries in {ch.database}.alert_history); dead letters in {topics.dlq}
+  alerts raised           topic {topics.alerts}, deliveries in {ch.database}.alert_history
+  dead letters            topic {topics.dlq}
   dashboards              docker-compose.yml provisions Grafana with dashboards/grafana/dashboards/*.json
   keep consuming          spendstream worker   (Prometheus metrics on :{settings.metrics_port}/metrics)
   more traffic            spendstream replay trace --now --count 50000
