@@ -3,7 +3,9 @@
 One :class:`SpikeDetector` watches one bucket size (a minute, an hour) for
 many entities (``user/ada``, ``department/eng``, ``model/gpt-4o``...). Per
 entity it keeps River exponentially weighted means of the bucket's cost and of
-its absolute deviation. A bucket is a spike when its cost is at least
+its absolute deviation, one pair per season when the detector has seasons: an
+hourly detector with 24 compares 9:00 with earlier 9:00s, so the morning
+ramp-up is not a spike. A bucket is a spike when its cost is at least
 ``ratio`` times what was expected *and* ``k`` deviations above it *and* at
 least ``min_cost``; the flagged bucket teaches the means only up to the
 threshold, so one spike does not hide the next. Buckets with no usage must be
@@ -42,13 +44,22 @@ class Spike:
 
 
 class _Entity:
-    __slots__ = ("deviation", "last", "mean", "n")
+    __slots__ = ("counts", "deviations", "fading", "last", "means", "n")
 
-    def __init__(self, fading: float) -> None:
-        self.mean = stats.EWMean(fading_factor=fading)
-        self.deviation = stats.EWMean(fading_factor=fading)
+    def __init__(self, fading: float, seasons: int) -> None:
+        self.fading = fading
+        self.means: list[stats.EWMean | None] = [None] * seasons  # created when a season is first seen
+        self.deviations: list[stats.EWMean | None] = [None] * seasons
+        self.counts = [0] * seasons
         self.n = 0
         self.last = -1
+
+    def pair(self, season: int) -> tuple[stats.EWMean, stats.EWMean]:
+        mean, deviation = self.means[season], self.deviations[season]
+        if mean is None or deviation is None:
+            mean = self.means[season] = stats.EWMean(fading_factor=self.fading)
+            deviation = self.deviations[season] = stats.EWMean(fading_factor=self.fading)
+        return mean, deviation
 
 
 class SpikeDetector:
@@ -60,6 +71,8 @@ class SpikeDetector:
         min_cost: float = 0.0,
         warmup: int = 10,
         max_entities: int = 100_000,
+        seasons: int = 1,
+        bucket_s: int = 60,
     ) -> None:
         self.fading = fading
         self.ratio = ratio
@@ -67,13 +80,15 @@ class SpikeDetector:
         self.min_cost = min_cost
         self.warmup = warmup
         self.max_entities = max_entities  # beyond this the longest-idle entity is forgotten
+        self.seasons = seasons  # buckets of one season share a baseline: 24 for hour of day
+        self.bucket_s = bucket_s  # what one bucket spans, in the unit of ``bucket``
         self.entities: OrderedDict[str, _Entity] = OrderedDict()
 
     def observe(self, entity: str, bucket: int, cost: float, parts: Mapping[str, float] | None = None) -> Spike | None:
         """Score one closed bucket of one entity, then learn it. A bucket seen already is ignored."""
         state = self.entities.get(entity)
         if state is None:
-            state = self.entities[entity] = _Entity(self.fading)
+            state = self.entities[entity] = _Entity(self.fading, self.seasons)
             if len(self.entities) > self.max_entities:
                 self.entities.popitem(last=False)
         else:
@@ -81,20 +96,24 @@ class SpikeDetector:
         if bucket <= state.last:
             return None
         state.last = bucket
-        expected = state.mean.get() if state.n else 0.0
-        deviation = state.deviation.get() if state.n else 0.0
+        season = (bucket // self.bucket_s) % self.seasons
+        mean, deviations = state.pair(season)
+        seen = state.counts[season]
+        expected = mean.get() if seen else 0.0
+        deviation = deviations.get() if seen else 0.0
         spread = max(deviation, 0.05 * expected, 1e-12)
         threshold = max(expected * self.ratio, expected + self.k * spread, self.min_cost)
         spike = None
-        if state.n >= self.warmup and cost > threshold and expected > 0:
+        if seen >= self.warmup and cost > threshold and expected > 0:
             driver, share = "", 0.0
             if parts:
                 driver = max(parts, key=lambda name: parts[name])
                 share = parts[driver] / cost if cost > 0 else 0.0
             spike = Spike(entity, bucket, cost, expected, (cost - expected) / spread, driver, share)
-        learnt = min(cost, threshold) if state.n >= self.warmup else cost
-        state.deviation.update(abs(learnt - expected))
-        state.mean.update(learnt)
+        learnt = min(cost, threshold) if seen >= self.warmup else cost
+        deviations.update(abs(learnt - expected))
+        mean.update(learnt)
+        state.counts[season] += 1
         state.n += 1
         return spike
 

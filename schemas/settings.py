@@ -122,6 +122,8 @@ class InsightSettings(BaseModel):
     spike_k: float = Field(6.0, gt=0, description="and this many deviations above it")
     spike_min_usd: str = Field("0.01", description="and at least this much (USD) in the bucket")
     spike_warmup: int = Field(10, ge=1, le=10_000, description="buckets an entity is watched before it can spike")
+    spike_hourly: bool = Field(True, description="also watch hours, against the same hour of earlier days")
+    spike_hourly_warmup: int = Field(3, ge=1, le=365, description="days an hour of day is watched before it can spike")
     forecast_every_s: float = Field(300.0, gt=0, le=86_400)
     history_days: int = Field(120, ge=7, le=1000, description="days of history a new scope learns from")
     alert_probability: float = Field(0.8, gt=0, le=1, description="projected_exceed fires at this chance")

@@ -5,11 +5,12 @@ rows are already de-duplicated and a redelivered event never reaches them
 twice, so the models never count anything twice either. The leader worker
 runs two timers:
 
-* **spikes**, every bucket (a minute by default, ``spike_lag_s`` after it
-  closes): the cost per user, department, model and feature of the events that
-  occurred in the bucket, scored by one :class:`~insights.spikes.SpikeDetector`;
-  spikes go to the ``anomalies`` table, and the first bucket of a spike to
-  ``alerts.v1``;
+* **spikes**, every bucket (``spike_lag_s`` after it closes): the cost per
+  user, department, model and feature of the events that occurred in the
+  minute, and per org, department, model and feature in the hour (against the
+  same hour of earlier days), each scored by a
+  :class:`~insights.spikes.SpikeDetector`; spikes go to the ``anomalies``
+  table, and the first bucket of a spike to ``alerts.v1``;
 * **forecasts**, every ``forecast_every_s``: per org, department, and user with
   a budget, the closed days are learnt and the periods of the scope's budgets
   (the month when it has none) projected as P10 / P50 / P90, with the chance
@@ -56,6 +57,9 @@ __all__ = ["InsightMetrics", "InsightState", "InsightsRunner"]
 log = logging.getLogger("spendstream.insights")
 
 MAX_CATCH_UP = 120  # buckets scored per run when behind
+HOUR = 3600
+MINUTE_KINDS = frozenset({"user", "department", "model", "feature"})
+HOUR_KINDS = frozenset({"org", "department", "model", "feature"})
 
 
 class InsightMetrics:
@@ -73,27 +77,37 @@ class InsightMetrics:
 
 
 @dataclass
+class Watch:
+    """One bucket size's detector and where it has got to."""
+
+    size: int  # seconds
+    detector: SpikeDetector
+    kinds: frozenset[str]  # the entity kinds it watches
+    last_bucket: int = -1  # start (epoch s) of the last bucket scored
+    flagged: set[str] = field(default_factory=set)  # entities that spiked in that bucket
+
+
+@dataclass
 class InsightState:
     calibrator: Calibrator = field(default_factory=Calibrator)
     forecasters: dict[str, SpendForecaster] = field(default_factory=dict)  # "<org>|<kind>/<id>"
-    detector: SpikeDetector = field(default_factory=SpikeDetector)
-    last_bucket: int = -1  # start (epoch s) of the last bucket scored
-    flagged: set[str] = field(default_factory=set)  # entities that spiked in that bucket
+    watches: dict[int, Watch] = field(default_factory=dict)  # by bucket size in seconds
     alerted: set[str] = field(default_factory=set)  # projected_exceed alerts sent (dedup keys)
 
 
-def _entities(rows: Iterable[tuple[Any, ...]]) -> dict[str, tuple[float, dict[str, float]]]:
+def _entities(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
     """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts (by model, or by feature for a model)."""
     out: dict[str, list[Any]] = {}
     for org, department, user, model, feature, cost in rows:
         value = float(cost)
         for kind, ident, part in (
+            ("org", org, model),
             ("user", user, model),
             ("department", department, model),
             ("model", model, feature),
             ("feature", feature, model),
         ):
-            if not ident:
+            if not ident or kind not in kinds:
                 continue
             entry = out.setdefault(f"{org}|{kind}/{ident}", [0.0, defaultdict(float)])
             entry[0] += value
@@ -126,14 +140,25 @@ class InsightsRunner:
 
     def _fresh(self) -> InsightState:
         s = self.settings
-        detector = SpikeDetector(
-            ratio=s.spike_ratio,
-            k=s.spike_k,
-            min_cost=float(parse_usd(s.spike_min_usd)),
-            warmup=s.spike_warmup,
-            max_entities=s.max_entities,
-        )
-        return InsightState(detector=detector)
+        floor = float(parse_usd(s.spike_min_usd))
+
+        def detector(warmup: int, seasons: int, size: int) -> SpikeDetector:
+            return SpikeDetector(
+                ratio=s.spike_ratio,
+                k=s.spike_k,
+                min_cost=floor,
+                warmup=warmup,
+                max_entities=s.max_entities,
+                seasons=seasons,
+                bucket_s=size,
+            )
+
+        minute = s.spike_bucket_s
+        watches = {minute: Watch(minute, detector(s.spike_warmup, 1, minute), MINUTE_KINDS)}
+        if s.spike_hourly and minute != HOUR:
+            # by hour of day: 24 baselines, each warm after ``spike_hourly_warmup`` days
+            watches[HOUR] = Watch(HOUR, detector(s.spike_hourly_warmup, 24, HOUR), HOUR_KINDS)
+        return InsightState(watches=watches)
 
     @property
     def state_key(self) -> str:
@@ -153,10 +178,9 @@ class InsightsRunner:
         self.state = state
         self.metrics.restored.inc()
         log.info(
-            "insights resumed: %d forecasts, %d entities watched, last bucket %s",
+            "insights resumed: %d forecasts, %s",
             len(state.forecasters),
-            len(state.detector.entities),
-            state.last_bucket,
+            ", ".join(f"{w.size} s buckets: {len(w.detector.entities)} entities" for w in state.watches.values()),
         )
         return True
 
@@ -175,42 +199,50 @@ class InsightsRunner:
             found = await self._spikes(now or datetime.now(UTC))
             await self.save()
             self.metrics.runs.labels("spikes").observe(time.perf_counter() - began)
-            self.metrics.entities.labels("spikes").set(len(self.state.detector.entities))
+            self.metrics.entities.labels("spikes").set(
+                sum(len(w.detector.entities) for w in self.state.watches.values())
+            )
             return found
 
     async def _spikes(self, now: datetime) -> list[tuple[str, Spike]]:
-        size = self.settings.spike_bucket_s
-        latest = int((now.timestamp() - self.settings.spike_lag_s) // size) * size - size
-        state = self.state
-        if state.last_bucket < 0:
-            state.last_bucket = latest - size  # a new deployment starts now, not from the beginning of time
         found: list[tuple[str, Spike]] = []
         anomalies: list[tuple[Any, ...]] = []
-        start = max(state.last_bucket + size, latest - (MAX_CATCH_UP - 1) * size)
+        for watch in self.state.watches.values():
+            await self._watch(watch, now, found, anomalies)
+        if anomalies:
+            self.metrics.spikes.inc(len(anomalies))
+            await asyncio.to_thread(self.store.insert_anomalies, anomalies)
+        return found
+
+    async def _watch(
+        self, watch: Watch, now: datetime, found: list[tuple[str, Spike]], anomalies: list[tuple[Any, ...]]
+    ) -> None:
+        size = watch.size
+        latest = int((now.timestamp() - self.settings.spike_lag_s) // size) * size - size
+        if watch.last_bucket < 0:
+            watch.last_bucket = latest - size  # a new deployment starts now, not from the beginning of time
+        start = max(watch.last_bucket + size, latest - (MAX_CATCH_UP - 1) * size)
         for bucket in range(start, latest + 1, size):
             begin = datetime.fromtimestamp(bucket, UTC)
             sql, params = bucket_costs(self.store.database, begin, begin + timedelta(seconds=size))
-            entities = _entities(await self._query(sql, params))
+            entities = _entities(await self._query(sql, params), watch.kinds)
             spiked: set[str] = set()
-            for key in state.detector.known():
+            for key in watch.detector.known():
                 if key not in entities:
-                    state.detector.idle(key, bucket)
+                    watch.detector.idle(key, bucket)
             for key, (cost, parts) in entities.items():
-                spike = state.detector.observe(key, bucket, cost, parts)
+                spike = watch.detector.observe(key, bucket, cost, parts)
                 if spike is None:
                     continue
                 spiked.add(key)
                 org = key.split("|", 1)[0]
                 found.append((org, spike))
                 anomalies.append(self._anomaly_row(org, spike, size))
-                if key not in state.flagged:  # an episode alerts on its first bucket only
-                    await self.send(self.alerts_topic, org.encode(), encode_alert(self._spike_alert(org, spike)), None)
-            state.flagged = spiked
-            state.last_bucket = bucket
-        if anomalies:
-            self.metrics.spikes.inc(len(anomalies))
-            await asyncio.to_thread(self.store.insert_anomalies, anomalies)
-        return found
+                if key not in watch.flagged:  # an episode alerts on its first bucket only
+                    alert = self._spike_alert(org, spike, size)
+                    await self.send(self.alerts_topic, org.encode(), encode_alert(alert), None)
+            watch.flagged = spiked
+            watch.last_bucket = bucket
 
     @staticmethod
     def _anomaly_row(org: str, spike: Spike, size: int) -> tuple[Any, ...]:
@@ -228,12 +260,12 @@ class InsightsRunner:
         )
 
     @staticmethod
-    def _spike_alert(org: str, spike: Spike) -> Alert:
+    def _spike_alert(org: str, spike: Spike, size: int) -> Alert:
         entity = spike.entity.split("|", 1)[1]
         at = datetime.fromtimestamp(spike.bucket, UTC)
         return Alert(
             kind=AlertKind.SPIKE.value,
-            dedup_key=f"{org}|{entity}|{at.isoformat()}|spike",
+            dedup_key=f"{org}|{entity}|{size}s|{at.isoformat()}|spike",
             org_id=org,
             scope=entity,
             period_key=at.isoformat(),

@@ -25,11 +25,26 @@ def test_quiet_buckets_count_and_state_round_trips() -> None:
         detector.observe("a", bucket, 5.0)
         detector.observe("b", bucket, 5.0)
     detector.idle("a", 10)
-    assert detector.entities["a"].mean.get() < 5.0
+    assert detector.entities["a"].pair(0)[0].get() < 5.0
     restored = SpikeDetector.loads(detector.dumps())
     assert restored.observe("b", 10, 50.0) == detector.observe("b", 10, 50.0)
     detector.observe("c", 0, 1.0)  # a third entity: the longest idle one is forgotten
     assert detector.known() == ["b", "c"]
+
+
+def test_seasons_keep_a_daily_ramp_from_looking_like_a_spike() -> None:
+    hourly = SpikeDetector(warmup=3, seasons=24, bucket_s=3600)
+    flat = SpikeDetector(warmup=3, bucket_s=3600)
+    flagged = {"seasonal": 0, "flat": 0}
+    for day in range(10):
+        for hour in range(24):
+            cost = 100.0 if 9 <= hour < 18 else 5.0  # office hours
+            bucket = (day * 24 + hour) * 3600
+            flagged["seasonal"] += hourly.observe("org/acme", bucket, cost) is not None
+            flagged["flat"] += flat.observe("org/acme", bucket, cost) is not None
+    assert flagged["seasonal"] == 0 and flagged["flat"] > 0
+    spike = hourly.observe("org/acme", (10 * 24 + 10) * 3600, 900.0)  # 10:00 on day 11
+    assert spike is not None and spike.expected == pytest.approx(100.0, rel=0.01)
 
 
 def test_backtest_on_a_small_workload() -> None:

@@ -114,11 +114,12 @@ def test_forecasts_and_detectors_continue_after_a_restart(deployment: Deployment
         sent += 1
         time.sleep(0.5)
         saved = state(dep)
-        if saved and saved.detector.entities.get("acme|user/bob") and saved.detector.entities["acme|user/bob"].n >= 6:
+        bob_state = saved.watches[2].detector.entities.get("acme|user/bob") if saved else None
+        if bob_state is not None and bob_state.n >= 6:
             break
     before = state(dep)
     assert before is not None
-    watched = before.detector.entities["acme|user/bob"].n
+    watched = before.watches[2].detector.entities["acme|user/bob"].n
     learnt = before.forecasters["acme|org/acme"].days
     assert learnt >= 59 and watched >= 6
     dep.kill_worker(first)
@@ -134,7 +135,7 @@ def test_forecasts_and_detectors_continue_after_a_restart(deployment: Deployment
 
     def continued() -> bool:  # the state is saved right after the run that sent the alert
         saved = state(dep)
-        return saved is not None and saved.detector.entities["acme|user/bob"].n > watched
+        return saved is not None and saved.watches[2].detector.entities["acme|user/bob"].n > watched
 
     dep.wait_for(continued, 10, "the saved state to move on from where the first worker left it")
     after = state(dep)
