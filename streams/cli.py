@@ -301,9 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
         "status: show what runs where (exit 3 unless all ready); install: fetch without starting",
     )
     stack.set_defaults(func=cmd_stack)
-    budgets = commands.add_parser("budgets", help="publish a budgets file to config.v1, or list the budgets")
+    budgets = commands.add_parser(
+        "budgets",
+        help="publish a budgets file (orgs, budgets, alert channels, routing) to config.v1, or list the budgets",
+        description="apply publishes the file's orgs, budgets, alert channels and routing to config.v1 and "
+        "deletes what the file no longer lists for its orgs; list shows the budgets on the topic. "
+        "Channel secrets may be written env:NAME: the worker reads them from its environment.",
+    )
     budgets.add_argument("action", choices=["apply", "list"])
-    budgets.add_argument("file", nargs="?", type=argparse.FileType("r"), help="budgets YAML (for apply)")
+    budgets.add_argument(
+        "file", nargs="?", type=argparse.FileType("r"), help="budgets YAML (for apply; format: schemas/budget_file.py)"
+    )
     budgets.add_argument("--org", help="list only this org")
     budgets.set_defaults(func=cmd_budgets)
     prices = commands.add_parser("prices", help="publish prices to config.v1")
@@ -312,7 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     prices.add_argument("--effective-from", help="ISO 8601 with zone; default now (for --litellm)")
     prices.add_argument("--overrides", type=argparse.FileType("r"), help="YAML overrides, discounts and policy")
     prices.set_defaults(func=cmd_prices)
-    worker = commands.add_parser("worker", help="run the stream worker (Faust) until stopped")
+    worker = commands.add_parser(
+        "worker",
+        help="run the stream worker (Faust) until stopped: usage, alert delivery, forecasts and spikes",
+    )
     worker.add_argument("--metrics-port", type=int, help="overrides SPENDSTREAM_METRICS_PORT")
     worker.add_argument("--metrics-loopback", action="store_true", help="serve /metrics on 127.0.0.1 only")
     worker.set_defaults(func=cmd_worker)
