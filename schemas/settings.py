@@ -128,6 +128,9 @@ class InsightSettings(BaseModel):
     history_days: int = Field(120, ge=7, le=1000, description="days of history a new scope learns from")
     alert_probability: float = Field(0.8, gt=0, le=1, description="projected_exceed fires at this chance")
     max_entities: int = Field(100_000, ge=1)
+    checkpoint_every_s: float = Field(
+        30.0, ge=0, le=3600, description="how often the spike state is saved (forecast runs always save)"
+    )
 
 
 class StackSettings(BaseModel):

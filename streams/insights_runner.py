@@ -18,9 +18,10 @@ runs two timers:
   latest per scope to Redis (``<prefix>:{org}:forecast``), and a budget likely
   to be exceeded to ``alerts.v1`` once per period.
 
-After every run the whole state (models, calibrator, what was scored and
-alerted) is written to Redis, and a worker that starts reads it back: it
-continues where the last one stopped.
+The whole state (models, calibrator, what was scored and alerted) is written
+to Redis after every forecast run and at most every ``checkpoint_every_s``
+after spike runs, and a worker that starts reads it back: it continues where
+the last checkpoint stopped, scoring again the buckets after it.
 """
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ class InsightsRunner:
         self.metrics = metrics or InsightMetrics()
         self.state = self._fresh()
         self._lock = asyncio.Lock()
+        self._saved_at = 0.0
 
     def _fresh(self) -> InsightState:
         s = self.settings
@@ -186,6 +188,7 @@ class InsightsRunner:
 
     async def save(self) -> None:
         await self.redis.set(self.state_key, pickle.dumps(self.state))
+        self._saved_at = time.monotonic()
 
     async def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         return await asyncio.to_thread(self.store.query, sql, params)
@@ -197,7 +200,10 @@ class InsightsRunner:
         async with self._lock:
             began = time.perf_counter()
             found = await self._spikes(now or datetime.now(UTC))
-            await self.save()
+            if time.monotonic() - self._saved_at >= self.settings.checkpoint_every_s:
+                # the bucket counter is saved with the detectors, so buckets scored after the last
+                # checkpoint are scored again after a restart, once; their alerts repeat their dedup keys
+                await self.save()
             self.metrics.runs.labels("spikes").observe(time.perf_counter() - began)
             self.metrics.entities.labels("spikes").set(
                 sum(len(w.detector.entities) for w in self.state.watches.values())

@@ -93,6 +93,7 @@ def test_forecasts_and_detectors_continue_after_a_restart(deployment: Deployment
             "SPENDSTREAM_INSIGHTS__SPIKE_WARMUP": "4",
             "SPENDSTREAM_INSIGHTS__SPIKE_MIN_USD": "0.001",
             "SPENDSTREAM_INSIGHTS__FORECAST_EVERY_S": "1",
+            "SPENDSTREAM_INSIGHTS__CHECKPOINT_EVERY_S": "0",  # save after every run: the test reads the state
         }
     )
     seed_history(dep, 60)
