@@ -259,6 +259,26 @@ def test_panel_query(client: Any, name: str) -> None:
     assert rows == EXPECTED[name]
 
 
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_panel_columns_fit_the_panel_type(client: Any, name: str) -> None:
+    """Time series need a time column first, then numbers; stats and gauges need numbers (a stat may show
+    one text); tables and bar charts need a label column before their numbers."""
+    panel = dict(panels())[name]
+    (target,) = panel["targets"]
+    result = client.query(expand(target["rawSql"], START, END, INTERVAL_S, ALL))
+    names, types = result.column_names, [t.base_type for t in result.column_types]
+    numeric = {"Float64", "Float32", "UInt64", "Int64", "UInt32", "Int32", "UInt16", "UInt8"}
+    if panel["type"] == "timeseries":
+        assert target["format"] == 0
+        assert names[0] in ("time", "day", "week", "month") and types[0] in ("DateTime", "DateTime64", "Date")
+        assert types[-1] in numeric
+    elif panel["type"] in ("stat", "bargauge"):
+        values = types[1:] if panel["type"] == "bargauge" else types  # a gauge's first column labels it
+        assert all(t in numeric for t in values) or tuple(names) == ("runs_out_on",)
+    else:
+        assert target["format"] == 1 and types[-1] in numeric | {"Nullable", "String"}
+
+
 def test_filters_narrow_every_usage_panel(client: Any) -> None:
     panel = dict(panels())["overview/Spend in the time range"]
     sql = panel["targets"][0]["rawSql"]
