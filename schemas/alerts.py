@@ -91,8 +91,8 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
     projected_p90_nanos: int | None = None
     probability: float | None = None
     runout_date: str | None = None
-    observed: float | None = None
-    expected: float | None = None
+    observed_nanos: int | None = None  # spike: the bucket's cost
+    expected_nanos: int | None = None  # spike: what the entity's recent buckets led to expect
     drivers: list[dict[str, Any]] = msgspec.field(default_factory=list)
     resolves: str | None = None  # kind resolved: the dedup_key of the alert it clears
     channels: list[str] | None = None  # when set, these channels and no routing

@@ -100,9 +100,10 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
         facts.append(("Chance of exceeding", f"{alert.probability * 100:.0f}%"))
     if alert.runout_date:
         facts.append(("Budget runs out", alert.runout_date))
-    if alert.observed is not None and alert.expected is not None:
-        ratio = alert.observed / alert.expected if alert.expected else float("inf")
-        facts.append(("Observed", f"{alert.observed:,.2f} vs expected {alert.expected:,.2f} ({ratio:.1f}x)"))
+    if alert.observed_nanos is not None and alert.expected_nanos is not None:
+        observed, expected = alert.observed_nanos, alert.expected_nanos
+        ratio = f"{observed / expected:.1f}x" if expected else "no usual spend"
+        facts.append(("In the bucket", f"{_usd(observed)} against {_usd(expected)} expected ({ratio})"))
     if alert.kind == AlertKind.CAP_DENIED and alert.reason:
         facts.append(("Denied", alert.reason))
     return facts

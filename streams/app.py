@@ -13,7 +13,9 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import faust
@@ -252,7 +254,7 @@ class Worker:
         @app.timer(30.0)  # type: ignore[untyped-decorator]
         async def health_timer() -> None:
             if self._insights_owner:
-                await self._measure_health()
+                await self._safely("health", self._measure_health)
 
         @app.timer(0.1)  # type: ignore[untyped-decorator]
         async def flush_timer() -> None:
@@ -275,7 +277,11 @@ class Worker:
                     for tp, records in batches.items():
                         for record in records:
                             key = (record.key or b"").decode()
-                            await pipeline.apply_config(ConfigRecord(key, record.value), tp.partition, record.offset)
+                            config = ConfigRecord(key, record.value)
+                            # Redis or ClickHouse down: retry this record; a budget must not be skipped
+                            await self._retrying(
+                                "config", partial(pipeline.apply_config, config, tp.partition, record.offset)
+                            )
             finally:
                 await consumer.stop()
 
@@ -302,21 +308,23 @@ class Worker:
             async for events in stream.take_events(200, within=0.01):
                 for event in events:
                     event.message.incref()  # a stop mid-delivery must not commit: acked below, once delivered
-                await self.dispatcher.handle([event.value for event in events])
+                values = [event.value for event in events]
+                # Redis down mid-batch: retry the batch; the delivery ledger keeps what went out from going again
+                await self._retrying("alerts", partial(self.dispatcher.handle, values))
                 for event in events:
                     event.ack()
 
         @app.timer(self.settings.alerts.resolve_check_s)  # type: ignore[untyped-decorator]
         async def resolve_timer() -> None:
-            await self.dispatcher.check_open()
+            await self._safely("resolve_check", self.dispatcher.check_open)
 
         @app.timer(0.5)  # type: ignore[untyped-decorator]
         async def denials_timer() -> None:
-            await self.dispatcher.pump_denials()
+            await self._safely("denials", self.dispatcher.pump_denials)
 
         @app.timer(1.0)  # type: ignore[untyped-decorator]
         async def alert_history_timer() -> None:
-            await self.dispatcher.flush_history()
+            await self._safely("alert_history", self.dispatcher.flush_history)
 
         insight_settings = self.settings.insights
         if insight_settings.enabled:
@@ -325,12 +333,34 @@ class Worker:
             @app.timer(spike_every)  # type: ignore[untyped-decorator]
             async def spikes_timer() -> None:
                 if await self._runs_insights():
-                    await self.insights.spikes_tick()
+                    await self._safely("spikes", self.insights.spikes_tick)
 
             @app.timer(insight_settings.forecast_every_s)  # type: ignore[untyped-decorator]
             async def forecast_timer() -> None:
                 if await self._runs_insights():
-                    await self.insights.forecast_tick()
+                    await self._safely("forecasts", self.insights.forecast_tick)
+
+    async def _safely(self, task: str, run: Callable[[], Awaitable[Any]]) -> None:
+        """Run one round of a timer. A failure (Redis or ClickHouse unreachable) is logged and counted and
+        the next round tries again: an exception would end a Faust timer for good."""
+        try:
+            await run()
+        except Exception:
+            self.metrics.background_failures.labels(task).inc()
+            log.warning("%s failed; the next round tries again", task, exc_info=True)
+
+    async def _retrying(self, task: str, run: Callable[[], Awaitable[Any]]) -> None:
+        """Run until it succeeds, backing off: for work that must not be skipped (config, alert batches)."""
+        attempt = 0
+        while True:
+            try:
+                await run()
+                return
+            except Exception:
+                attempt += 1
+                self.metrics.background_failures.labels(task).inc()
+                log.warning("%s failed (attempt %d), retrying", task, attempt, exc_info=True)
+                await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
 
     async def _runs_insights(self) -> bool:
         """One worker runs the insights: the one that holds partition 0 of the usage topic (Faust's own

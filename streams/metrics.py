@@ -53,6 +53,11 @@ class WorkerMetrics:
             "Month-to-date org spend, Redis minus ClickHouse (nano-USD); lasting non-zero: a lost or doubled count",
             ["org"],
         )
+        self.background_failures = Counter(
+            "spendstream_worker_background_failures",
+            "Failed rounds of the worker's timers and retried config records or alert batches",
+            ["task"],
+        )
         self.reservations_open = Gauge(
             "spendstream_cap_reservations_open", "Reservations held and not yet settled, released or expired", ["org"]
         )

@@ -91,6 +91,24 @@ def test_http_outcomes() -> None:
     assert retry_after_seconds("soon", 0.0) is None
 
 
+def test_a_spike_says_the_bucket_against_expected_in_dollars() -> None:
+    spike = alert(
+        kind="spike",
+        scope="user/ada",
+        period=None,
+        period_key="2026-11-27T10:00:00+00:00",
+        stage=None,
+        limit_nanos=None,
+        spent_nanos=None,
+        observed_nanos=9_000_000_000,
+        expected_nanos=750_000_000,
+    )
+    view = view_of(spike, "https://grafana.example")
+    assert view.title == "acme: usage spike on user ada"
+    assert dict(view.facts)["In the bucket"] == "$9.00 against $0.75 expected (12.0x)"
+    assert view.link.endswith("var-org=acme&var-user=ada")
+
+
 def test_messages_say_spent_limit_percent_drivers_and_link() -> None:
     a = alert(
         drivers=[{"user_id": "u1", "model": "gpt-4o", "feature": "chat", "cost_nanos": 50 * 10**9, "share": 0.6155}],

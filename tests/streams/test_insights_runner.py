@@ -76,7 +76,8 @@ def test_hourly_spikes_are_judged_against_the_same_hour_of_earlier_days(
     assert sorted(a.scope for a in hourly) == ["department/eng", "feature/chat", "model/gpt-4o", "org/acme"]
     assert {a.period_key for a in hourly} == {(DAY0 + timedelta(days=4, hours=11)).isoformat()}
     org = next(a for a in hourly if a.scope == "org/acme")
-    assert org.observed == pytest.approx(9.0) and org.expected == pytest.approx(1.0, rel=0.01)
+    assert org.observed_nanos == 9_000_000_000
+    assert org.expected_nanos == pytest.approx(1_000_000_000, rel=0.01)
     rows = store.query(f"SELECT entity, bucket_seconds FROM {ch_database}.anomalies ORDER BY entity")
     assert [r for r in rows if r[1] == 3600] == [
         ("department/eng", 3600),
