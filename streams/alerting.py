@@ -325,6 +325,8 @@ class AlertDispatcher:
                     reason=reason,
                 )
                 await self.send(self.alerts_topic, org_id.encode(), encode_alert(resolution), None)
+                # on alerts.v1 the resolution is delivered at least once; checking again would re-emit it
+                await self.redis.hdel(self.layout.alerts_open(org_id), dedup_key)
                 emitted += 1
         return emitted
 

@@ -253,7 +253,7 @@ class Worker:
 
         @app.timer(30.0)  # type: ignore[untyped-decorator]
         async def health_timer() -> None:
-            if self._insights_owner:
+            if self._leads():
                 await self._safely("health", self._measure_health)
 
         @app.timer(0.1)  # type: ignore[untyped-decorator]
@@ -316,11 +316,13 @@ class Worker:
 
         @app.timer(self.settings.alerts.resolve_check_s)  # type: ignore[untyped-decorator]
         async def resolve_timer() -> None:
-            await self._safely("resolve_check", self.dispatcher.check_open)
+            if self._leads():
+                await self._safely("resolve_check", self.dispatcher.check_open)
 
         @app.timer(0.5)  # type: ignore[untyped-decorator]
         async def denials_timer() -> None:
-            await self._safely("denials", self.dispatcher.pump_denials)
+            if self._leads():  # one reader of the queue: two could trim each other's unsent denials
+                await self._safely("denials", self.dispatcher.pump_denials)
 
         @app.timer(1.0)  # type: ignore[untyped-decorator]
         async def alert_history_timer() -> None:
@@ -362,15 +364,19 @@ class Worker:
                 log.warning("%s failed (attempt %d), retrying", task, attempt, exc_info=True)
                 await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
 
-    async def _runs_insights(self) -> bool:
-        """One worker runs the insights: the one that holds partition 0 of the usage topic (Faust's own
-        leader election needs a topic of its own, which this app does not declare). A worker that takes
-        the role over first reads the state the last holder saved."""
+    def _leads(self) -> bool:
+        """Whether this worker holds partition 0 of the usage topic: the one worker that runs the
+        deployment-wide jobs (insights, denial alerts, incident resolution, health gauges). Faust's own
+        leader election needs a topic of its own, which this app does not declare."""
         try:
             assigned = self.app.consumer.assignment()
         except Exception:  # noqa: BLE001 - not started or rebalancing: not now
             return False
-        holds = any(tp.topic == self.topics.usage and tp.partition == 0 for tp in assigned)
+        return any(tp.topic == self.topics.usage and tp.partition == 0 for tp in assigned)
+
+    async def _runs_insights(self) -> bool:
+        """The leader runs the insights; a worker that takes the role over first reads the saved state."""
+        holds = self._leads()
         if holds and not self._insights_owner:
             await self.insights.load()
         self._insights_owner = holds
