@@ -19,8 +19,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import write_result
 from schemas.events import ID_PATTERN, NAME_PATTERN, UsageEvent, decode_event
+from streams.workload import DEFAULT_TRACE
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
+TRACE = DEFAULT_TRACE
 N = 20_000
 ROUNDS = 5
 

@@ -6,7 +6,7 @@
     after days 5, 10 and 20 against the naive run-rate (spend so far / days elapsed x days in
     month), P10-P90 coverage of the month's total at those days, for both models, on five seeds
     (the JSON's headline figures are the held-out seed 11; the models were tuned on 42, 7, 2026).
-(b) Spikes: the real trace in ../shared/data/, per-minute cost, replayed by 100 entities (own offset
+(b) Spikes: the real trace in examples/trace/, per-minute cost, replayed by 100 entities (own offset
     and scale, three times over), with spikes of 6-20x an entity's mean bucket injected at random
     places; precision, recall and detection delay in buckets.
 (c) Cost: microseconds per detector update and per forecaster day, and bytes per entity with
@@ -33,8 +33,9 @@ from insights.evaluation import (
 )
 from insights.forecast import SpendForecaster
 from insights.spikes import SpikeDetector
+from streams.workload import DEFAULT_TRACE
 
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
+TRACE = DEFAULT_TRACE
 HEADLINE_SEED = 11
 SEEDS = (42, 7, 2026, 11, 99)
 

@@ -39,12 +39,12 @@ from stack import manager
 from streams.app import ensure_topics
 from streams.config_records import prices_overrides_record
 from streams.topics import Topics
-from streams.workload import trace_events
+from streams.workload import DEFAULT_TRACE, trace_events
 
 EVENTS = 200_000
 RATE = 2_000
 FRESHNESS_SECONDS = 15
-TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
+TRACE = DEFAULT_TRACE
 PRICES = (Path(__file__).resolve().parents[1] / "examples" / "prices.yaml").read_text()
 
 

@@ -16,10 +16,10 @@ from pydantic import ValidationError
 from schemas.settings import Settings
 from stack import manager
 from stack.process import StartError
+from streams.workload import DEFAULT_TRACE
 
 __all__ = ["main"]
 
-DEFAULT_TRACE = Path(__file__).resolve().parents[2] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -31,31 +31,45 @@ def _settings() -> Settings:
         raise SystemExit("invalid settings in the environment:\n" + "\n".join(lines)) from None
 
 
-def _print_status(settings: Settings) -> bool:
-    rows = manager.status(settings.stack)
+def _print_status(settings: Settings, names: Sequence[str] | None = None) -> bool:
+    rows = manager.status(settings.stack, names)
     print(f"{'service':<11} {'state':<9} {'pid':>7}  {'address':<28} data")
     for row in rows:
-        state = "ready" if row.ready else ("starting" if row.running else "stopped")
+        state = "stale" if row.stale else "ready" if row.ready else ("starting" if row.running else "stopped")
         print(f"{row.name:<11} {state:<9} {row.pid or '-':>7}  {row.address:<28} {row.data}")
+        if row.owner is not None:
+            print(f"{'':<11} started by {row.owner.describe()}")
+        if row.stale:
+            print(f"{'':<11} not this installation's: {row.stale}; `spendstream stack up` restarts it")
     return all(row.ready for row in rows)
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
     settings = _settings()
+    names = args.services or None
+    unknown = set(names or ()) - {"redis", "clickhouse", "kafka"}
+    if unknown:
+        print(
+            f"error: no service named {', '.join(sorted(unknown))}; the services: redis, clickhouse, kafka",
+            file=sys.stderr,
+        )
+        return 2
     if args.action == "up":
         began = time.perf_counter()
         try:
-            reports = manager.up(settings.stack)
+            reports = manager.up(settings.stack, names)
         except StartError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         for report in reports:
             verb = "started" if report.started else "already running"
+            if report.restarted:
+                verb = f"restarted on its data ({report.restarted})"
             print(f"{report.name:<11} {verb} ({report.seconds:.1f} s)")
         print(f"stack up in {time.perf_counter() - began:.1f} s")
-        return 0 if _print_status(settings) else 1
+        return 0 if _print_status(settings, names) else 1
     if args.action == "down":
-        for name, stopped in manager.down(settings.stack):
+        for name, stopped in manager.down(settings.stack, names):
             print(f"{name:<11} {'stopped' if stopped else 'was not running'}")
         return 0
     if args.action == "install":
@@ -63,11 +77,11 @@ def cmd_stack(args: argparse.Namespace) -> int:
             service.install()
             print(f"{service.name:<11} installed")
         return 0
-    return 0 if _print_status(settings) else 3
+    return 0 if _print_status(settings, names) else 3
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job: the whole pipeline on the local stack, fed by a replay of the shared trace."""
+    """The main job: the whole pipeline on the local stack, fed by a replay of the sample trace."""
     from streams.demo import run_demo  # noqa: PLC0415
 
     settings = _settings()
@@ -248,7 +262,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         + (f" at {args.rate:,.0f}/s" if args.rate else ""),
         file=sys.stderr,
     )
-    sent = UsageProducer(settings.kafka.bootstrap, topics.usage).replay(
+    sent = UsageProducer(settings.kafka.bootstrap, topics.usage, compression=settings.kafka.compression).replay(
         events, args.count, args.rate, progress=not args.quiet
     )
     print(f"sent {sent:,} events")
@@ -298,7 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         "action",
         choices=["up", "down", "status", "install"],
         help="up: start what is not running; down: stop what up started; "
-        "status: show what runs where (exit 3 unless all ready); install: fetch without starting",
+        "status: show what runs where and which installation started it (exit 3 unless all ready); "
+        "install: fetch without starting. up restarts, on its data, a service that another installation "
+        "started with other code or settings",
+    )
+    stack.add_argument(
+        "services", nargs="*", metavar="SERVICE", help="only these: redis, clickhouse, kafka (default: all three)"
     )
     stack.set_defaults(func=cmd_stack)
     budgets = commands.add_parser(
@@ -335,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("source", choices=["trace", "synthetic"])
     replay.add_argument("--count", type=int, default=20_000, help="events to send (default 20,000)")
     replay.add_argument("--rate", type=float, help="events per second (default: as fast as possible)")
-    replay.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default ../shared/data)")
+    replay.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default: examples/trace)")
     replay.add_argument("--speedup", type=float, default=1.0, help="compress the trace's time by this factor")
     replay.add_argument("--now", action="store_true", help="shift the trace to the last hour (current periods)")
     replay.add_argument("--days", type=int, default=30, help="synthetic: days of history up to today")
@@ -349,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     decision.set_defaults(func=cmd_decision)
     demo = commands.add_parser("demo", help="the main job: the whole pipeline on the local stack, fed by a replay")
     demo.add_argument("--count", type=int, default=20_000, help="requests to replay (default 20,000)")
-    demo.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default ../shared/data)")
+    demo.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default: examples/trace)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,4 +1,4 @@
-"""Usage workloads for replay: the shared LLM trace, or a synthetic organisation. Pure generators.
+"""Usage workloads for replay: the sample LLM trace, or a synthetic organisation. Pure generators.
 
 Both map each request to a full UsageEvent with org, department, user, model
 and feature chosen deterministically from a seeded generator, so a replay is
@@ -12,10 +12,14 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from schemas.events import UsageEvent
 
-__all__ = ["Org", "synthetic", "trace_events", "trace_rows"]
+__all__ = ["DEFAULT_TRACE", "Org", "synthetic", "trace_events", "trace_rows"]
+
+DEFAULT_TRACE = Path(__file__).resolve().parents[1] / "examples" / "trace" / "azure_llm_trace_2023_code.csv"
+"""The sample trace shipped with the repository (CC BY 4.0; examples/trace/README.md)."""
 
 MODELS = [
     ("openai", "gpt-4o"),

@@ -49,3 +49,28 @@ def test_compose_names_the_services_and_ports_the_settings_expect() -> None:
         source = mount.split(":")[0]
         if source.startswith("./"):
             assert (ROOT / source).exists(), f"compose mounts {source}, which does not exist"
+
+
+def test_nothing_reads_outside_the_repository() -> None:
+    """Users clone the repository alone: no code path may name a folder beside it."""
+    outside = ["..", "/shared"]  # split, so this file does not name it
+    quoted = '"' + "shared" + '"'
+    needles = ("".join(outside), quoted + ' / "data"', "parents[2] / " + quoted, "parents[3] / " + quoted)
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    offenders = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix in {".csv", ".png", ".json"} or not path.is_file():
+            continue
+        text = path.read_text(errors="replace")
+        offenders += [f"{name}: {needle}" for needle in needles if needle in text]
+    assert not offenders, offenders
+
+
+def test_the_sample_trace_ships_with_its_licence() -> None:
+    from streams.workload import DEFAULT_TRACE
+
+    assert DEFAULT_TRACE.is_relative_to(ROOT) and DEFAULT_TRACE.exists()
+    assert DEFAULT_TRACE.read_text().splitlines()[0] == "TIMESTAMP,ContextTokens,GeneratedTokens"
+    note = (DEFAULT_TRACE.parent / "README.md").read_text()
+    assert "CC BY 4.0" in note and "Splitwise" in note

@@ -27,9 +27,9 @@ from schemas.pricing import PriceCatalogue, rate
 from schemas.settings import Settings
 from streams.config_records import prices_overrides_record
 from streams.topics import Topics
-from streams.workload import trace_events
+from streams.workload import DEFAULT_TRACE, trace_events
 
-TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "azure_llm_trace_2023_code.csv"
+TRACE = DEFAULT_TRACE
 PRICES = (Path(__file__).resolve().parents[2] / "examples" / "prices.yaml").read_text()
 SCOPE_FIELDS = (
     ("org", "org_id"),
