@@ -18,10 +18,11 @@ run: setup ## the main job: the whole pipeline on the local stack, fed by a repl
 test: setup check ## lint, type-check and run every test against the local stack
 	@$(PY) -m pytest
 
-check: setup ## ruff and mypy (import-linter runs inside the tests)
+check: setup ## ruff, mypy and deptry (every import declared; import-linter runs inside the tests)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
+	@$(BIN)/deptry .
 
 unit: setup ## the tests that need no services
 	@$(PY) -m pytest -m "not stack"

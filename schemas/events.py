@@ -20,10 +20,11 @@ Token counts are disjoint, each billed at its own price:
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -151,7 +152,9 @@ def usage_event_json_schema() -> dict[str, object]:
     """The JSON Schema (2020-12) that producers in other languages validate against.
 
     ``schemas/jsonschema/usage_event.v1.json`` is this, written out; a test keeps them equal."""
-    schema: dict[str, object] = msgspec.json.schema(UsageEvent)
+    schema: dict[str, Any] = msgspec.json.schema(UsageEvent)
+    # msgspec releases differ in how they indent docstrings: pin the description to one form
+    schema["$defs"]["UsageEvent"]["description"] = inspect.cleandoc(UsageEvent.__doc__ or "")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://spendstream.dev/schemas/usage_event.v1.json"
     schema["title"] = "spendstream UsageEvent v1"

@@ -41,6 +41,11 @@ def _default_cache() -> Path:
 class KafkaSettings(BaseModel):
     bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...] of the brokers")
     topic_prefix: str = Field("", description="prefix for every topic name, for several deployments on one cluster")
+    compression: str = Field(
+        "lz4",
+        pattern=r"^(none|gzip|snappy|lz4|zstd)$",
+        description="how usage producers (replay, the LiteLLM hook) compress their batches; the worker reads all five",
+    )
 
     @field_validator("bootstrap")
     @classmethod

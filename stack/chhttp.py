@@ -14,12 +14,20 @@ from __future__ import annotations
 
 import gzip
 import re
+import sys
 import zlib
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
+
+import lz4.frame
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 __all__ = [
     "HTTP_ONLY_PARAMS",
@@ -113,7 +121,7 @@ class ChRequest:
 
 
 def decode_body(body: bytes, encoding: str | None) -> bytes:
-    """Undo a request's Content-Encoding (lz4 frame, zstd, gzip, deflate, br)."""
+    """Undo a request's Content-Encoding (lz4 frame, zstd, gzip, deflate): what clickhouse-connect sends."""
     if not encoding or encoding == "identity" or not body:
         return body
     encoding = encoding.strip().lower()
@@ -123,19 +131,9 @@ def decode_body(body: bytes, encoding: str | None) -> bytes:
         if encoding == "deflate":
             return zlib.decompress(body)
         if encoding == "lz4":
-            import lz4.frame  # noqa: PLC0415 - optional codec, loaded when a client uses it
-
             return _lz4_frames(lz4.frame, body)
         if encoding == "zstd":
-            from backports import zstd  # noqa: PLC0415 - optional codec, loaded when a client uses it
-
             return bytes(zstd.decompress(body))  # every frame
-        if encoding == "br":
-            import brotli  # noqa: PLC0415
-
-            return bytes(brotli.decompress(body))
-    except ImportError:
-        raise ProtocolError(86, "RECEIVED_ERROR_FROM_REMOTE_IO_SERVER", f"no codec for {encoding}") from None
     except Exception as exc:  # noqa: BLE001 - every codec raises its own type for corrupt data
         raise ProtocolError(271, "CANNOT_DECOMPRESS", f"cannot decompress the {encoding} body: {exc}") from None
     raise ProtocolError(86, "RECEIVED_ERROR_FROM_REMOTE_IO_SERVER", f"unknown Content-Encoding {encoding}")

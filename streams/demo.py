@@ -102,7 +102,9 @@ def run_demo(
         print(f"4/5 replaying {count:,} requests of the LLM trace in {trace.name}, shifted to the last 20 minutes")
         start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
         events = trace_events(trace.read_text(), count, start=start, speedup=4.0, prefix=f"demo{int(time.time())}")
-        UsageProducer(settings.kafka.bootstrap, topics.usage).replay(events, count)
+        UsageProducer(settings.kafka.bootstrap, topics.usage, compression=settings.kafka.compression).replay(
+            events, count
+        )
         if not _wait_for_rows(store, worker, before + count, 300):
             print(f"error: not every event arrived in ClickHouse; see {log_path}", file=sys.stderr)
             return 1

@@ -76,6 +76,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
+                "compression.type": self.settings.kafka.compression,
             }
         )
         self.default_org = os.environ.get("SPENDSTREAM_LITELLM_DEFAULT_ORG", "default")

@@ -14,7 +14,7 @@ __all__ = ["UsageProducer"]
 
 
 class UsageProducer:
-    def __init__(self, bootstrap: str, topic: str, linger_ms: int = 5) -> None:
+    def __init__(self, bootstrap: str, topic: str, linger_ms: int = 5, compression: str = "lz4") -> None:
         self.topic = topic
         self.producer = Producer(
             {
@@ -23,7 +23,7 @@ class UsageProducer:
                 "acks": "all",
                 "linger.ms": linger_ms,
                 "batch.num.messages": 10_000,
-                "compression.type": "lz4",
+                "compression.type": compression,  # none, gzip, snappy, lz4 or zstd
             }
         )
 
