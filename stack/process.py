@@ -1,13 +1,17 @@
 """Starting and stopping the local services' processes by pid file.
 
-A pid file holds the pid and a marker that must appear in the process's
-command line, so a pid reused by an unrelated process after a reboot is
-never signalled.
+A pid file holds the pid, and a marker must appear in the process's command
+line, so a pid reused by an unrelated process after a reboot is never
+signalled. Its second line is the :class:`Owner`: which installation started
+the process and a digest of the code and configuration it runs, so that a
+checkout never mistakes a service started by another one (other code, other
+settings, an interpreter since deleted) for its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -16,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ManagedProcess", "StartError", "tail"]
+__all__ = ["ManagedProcess", "Owner", "StartError", "tail"]
 
 
 class StartError(RuntimeError):
@@ -33,6 +37,44 @@ def tail(path: Path, lines: int = 30) -> str:
     except FileNotFoundError:
         return f"(no log at {path})"
     return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Who started a service process and what it runs.
+
+    ``code`` is a digest of everything that decides the service's behaviour (its program, the
+    interpreter and source files it runs, its arguments); two owners with the same ``code`` run the
+    same service. ``interpreter`` is the Python that runs the service, when it runs Python."""
+
+    root: str  # the installation (checkout) that started it
+    version: str  # spendstream's version, and the checkout's commit when there is one
+    code: str
+    interpreter: str = ""
+
+    def describe(self) -> str:
+        return f"{self.root} ({self.version})"
+
+    def stale_against(self, wanted: Owner) -> str | None:
+        """Why a process of this owner must not serve a caller that wants ``wanted``; None when it may."""
+        if self.interpreter and not Path(self.interpreter).exists():
+            return f"its interpreter {self.interpreter} is gone"
+        if self.code != wanted.code:
+            return f"it runs other code or settings, started by {self.describe()}"
+        return None
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"root": self.root, "version": self.version, "code": self.code, "interpreter": self.interpreter}
+        )
+
+    @classmethod
+    def decode(cls, text: str) -> Owner | None:
+        try:
+            raw = json.loads(text)
+            return cls(str(raw["root"]), str(raw["version"]), str(raw["code"]), str(raw.get("interpreter", "")))
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 @dataclass(frozen=True)
@@ -62,8 +104,20 @@ class ManagedProcess:
             return None
         return pid
 
+    def owner(self) -> Owner | None:
+        """What the pid file says started the process (None for a pid file without it)."""
+        try:
+            lines = self.pid_file.read_text().splitlines()
+        except FileNotFoundError:
+            return None
+        return Owner.decode(lines[1]) if len(lines) > 1 else None
+
     def start(
-        self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        owner: Owner | None = None,
     ) -> subprocess.Popen[bytes]:
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +131,7 @@ class ManagedProcess:
                 env=env,
                 cwd=cwd,
             )
-        self.pid_file.write_text(f"{proc.pid}\n")
+        self.pid_file.write_text(f"{proc.pid}\n" + (owner.encode() + "\n" if owner else ""))
         return proc
 
     def wait_until(

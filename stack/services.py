@@ -7,6 +7,9 @@ ready, and stop. Ports and folders come from :class:`StackSettings`.
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
+import importlib.metadata
 import os
 import shutil
 import socket
@@ -19,11 +22,49 @@ from pathlib import Path
 from typing import Protocol
 
 from schemas.settings import StackSettings
-from stack.process import ManagedProcess, StartError
+from stack.process import ManagedProcess, Owner, StartError
 
-__all__ = ["ClickHouseService", "KafkaService", "RedisService", "Service", "ServiceStatus", "all_services"]
+__all__ = [
+    "ClickHouseService",
+    "KafkaService",
+    "RedisService",
+    "Service",
+    "ServiceStatus",
+    "all_services",
+    "installation",
+    "stale_reason",
+]
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def installation() -> tuple[str, str]:
+    """(where this spendstream is installed, its version and the checkout's commit when it is one)."""
+    try:
+        version = importlib.metadata.version("spendstream")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    head = ROOT / ".git" / "HEAD"
+    commit = ""
+    with contextlib.suppress(OSError):
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            ref_path = ROOT / ".git" / ref[5:]
+            commit = ref_path.read_text().strip() if ref_path.exists() else ""
+        else:
+            commit = ref
+    return str(ROOT), f"{version} {commit[:12]}".strip()
+
+
+def _owner(*parts: object, interpreter: str = "") -> Owner:
+    """The owner this installation would record for a process whose behaviour ``parts`` decide."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else repr(part).encode())
+        digest.update(b"\0")
+    root, version = installation()
+    return Owner(root, version, digest.hexdigest()[:16], interpreter)
 
 
 @dataclass(frozen=True)
@@ -35,16 +76,46 @@ class ServiceStatus:
     address: str
     data: Path
     log: Path
+    owner: Owner | None = None  # what started the running process
+    stale: str | None = None  # why it does not run this installation's code, when it does not
 
 
 class Service(Protocol):
     name: str
+    proc: ManagedProcess
 
     def install(self) -> None: ...
     def start(self) -> bool: ...
     def ready(self) -> bool: ...
     def stop(self) -> bool: ...
     def status(self) -> ServiceStatus: ...
+    def wanted_owner(self) -> Owner: ...
+
+
+def stale_reason(service: Service) -> str | None:
+    """Why the running process must not serve this installation (None when none runs, or it may)."""
+    if service.proc.pid() is None:
+        return None
+    recorded = service.proc.owner()
+    if recorded is None:
+        return "its pid file does not say what started it (an older spendstream)"
+    return recorded.stale_against(service.wanted_owner())
+
+
+def _status(service: Service, address: str, data: Path, log: Path) -> ServiceStatus:
+    pid = service.proc.pid()
+    stale = stale_reason(service)
+    return ServiceStatus(
+        service.name,
+        pid is not None,
+        pid is not None and stale is None and service.ready(),
+        pid,
+        address,
+        data,
+        log,
+        service.proc.owner() if pid is not None else None,
+        stale,
+    )
 
 
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -112,43 +183,40 @@ class KafkaService:
             )
         done.write_text(self.settings.kafka_version + "\n")
 
-    def _write_config(self) -> None:
+    def _server_properties(self) -> str:
         s = self.settings
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    f"log.dirs={self.data}",
-                    "num.partitions=4",
-                    # One node: internal topics must not wait for replicas that never come.
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=8",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    # A restarted node re-registers quickly instead of waiting out its old session.
-                    "broker.session.timeout.ms=3000",
-                    "broker.heartbeat.interval.ms=500",
-                    "auto.create.topics.enable=true",
-                    "log.retention.hours=168",
-                    "",
-                ]
-            )
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{s.kafka_controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{s.kafka_port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={self.data}",
+                "num.partitions=4",
+                # One node: internal topics must not wait for replicas that never come.
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=8",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                # A restarted node re-registers quickly instead of waiting out its old session.
+                "broker.session.timeout.ms=3000",
+                "broker.heartbeat.interval.ms=500",
+                "auto.create.topics.enable=true",
+                "log.retention.hours=168",
+                "",
+            ]
         )
+
+    def _log4j(self) -> str:
         logs = self.server_log.parent
-        logs.mkdir(parents=True, exist_ok=True)
-        self.log4j.write_text(
-            f"""<?xml version="1.0" encoding="UTF-8"?>
+        return f"""<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
   <Appenders>
     <RollingFile name="server" fileName="{self.server_log}" filePattern="{logs}/server.log.%i">
@@ -164,7 +232,18 @@ class KafkaService:
   </Loggers>
 </Configuration>
 """
-        )
+
+    def _write_config(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(self._server_properties())
+        self.server_log.parent.mkdir(parents=True, exist_ok=True)
+        self.log4j.write_text(self._log4j())
+
+    def _argv(self) -> list[str]:
+        return self._java("kafka.Kafka", str(self.config), heap=self.settings.kafka_heap)
+
+    def wanted_owner(self) -> Owner:
+        return _owner(shutil.which("java"), self.settings.kafka_version, self._server_properties(), self._argv())
 
     def _java(self, main: str, *args: str, heap: str | None = None) -> list[str]:
         argv = ["java"]
@@ -201,7 +280,7 @@ class KafkaService:
         self.install()
         self._write_config()
         self._format()
-        child = self.proc.start(self._java("kafka.Kafka", str(self.config), heap=self.settings.kafka_heap))
+        child = self.proc.start(self._argv(), owner=self.wanted_owner())
         self.proc.wait_until(child, self.ready, self.settings.start_timeout_s, log_hint=self.server_log)
         return True
 
@@ -221,16 +300,7 @@ class KafkaService:
         return self.proc.stop(timeout_s=30)
 
     def status(self) -> ServiceStatus:
-        pid = self.proc.pid()
-        return ServiceStatus(
-            self.name,
-            pid is not None,
-            pid is not None and self.ready(),
-            pid,
-            self.bootstrap,
-            self.data,
-            self.server_log,
-        )
+        return _status(self, self.bootstrap, self.data, self.server_log)
 
 
 class RedisService:
@@ -260,36 +330,40 @@ class RedisService:
             if result.returncode != 0:
                 raise StartError(f"redis: {' '.join(argv)} failed:\n{result.stderr[-2000:]}")
 
+    def _argv(self) -> list[str]:
+        return [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.settings.redis_port),
+            "--dir",
+            str(self.home),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            # The duplicate window keeps ~440 fingerprints per hash at 1,000 events/s: keep them compact.
+            "--hash-max-listpack-entries",
+            "512",
+            "--maxclients",
+            "10000",
+        ]
+
+    def wanted_owner(self) -> Owner:
+        return _owner(shutil.which("redis-server"), self._argv())
+
     def start(self) -> bool:
         if self.proc.pid() is not None:
             return False
         _refuse_busy_port(self.name, self.settings.redis_port)
         self.install()
         self.home.mkdir(parents=True, exist_ok=True)
-        child = self.proc.start(
-            [
-                "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.settings.redis_port),
-                "--dir",
-                str(self.home),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "yes",
-                # The duplicate window keeps ~440 fingerprints per hash at 1,000 events/s: keep them compact.
-                "--hash-max-listpack-entries",
-                "512",
-                "--maxclients",
-                "10000",
-            ]
-        )
+        child = self.proc.start(self._argv(), owner=self.wanted_owner())
         self.proc.wait_until(child, self.ready, self.settings.start_timeout_s)
         return True
 
@@ -305,16 +379,7 @@ class RedisService:
         return self.proc.stop(timeout_s=10)
 
     def status(self) -> ServiceStatus:
-        pid = self.proc.pid()
-        return ServiceStatus(
-            self.name,
-            pid is not None,
-            pid is not None and self.ready(),
-            pid,
-            f"redis://127.0.0.1:{self.settings.redis_port}/0",
-            self.home,
-            self.log,
-        )
+        return _status(self, f"redis://127.0.0.1:{self.settings.redis_port}/0", self.home, self.log)
 
 
 class ClickHouseService:
@@ -332,21 +397,32 @@ class ClickHouseService:
     def install(self) -> None:
         """chdb is a Python dependency: nothing to fetch."""
 
+    def _argv(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "stack.clickhouse_server",
+            "--port",
+            str(self.settings.clickhouse_port),
+            "--data",
+            str(self.data),
+        ]
+
+    def wanted_owner(self) -> Owner:
+        """This interpreter (and so its packages), chdb's version, and the server's own source."""
+        sources = [(ROOT / "stack" / name).read_bytes() for name in ("clickhouse_server.py", "chhttp.py")]
+        chdb = importlib.metadata.version("chdb")
+        return _owner(sys.executable, chdb, *sources, self._argv(), interpreter=sys.executable)
+
     def start(self) -> bool:
         if self.proc.pid() is not None:
             return False
         _refuse_busy_port(self.name, self.settings.clickhouse_port)
         child = self.proc.start(
-            [
-                sys.executable,
-                "-m",
-                "stack.clickhouse_server",
-                "--port",
-                str(self.settings.clickhouse_port),
-                "--data",
-                str(self.data),
-            ],
+            self._argv(),
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=ROOT,  # python -m imports from the cwd first: this installation's stack, not the caller's
+            owner=self.wanted_owner(),
         )
         self.proc.wait_until(child, self.ready, self.settings.start_timeout_s)
         return True
@@ -363,16 +439,7 @@ class ClickHouseService:
         return self.proc.stop(timeout_s=20)
 
     def status(self) -> ServiceStatus:
-        pid = self.proc.pid()
-        return ServiceStatus(
-            self.name,
-            pid is not None,
-            pid is not None and self.ready(),
-            pid,
-            f"http://127.0.0.1:{self.settings.clickhouse_port}",
-            self.data,
-            self.log,
-        )
+        return _status(self, f"http://127.0.0.1:{self.settings.clickhouse_port}", self.data, self.log)
 
 
 def all_services(settings: StackSettings) -> list[Service]:
