@@ -15,6 +15,7 @@ from datetime import datetime
 
 from enforcement.decision import BudgetState, Decision, Outcome, SettleResult, StageCrossing
 from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError, fingerprint
+from schemas.events import ID_PATTERN
 
 __all__ = [
     "DUPLICATE_WINDOW_S",
@@ -31,7 +32,7 @@ MAX_ESTIMATE_NANOS = 10_000 * 1_000_000_000  # one request estimated above 10,00
 MAX_SAFE_NANOS = 2**53 - 1  # Lua numbers are doubles
 DUPLICATE_WINDOW_S = 24 * 3600
 SPENT_RETENTION_S = 35 * 24 * 3600
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$")
+_REQUEST_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,7 @@ class ScriptCall:
 
 
 def _request_id(value: str) -> str:
-    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+    if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
         raise SubjectError("request_id", "must be 1-128 of A-Z a-z 0-9 _ . @ + -")
     return value
 

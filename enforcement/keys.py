@@ -70,11 +70,11 @@ class Subject:
             value = getattr(self, name)
             if value is None and name not in ("org_id", "user_id"):
                 continue
-            if not isinstance(value, str) or not _ID.match(value):
+            if not isinstance(value, str) or not _ID.fullmatch(value):
                 raise SubjectError(name, "must be 1-128 of A-Z a-z 0-9 _ . @ + - (no ':', '{', '}' or spaces)")
         for name in ("model", "provider"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not _NAME.match(value)):
+            if value is not None and (not isinstance(value, str) or not _NAME.fullmatch(value)):
                 raise SubjectError(name, "must be 1-200 of A-Z a-z 0-9 _ . : / @ + -")
 
     @classmethod
@@ -151,7 +151,7 @@ class KeyLayout:
     seen_shards: int = SEEN_SHARDS  # hashes per org and hour in the duplicate window
 
     def __post_init__(self) -> None:
-        if not _PREFIX.match(self.prefix):
+        if not _PREFIX.fullmatch(self.prefix):
             raise SubjectError("key_prefix", "must be 1-32 of A-Z a-z 0-9 _ . -")
 
     def org(self, org_id: str) -> str:

@@ -192,9 +192,9 @@ def create_app(  # noqa: PLR0915 - one closure per route
             return _error(400, "scope", "one of org, department, user, feature, model, provider, apikey")
         if not org_id:
             return _error(400, "org_id", "required as a query parameter for this scope")
-        if not _ID.match(org_id):
+        if not _ID.fullmatch(org_id):
             return _error(400, "org_id", "must be 1-128 of A-Z a-z 0-9 _ . @ + -")
-        if not (_NAME if scope in ("model", "provider") else _ID).match(scope_id):
+        if not (_NAME if scope in ("model", "provider") else _ID).fullmatch(scope_id):
             return _error(400, "id", f"not a valid {scope} id")
         try:
             spent = await client.spend(org_id, f"{scope}/{scope_id}")

@@ -184,7 +184,7 @@ def _resolve(value: Any, where: str, env: Mapping[str, str] | None) -> str | Non
     """The value, its ``env:NAME`` read from ``env``; None when ``env`` is None and the value is a reference."""
     if not isinstance(value, str) or not value:
         raise AlertConfigError(where, "must be a non-empty string")
-    match = _ENV.match(value)
+    match = _ENV.fullmatch(value)
     if match is None:
         return value
     if env is None:
@@ -216,7 +216,7 @@ def parse_channel(org_id: str, name: str, body: Any, env: Mapping[str, str] | No
     With ``env`` None (an admin's machine, before publishing) references are
     accepted as written and checked where the worker applies them."""
     where = f"channel/{org_id}/{name}"
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise AlertConfigError(where, "name: lower-case letters, digits, '-' and '_' (at most 63)")
     if not isinstance(body, dict):
         raise AlertConfigError(where, "expected a mapping")
@@ -246,7 +246,7 @@ def _targets(
             raise AlertConfigError(f"{where}.to", "a non-empty list of recipients")
         pattern, what = (_EMAIL, "an email address") if kind is Channel.EMAIL else (_PHONE, "an E.164 phone number")
         for i, target in enumerate(to):
-            if not isinstance(target, str) or not pattern.match(target):
+            if not isinstance(target, str) or not pattern.fullmatch(target):
                 raise AlertConfigError(f"{where}.to[{i}]", f"{target!r} is not {what}")
         return tuple(to), False
     if kind in (Channel.SLACK, Channel.TEAMS):
@@ -288,7 +288,7 @@ class Routing:
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or any(not isinstance(v, str) or not _NAME.match(v) for v in value):
+    if not isinstance(value, list) or any(not isinstance(v, str) or not _NAME.fullmatch(v) for v in value):
         raise AlertConfigError(where, "a list of channel names")
     return tuple(value)
 

@@ -75,7 +75,7 @@ class OrgConfig:
     on_redis_unavailable: str = "closed"  # closed: deny (the default) | open: allow, counted
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.org_id):
+        if not _ID.fullmatch(self.org_id):
             raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
         if self.on_redis_unavailable not in ("closed", "open"):
             raise BudgetError("on_redis_unavailable: closed or open")
@@ -103,10 +103,10 @@ class Budget:
     alerts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.org_id):
+        if not _ID.fullmatch(self.org_id):
             raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
         pattern = _NAME if self.scope in (ScopeKind.MODEL, ScopeKind.PROVIDER) else _ID
-        if not pattern.match(self.scope_id):
+        if not pattern.fullmatch(self.scope_id):
             raise BudgetError(f"scope_id: {self.scope_id!r} is not a valid {self.scope.value} id")
         if self.scope is ScopeKind.ORG and self.scope_id != self.org_id:
             raise BudgetError("scope_id: an org budget's scope_id must be its org_id")

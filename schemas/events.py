@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 __all__ = [
+    "END_OF_TEXT",
     "ID_PATTERN",
     "NAME_PATTERN",
     "EventError",
@@ -39,12 +40,17 @@ __all__ = [
     "usage_event_json_schema",
 ]
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}$"
+END_OF_TEXT = r"(?![\s\S])"
+"""The end of the text. ``$`` would also match before a final newline in Python (and so in msgspec
+and jsonschema): ``"acme\n"`` would pass as an id and become a scope of its own. This lookahead means
+the same in Python and in the ECMA-262 regexes of JSON Schema validators in other languages."""
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}" + END_OF_TEXT
 """Ids of orgs, departments, users, features, events and requests.
 
 No ``:`` (the Redis key separator), no ``{`` or ``}`` (Redis Cluster hash tags), no spaces."""
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+\-]{0,199}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@+\-]{0,199}" + END_OF_TEXT
 """Provider and model names, which may carry ``/`` and ``:`` ("bedrock/anthropic.claude-v2:1")."""
 
 MAX_TOKENS_PER_EVENT = 100_000_000
@@ -55,7 +61,7 @@ MAX_METADATA_ENTRIES = 16
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, description="1-128 of A-Z a-z 0-9 _ . @ + -")]
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN, description="1-200 of A-Z a-z 0-9 _ . : / @ + -")]
 Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_PER_EVENT)]
-MetaKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")]
+MetaKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}" + END_OF_TEXT)]
 MetaValue = Annotated[str, msgspec.Meta(max_length=256)]
 Status = Literal["success", "error", "cancelled"]
 
@@ -113,6 +119,20 @@ _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`(?: - at
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`(?: - at `(?P<path>\$[^`]*)`)?$")
 
 
+_PATTERN_WORDS = {
+    ID_PATTERN: "1-128 of A-Z a-z 0-9 _ . @ + - (nothing else, not even a trailing newline)",
+    NAME_PATTERN: "1-200 of A-Z a-z 0-9 _ . : / @ + - (nothing else, not even a trailing newline)",
+}
+
+
+def _readable(reason: str) -> str:
+    """msgspec names a failed pattern by its regex; say what the pattern allows instead."""
+    for pattern, words in _PATTERN_WORDS.items():
+        if reason == f"Expected `str` matching regex {pattern!r}":
+            return f"Expected `str` of {words}"
+    return reason
+
+
 def _error_from(exc: msgspec.DecodeError) -> EventError:
     message = str(exc)
     for pattern, reason in ((_MISSING, "required field is missing"), (_UNKNOWN, "unknown field")):
@@ -125,7 +145,7 @@ def _error_from(exc: msgspec.DecodeError) -> EventError:
         return EventError(field=match.group("path"), reason="key: " + message[: match.start()])
     match = _AT_PATH.search(message)
     if match:
-        return EventError(field=match.group("path"), reason=message[: match.start()])
+        return EventError(field=match.group("path"), reason=_readable(message[: match.start()]))
     if isinstance(exc, msgspec.ValidationError):
         return EventError(field="$", reason=message)
     return EventError(field="$", reason=f"malformed JSON: {message}")

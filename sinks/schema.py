@@ -123,7 +123,7 @@ ALERT_HISTORY_COLUMNS = (
 
 
 def validate_database(name: str) -> str:
-    if not _DATABASE.match(name):
+    if not _DATABASE.fullmatch(name):
         raise ValueError(f"database: {name!r} is not a plain identifier")
     return name
 

@@ -184,7 +184,7 @@ def parse_request(query_string: str, headers: dict[str, str], body: bytes) -> Ch
         if name.startswith("param_"):
             request.params[name[len("param_") :]] = value
         elif name not in HTTP_ONLY_PARAMS:
-            if not _SETTING_NAME.match(name):
+            if not _SETTING_NAME.fullmatch(name):
                 raise ProtocolError(115, "UNKNOWN_SETTING", f"not a setting name: {name!r}")
             request.settings[name] = value
 

@@ -90,6 +90,15 @@ INVALID: list[tuple[Any, str]] = [
     (with_(metadata={"bad key": "v"}), "$.metadata"),
     (with_(metadata={"k": "v" * 257}), "$.metadata"),
     (with_(input_token=5), "$.input_token"),  # misspelt: would bill zero
+    # `$` matches before a final newline: each of these became a scope, or an unpriced model, of its own
+    (with_(org_id="acme\n"), "$.org_id"),
+    (with_(user_id="ada\n"), "$.user_id"),
+    (with_(department_id="eng\n"), "$.department_id"),
+    (with_(feature="chat\n"), "$.feature"),
+    (with_(event_id="evt-1\n"), "$.event_id"),
+    (with_(model="gpt-4o\n"), "$.model"),
+    (with_(provider="openai\n"), "$.provider"),
+    (with_(metadata={"team\n": "v"}), "$.metadata"),
     ([VALID], "$"),
     ("not an object", "$"),
 ]
@@ -168,3 +177,21 @@ def test_json_schema_agrees_with_the_model(doc: Any) -> None:
     schema_ok = validator.is_valid(doc)
     model_ok = isinstance(decode_event(json.dumps(doc).encode()), UsageEvent)
     assert schema_ok == model_ok
+
+
+@pytest.mark.parametrize("bad", ["acme\n", "acme\r\n", "\nacme"])
+def test_ids_with_a_newline_are_refused_everywhere(bad: str) -> None:
+    """The cap client, budgets and request ids validate ids as the event does."""
+    from enforcement.core import reserve_call
+    from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError
+    from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
+
+    with pytest.raises(SubjectError, match="org_id"):
+        Subject(org_id=bad, user_id="ada")
+    with pytest.raises(SubjectError, match="model"):
+        Subject(org_id="acme", user_id="ada", model="gpt-4o" + bad)
+    with pytest.raises(ValueError):
+        Budget("acme", ScopeKind.USER, bad, Period.MONTHLY, 100, BudgetMode.HARD)
+    with pytest.raises(SubjectError, match="request_id"):
+        periods = PeriodKeys.at(datetime(2026, 1, 1, tzinfo=UTC), "UTC")
+        reserve_call(KeyLayout(), Subject("acme", "ada"), "req" + bad, 1, 60_000, periods)
