@@ -32,10 +32,7 @@ def apply_budgets(redis: Any, layout: KeyLayout, orgs: Iterable[OrgConfig], budg
         pipe.delete(layout.budgets(org_id))
         if by_org.get(org_id):
             pipe.hset(layout.budgets(org_id), mapping=by_org[org_id])
-        pipe.hset(
-            layout.org_settings(org_id),
-            mapping={"tz": config.timezone, "on_redis_unavailable": config.on_redis_unavailable},
-        )
+        pipe.hset(layout.org_settings(org_id), mapping=config.settings())
     pipe.execute()
     return sum(len(v) for v in by_org.values())
 

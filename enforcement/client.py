@@ -1,16 +1,22 @@
-"""The cap client that proxies embed: ``reserve`` before a request, ``settle`` or ``release`` after.
+"""The cap client that proxies embed: ``reserve`` before a request, ``release`` if it does not run.
+
+A request's actual cost is never written here: the proxy sends its UsageEvent (with the
+reservation's ``request_id``) to ``usage.v1``, and the stream worker settles the reservation
+from it, so every cost reaches Redis, ClickHouse and the alerts by one path.
 
 One core (:class:`_Core`) holds every decision rule; :class:`CapClient` (sync,
 ``redis.Redis``) and :class:`AsyncCapClient` (``redis.asyncio.Redis``) only
 send its script calls to Redis. Each call is one ``EVALSHA`` round trip
-(plus one ``HGETALL`` per org every ``org_cache_s`` for its time zone). The
+(plus one ``HGETALL`` per org every ``org_cache_s`` for its settings). The
 first denial by a budget in a period also sets a mark and queues that denial
 for the worker, which turns it into a ``cap_denied`` alert.
 
-When Redis cannot be reached in ``timeout_s``, ``reserve`` answers from the
-org's policy: ``closed`` (the default) denies with a reason saying so,
-``open`` admits and counts the request as failed open. ``settle`` and
-``release`` raise instead: losing spend is never silent.
+An estimate is never below the org's ``min_estimate_nanos``; an estimate of ``None`` (the model
+has no price) is refused wherever a hard cap applies unless the org's ``unpriced_models`` is
+``allow``. When Redis cannot answer (unreachable in ``timeout_s``, read-only, out of memory, a
+cluster redirect: any Redis error), ``reserve`` answers from the org's policy: ``closed`` (the
+default) denies with a reason saying so, ``open`` admits and counts the request as failed open.
+``release`` and ``spend`` raise :class:`CapUnavailableError` instead.
 """
 
 from __future__ import annotations
@@ -23,22 +29,23 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from enforcement import core
-from enforcement.decision import Decision, Outcome, SettleResult
+from enforcement.decision import Decision, Outcome
 from enforcement.keys import KeyLayout, PeriodKeys, Subject
 from enforcement.metrics import CapMetrics
-from enforcement.scripts import RELEASE, RESERVE, SETTLE
+from enforcement.scripts import RELEASE, RESERVE
 
 __all__ = ["AsyncCapClient", "CapClient", "CapUnavailableError"]
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# Anything Redis can answer instead of a result: unreachable, timed out, READONLY, OOM, MOVED, ...
+_UNAVAILABLE = (RedisError, OSError)
+DEFAULT_MIN_ESTIMATE_NANOS = 1_000  # as schemas.budgets, which this module does not import (no pydantic, no yaml)
 
 
 class CapUnavailableError(RuntimeError):
-    """Redis could not be reached for a settle or release; the caller must retry."""
+    """Redis could not answer a release or a spend read; the caller must retry."""
 
 
 @dataclass(slots=True)
@@ -46,6 +53,16 @@ class _OrgEntry:
     timezone: str
     policy: str
     fetched_at: float
+    min_estimate: int = DEFAULT_MIN_ESTIMATE_NANOS
+    unpriced_models: str = "deny"
+
+    def estimate(self, estimate: int | None) -> tuple[int, bool]:
+        """The estimate to hold (never below the floor), and whether the model has no price and must be
+        refused under a hard cap."""
+        if estimate is None:
+            return self.min_estimate, self.unpriced_models != "allow"
+        core.check_amount("estimate", estimate, core.MAX_ESTIMATE_NANOS)  # a bad estimate is refused, not floored
+        return max(estimate, self.min_estimate), False
 
 
 class _Core:
@@ -78,8 +95,16 @@ class _Core:
             (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()
         }
+        try:
+            floor = int(values.get("min_estimate_nanos", DEFAULT_MIN_ESTIMATE_NANOS))
+        except ValueError:
+            floor = DEFAULT_MIN_ESTIMATE_NANOS
         entry = _OrgEntry(
-            values.get("tz", "UTC"), values.get("on_redis_unavailable", self.default_policy), time.monotonic()
+            values.get("tz", "UTC"),
+            values.get("on_redis_unavailable", self.default_policy),
+            time.monotonic(),
+            floor,
+            values.get("unpriced_models", "deny"),
         )
         self._orgs[org_id] = entry
         return entry
@@ -93,27 +118,31 @@ class _Core:
             cached = self._periods[timezone] = PeriodKeys.at(now, timezone)
         return cached
 
-    def unavailable(self, org_id: str, request_id: str, estimate: int, exc: BaseException) -> Decision:
+    def reserve_call(
+        self, org: _OrgEntry, subject: Subject, request_id: str, estimate: int | None
+    ) -> tuple[core.ScriptCall, int, PeriodKeys]:
+        """The script call, the amount it holds, and the periods it reads."""
+        periods = self.periods(org.timezone)
+        amount, unpriced = org.estimate(estimate)
+        call = core.reserve_call(self.layout, subject, request_id, amount, self.ttl_ms, periods, unpriced)
+        return call, amount, periods
+
+    def unavailable(self, org_id: str, request_id: str, estimate: int | None, exc: BaseException) -> Decision:
         entry = self._orgs.get(org_id)
         policy = entry.policy if entry else self.default_policy
         self.metrics.redis_errors.labels("reserve").inc()
+        amount = estimate or 0
+        what = f"Redis unavailable ({exc.__class__.__name__}: {str(exc)[:120]})"
         if policy == "open":
             self.metrics.decisions.labels(Outcome.FAIL_OPEN.value).inc()
-            return Decision(
-                True,
-                Outcome.FAIL_OPEN,
-                f"caps not checked: Redis unavailable ({exc.__class__.__name__})",
-                request_id,
-                estimate,
-            )
+            return Decision(True, Outcome.FAIL_OPEN, f"caps not checked: {what}", request_id, amount)
         self.metrics.decisions.labels(Outcome.FAIL_CLOSED.value).inc()
         return Decision(
             False,
             Outcome.FAIL_CLOSED,
-            f"denied: caps cannot be checked, Redis unavailable ({exc.__class__.__name__}) "
-            "and the org's policy is fail-closed",
+            f"denied: caps cannot be checked, {what}, and the org's policy is fail-closed",
             request_id,
-            estimate,
+            amount,
         )
 
     def decided(self, decision: Decision, expired: int, began: float) -> Decision:
@@ -147,12 +176,6 @@ class _Core:
         }
         return self.layout.denied(subject.org_id, field, period_key), ttl, json.dumps(body)
 
-    def settled(self, result: SettleResult, began: float) -> SettleResult:
-        self.metrics.latency.labels("settle").observe(time.perf_counter() - began)
-        label = "applied" if result.applied else ("duplicate" if result.duplicate else "stale")
-        self.metrics.settles.labels(label).inc()
-        return result
-
 
 def _expired(reply: list[Any]) -> int:
     return int(reply[2])
@@ -176,7 +199,6 @@ class _Adapter:
             KeyLayout(key_prefix), reservation_ttl_s, on_redis_unavailable, org_cache_s, metrics or CapMetrics.default()
         )
         self._reserve = client.register_script(RESERVE)
-        self._settle = client.register_script(SETTLE)
         self._release = client.register_script(RELEASE)
 
     @property
@@ -212,16 +234,22 @@ class CapClient(_Adapter):
             entry = self._core.remember_org(org_id, self.redis.hgetall(self._core.layout.org_settings(org_id)))
         return entry
 
-    def reserve(self, subject: Subject, request_id: str, estimate: int) -> Decision:
-        """Admit the request if every hard cap of ``subject`` has room for ``estimate`` nano-USD, and hold it."""
+    def reserve(self, subject: Subject, request_id: str, estimate: int | None) -> Decision:
+        """Admit the request if every hard cap of ``subject`` has room for ``estimate`` nano-USD, and hold it.
+
+        ``estimate`` None means the model has no price (see the module's notes)."""
         began = time.perf_counter()
         try:
-            periods = self._core.periods(self._org(subject.org_id).timezone)
-            call = core.reserve_call(self._core.layout, subject, request_id, estimate, self._core.ttl_ms, periods)
+            org = self._org(subject.org_id)
+            periods = self._core.periods(org.timezone)
+            amount, unpriced = org.estimate(estimate)
+            call = core.reserve_call(
+                self._core.layout, subject, request_id, amount, self._core.ttl_ms, periods, unpriced
+            )
             reply = self._reserve(keys=call.keys, args=call.args)
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
-        decision = core.parse_reserve(reply, request_id, estimate, periods)
+        decision = core.parse_reserve(reply, request_id, amount, periods)
         mark = self._core.denial_mark(subject, decision, periods)
         if mark is not None:
             try:  # the first denial per budget and period becomes an alert; a failure here denies nothing more
@@ -230,27 +258,6 @@ class CapClient(_Adapter):
             except _UNAVAILABLE:
                 self._core.metrics.redis_errors.labels("denial_mark").inc()
         return self._core.decided(decision, _expired(reply), began)
-
-    def settle(
-        self,
-        subject: Subject,
-        event_id: str,
-        cost: int,
-        *,
-        request_id: str | None = None,
-        occurred_at: datetime | None = None,
-    ) -> SettleResult:
-        """Record the actual cost once (by ``event_id``), replacing the reservation of ``request_id``."""
-        began = time.perf_counter()
-        when = occurred_at or datetime.now(UTC)
-        try:
-            periods = self._core.periods(self._org(subject.org_id).timezone, when)
-            call = core.settle_call(self._core.layout, subject, event_id, when, cost, periods, request_id)
-            reply = self._settle(keys=call.keys, args=call.args)
-        except _UNAVAILABLE as exc:
-            self._core.metrics.redis_errors.labels("settle").inc()
-            raise CapUnavailableError(f"settle of {event_id} not recorded: {exc}") from exc
-        return self._core.settled(core.parse_settle(reply), began)
 
     def release(self, org_id: str, request_id: str) -> bool:
         """Drop the reservation of a request that will not run. True when one was open."""
@@ -289,15 +296,19 @@ class AsyncCapClient(_Adapter):
             entry = self._core.remember_org(org_id, raw)
         return entry
 
-    async def reserve(self, subject: Subject, request_id: str, estimate: int) -> Decision:
+    async def reserve(self, subject: Subject, request_id: str, estimate: int | None) -> Decision:
         began = time.perf_counter()
         try:
-            periods = self._core.periods((await self._org(subject.org_id)).timezone)
-            call = core.reserve_call(self._core.layout, subject, request_id, estimate, self._core.ttl_ms, periods)
+            org = await self._org(subject.org_id)
+            periods = self._core.periods(org.timezone)
+            amount, unpriced = org.estimate(estimate)
+            call = core.reserve_call(
+                self._core.layout, subject, request_id, amount, self._core.ttl_ms, periods, unpriced
+            )
             reply = await self._reserve(keys=call.keys, args=call.args)
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
-        decision = core.parse_reserve(reply, request_id, estimate, periods)
+        decision = core.parse_reserve(reply, request_id, amount, periods)
         mark = self._core.denial_mark(subject, decision, periods)
         if mark is not None:
             try:
@@ -306,26 +317,6 @@ class AsyncCapClient(_Adapter):
             except _UNAVAILABLE:
                 self._core.metrics.redis_errors.labels("denial_mark").inc()
         return self._core.decided(decision, _expired(reply), began)
-
-    async def settle(
-        self,
-        subject: Subject,
-        event_id: str,
-        cost: int,
-        *,
-        request_id: str | None = None,
-        occurred_at: datetime | None = None,
-    ) -> SettleResult:
-        began = time.perf_counter()
-        when = occurred_at or datetime.now(UTC)
-        try:
-            periods = self._core.periods((await self._org(subject.org_id)).timezone, when)
-            call = core.settle_call(self._core.layout, subject, event_id, when, cost, periods, request_id)
-            reply = await self._settle(keys=call.keys, args=call.args)
-        except _UNAVAILABLE as exc:
-            self._core.metrics.redis_errors.labels("settle").inc()
-            raise CapUnavailableError(f"settle of {event_id} not recorded: {exc}") from exc
-        return self._core.settled(core.parse_settle(reply), began)
 
     async def release(self, org_id: str, request_id: str) -> bool:
         call = core.release_call(self._core.layout, org_id, request_id)

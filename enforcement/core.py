@@ -7,11 +7,11 @@ The sync and async clients are thin adapters over this core: they send
 
 from __future__ import annotations
 
+import hashlib
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from enforcement.decision import BudgetState, Decision, Outcome, SettleResult, StageCrossing
 from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError, fingerprint
@@ -21,6 +21,7 @@ __all__ = [
     "DUPLICATE_WINDOW_S",
     "MAX_ESTIMATE_NANOS",
     "ScriptCall",
+    "check_amount",
     "parse_reserve",
     "parse_settle",
     "release_call",
@@ -47,7 +48,7 @@ def _request_id(value: str) -> str:
     return value
 
 
-def _amount(name: str, value: int, upper: int) -> int:
+def check_amount(name: str, value: int, upper: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SubjectError(name, "must be an int of nano-USD")
     if value < 0:
@@ -57,17 +58,32 @@ def _amount(name: str, value: int, upper: int) -> int:
     return value
 
 
+def request_digest(subject: Subject, estimate: int, unpriced: bool = False) -> str:
+    """What a reservation is for: its subject's scopes and its estimate. A retry of a request carries the
+    same digest and is answered as already admitted; a different request under the same id is refused."""
+    text = f"{estimate}|{int(unpriced)}|{','.join(subject.scopes())}"
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
 def reserve_call(
-    layout: KeyLayout, subject: Subject, request_id: str, estimate: int, ttl_ms: int, periods: PeriodKeys
+    layout: KeyLayout,
+    subject: Subject,
+    request_id: str,
+    estimate: int,
+    ttl_ms: int,
+    periods: PeriodKeys,
+    unpriced: bool = False,
 ) -> ScriptCall:
+    """``unpriced``: the model has no price and the org refuses such requests where a hard cap applies."""
     _request_id(request_id)
-    _amount("estimate", estimate, MAX_ESTIMATE_NANOS)
+    check_amount("estimate", estimate, MAX_ESTIMATE_NANOS)
     if not 1_000 <= ttl_ms <= 3_600_000:
         raise SubjectError("ttl_ms", "must be between 1 s and 1 h")
     org = subject.org_id
     resv, resv_exp = layout.reservations(org)
     keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org), *layout.spent(org, periods)]
-    return ScriptCall(keys, [request_id, estimate, ttl_ms, *subject.scopes()])
+    digest = request_digest(subject, estimate, unpriced)
+    return ScriptCall(keys, [request_id, estimate, ttl_ms, digest, int(unpriced), *subject.scopes()])
 
 
 def _text(value: object) -> str:
@@ -85,6 +101,9 @@ def _resets(periods: PeriodKeys, period: str) -> int:
 
 def parse_reserve(reply: list[object], request_id: str, estimate: int, periods: PeriodKeys) -> Decision:
     outcome, blocking_index = int(reply[0]), int(reply[1])  # type: ignore[call-overload]
+    if outcome == 4:
+        reason = f"request_id {request_id} already holds a reservation for another subject or estimate"
+        return Decision(False, Outcome.DENIED, reason, request_id, estimate)
     budgets = []
     rest = reply[4:]
     for i in range(0, len(rest), 5):
@@ -102,12 +121,18 @@ def parse_reserve(reply: list[object], request_id: str, estimate: int, periods: 
                 resets_at_ms=_resets(periods, period),
             )
         )
-    if outcome == 0:
+    if outcome in (0, 3):
         blocking = budgets[blocking_index - 1]
-        reason = (
-            f"{blocking.scope} {blocking.period} hard cap: limit {blocking.limit} nano-USD, "
-            f"spent {blocking.spent}, reserved {blocking.reserved}, this request needs {estimate}"
-        )
+        if outcome == 3:
+            reason = (
+                f"{blocking.scope} {blocking.period} hard cap: the model has no price, so the request cannot be "
+                "estimated, and the org refuses unpriced models under a hard cap"
+            )
+        else:
+            reason = (
+                f"{blocking.scope} {blocking.period} hard cap: limit {blocking.limit} nano-USD, "
+                f"spent {blocking.spent}, reserved {blocking.reserved}, this request needs {estimate}"
+            )
         return Decision(False, Outcome.DENIED, reason, request_id, estimate, blocking, tuple(budgets))
     reason = "already admitted" if outcome == 2 else ("within every cap" if budgets else "no budget applies")
     return Decision(True, Outcome.ALLOWED, reason, request_id, estimate, None, tuple(budgets), replayed=outcome == 2)
@@ -147,12 +172,11 @@ def settle_batch_call(
             position = index[key] = len(keys)  # Lua counts from 1
         return position
 
-    # The window runs from the later of the event's hour and its arrival: a late event is remembered too.
-    arrival = int(time.time())
-    args: list[str | int | bytes] = [len(items)]
+    # The window runs from the later of the end of the event's UTC hour and its arrival (Redis's clock).
+    args: list[str | int | bytes] = [len(items), window_s]
     for item in items:
         if validate:
-            _amount("cost", item.cost, MAX_SAFE_NANOS)
+            check_amount("cost", item.cost, MAX_SAFE_NANOS)
             if item.request_id is not None:
                 _request_id(item.request_id)
             if not isinstance(item.event_id, str) or not item.event_id:
@@ -166,13 +190,14 @@ def settle_batch_call(
         if first is None:  # the day, week and month keys sit side by side in KEYS
             keys.extend(spent)
             first = spent_first[spent] = len(keys) - 2
-        hour_end = max(int(item.occurred_at.timestamp()) // 3600 * 3600 + 3600, arrival)
+        occurred = item.occurred_at.astimezone(UTC)  # one instant, one key, whatever offset it was written in
+        hour_end = int(occurred.timestamp()) // 3600 * 3600 + 3600
         scopes = item.subject.scopes()
         args += [
             item.request_id or "",
             item.cost,
             print_,
-            hour_end + window_s,
+            hour_end,
             periods.day_end_ms // 1000 + SPENT_RETENTION_S,
             periods.week_end_ms // 1000 + SPENT_RETENTION_S,
             periods.month_end_ms // 1000 + SPENT_RETENTION_S,
@@ -180,7 +205,7 @@ def settle_batch_call(
             "" if item.partition is None else str(item.partition),
             -1 if item.offset is None else item.offset,
             first,
-            key_index(layout.seen(org, item.occurred_at, print_)),
+            key_index(layout.seen(org, occurred, print_)),
             key_index(layout.stages(org, periods)),
             len(scopes),
             *scopes,
@@ -226,7 +251,6 @@ def parse_settle_batch(reply: Sequence[object]) -> list[SettleResult]:
                 released_reservation=bool(released),
                 crossings=tuple(crossings),
                 sink=bool(sink),
-                counted_via_api=outcome == 2,
             )
         )
     return results

@@ -87,4 +87,3 @@ class SettleResult:
     released_reservation: bool
     crossings: tuple[StageCrossing, ...] = field(default=())
     sink: bool = False  # the stream should store this event (first time for this event id)
-    counted_via_api: bool = False  # counted earlier by an API settle, first seen by the stream now

@@ -15,7 +15,7 @@ from collections import deque
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 
-from schemas.pricing import PriceCatalogue, UnpricedPolicy
+from schemas.pricing import PriceCatalogue, TierPrices, UnpricedPolicy
 
 __all__ = ["Estimator", "OutputSizes"]
 
@@ -76,17 +76,19 @@ class Estimator:
         max_tokens: int | None,
         at: datetime,
         org_id: str | None = None,
-    ) -> int:
-        """nano-USD to reserve, rounded up (an estimate errs towards the cap, never past it)."""
+    ) -> int | None:
+        """nano-USD to reserve, rounded up (an estimate errs towards the cap, never past it); None when the
+        model has no price, which the cap client refuses under a hard cap unless the org allows it."""
         if prompt_tokens < 0 or (max_tokens is not None and max_tokens < 0):
             raise ValueError("token counts must be >= 0")
         entry = self.catalogue.lookup(provider, model, at)
         if entry is None and self.catalogue.unpriced_policy is UnpricedPolicy.FALLBACK and self.catalogue.fallback:
             entry = self.catalogue.lookup(*self.catalogue.fallback, at)
         if entry is None:
-            return 0
+            return None
         output = self.output_tokens(model, feature, max_tokens)
-        usd = prompt_tokens * entry.prices.input + output * entry.prices.output
+        prices = TierPrices(entry.prices, entry.above, entry.inclusive).for_prompt(prompt_tokens)
+        usd = prompt_tokens * prices.input + output * prices.output
         discount = self.catalogue.discounts.get(org_id or "")
         if discount:
             usd *= 1 - discount

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from schemas.budgets import Period, period_bounds, period_key
 from schemas.events import ID_PATTERN, NAME_PATTERN
@@ -86,6 +86,7 @@ class Subject:
         feature: str | None,
         model: str | None,
         provider: str | None,
+        api_key_id: str | None = None,
     ) -> Subject:
         """A subject from fields already validated (a decoded UsageEvent): skips the checks on the hot path."""
         subject = object.__new__(cls)
@@ -96,7 +97,7 @@ class Subject:
             ("feature", feature),
             ("model", model),
             ("provider", provider),
-            ("api_key_id", None),
+            ("api_key_id", api_key_id),
         ):
             object.__setattr__(subject, name, value)
         return subject
@@ -184,9 +185,11 @@ class KeyLayout:
         return f"{self.org(org_id)}:wm"
 
     def seen(self, org_id: str, occurred_at: datetime, print_: bytes) -> str:
-        """The duplicate-window bucket of an event: its hour of occurrence and a shard of its fingerprint."""
+        """The duplicate-window bucket of an event: its UTC hour of occurrence and a shard of its fingerprint.
+
+        The hour is taken in UTC, so one instant written with any offset names the same bucket."""
         shard = int.from_bytes(print_[:2], "big") % self.seen_shards
-        return f"{self.org(org_id)}:seen:{occurred_at.strftime('%Y%m%d%H')}:{shard}"
+        return f"{self.org(org_id)}:seen:{occurred_at.astimezone(UTC).strftime('%Y%m%d%H')}:{shard}"
 
     def alert_sent(self, org_id: str, digest: str) -> str:
         """One delivery of one alert to one target: its outcome, so a restart never sends it again."""

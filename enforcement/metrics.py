@@ -37,7 +37,6 @@ class CapMetrics:
             self.latency: Any = _Noop()
             self.redis_errors: Any = _Noop()
             self.expired: Any = _Noop()
-            self.settles: Any = _Noop()
             self.denials: Any = _Noop()
             return
         registry = registry if registry is not None else _prom.REGISTRY
@@ -46,7 +45,7 @@ class CapMetrics:
         )
         self.latency = _prom.Histogram(
             "spendstream_cap_decision_duration_seconds",
-            "Time for one reserve, settle or release, Redis round trip included",
+            "Time for one reserve or release, Redis round trip included",
             ["operation"],
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
             registry=registry,
@@ -57,7 +56,6 @@ class CapMetrics:
         self.expired = _prom.Counter(
             "spendstream_cap_reservations_expired", "Reservations released lazily after their TTL", registry=registry
         )
-        self.settles = _prom.Counter("spendstream_cap_settles", "Settles by result", ["result"], registry=registry)
         self.denials = _prom.Counter(
             "spendstream_cap_denials",
             "Denials by the kind of scope whose budget blocked (org, department, user...) and period",

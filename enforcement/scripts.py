@@ -16,6 +16,7 @@ from __future__ import annotations
 __all__ = ["MAX_EXPIRE_PER_CALL", "RELEASE", "RESERVE", "SETTLE"]
 
 MAX_EXPIRE_PER_CALL = 64
+MAX_EXPIRE_WHEN_DENYING = 10_000  # due reservations released before a denial (bounds the call to ~10 ms)
 
 _COMMON = """
 local function now_ms()
@@ -23,9 +24,9 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- a reservation record is "<expires_ms>|<amount>|<scope>,<scope>,..."
+-- a reservation record is "<expires_ms>|<amount>|<digest>|<scope>,<scope>,..."
 local function drop_record(reserved, record)
-  local amount, scopes = string.match(record, '^%d+|(%d+)|(.*)$')
+  local amount, scopes = string.match(record, '^%d+|(%d+)|[^|]*|(.*)$')
   amount = tonumber(amount)
   for scope in string.gmatch(scopes, '[^,]+') do
     if redis.call('HINCRBY', reserved, scope, -amount) <= 0 then
@@ -34,8 +35,9 @@ local function drop_record(reserved, record)
   end
 end
 
-local function expire_due(reserved, resv, resv_exp, stats, now)
-  local due = redis.call('ZRANGEBYSCORE', resv_exp, '-inf', now, 'LIMIT', 0, MAX_EXPIRE)
+-- release reservations whose time is up, at most limit of them (-1: all)
+local function expire_due(reserved, resv, resv_exp, stats, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', resv_exp, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
     local record = redis.call('HGET', resv, id)
     if record then
@@ -51,77 +53,105 @@ local function expire_due(reserved, resv, resv_exp, stats, now)
 end
 
 local PERIODS = {'daily', 'weekly', 'monthly'}
-""".replace("MAX_EXPIRE", str(MAX_EXPIRE_PER_CALL))
+local MAX_EXPIRE = MAX_EXPIRE_PER_CALL
+local MAX_EXPIRE_BLOCKING = MAX_EXPIRE_WHEN_DENYING
+""".replace("MAX_EXPIRE_PER_CALL", str(MAX_EXPIRE_PER_CALL)).replace(
+    "MAX_EXPIRE_WHEN_DENYING", str(MAX_EXPIRE_WHEN_DENYING)
+)
 
 RESERVE = (
     """-- reserve: admit one request against every hard cap of its subject, holding its estimate.
 -- KEYS[1] budgets   hash  <kind>/<id>/<period> -> "<limit>|<mode>|<stages>"
 -- KEYS[2] reserved  hash  <kind>/<id> -> nano-USD held by open reservations
--- KEYS[3] resv      hash  request_id -> reservation record
+-- KEYS[3] resv      hash  request_id -> reservation record "<expires_ms>|<amount>|<digest>|<scopes>"
 -- KEYS[4] resv:exp  zset  request_id by expiry (ms)
 -- KEYS[5] stats     hash  counters
 -- KEYS[6] spent:d   KEYS[7] spent:w   KEYS[8] spent:m   hash <kind>/<id> -> committed nano-USD
 -- ARGV[1] request_id   ARGV[2] estimate (nano-USD)   ARGV[3] ttl (ms)
--- ARGV[4..] the subject's scopes "<kind>/<id>", in chain order
+-- ARGV[4] digest of the subject and estimate (a retry of the same request carries the same one)
+-- ARGV[5] 1 when the model has no price and the org refuses such requests under a hard cap, else 0
+-- ARGV[6..] the subject's scopes "<kind>/<id>", in chain order
 -- Reply: {outcome, blocking, expired, now_ms, then per budget: field, limit, mode, spent, reserved}
---   outcome 1 admitted, 2 already admitted under this request_id, 0 denied;
---   blocking is the 1-based index of the first budget that denied (0 when none);
---   reserved is after the admission."""
+--   outcome 1 admitted; 2 already admitted under this request_id (same subject and estimate);
+--   0 denied by a hard cap; 3 denied: unpriced model under a hard cap; 4 refused: the request_id
+--   holds a reservation of another subject or estimate;
+--   blocking is the 1-based index of the budget that denied (0 when none);
+--   reserved is after the admission.
+-- Before denying, the reservations that are due are released (up to MAX_EXPIRE_BLOCKING, not only
+-- MAX_EXPIRE of them) and the decision is taken again, so abandoned holds do not deny a request."""
     + _COMMON
     + """
 local now = now_ms()
-local expired = expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now)
+local expired = expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE)
 local request_id = ARGV[1]
 local estimate = tonumber(ARGV[2])
 local ttl = tonumber(ARGV[3])
+local digest = ARGV[4]
+local unpriced = ARGV[5] == '1'
 local spent_keys = {KEYS[6], KEYS[7], KEYS[8]}
 
 local fields = {}
-for i = 4, #ARGV do
+for i = 6, #ARGV do
   for p = 1, 3 do
     fields[#fields + 1] = ARGV[i] .. '/' .. PERIODS[p]
   end
 end
 local budgets = redis.call('HMGET', KEYS[1], unpack(fields))
-local already = redis.call('HEXISTS', KEYS[3], request_id) == 1
-
-local out = {}
-local hard = {}
-local held = {}
-local blocking = 0
-local n = 0
-for i = 1, #fields do
-  local value = budgets[i]
-  if value then
-    local limit, mode = string.match(value, '^(%d+)|(%a+)')
-    limit = tonumber(limit)
-    local scope = ARGV[4 + math.floor((i - 1) / 3)]
-    local spent = tonumber(redis.call('HGET', spent_keys[((i - 1) % 3) + 1], scope) or '0')
-    local reserved = tonumber(redis.call('HGET', KEYS[2], scope) or '0')
-    n = n + 1
-    if mode == 'hard' then
-      hard[n] = true
-      if not held[scope] then
-        held[scope] = true
-        held[#held + 1] = scope
-      end
-      if blocking == 0 and not already and spent + reserved + estimate > limit then
-        blocking = n
-      end
-    end
-    out[#out + 1] = fields[i]
-    out[#out + 1] = limit
-    out[#out + 1] = mode
-    out[#out + 1] = spent
-    out[#out + 1] = reserved
+local record = redis.call('HGET', KEYS[3], request_id)
+if record then
+  local held_digest = string.match(record, '^%d+|%d+|([^|]*)|')
+  if held_digest ~= digest then
+    redis.call('HINCRBY', KEYS[5], 'denied', 1)
+    return {4, 0, expired, now}
   end
+end
+local already = record ~= false and record ~= nil
+
+-- one pass over the subject's budgets: what each holds, and the first hard cap that denies
+local function decide()
+  local out, hard, held = {}, {}, {}
+  local blocking, n = 0, 0
+  for i = 1, #fields do
+    local value = budgets[i]
+    if value then
+      local limit, mode = string.match(value, '^(%d+)|(%a+)')
+      limit = tonumber(limit)
+      local scope = ARGV[6 + math.floor((i - 1) / 3)]
+      local spent = tonumber(redis.call('HGET', spent_keys[((i - 1) % 3) + 1], scope) or '0')
+      local reserved = tonumber(redis.call('HGET', KEYS[2], scope) or '0')
+      n = n + 1
+      if mode == 'hard' then
+        hard[n] = true
+        if not held[scope] then
+          held[scope] = true
+          held[#held + 1] = scope
+        end
+        if blocking == 0 and not already and (unpriced or spent + reserved + estimate > limit) then
+          blocking = n
+        end
+      end
+      out[#out + 1] = fields[i]
+      out[#out + 1] = limit
+      out[#out + 1] = mode
+      out[#out + 1] = spent
+      out[#out + 1] = reserved
+    end
+  end
+  return out, hard, held, blocking, n
+end
+
+local out, hard, held, blocking, n = decide()
+if blocking > 0 and not unpriced and redis.call('ZCOUNT', KEYS[4], '-inf', now) > 0 then
+  -- abandoned reservations still hold room: release all that are due, then decide again
+  expired = expired + expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE_BLOCKING)
+  out, hard, held, blocking, n = decide()
 end
 
 local outcome
 if already then
   outcome = 2
 elseif blocking > 0 then
-  outcome = 0
+  outcome = unpriced and 3 or 0
   redis.call('HINCRBY', KEYS[5], 'denied', 1)
 else
   outcome = 1
@@ -131,7 +161,8 @@ else
       redis.call('HINCRBY', KEYS[2], scope, estimate)
     end
     local expires = now + ttl
-    redis.call('HSET', KEYS[3], request_id, expires .. '|' .. estimate .. '|' .. table.concat(held, ','))
+    local record = expires .. '|' .. estimate .. '|' .. digest .. '|' .. table.concat(held, ',')
+    redis.call('HSET', KEYS[3], request_id, record)
     redis.call('ZADD', KEYS[4], expires, request_id)
     for j = 1, n do
       if hard[j] then
@@ -152,21 +183,27 @@ SETTLE = (
 -- KEYS[6] wm       hash  partition -> highest applied offset of this org
 -- KEYS[7..] the batch's other keys, referred to by index from ARGV:
 --   spent:d, spent:w, spent:m (consecutive)  hash <kind>/<id> -> committed nano-USD
---   seen    hash  fingerprint -> "<partition>:<offset>" of its first application, or "api"
---   stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "api") that crossed it
--- ARGV[1] number of events, then per event:
---   request_id ('' for none), cost (nano-USD), fingerprint, seen expires at (unix s),
+--   seen    hash  fingerprint -> "<partition>:<offset>" of its first application, or "direct"
+--   stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "direct") that crossed it
+-- ARGV[1] number of events, ARGV[2] the duplicate window (s), then per event:
+--   request_id ('' for none), cost (nano-USD), fingerprint, end of its UTC hour of occurrence (unix s),
 --   spent:d, spent:w, spent:m expire at (unix s), period keys "<day>|<week>|<month>",
 --   partition ('' outside the stream), offset, index of spent:d in KEYS, index of seen,
 --   index of stages, number of scopes, the scopes "<kind>/<id>"
 -- Reply per event: outcome, released, sink, n, then n crossings of (field, stage, limit, spent after)
 --   outcome 1 applied now; 0 duplicate of another event; -1 this offset was applied before
---   (a redelivery); 2 counted earlier through the API, first seen by the stream now.
---   sink is 1 when this event is the one to store (so a redelivery is stored if it was not yet)."""
+--   (a redelivery). sink is 1 when this event is the one to store (so a redelivery is stored if it
+--   was not yet).
+-- The duplicate window of an event runs from the later of its hour's end and its arrival, by
+-- Redis's clock, never the caller's. An event whose fingerprint records its own partition and
+-- offset, above the watermark, is this very event after a rebuild lowered the watermark (Redis's
+-- counters were rebuilt without it): it is applied, not taken for a duplicate of itself."""
     + _COMMON
     + """
 local now = now_ms()
-expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now)
+local now_s = math.floor(now / 1000)
+local window = tonumber(ARGV[2])
+expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE)
 local budget_cache = {}
 local expired_set = {}
 local out = {}
@@ -192,7 +229,7 @@ local function settle(a, scopes)
   local partition, offset = a[9], tonumber(a[10])
   local seen = KEYS[tonumber(a[12])]
   local stages_key = KEYS[tonumber(a[13])]
-  local origin = 'api'
+  local origin = 'direct'
   if partition ~= '' then
     origin = partition .. ':' .. a[10]
     local mark = redis.call('HGET', KEYS[6], partition)
@@ -230,12 +267,8 @@ local function settle(a, scopes)
   end
 
   local fresh = redis.call('HSETNX', seen, a[3], origin) == 1
-  expire_once(seen, a[4])
-  if not fresh then
-    if origin ~= 'api' and redis.call('HGET', seen, a[3]) == 'api' then
-      redis.call('HSET', seen, a[3], origin)
-      return {2, released, 1, 0}
-    end
+  expire_once(seen, math.max(tonumber(a[4]), now_s) + window)
+  if not fresh and (origin == 'direct' or redis.call('HGET', seen, a[3]) ~= origin) then
     duplicates = duplicates + 1
     return {0, released, 0, 0}
   end
@@ -279,7 +312,7 @@ local function settle(a, scopes)
   return result
 end
 
-local at = 2
+local at = 3
 for _ = 1, tonumber(ARGV[1]) do
   local a = {}
   for i = 0, 13 do
@@ -312,7 +345,7 @@ RELEASE = (
 -- Reply: 1 released, 0 no such open reservation."""
     + _COMMON
     + """
-expire_due(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms())
+expire_due(KEYS[1], KEYS[2], KEYS[3], KEYS[4], now_ms(), MAX_EXPIRE)
 local record = redis.call('HGET', KEYS[2], ARGV[1])
 if not record then
   return 0

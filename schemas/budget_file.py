@@ -4,6 +4,8 @@ orgs:
   acme:
     timezone: Europe/Berlin          # periods are cut here; default UTC
     on_redis_unavailable: closed     # closed (deny, the default) | open (allow, counted)
+    min_estimate: "0.000001"         # USD; the smallest reservation (default 1,000 nano-USD)
+    unpriced_models: deny            # deny (a model without a price is refused under a hard cap) | allow
 budgets:
   - org: acme
     scope: department                # org | department | user | feature | model | provider | apikey
@@ -35,7 +37,7 @@ from typing import Any
 import yaml
 
 from schemas.alerts import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
-from schemas.budgets import Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
+from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.money import MoneyError, parse_usd
 
 __all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file"]
@@ -127,6 +129,34 @@ def _budget(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
         raise BudgetFileError(where, str(exc)) from None
 
 
+_ORG_KEYS = {"timezone", "on_redis_unavailable", "min_estimate", "unpriced_models"}
+
+
+def _org(org_id: str, spec: Any) -> OrgConfig:
+    where = f"orgs.{org_id}"
+    if not isinstance(spec, dict):
+        raise BudgetFileError(where, "expected a mapping")
+    unknown = set(spec) - _ORG_KEYS
+    if unknown:
+        raise BudgetFileError(f"{where}.{sorted(unknown)[0]}", "unknown key")
+    policy = spec.get("on_redis_unavailable", "closed")
+    if policy not in ("closed", "open"):
+        raise BudgetFileError(f"{where}.on_redis_unavailable", "closed or open")
+    unpriced = spec.get("unpriced_models", "deny")
+    if unpriced not in ("deny", "allow"):
+        raise BudgetFileError(f"{where}.unpriced_models", "deny or allow")
+    floor = DEFAULT_MIN_ESTIMATE_NANOS
+    if "min_estimate" in spec:
+        try:
+            floor = parse_usd(str(spec["min_estimate"]))
+        except ValueError as exc:
+            raise BudgetFileError(f"{where}.min_estimate", str(exc)) from None
+    try:
+        return OrgConfig(org_id, str(spec.get("timezone", "UTC")), policy, floor, unpriced)
+    except BudgetError as exc:
+        raise BudgetFileError(where, str(exc)) from None
+
+
 def parse_budget_file(text: str) -> BudgetFile:
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
@@ -139,14 +169,7 @@ def parse_budget_file(text: str) -> BudgetFile:
         raise BudgetFileError(f"$.{sorted(unknown)[0]}", "unknown key")
     orgs: dict[str, OrgConfig] = {}
     for org_id, org_spec in (doc.get("orgs") or {}).items():
-        spec = org_spec or {}
-        policy = spec.get("on_redis_unavailable", "closed")
-        if policy not in ("closed", "open"):
-            raise BudgetFileError(f"orgs.{org_id}.on_redis_unavailable", "closed or open")
-        try:
-            orgs[str(org_id)] = OrgConfig(str(org_id), str(spec.get("timezone", "UTC")), policy)
-        except BudgetError as exc:
-            raise BudgetFileError(f"orgs.{org_id}", str(exc)) from None
+        orgs[str(org_id)] = _org(str(org_id), org_spec or {})
     budgets = tuple(_budget(spec, orgs, f"budgets[{i}]") for i, spec in enumerate(doc.get("budgets") or []))
     for budget in budgets:
         orgs.setdefault(budget.org_id, OrgConfig(budget.org_id))

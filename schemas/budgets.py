@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from schemas.events import ID_PATTERN, NAME_PATTERN
 
 __all__ = [
+    "DEFAULT_MIN_ESTIMATE_NANOS",
     "Budget",
     "BudgetError",
     "BudgetMode",
@@ -66,20 +67,43 @@ class Channel(StrEnum):
     PAGERDUTY = "pagerduty"
 
 
+DEFAULT_MIN_ESTIMATE_NANOS = 1_000
+"""The smallest reservation: a request estimated at zero would hold nothing, and a user exactly at
+the limit would be admitted."""
+
+
 @dataclass(frozen=True, slots=True)
 class OrgConfig:
-    """What spendstream keeps of an org: where its periods are cut, and what to do when Redis is down."""
+    """What spendstream keeps of an org: where its periods are cut, what to do when Redis is down,
+    the smallest estimate a reservation holds, and whether a model without a price may run where a
+    hard cap applies (it cannot be estimated)."""
 
     org_id: str
     timezone: str = "UTC"
     on_redis_unavailable: str = "closed"  # closed: deny (the default) | open: allow, counted
+    min_estimate_nanos: int = DEFAULT_MIN_ESTIMATE_NANOS
+    unpriced_models: str = "deny"  # deny: refused under a hard cap (the default) | allow: reserved at the floor
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.org_id):
             raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
         if self.on_redis_unavailable not in ("closed", "open"):
             raise BudgetError("on_redis_unavailable: closed or open")
+        if self.unpriced_models not in ("deny", "allow"):
+            raise BudgetError("unpriced_models: deny or allow")
+        amount = self.min_estimate_nanos
+        if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 10**15:
+            raise BudgetError("min_estimate_nanos: an int of nano-USD between 0 and 10^15")
         _zone(self.timezone)
+
+    def settings(self) -> dict[str, str]:
+        """The org's settings as the cap client reads them from Redis."""
+        return {
+            "tz": self.timezone,
+            "on_redis_unavailable": self.on_redis_unavailable,
+            "min_estimate_nanos": str(self.min_estimate_nanos),
+            "unpriced_models": self.unpriced_models,
+        }
 
 
 def _zone(name: str) -> ZoneInfo:

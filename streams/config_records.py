@@ -2,7 +2,8 @@
 
 Keys and values (JSON), the latest value of a key wins; a null value deletes:
 
-* ``org/<org>`` -> ``{"timezone": ..., "on_redis_unavailable": "closed"|"open"}``
+* ``org/<org>`` -> ``{"timezone": ..., "on_redis_unavailable": "closed"|"open", "min_estimate_nanos": ...,
+  "unpriced_models": "deny"|"allow"}``
 * ``budget/<org>/<scope>/<id>/<period>`` -> ``{"limit_nanos": ..., "mode": ..., "stages": [...], "alerts": {...}}``
 * ``channel/<org>/<name>`` -> a channel as written in the budgets file (secrets as ``env:NAME``)
 * ``routing/<org>`` -> ``{"default": [...], "spike": [...], ...}``
@@ -20,7 +21,7 @@ from typing import Any
 
 from schemas.alerts import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.budget_file import BudgetFile
-from schemas.budgets import Budget, BudgetMode, OrgConfig, Period, ScopeKind
+from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.price_sources import load_overrides, parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, PriceEntry
 
@@ -48,7 +49,12 @@ class ConfigRecord:
 
 
 def org_record(org: OrgConfig) -> ConfigRecord:
-    body = {"timezone": org.timezone, "on_redis_unavailable": org.on_redis_unavailable}
+    body = {
+        "timezone": org.timezone,
+        "on_redis_unavailable": org.on_redis_unavailable,
+        "min_estimate_nanos": org.min_estimate_nanos,
+        "unpriced_models": org.unpriced_models,
+    }
     return ConfigRecord(f"org/{org.org_id}", json.dumps(body).encode())
 
 
@@ -128,7 +134,13 @@ def parse_budget(key: str, value: bytes) -> Budget:
 
 def parse_org(key: str, value: bytes) -> OrgConfig:
     body = json.loads(value)
-    return OrgConfig(key.split("/", 1)[1], body.get("timezone", "UTC"), body.get("on_redis_unavailable", "closed"))
+    return OrgConfig(
+        key.split("/", 1)[1],
+        body.get("timezone", "UTC"),
+        body.get("on_redis_unavailable", "closed"),
+        int(body.get("min_estimate_nanos", DEFAULT_MIN_ESTIMATE_NANOS)),
+        body.get("unpriced_models", "deny"),
+    )
 
 
 def _put(into: dict[Any, Any], key: Any, value: bytes | None, parse: Callable[[bytes], Any]) -> None:

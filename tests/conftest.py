@@ -59,6 +59,6 @@ def redis_client(stack: Settings, key_prefix: str) -> Iterator[object]:
 
     client = redis.Redis.from_url(stack.redis.url)
     yield client
-    for key in client.scan_iter(f"{key_prefix}:*", count=1000):
+    for key in client.scan_iter(f"{key_prefix}:*", count=10_000):
         client.delete(key)
     client.close()

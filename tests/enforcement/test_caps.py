@@ -1,4 +1,4 @@
-"""reserve / settle / release on the real Redis."""
+"""reserve / release on the real Redis, with spend settled by the stream's own script."""
 
 import time
 from datetime import UTC, datetime
@@ -11,6 +11,7 @@ from enforcement.client import CapClient, CapUnavailableError
 from enforcement.decision import Outcome
 from enforcement.keys import KeyLayout, Subject
 from schemas.budget_file import parse_budget_file
+from tests.enforcement.settle import Settler
 
 USD = 1_000_000_000
 ADA = Subject(org_id="acme", department_id="eng", user_id="ada", feature="chat", model="gpt-4o")
@@ -24,6 +25,11 @@ budgets:
   - {org: acme, scope: user, id: ada, period: monthly, limit: "0.60", mode: hard}
   - {org: acme, scope: model, id: gpt-4o, period: weekly, limit: "100", mode: soft, stages: [1, 50]}
 """
+
+
+@pytest.fixture
+def settle(redis_client: redis.Redis, key_prefix: str) -> Settler:
+    return Settler(redis_client, key_prefix)
 
 
 @pytest.fixture
@@ -68,11 +74,11 @@ def test_denial_names_scope_limit_spent_reserved_and_reset(caps: CapClient) -> N
     assert denied_bob.blocking is not None and denied_bob.blocking.scope == "department/eng"
 
 
-def test_settle_replaces_the_reservation_once(caps: CapClient) -> None:
+def test_settle_replaces_the_reservation_once(caps: CapClient, settle: Settler) -> None:
     assert caps.reserve(ADA, "r1", USD // 2).allowed
-    first = caps.settle(ADA, "e1", USD // 10, request_id="r1")
+    first = settle(ADA, "e1", USD // 10, request_id="r1")
     assert first.applied and first.released_reservation
-    again = caps.settle(ADA, "e1", USD // 10, request_id="r1")
+    again = settle(ADA, "e1", USD // 10, request_id="r1")
     assert again.duplicate and not again.applied
     spend = caps.spend("acme", "user/ada")
     assert spend == {"daily": USD // 10, "weekly": USD // 10, "monthly": USD // 10, "reserved": 0}
@@ -80,10 +86,10 @@ def test_settle_replaces_the_reservation_once(caps: CapClient) -> None:
     assert caps.spend("acme", "feature/chat")["monthly"] == USD // 10
 
 
-def test_settle_without_reservation_counts_once(caps: CapClient) -> None:
-    assert caps.settle(ADA, "e9", 7, request_id="never-reserved").applied
-    assert caps.settle(ADA, "e9", 7, request_id="never-reserved").duplicate
-    assert caps.settle(ADA, "e9", 7).duplicate
+def test_settle_without_reservation_counts_once(caps: CapClient, settle: Settler) -> None:
+    assert settle(ADA, "e9", 7, request_id="never-reserved").applied
+    assert settle(ADA, "e9", 7, request_id="never-reserved").duplicate
+    assert settle(ADA, "e9", 7).duplicate
     assert caps.spend("acme", "user/ada")["monthly"] == 7
 
 
@@ -114,17 +120,17 @@ def test_abandoned_reservations_expire_without_a_sweeper(
     assert redis_client.hexists(f"{key_prefix}:{{acme}}:resv", "r1") is False
 
 
-def test_stage_crossings_fire_once_per_scope_and_period(caps: CapClient) -> None:
-    crossed = caps.settle(ADA, "e1", USD * 3 // 10, request_id=None).crossings  # 0.30 of user's 0.60 = 50 %
+def test_stage_crossings_fire_once_per_scope_and_period(caps: CapClient, settle: Settler) -> None:
+    crossed = settle(ADA, "e1", USD * 3 // 10, request_id=None).crossings  # 0.30 of user's 0.60 = 50 %
     assert {(c.scope, c.period, c.stage) for c in crossed} == {("user/ada", "monthly", 50)}
-    assert caps.settle(ADA, "e1", USD * 3 // 10).crossings == ()  # duplicate: nothing
-    later = caps.settle(ADA, "e2", USD * 2 // 10).crossings  # user 0.50 of 0.60, department 0.50 of 1.00
+    assert settle(ADA, "e1", USD * 3 // 10).crossings == ()  # duplicate: nothing
+    later = settle(ADA, "e2", USD * 2 // 10).crossings  # user 0.50 of 0.60, department 0.50 of 1.00
     assert {(c.scope, c.stage, c.spent) for c in later} == {
         ("user/ada", 80, USD // 2),
         ("department/eng", 50, USD // 2),
     }
-    assert caps.settle(ADA, "e3", USD * 2 // 10).crossings[0].stage == 100  # user 0.70: over its cap
-    big = caps.settle(ADA, "e4", USD * 20).crossings  # one event crossing every remaining stage at once
+    assert settle(ADA, "e3", USD * 2 // 10).crossings[0].stage == 100  # user 0.70: over its cap
+    big = settle(ADA, "e4", USD * 20).crossings  # one event crossing every remaining stage at once
     assert {(c.scope, c.stage) for c in big} == {
         ("org/acme", 50),
         ("org/acme", 80),
@@ -135,11 +141,11 @@ def test_stage_crossings_fire_once_per_scope_and_period(caps: CapClient) -> None
     }
 
 
-def test_unbudgeted_subject_is_admitted_and_metered(caps: CapClient) -> None:
+def test_unbudgeted_subject_is_admitted_and_metered(caps: CapClient, settle: Settler) -> None:
     other = Subject(org_id="globex", user_id="zed")
     decision = caps.reserve(other, "g1", 10**12)
     assert decision.allowed and decision.budgets == () and decision.reason == "no budget applies"
-    assert caps.settle(other, "ge1", 42, request_id="g1").applied
+    assert settle(other, "ge1", 42, request_id="g1").applied
     assert caps.spend("globex", "org/globex")["monthly"] == 42
 
 
@@ -151,7 +157,6 @@ def test_bad_input_changes_nothing(caps: CapClient, redis_client: redis.Redis, k
         lambda: caps.reserve(ADA, "r:1", 5),
         lambda: caps.reserve(ADA, "r1", -5),
         lambda: caps.reserve(ADA, "r1", 10**30),
-        lambda: caps.settle(ADA, "e1", -1),
         lambda: caps.release("acme", "{r1}"),
     ):
         with pytest.raises(SubjectError):
@@ -168,4 +173,4 @@ def test_unreachable_redis_fails_closed_by_default_and_open_when_asked() -> None
     decision = opened.reserve(ADA, "r1", 5)
     assert (decision.allowed, decision.outcome) == (True, Outcome.FAIL_OPEN)
     with pytest.raises(CapUnavailableError):
-        opened.settle(ADA, "e1", 5)
+        opened.release("acme", "r1")

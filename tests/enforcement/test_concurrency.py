@@ -21,6 +21,7 @@ from enforcement.client import AsyncCapClient
 from enforcement.keys import KeyLayout, Subject
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
+from tests.enforcement.settle import AsyncSettler
 
 CLIENTS = 64
 OPS_PER_CLIENT = 25
@@ -34,6 +35,7 @@ async def run_clients(url: str, prefix: str, seed: int, max_estimate: int) -> di
     async def client(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
         caps = AsyncCapClient(aioredis.Redis.from_url(url), key_prefix=prefix, reservation_ttl_s=1)
+        settle = AsyncSettler(caps.redis, prefix)
         try:
             for op in range(OPS_PER_CLIENT):
                 request_id = f"c{index}-r{op}"
@@ -50,8 +52,8 @@ async def run_clients(url: str, prefix: str, seed: int, max_estimate: int) -> di
                 choice = rng.random()
                 if choice < 0.7:
                     actual = estimate * rng.randint(50, 150) // 100
-                    first = await caps.settle(SUBJECT, f"e-{request_id}", actual, request_id=request_id)
-                    second = await caps.settle(SUBJECT, f"e-{request_id}", actual, request_id=request_id)
+                    first = await settle(SUBJECT, f"e-{request_id}", actual, request_id=request_id)
+                    second = await settle(SUBJECT, f"e-{request_id}", actual, request_id=request_id)
                     assert first.applied and second.duplicate
                     ledger["settled"] += actual
                     ledger["overshoot"] += max(0, actual - estimate)

@@ -40,7 +40,7 @@ def test_rounds_up_and_applies_discounts_and_fallbacks() -> None:
         [PriceEntry("p", "m", datetime(2024, 1, 1, tzinfo=UTC), TokenPrices(Decimal("0.0000000001"), Decimal(0)))]
     )
     assert Estimator(tiny).estimate("p", "m", "f", 1, 0, AT) == 1  # 0.1 nano-USD rounds up
-    assert Estimator(CATALOGUE).estimate("openai", "unknown", "f", 1000, 10, AT) == 0
+    assert Estimator(CATALOGUE).estimate("openai", "unknown", "f", 1000, 10, AT) is None  # unpriced, not free
     CATALOGUE.unpriced_policy, CATALOGUE.fallback = UnpricedPolicy.FALLBACK, ("openai", "gpt-4o")
     try:
         assert Estimator(CATALOGUE).estimate("openai", "unknown", "f", 1000, 0, AT) == 2_500_000
