@@ -39,8 +39,8 @@ from bench._common import percentile, write_result
 from schemas.events import UsageEvent, encode_event
 from schemas.settings import Settings
 from stack import manager
-from streams.app import ensure_topics
 from streams.config_records import prices_overrides_record
+from streams.kafka_admin import ensure_topics
 from streams.topics import Topics
 from tests.receivers import TWILIO_SID, TWILIO_TOKEN, start_http, start_smtp
 

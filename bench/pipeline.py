@@ -36,8 +36,8 @@ from enforcement.keys import KeyLayout, PeriodKeys
 from schemas.events import UsageEvent, encode_event
 from schemas.settings import Settings
 from stack import manager
-from streams.app import ensure_topics
 from streams.config_records import prices_overrides_record
+from streams.kafka_admin import ensure_topics
 from streams.topics import Topics
 from streams.workload import DEFAULT_TRACE, trace_events
 

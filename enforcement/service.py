@@ -6,18 +6,25 @@ decision costs one JSON decode, one ``EVALSHA`` and one JSON encode; there is
 no per-request model layer as in FastAPI. The OpenAPI document is
 :data:`OPENAPI`, served at ``/openapi.json``.
 
-Every ``/v1`` route needs ``Authorization: Bearer <key>`` with one of the
-proxy API keys (``SPENDSTREAM_DECISION__API_KEYS``, comma-separated).
-A denial is a normal answer (200, ``"allowed": false``); 400 names the bad
-field; 401 is a missing or wrong key; 503 is Redis unavailable for a settle
-or release.
+Every ``/v1`` route needs ``Authorization: Bearer <key>`` with a proxy key of
+the :class:`~enforcement.access.KeyRing`; each key acts for its own orgs and
+rights only. A denial is a normal answer (200, ``"allowed": false``); 400
+names the bad field; 401 is a missing or unknown key; 403 a key that may not
+act for that org or do that; 503 is Redis (or, for usage, Kafka) unable to
+answer.
+
+``POST /v1/usage`` takes a UsageEvent (the same document producers send to
+``usage.v1``) and publishes it to the usage topic; the stream worker settles
+the reservation named by its ``request_id`` and counts the cost in Redis,
+ClickHouse and the alerts, exactly once by ``event_id``. There is no direct
+settle: every cost takes that one path.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -27,12 +34,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from enforcement.access import ApiKey, KeyRing, Right
 from enforcement.client import AsyncCapClient, CapUnavailableError
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
-from schemas.events import ID_PATTERN, NAME_PATTERN
+from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, UsageEvent, decode_event
 
-__all__ = ["OPENAPI", "create_app"]
+__all__ = ["OPENAPI", "Publish", "create_app"]
 
 _ID = re.compile(ID_PATTERN)
 _NAME = re.compile(NAME_PATTERN)
@@ -40,6 +48,9 @@ Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 Nanos = Annotated[int, msgspec.Meta(ge=0)]
 Tokens = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
+Publish = Callable[[UsageEvent], Awaitable[None]]
+"""Sends a validated UsageEvent to the usage topic; returns once the broker has it."""
+_SCOPES = ("org", "department", "user", "feature", "model", "provider", "apikey")
 
 
 class _SubjectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -64,13 +75,6 @@ class ReserveBody(_SubjectBody, kw_only=True):
     max_tokens: Tokens | None = None
 
 
-class SettleBody(_SubjectBody, kw_only=True):
-    event_id: Id
-    cost_nanos: Nanos
-    request_id: Id | None = None
-    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
-
-
 class ReleaseBody(msgspec.Struct, forbid_unknown_fields=True):
     org_id: Id
     request_id: Id
@@ -80,126 +84,137 @@ def _error(status: int, field: str, reason: str) -> JSONResponse:
     return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
 
 
-def _bad_body(exc: msgspec.DecodeError) -> JSONResponse:
-    message = str(exc)
-    field = message.rsplit("`", 2)[-2] if message.endswith("`") else "$"
-    return _error(400, field, message)
+class _RefusedError(Exception):
+    """Ends a request with an error answer that names the field."""
+
+    def __init__(self, status: int, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.field, self.reason = status, field, reason
 
 
-def create_app(  # noqa: PLR0915 - one closure per route
-    client: AsyncCapClient, api_keys: list[str], estimator: Estimator | None = None
+def _answers(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """Every way a request can fail, answered alike: 400 names the field, 503 says what is down."""
+
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except _RefusedError as exc:
+            return _error(exc.status, exc.field, exc.reason)
+        except msgspec.DecodeError as exc:
+            message = str(exc)
+            return _error(400, message.rsplit("`", 2)[-2] if message.endswith("`") else "$", message)
+        except SubjectError as exc:
+            return _error(400, exc.field, exc.reason)
+        except CapUnavailableError as exc:
+            return _error(503, "redis", str(exc))
+
+    return run
+
+
+def _authorised(keys: KeyRing, request: Request, org_id: str, right: Right) -> ApiKey:
+    key = keys.authenticate(request.headers.get("authorization"))
+    if key is None:
+        raise _RefusedError(401, "authorization", "a valid Bearer proxy API key is required")
+    if right not in key.rights:
+        raise _RefusedError(403, "authorization", f"key {key.name} may not {right.value}")
+    if not key.may(org_id, right):
+        raise _RefusedError(403, "org_id", f"key {key.name} may not act for org {org_id}")
+    return key
+
+
+def _spend_target(request: Request) -> tuple[str, str, str]:
+    """(org, scope kind, scope id) of a spend read."""
+    scope = request.path_params["scope"]
+    scope_id = request.path_params["scope_id"]
+    org_id = request.query_params.get("org_id") or (scope_id if scope == "org" else None)
+    if scope not in _SCOPES:
+        raise _RefusedError(400, "scope", "one of " + ", ".join(_SCOPES))
+    if not org_id:
+        raise _RefusedError(400, "org_id", "required as a query parameter for this scope")
+    if not _ID.fullmatch(org_id):
+        raise _RefusedError(400, "org_id", "must be 1-128 of A-Z a-z 0-9 _ . @ + -")
+    if not (_NAME if scope in ("model", "provider") else _ID).fullmatch(scope_id):
+        raise _RefusedError(400, "id", f"not a valid {scope} id")
+    return org_id, scope, scope_id
+
+
+def create_app(
+    client: AsyncCapClient,
+    keys: KeyRing,
+    estimator: Estimator | None = None,
+    publish: Publish | None = None,
+    max_past_s: float = 86_400,
+    max_future_s: float = 300,
 ) -> Starlette:
-    if not api_keys:
-        raise ValueError("the decision service needs at least one proxy API key")
-    keys = [k.encode() for k in api_keys]
+    """The service. ``publish`` (``/v1/usage``) and ``estimator`` (reserve by tokens) are optional;
+    a route that needs one that is missing answers 501. Usage events may be at most ``max_past_s``
+    old and ``max_future_s`` ahead of this clock, so a caller cannot put cost into other periods."""
     reserve_decoder = msgspec.json.Decoder(ReserveBody)
-    settle_decoder = msgspec.json.Decoder(SettleBody)
     release_decoder = msgspec.json.Decoder(ReleaseBody)
 
-    def authorised(request: Request) -> bool:
-        given = request.headers.get("authorization", "")
-        if not given.startswith("Bearer "):
-            return False
-        token = given[7:].encode()
-        return any(hmac.compare_digest(token, key) for key in keys)
-
-    async def reserve(request: Request) -> Response:
-        if not authorised(request):
-            return _error(401, "authorization", "a valid Bearer proxy API key is required")
-        try:
-            body = reserve_decoder.decode(await request.body())
-            subject = body.subject()
-        except msgspec.DecodeError as exc:
-            return _bad_body(exc)
-        except SubjectError as exc:
-            return _error(400, exc.field, exc.reason)
-        estimate = body.estimate_nanos
-        if estimate is None:
-            if estimator is None or body.prompt_tokens is None or not body.model or not body.provider:
-                return _error(
-                    400,
-                    "estimate_nanos",
-                    "required unless prompt_tokens, model and provider are given for the estimator",
-                )
-            estimate = estimator.estimate(
-                body.provider,
-                body.model,
-                body.feature or "",
-                body.prompt_tokens,
-                body.max_tokens,
-                datetime.now(UTC),
-                body.org_id,
+    def estimate_of(body: ReserveBody) -> int | None:
+        if body.estimate_nanos is not None:
+            return body.estimate_nanos
+        if body.prompt_tokens is None or not body.model or not body.provider:
+            raise _RefusedError(
+                400, "estimate_nanos", "required unless prompt_tokens, model and provider are given for the estimator"
             )
-        try:
-            decision = await client.reserve(subject, body.request_id, estimate)
-        except SubjectError as exc:
-            return _error(400, exc.field, exc.reason)
-        return JSONResponse(decision.to_dict())
-
-    async def settle(request: Request) -> Response:
-        if not authorised(request):
-            return _error(401, "authorization", "a valid Bearer proxy API key is required")
-        try:
-            body = settle_decoder.decode(await request.body())
-            result = await client.settle(
-                body.subject(), body.event_id, body.cost_nanos, request_id=body.request_id, occurred_at=body.occurred_at
-            )
-        except msgspec.DecodeError as exc:
-            return _bad_body(exc)
-        except SubjectError as exc:
-            return _error(400, exc.field, exc.reason)
-        except CapUnavailableError as exc:
-            return _error(503, "redis", str(exc))
-        return JSONResponse(
-            {
-                "applied": result.applied,
-                "duplicate": result.duplicate,
-                "released_reservation": result.released_reservation,
-                "crossings": [
-                    {
-                        "scope": c.scope,
-                        "period": c.period,
-                        "stage": c.stage,
-                        "limit_nanos": c.limit,
-                        "spent_nanos": c.spent,
-                    }
-                    for c in result.crossings
-                ],
-            }
+        if estimator is None:
+            raise _RefusedError(501, "estimate_nanos", "this service has no price catalogue: send estimate_nanos")
+        return estimator.estimate(
+            body.provider,
+            body.model,
+            body.feature or "",
+            body.prompt_tokens,
+            body.max_tokens,
+            datetime.now(UTC),
+            body.org_id,
         )
 
-    async def release(request: Request) -> Response:
-        if not authorised(request):
-            return _error(401, "authorization", "a valid Bearer proxy API key is required")
-        try:
-            body = release_decoder.decode(await request.body())
-            released = await client.release(body.org_id, body.request_id)
-        except msgspec.DecodeError as exc:
-            return _bad_body(exc)
-        except SubjectError as exc:
-            return _error(400, exc.field, exc.reason)
-        except CapUnavailableError as exc:
-            return _error(503, "redis", str(exc))
-        return JSONResponse({"released": released})
+    @_answers
+    async def reserve(request: Request) -> Response:
+        body = reserve_decoder.decode(await request.body())
+        subject = body.subject()
+        _authorised(keys, request, body.org_id, Right.RESERVE)
+        decision = await client.reserve(subject, body.request_id, estimate_of(body))
+        return JSONResponse(decision.to_dict())
 
-    async def spend(request: Request) -> Response:  # noqa: PLR0911 - one answer per way it can fail
-        if not authorised(request):
-            return _error(401, "authorization", "a valid Bearer proxy API key is required")
-        scope = request.path_params["scope"]
-        scope_id = request.path_params["scope_id"]
-        org_id = request.query_params.get("org_id") or (scope_id if scope == "org" else None)
-        if scope not in ("org", "department", "user", "feature", "model", "provider", "apikey"):
-            return _error(400, "scope", "one of org, department, user, feature, model, provider, apikey")
-        if not org_id:
-            return _error(400, "org_id", "required as a query parameter for this scope")
-        if not _ID.fullmatch(org_id):
-            return _error(400, "org_id", "must be 1-128 of A-Z a-z 0-9 _ . @ + -")
-        if not (_NAME if scope in ("model", "provider") else _ID).fullmatch(scope_id):
-            return _error(400, "id", f"not a valid {scope} id")
+    @_answers
+    async def usage(request: Request) -> Response:
+        if keys.authenticate(request.headers.get("authorization")) is None:  # before reading what it sent
+            raise _RefusedError(401, "authorization", "a valid Bearer proxy API key is required")
+        event = decode_event(await request.body())
+        if isinstance(event, EventError):
+            raise _RefusedError(400, event.field, event.reason)
+        _authorised(keys, request, event.org_id, Right.USAGE)
+        now = datetime.now(UTC)
+        if event.occurred_at < now - timedelta(seconds=max_past_s):
+            raise _RefusedError(400, "$.occurred_at", f"more than {max_past_s:.0f} s in the past (the service's bound)")
+        if event.occurred_at > now + timedelta(seconds=max_future_s):
+            raise _RefusedError(
+                400, "$.occurred_at", f"more than {max_future_s:.0f} s in the future (the service's bound)"
+            )
+        if publish is None:
+            raise _RefusedError(501, "usage", "this service does not publish usage events")
         try:
-            spent = await client.spend(org_id, f"{scope}/{scope_id}")
-        except CapUnavailableError as exc:
-            return _error(503, "redis", str(exc))
+            await publish(event)
+        except Exception as exc:
+            raise _RefusedError(503, "kafka", f"the event was not published: {exc}") from exc
+        return JSONResponse({"accepted": True, "event_id": event.event_id}, status_code=202)
+
+    @_answers
+    async def release(request: Request) -> Response:
+        body = release_decoder.decode(await request.body())
+        _authorised(keys, request, body.org_id, Right.RELEASE)
+        return JSONResponse({"released": await client.release(body.org_id, body.request_id)})
+
+    @_answers
+    async def spend(request: Request) -> Response:
+        if keys.authenticate(request.headers.get("authorization")) is None:
+            raise _RefusedError(401, "authorization", "a valid Bearer proxy API key is required")
+        org_id, scope, scope_id = _spend_target(request)
+        _authorised(keys, request, org_id, Right.SPEND)
+        spent = await client.spend(org_id, f"{scope}/{scope_id}")
         return JSONResponse({"org_id": org_id, "scope": scope, "id": scope_id, "nanos": spent})
 
     async def health(request: Request) -> Response:
@@ -218,7 +233,7 @@ def create_app(  # noqa: PLR0915 - one closure per route
     return Starlette(
         routes=[
             Route("/v1/reserve", reserve, methods=["POST"]),
-            Route("/v1/settle", settle, methods=["POST"]),
+            Route("/v1/usage", usage, methods=["POST"]),
             Route("/v1/release", release, methods=["POST"]),
             Route("/v1/spend/{scope}/{scope_id:path}", spend, methods=["GET"]),
             Route("/healthz", health, methods=["GET"]),
@@ -229,12 +244,28 @@ def create_app(  # noqa: PLR0915 - one closure per route
 
 
 _COMPONENTS: dict[str, Any] = msgspec.json.schema_components(
-    [ReserveBody, SettleBody, ReleaseBody], ref_template="#/components/schemas/{name}"
+    [ReserveBody, ReleaseBody, UsageEvent], ref_template="#/components/schemas/{name}"
 )[1]
 _COMPONENTS["Error"] = {
     "type": "object",
+    "required": ["error"],
     "properties": {
-        "error": {"type": "object", "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}
+        "error": {
+            "type": "object",
+            "required": ["field", "reason"],
+            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+        }
+    },
+}
+_BUDGET_STATE = {
+    "type": "object",
+    "properties": {
+        "scope": {"type": "string"},
+        "period": {"type": "string"},
+        "limit_nanos": {"type": "integer"},
+        "spent_nanos": {"type": "integer"},
+        "reserved_nanos": {"type": "integer"},
+        "resets_at_ms": {"type": "integer"},
     },
 }
 _COMPONENTS["Decision"] = {
@@ -246,45 +277,55 @@ _COMPONENTS["Decision"] = {
         "reason": {"type": "string"},
         "request_id": {"type": "string"},
         "estimate_nanos": {"type": "integer"},
-        "blocking": {
-            "anyOf": [
-                {"type": "null"},
-                {
-                    "type": "object",
-                    "properties": {
-                        "scope": {"type": "string"},
-                        "period": {"type": "string"},
-                        "limit_nanos": {"type": "integer"},
-                        "spent_nanos": {"type": "integer"},
-                        "reserved_nanos": {"type": "integer"},
-                        "resets_at_ms": {"type": "integer"},
-                    },
-                },
-            ]
-        },
+        "blocking": {"anyOf": [{"type": "null"}, _BUDGET_STATE]},
         "remaining_nanos": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
+_COMPONENTS["Accepted"] = {
+    "type": "object",
+    "required": ["accepted", "event_id"],
+    "properties": {"accepted": {"type": "boolean"}, "event_id": {"type": "string"}},
+}
+_COMPONENTS["Released"] = {
+    "type": "object",
+    "required": ["released"],
+    "properties": {"released": {"type": "boolean"}},
+}
+_COMPONENTS["Spend"] = {
+    "type": "object",
+    "required": ["org_id", "scope", "id", "nanos"],
+    "properties": {
+        "org_id": {"type": "string"},
+        "scope": {"type": "string"},
+        "id": {"type": "string"},
+        "nanos": {
+            "type": "object",
+            "properties": {k: {"type": "integer"} for k in ("daily", "weekly", "monthly", "reserved")},
+        },
     },
 }
 
 
-def _json_op(summary: str, request: str | None, response: str) -> dict[str, Any]:
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _json_op(summary: str, request: str | None, response: str, status: str = "200") -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "security": [{"proxyKey": []}],
         "responses": {
-            "200": {
-                "description": "OK",
-                "content": {
-                    "application/json": {
-                        "schema": {"$ref": f"#/components/schemas/{response}"} if response else {"type": "object"}
-                    }
-                },
+            status: {
+                "description": "OK" if status == "200" else "Accepted",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{response}"}}},
             },
-            "400": {
-                "description": "a bad field",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            },
-            "401": {"description": "missing or wrong proxy API key"},
+            "400": _error_response("a bad field, named in the answer"),
+            "401": _error_response("missing or unknown proxy API key"),
+            "403": _error_response("the key may not act for that org, or may not do this"),
+            "503": _error_response("Redis (or, for usage, Kafka) could not answer; retry"),
         },
     }
     if request:
@@ -297,7 +338,7 @@ def _json_op(summary: str, request: str | None, response: str) -> dict[str, Any]
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "spendstream decision service", "version": "1"},
+    "info": {"title": "spendstream decision service", "version": "2"},
     "components": {
         "schemas": _COMPONENTS,
         "securitySchemes": {"proxyKey": {"type": "http", "scheme": "bearer"}},
@@ -306,13 +347,22 @@ OPENAPI: dict[str, Any] = {
         "/v1/reserve": {
             "post": _json_op("Admit a request against every hard cap and hold its estimate", "ReserveBody", "Decision")
         },
-        "/v1/settle": {"post": _json_op("Record the actual cost once, replacing the reservation", "SettleBody", "")},
-        "/v1/release": {"post": _json_op("Drop the reservation of a request that will not run", "ReleaseBody", "")},
+        "/v1/usage": {
+            "post": _json_op(
+                "Publish a request's UsageEvent: the stream settles its reservation and counts the cost once",
+                "UsageEvent",
+                "Accepted",
+                "202",
+            )
+        },
+        "/v1/release": {
+            "post": _json_op("Drop the reservation of a request that will not run", "ReleaseBody", "Released")
+        },
         "/v1/spend/{scope}/{id}": {
             "get": {
-                **_json_op("Committed and reserved nano-USD of one scope", None, ""),
+                **_json_op("Committed and reserved nano-USD of one scope", None, "Spend"),
                 "parameters": [
-                    {"name": "scope", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "scope", "in": "path", "required": True, "schema": {"enum": list(_SCOPES)}},
                     {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
                     {"name": "org_id", "in": "query", "required": False, "schema": {"type": "string"}},
                 ],

@@ -22,9 +22,11 @@ __all__ = [
     "DecisionSettings",
     "InsightSettings",
     "KafkaSettings",
+    "LiteLLMSettings",
     "RedisSettings",
     "Settings",
     "StackSettings",
+    "StreamSettings",
 ]
 
 Port = int
@@ -84,13 +86,15 @@ class DecisionSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: Port = Field(8400, ge=1, le=65535)
-    api_keys: SecretStr = Field(SecretStr(""), description="comma-separated proxy API keys")
+    keys_file: Path | None = Field(
+        None, description="the proxy keys (hashed, each bound to its orgs and rights): enforcement/access.py"
+    )
     reservation_ttl_s: float = Field(300.0, ge=1, le=3600)
     on_redis_unavailable: str = Field("closed", pattern=r"^(closed|open)$")
     timeout_s: float = Field(0.25, gt=0, le=10)
-
-    def keys(self) -> list[str]:
-        return [k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()]
+    max_past_s: float = Field(86_400.0, ge=0, description="how old a usage event posted to /v1/usage may be")
+    max_future_s: float = Field(300.0, ge=0, description="how far ahead of this clock a usage event may be")
+    catalogue_refresh_s: float = Field(60.0, gt=0, description="how often prices are re-read from config.v1")
 
 
 class AlertSettings(BaseModel):
@@ -138,6 +142,25 @@ class InsightSettings(BaseModel):
     )
 
 
+class StreamSettings(BaseModel):
+    """What the worker accepts beyond the event schema; anything else goes to the dead-letter topic."""
+
+    max_event_bytes: int = Field(65_536, ge=1024, le=900_000, description="the largest usage record")
+    max_future_s: float = Field(3600.0, ge=0, description="how far ahead of the worker's clock occurred_at may be")
+    max_age_days: int = Field(400, ge=1, description="how old an event may be")
+
+
+class LiteLLMSettings(BaseModel):
+    """The LiteLLM proxy hook: who a request is, when the proxy's key does not say."""
+
+    default_org: str = Field(
+        "", description="the org of keys that carry none (opt-in, for a single-org deployment); empty: refused"
+    )
+    trust_request_user: bool = Field(
+        False, description="take the request body's `user` as the user when the key has none (callers choose it)"
+    )
+
+
 class StackSettings(BaseModel):
     """Where the local services of one machine listen and keep their files."""
 
@@ -162,4 +185,6 @@ class Settings(BaseSettings):
     decision: DecisionSettings = DecisionSettings()
     alerts: AlertSettings = AlertSettings()
     insights: InsightSettings = InsightSettings()
+    stream: StreamSettings = StreamSettings()
+    litellm: LiteLLMSettings = LiteLLMSettings()
     metrics_port: Port = Field(9400, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")

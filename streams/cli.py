@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -21,6 +22,7 @@ from streams.workload import DEFAULT_TRACE
 __all__ = ["main"]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+HISTORY_START = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _settings() -> Settings:
@@ -99,7 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _publish(settings: Settings, records: list[Any]) -> None:
     from confluent_kafka import Producer  # noqa: PLC0415 - only publishing commands need it
 
-    from streams.app import ensure_topics  # noqa: PLC0415
+    from streams.kafka_admin import ensure_topics  # noqa: PLC0415
     from streams.topics import Topics  # noqa: PLC0415
 
     topics = Topics(settings.kafka.topic_prefix)
@@ -114,8 +116,8 @@ def _publish(settings: Settings, records: list[Any]) -> None:
 def cmd_budgets(args: argparse.Namespace) -> int:
     from schemas.budget_file import BudgetFileError, parse_budget_file  # noqa: PLC0415
     from schemas.money import format_usd  # noqa: PLC0415
-    from streams.app import read_config  # noqa: PLC0415
     from streams.config_records import ConfigState, file_records  # noqa: PLC0415
+    from streams.kafka_admin import read_config  # noqa: PLC0415
     from streams.topics import Topics  # noqa: PLC0415
 
     settings = _settings()
@@ -157,7 +159,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
     settings = _settings()
     try:
         if args.litellm:
-            effective = datetime.fromisoformat(args.effective_from) if args.effective_from else datetime.now(UTC)
+            # default: since the start of history, so events from before the import are priced too
+            effective = datetime.fromisoformat(args.effective_from) if args.effective_from else HISTORY_START
             if effective.tzinfo is None:
                 print("error: --effective-from needs a time zone, e.g. 2024-06-01T00:00:00+00:00", file=sys.stderr)
                 return 2
@@ -187,8 +190,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     start_http_server(port, addr="127.0.0.1" if args.metrics_loopback else "0.0.0.0")  # noqa: S104
     print(f"worker up: consuming {worker.topics.usage}, metrics on :{port}/metrics", flush=True)
     sys.argv = [sys.argv[0], "worker"]
-    worker.run()
-    return 0
+    return worker.run()
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -211,9 +213,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from schemas.money import format_usd  # noqa: PLC0415
     from sinks import queries  # noqa: PLC0415
     from sinks.usage_store import UsageStore  # noqa: PLC0415
-    from streams.app import read_config  # noqa: PLC0415
     from streams.config_records import ConfigState  # noqa: PLC0415
     from streams.drift import measure_drift  # noqa: PLC0415
+    from streams.kafka_admin import read_config  # noqa: PLC0415
     from streams.topics import Topics  # noqa: PLC0415
 
     settings = _settings()
@@ -242,7 +244,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = _settings()
     topics = Topics(settings.kafka.topic_prefix)
-    from streams.app import ensure_topics  # noqa: PLC0415
+    from streams.kafka_admin import ensure_topics  # noqa: PLC0415
 
     ensure_topics(settings.kafka.bootstrap, topics)
     if args.source == "trace":
@@ -270,28 +272,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_decision(args: argparse.Namespace) -> int:
+    from enforcement.access import KeyFileError, hash_key, new_key  # noqa: PLC0415
+
+    if args.action == "new-key":
+        key = new_key()
+        orgs = args.org or ["*"]
+        rights = args.right or ["reserve", "release", "usage", "spend"]
+        print(f"# the key, shown this once: give it to the proxy, keep it nowhere else\n# {key}")
+        print("# append this entry to the keys file (SPENDSTREAM_DECISION__KEYS_FILE):")
+        entry = {"name": args.name, "sha256": hash_key(key), "orgs": orgs, "rights": rights}
+        print(f"  - {json.dumps(entry)}")
+        return 0
     import uvicorn  # noqa: PLC0415 - only this command needs it
 
-    from enforcement.client import AsyncCapClient  # noqa: PLC0415
-    from enforcement.service import create_app  # noqa: PLC0415
+    from streams.decision_server import build_app, load_keys  # noqa: PLC0415
 
     settings = _settings()
-    keys = settings.decision.keys()
-    if not keys:
-        print("error: set SPENDSTREAM_DECISION__API_KEYS to the proxies' API keys (comma-separated)", file=sys.stderr)
+    if settings.decision.keys_file is None:
+        print(
+            "error: set SPENDSTREAM_DECISION__KEYS_FILE to the proxy keys file "
+            "(make a key with `spendstream decision new-key --name NAME --org ORG`)",
+            file=sys.stderr,
+        )
         return 2
-    password = settings.redis.password.get_secret_value() if settings.redis.password else None
-    client = AsyncCapClient.from_url(
-        settings.redis.url,
-        password=password,
-        timeout_s=settings.decision.timeout_s,
-        key_prefix=settings.redis.key_prefix,
-        reservation_ttl_s=settings.decision.reservation_ttl_s,
-        on_redis_unavailable=settings.decision.on_redis_unavailable,
-    )
-    app = create_app(client, keys)
+    try:
+        keys = load_keys(settings.decision.keys_file)
+    except KeyFileError as exc:
+        print(f"error: {settings.decision.keys_file}: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        app,
+        build_app(settings, keys),
         host=settings.decision.host,
         port=args.port or settings.decision.port,
         log_level="warning",
@@ -336,7 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     prices = commands.add_parser("prices", help="publish prices to config.v1")
     prices.add_argument("action", choices=["import"])
     prices.add_argument("--litellm", type=argparse.FileType("r"), help="LiteLLM model_prices_and_context_window.json")
-    prices.add_argument("--effective-from", help="ISO 8601 with zone; default now (for --litellm)")
+    prices.add_argument(
+        "--effective-from",
+        help="ISO 8601 with zone (for --litellm); default 1970-01-01T00:00:00Z, so every event is priced by it",
+    )
     prices.add_argument("--overrides", type=argparse.FileType("r"), help="YAML overrides, discounts and policy")
     prices.set_defaults(func=cmd_prices)
     worker = commands.add_parser(
@@ -362,9 +375,22 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--prefix", default="replay", help="event_id prefix (a new prefix = new events)")
     replay.add_argument("--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(func=cmd_replay)
-    decision = commands.add_parser("decision", help="the decision HTTP service for proxies")
-    decision.add_argument("action", choices=["serve"])
-    decision.add_argument("--port", type=int, help="overrides SPENDSTREAM_DECISION__PORT")
+    decision = commands.add_parser(
+        "decision",
+        help="the decision HTTP service for proxies, and its keys",
+        description="serve: reserve, release, usage and spend over HTTP for the keys in "
+        "SPENDSTREAM_DECISION__KEYS_FILE; new-key: make a key and print its keys-file entry (sha256 only)",
+    )
+    decision.add_argument("action", choices=["serve", "new-key"])
+    decision.add_argument("--port", type=int, help="serve: overrides SPENDSTREAM_DECISION__PORT")
+    decision.add_argument("--name", default="proxy", help="new-key: the key's name")
+    decision.add_argument("--org", action="append", help="new-key: an org it acts for (repeat; default every org)")
+    decision.add_argument(
+        "--right",
+        action="append",
+        choices=["reserve", "release", "usage", "spend"],
+        help="new-key: a right (repeat; default all)",
+    )
     decision.set_defaults(func=cmd_decision)
     demo = commands.add_parser("demo", help="the main job: the whole pipeline on the local stack, fed by a replay")
     demo.add_argument("--count", type=int, default=20_000, help="requests to replay (default 20,000)")

@@ -15,8 +15,8 @@ from schemas.money import format_usd
 from schemas.settings import Settings
 from sinks import queries
 from sinks.usage_store import UsageStore
-from streams.app import ensure_topics
 from streams.config_records import ConfigState, file_records, prices_overrides_record
+from streams.kafka_admin import ensure_topics
 from streams.producer import UsageProducer
 from streams.topics import Topics
 from streams.workload import DEFAULT_ORGS, trace_events

@@ -22,8 +22,8 @@ from schemas.budgets import OrgConfig, Period, period_bounds
 from schemas.settings import Settings
 from sinks import queries
 from sinks.usage_store import UsageStore
-from streams.app import read_config
 from streams.config_records import ConfigState
+from streams.kafka_admin import read_config
 from streams.topics import Topics
 
 __all__ = ["RebuildReport", "rebuild"]

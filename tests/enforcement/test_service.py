@@ -1,8 +1,9 @@
 """The decision HTTP service over the real Redis, through httpx's ASGI transport."""
 
 import asyncio
+import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from enforcement.access import ApiKey, KeyRing, Right, hash_key, parse_keys
 from enforcement.budget_store import apply_budgets
 from enforcement.client import AsyncCapClient
 from enforcement.estimator import Estimator, OutputSizes
@@ -17,10 +19,21 @@ from enforcement.keys import KeyLayout
 from enforcement.service import OPENAPI, create_app
 from schemas import PriceCatalogue, PriceEntry, TokenPrices
 from schemas.budget_file import parse_budget_file
+from schemas.events import UsageEvent, decode_event
 from schemas.settings import Settings
+from tests.enforcement.settle import Settler
 
 KEY = "proxy-secret-1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+OTHER_KEY = "proxy-secret-of-globex"  # a key of another org
+READER_KEY = "proxy-secret-reader"  # acme's, but may only read spend
+KEYS = KeyRing(
+    [
+        ApiKey("acme-proxy", hash_key(KEY), frozenset({"acme"}), frozenset(Right)),
+        ApiKey("globex-proxy", hash_key(OTHER_KEY), frozenset({"globex"}), frozenset(Right)),
+        ApiKey("acme-reader", hash_key(READER_KEY), frozenset({"acme"}), frozenset({Right.SPEND})),
+    ]
+)
 ADA = {
     "org_id": "acme",
     "department_id": "eng",
@@ -37,7 +50,12 @@ class AppClient:
     def __init__(self, redis_url: str, key_prefix: str, estimator: Estimator) -> None:
         self.loop = asyncio.new_event_loop()
         self.caps = AsyncCapClient(aioredis.Redis.from_url(redis_url), key_prefix=key_prefix)
-        app = create_app(self.caps, [KEY], estimator)
+        self.published: list[UsageEvent] = []
+
+        async def publish(event: UsageEvent) -> None:
+            self.published.append(event)
+
+        app = create_app(self.caps, KEYS, estimator, publish)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://decision")
 
     def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
@@ -75,7 +93,7 @@ def call(client: AppClient, method: str, path: str, **kwargs: object) -> httpx.R
     return client.request(method, path, **kwargs)
 
 
-def test_reserve_settle_release_and_spend(app_client: AppClient) -> None:
+def test_reserve_release_spend_and_usage(app_client: AppClient, stack: Settings, key_prefix: str) -> None:
     r = call(
         app_client, "POST", "/v1/reserve", headers=AUTH, json={**ADA, "request_id": "r1", "estimate_nanos": 6_000_000}
     )
@@ -87,22 +105,33 @@ def test_reserve_settle_release_and_spend(app_client: AppClient) -> None:
     body = denied.json()
     assert denied.status_code == 200 and body["allowed"] is False and body["outcome"] == "denied"
     assert body["blocking"]["scope"] == "user/ada" and body["blocking"]["reserved_nanos"] == 6_000_000
-    settled = call(
-        app_client,
-        "POST",
-        "/v1/settle",
-        headers=AUTH,
-        json={**ADA, "request_id": "r1", "event_id": "e1", "cost_nanos": 2_500_000},
-    )
-    assert settled.json()["applied"] is True and settled.json()["released_reservation"] is True
-    again = call(
-        app_client,
-        "POST",
-        "/v1/settle",
-        headers=AUTH,
-        json={**ADA, "request_id": "r1", "event_id": "e1", "cost_nanos": 2_500_000},
-    )
-    assert again.json()["duplicate"] is True
+    # The request's cost goes as its UsageEvent, published for the stream to settle: never straight to Redis.
+    event = {
+        **{k: v for k, v in ADA.items()},
+        "event_id": "e1",
+        "request_id": "r1",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "input_tokens": 100,
+        "cost_nanos": 2_500_000,
+    }
+    accepted = call(app_client, "POST", "/v1/usage", headers=AUTH, json=event)
+    assert accepted.status_code == 202 and accepted.json() == {"accepted": True, "event_id": "e1"}
+    assert [e.event_id for e in app_client.published] == ["e1"]
+    assert call(app_client, "GET", "/v1/spend/user/ada", headers=AUTH, params={"org_id": "acme"}).json()["nanos"] == {
+        "daily": 0,
+        "weekly": 0,
+        "monthly": 0,
+        "reserved": 6_000_000,
+    }
+    # ... which the worker does with the settle script: then spend shows it and the hold is gone.
+    settle = Settler(redis.Redis.from_url(stack.redis.url), key_prefix)
+    published = app_client.published[0]
+    subject = decode_event(json.dumps(event))
+    assert subject == published
+    from enforcement.keys import Subject
+
+    who = Subject("acme", "ada", "eng", "chat", "gpt-4o", "openai")
+    assert settle(who, published.event_id, 2_500_000, request_id="r1", occurred_at=published.occurred_at).applied
     spend = call(app_client, "GET", "/v1/spend/user/ada", headers=AUTH, params={"org_id": "acme"})
     assert spend.json()["nanos"] == {"daily": 2_500_000, "weekly": 2_500_000, "monthly": 2_500_000, "reserved": 0}
     model_spend = call(app_client, "GET", "/v1/spend/model/gpt-4o", headers=AUTH, params={"org_id": "acme"})
@@ -110,6 +139,68 @@ def test_reserve_settle_release_and_spend(app_client: AppClient) -> None:
     assert call(
         app_client, "POST", "/v1/release", headers=AUTH, json={"org_id": "acme", "request_id": "r1"}
     ).json() == {"released": False}
+
+
+def test_a_key_acts_for_its_own_orgs_and_rights_only(app_client: AppClient, redis_client: redis.Redis) -> None:
+    """Any key could reserve, release or read spend for any org; now each key is bound to its orgs."""
+    other = {"Authorization": f"Bearer {OTHER_KEY}"}
+    reader = {"Authorization": f"Bearer {READER_KEY}"}
+    before = sorted(redis_client.scan_iter("*"))
+    attempts = [
+        (other, "POST", "/v1/reserve", {"json": {**ADA, "request_id": "x1", "estimate_nanos": 1}}),
+        (other, "POST", "/v1/release", {"json": {"org_id": "acme", "request_id": "x1"}}),
+        (other, "GET", "/v1/spend/user/ada", {"params": {"org_id": "acme"}}),
+        (other, "GET", "/v1/spend/org/acme", {}),
+        (other, "POST", "/v1/usage", {"json": {**ADA, "event_id": "x", "occurred_at": datetime.now(UTC).isoformat()}}),
+        (reader, "POST", "/v1/reserve", {"json": {**ADA, "request_id": "x2", "estimate_nanos": 1}}),
+        (reader, "POST", "/v1/usage", {"json": {**ADA, "event_id": "y", "occurred_at": datetime.now(UTC).isoformat()}}),
+    ]
+    for headers, method, path, kwargs in attempts:
+        r = call(app_client, method, path, headers=headers, **kwargs)
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["error"]["field"] in ("org_id", "authorization")
+    assert sorted(redis_client.scan_iter("*")) == before  # a refused request changed nothing
+    assert app_client.published == []
+    assert call(app_client, "GET", "/v1/spend/user/ada", headers=reader, params={"org_id": "acme"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("shift", "allowed"),
+    [
+        (timedelta(hours=-25), False),
+        (timedelta(minutes=-5), True),
+        (timedelta(minutes=4), True),
+        (timedelta(minutes=6), False),
+    ],
+)
+def test_usage_time_is_bounded(app_client: AppClient, shift: timedelta, allowed: bool) -> None:
+    """A caller cannot put cost into past or future periods: 24 h back and 5 min ahead at most."""
+    event = {**ADA, "event_id": "e1", "occurred_at": (datetime.now(UTC) + shift).isoformat()}
+    r = call(app_client, "POST", "/v1/usage", headers=AUTH, json=event)
+    if allowed:
+        assert r.status_code == 202
+    else:
+        assert r.status_code == 400 and r.json()["error"]["field"] == "$.occurred_at"
+        assert "in the past" in r.json()["error"]["reason"] or "in the future" in r.json()["error"]["reason"]
+
+
+def test_keys_file_is_validated_and_holds_hashes_only() -> None:
+    ring = parse_keys({"keys": [{"name": "eu", "sha256": hash_key("s3cret"), "orgs": ["acme"]}]})
+    key = ring.authenticate("Bearer s3cret")
+    assert key is not None and key.may("acme", Right.RESERVE) and not key.may("globex", Right.RESERVE)
+    assert ring.authenticate("Bearer " + hash_key("s3cret")) is None  # the stored hash is not a key
+    from enforcement.access import KeyFileError
+
+    for doc, field in (
+        ({"keys": [{"name": "eu", "sha256": "s3cret", "orgs": ["acme"]}]}, "keys[0].sha256"),
+        ({"keys": [{"name": "eu", "sha256": hash_key("a"), "orgs": ["acme\n"]}]}, "keys[0].orgs[0]"),
+        ({"keys": [{"name": "eu", "sha256": hash_key("a"), "orgs": ["acme"], "rights": ["settle"]}]}, "keys[0].rights"),
+        ({"keys": [{"name": "eu", "sha256": hash_key("a")}]}, "keys[0].orgs"),
+        ({"keys": []}, "keys"),
+    ):
+        with pytest.raises(KeyFileError) as info:
+            parse_keys(doc)
+        assert info.value.field == field
 
 
 def test_estimator_fills_in_a_missing_estimate(app_client: AppClient) -> None:
@@ -133,8 +224,13 @@ def test_estimator_fills_in_a_missing_estimate(app_client: AppClient) -> None:
         ("/v1/reserve", {**ADA, "request_id": "r1", "estimate_nanos": 1.5}, "estimate_nanos"),
         ("/v1/reserve", {**ADA, "request_id": "r1"}, "estimate_nanos"),
         ("/v1/reserve", {**ADA, "request_id": "r1", "estimate_nanos": 1, "colour": "red"}, "colour"),
-        ("/v1/settle", {**ADA, "event_id": "e1", "cost_nanos": 0.1}, "cost_nanos"),
-        ("/v1/settle", {**ADA, "cost_nanos": 1}, "event_id"),
+        (
+            "/v1/usage",
+            {**ADA, "event_id": "e1", "occurred_at": "2026-01-01T00:00:00Z", "cost_nanos": 0.1},
+            "cost_nanos",
+        ),
+        ("/v1/usage", {**ADA, "occurred_at": "2026-01-01T00:00:00Z"}, "event_id"),
+        ("/v1/usage", {**ADA, "event_id": "e1\n", "occurred_at": "2026-01-01T00:00:00Z"}, "event_id"),
         ("/v1/release", {"org_id": "acme"}, "request_id"),
     ],
 )
@@ -159,8 +255,9 @@ def test_health_metrics_and_openapi(app_client: AppClient) -> None:
     assert "spendstream_cap_decisions_total" in call(app_client, "GET", "/metrics").text
     doc = call(app_client, "GET", "/openapi.json").json()
     assert doc == OPENAPI
-    assert {"/v1/reserve", "/v1/settle", "/v1/release", "/v1/spend/{scope}/{id}", "/healthz"} <= set(doc["paths"])
-    assert set(doc["components"]["schemas"]) >= {"ReserveBody", "SettleBody", "ReleaseBody", "Decision"}
+    assert {"/v1/reserve", "/v1/usage", "/v1/release", "/v1/spend/{scope}/{id}", "/healthz"} <= set(doc["paths"])
+    assert "/v1/settle" not in doc["paths"]  # no direct settle: every cost goes through the usage topic
+    assert set(doc["components"]["schemas"]) >= {"ReserveBody", "UsageEvent", "ReleaseBody", "Decision", "Error"}
 
 
 def test_redis_down_fails_closed_and_reads_answer_503() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dashboards import generate
+from enforcement.access import hash_key
 from schemas.settings import Settings
 from tests.streams.conftest import Deployment
 
@@ -71,7 +72,7 @@ def _prometheus_names() -> set[str]:
 
 @pytest.mark.stack
 def test_every_process_serves_lint_free_metrics_with_the_names_dashboards_and_rules_use(
-    deployment: Deployment, stack: Settings
+    deployment: Deployment, stack: Settings, tmp_path: Path
 ) -> None:
     served: set[str] = set()
     # the stream worker
@@ -81,7 +82,9 @@ def test_every_process_serves_lint_free_metrics_with_the_names_dashboards_and_ru
     served |= _names(text)
     # the decision service
     port = _free_port()
-    env = {**deployment.env, "SPENDSTREAM_DECISION__API_KEYS": "k1", "SPENDSTREAM_DECISION__PORT": str(port)}
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(json.dumps({"keys": [{"name": "k1", "sha256": hash_key("k1"), "orgs": ["*"]}]}))
+    env = {**deployment.env, "SPENDSTREAM_DECISION__KEYS_FILE": str(keys), "SPENDSTREAM_DECISION__PORT": str(port)}
     decision = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "decision", "serve"],
         env=env,
