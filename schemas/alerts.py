@@ -44,6 +44,7 @@ __all__ = [
     "parse_channel",
     "parse_routing",
     "severity_of",
+    "unpriced_alert",
 ]
 
 
@@ -61,6 +62,7 @@ class AlertKind(StrEnum):
     CAP_DENIED = "cap_denied"
     PROJECTED_EXCEED = "projected_exceed"
     SPIKE = "spike"
+    UNPRICED = "unpriced"  # spend on a model the catalogue has no price for (counted at zero or a fallback)
     RESOLVED = "resolved"
 
 
@@ -99,6 +101,25 @@ class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
+def unpriced_alert(
+    org_id: str, provider: str, model: str, source: str, month: str, event_id: str, occurred_at: datetime
+) -> Alert:
+    """Spend on a model without a catalogue price: once per org, model and month."""
+    how = {"unpriced": "counted at zero", "fallback": "rated with the fallback model's price"}.get(source, source)
+    return Alert(
+        kind=AlertKind.UNPRICED.value,
+        dedup_key=f"{org_id}|model/{provider}/{model}|monthly|{month}|unpriced|0",
+        org_id=org_id,
+        scope=f"model/{model}",
+        period="monthly",
+        period_key=month,
+        event_id=event_id,
+        occurred_at=occurred_at.isoformat(),
+        detected_at=datetime.now(occurred_at.tzinfo).isoformat(),
+        reason=f"{provider}/{model} has no price in the catalogue: its requests are {how}",
+    )
+
+
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(Alert)
 
@@ -128,7 +149,7 @@ def severity_of(alert: Alert) -> Severity:
     if alert.kind == AlertKind.BUDGET_STAGE:
         stage = alert.stage or 0
         return Severity.CRITICAL if stage >= 100 else Severity.WARNING if stage >= 80 else Severity.INFO
-    if alert.kind in (AlertKind.PROJECTED_EXCEED, AlertKind.SPIKE):
+    if alert.kind in (AlertKind.PROJECTED_EXCEED, AlertKind.SPIKE, AlertKind.UNPRICED):
         return Severity.WARNING
     return Severity.INFO
 
@@ -254,7 +275,7 @@ def _targets(
     key = _resolve(body.get("routing_key"), f"{where}.routing_key", env)
     if key is None:
         key = str(body["routing_key"])
-    elif not re.match(r"^[A-Za-z0-9]{32}$", key):
+    elif not re.fullmatch(r"[A-Za-z0-9]{32}", key):
         raise AlertConfigError(f"{where}.routing_key", "a PagerDuty integration key is 32 letters and digits")
     return (key,), True
 
@@ -272,7 +293,7 @@ def _quiet_hours(spec: Any, where: str) -> QuietHours | None:
     return QuietHours(_clock(spec.get("from"), f"{where}.from"), _clock(spec.get("to"), f"{where}.to"), zone)
 
 
-ROUTABLE_KINDS = ("budget_stage", "cap_denied", "projected_exceed", "spike")
+ROUTABLE_KINDS = ("budget_stage", "cap_denied", "projected_exceed", "spike", "unpriced")
 
 
 @dataclass(frozen=True, slots=True)

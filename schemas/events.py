@@ -64,6 +64,7 @@ Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS_PER_EVENT)]
 MetaKey = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.\-]{1,64}" + END_OF_TEXT)]
 MetaValue = Annotated[str, msgspec.Meta(max_length=256)]
 Status = Literal["success", "error", "cancelled"]
+ServiceTier = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}" + END_OF_TEXT, description="lower-case")]
 
 
 class UsageEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -88,6 +89,10 @@ class UsageEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     status: Status = "success"
     latency_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_LATENCY_MS)] | None = None
     metadata: Annotated[dict[MetaKey, MetaValue], msgspec.Meta(max_length=MAX_METADATA_ENTRIES)] = {}
+    api_key_id: Id | None = None
+    """The proxy key that made the request (its id, never the secret): spend of ``apikey`` budgets."""
+    service_tier: ServiceTier | None = None
+    """The provider's service tier when not the standard one (``priority``, ``flex``): its prices apply."""
 
     @property
     def total_tokens(self) -> int:

@@ -78,6 +78,8 @@ def _title(alert: Alert, scope: str) -> str:
         return f"{alert.org_id}: {scope} is projected to exceed its budget"
     if alert.kind == AlertKind.SPIKE:
         return f"{alert.org_id}: usage spike on {scope}"
+    if alert.kind == AlertKind.UNPRICED:
+        return f"{alert.org_id}: {scope} has no price; its spend is not counted in full"
     return f"{alert.org_id}: resolved: {scope}" + (f" ({alert.reason})" if alert.reason else "")
 
 
@@ -106,6 +108,8 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
         facts.append(("In the bucket", f"{_usd(observed)} against {_usd(expected)} expected ({ratio})"))
     if alert.kind == AlertKind.CAP_DENIED and alert.reason:
         facts.append(("Denied", alert.reason))
+    if alert.kind == AlertKind.UNPRICED and alert.reason:
+        facts.append(("Why", alert.reason + "; add its price with spendstream prices import"))
     return facts
 
 

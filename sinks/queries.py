@@ -173,7 +173,7 @@ def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) 
         f"SELECT concat('{kind}/', {column}) AS scope, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events "
         "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
         "AND occurred_at < {end:DateTime64(6, 'UTC')}"
-        + (f" AND {column} != ''" if kind == "department" else "")
+        + (f" AND {column} != ''" if kind in ("department", "apikey") else "")
         + f" GROUP BY {column}"
         for kind, column in (
             ("org", "org_id"),
@@ -182,6 +182,7 @@ def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) 
             ("feature", "feature"),
             ("model", "model"),
             ("provider", "provider"),
+            ("apikey", "api_key_id"),
         )
     )
     return f"SELECT scope, cost_nanos FROM ({unions})", _range(org_id, start, end)

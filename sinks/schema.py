@@ -68,6 +68,8 @@ USAGE_COLUMNS = (
     "status",
     "latency_ms",
     "metadata",
+    "api_key_id",
+    "service_tier",
     "kafka_partition",
     "kafka_offset",
 )
@@ -189,12 +191,18 @@ def migrations(database: str) -> list[str]:
     status LowCardinality(String),
     latency_ms Nullable(UInt32),
     metadata Map(String, String),
+    api_key_id String DEFAULT '',
+    service_tier LowCardinality(String) DEFAULT '',
     kafka_partition UInt32,
     kafka_offset UInt64,
     ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = MergeTree
 ORDER BY (org_id, occurred_at, event_id)
 SETTINGS non_replicated_deduplication_window = 1000""",
+        # columns added after the first release: a table made before gains them (each a no-op once there)
+        f"ALTER TABLE {db}.usage_events ADD COLUMN IF NOT EXISTS api_key_id String DEFAULT '' AFTER metadata",
+        f"ALTER TABLE {db}.usage_events ADD COLUMN IF NOT EXISTS service_tier LowCardinality(String) DEFAULT '' "
+        "AFTER api_key_id",
         *_rollup(db, "usage_hourly", "toStartOfHour(occurred_at)"),
         *_rollup(db, "usage_daily", "toDateTime(toStartOfDay(occurred_at), 'UTC')"),
         f"""CREATE TABLE IF NOT EXISTS {db}.config_audit (

@@ -53,6 +53,8 @@ def usage_row(event: UsageEvent, cost_nanos: int, price_source: str, partition: 
         event.status,
         event.latency_ms,
         event.metadata,
+        event.api_key_id or "",
+        event.service_tier or "",
         partition,
         offset,
     )

@@ -22,9 +22,6 @@ import faust
 import httpx
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from confluent_kafka import Consumer, KafkaException
-from confluent_kafka import TopicPartition as CTopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from enforcement.keys import KeyLayout, PeriodKeys
@@ -36,13 +33,14 @@ from sinks.usage_store import UsageStore
 from streams.alerting import AlertDispatcher
 from streams.config_records import ConfigRecord, ConfigState
 from streams.insights_runner import InsightsRunner
+from streams.kafka_admin import ensure_topics, read_config
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline
-from streams.processing import Message
+from streams.processing import Bounds, Message
 from streams.redis_apply import RedisApplier
 from streams.topics import Topics
 
-__all__ = ["Worker", "build", "ensure_topics"]
+__all__ = ["Worker", "build"]
 
 log = logging.getLogger("spendstream.worker")
 
@@ -66,62 +64,6 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
 
 
 faust_aiokafka.Transport.Consumer = _PromptFetchConsumer
-
-
-def ensure_topics(bootstrap: str, topics: Topics) -> None:
-    """Create the topics that do not exist yet, with their partitions, retention and compaction."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [
-        NewTopic(spec.name, num_partitions=spec.partitions, replication_factor=-1, config=spec.config)
-        for spec in topics.specs()
-        if spec.name not in existing
-    ]
-    if not wanted:
-        return
-    for name, future in admin.create_topics(wanted).items():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
-        log.info("created topic %s", name)
-
-
-def read_config(bootstrap: str, topic: str) -> tuple[list[tuple[ConfigRecord, int, int]], dict[int, int]]:
-    """Every record of the config topic up to its current end, and the next offset per partition."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "spendstream-config-reader",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        records: list[tuple[ConfigRecord, int, int]] = []
-        ends: dict[int, int] = {}
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(CTopicPartition(topic, partition), timeout=10)
-            ends[partition] = high
-            if high <= low:
-                continue
-            consumer.assign([CTopicPartition(topic, partition, low)])
-            while True:
-                message = consumer.poll(5.0)
-                if message is None:
-                    break
-                if message.error():
-                    raise KafkaException(message.error())
-                key = (message.key() or b"").decode()
-                offset = int(message.offset() or 0)
-                records.append((ConfigRecord(key, message.value()), partition, offset))
-                if offset >= high - 1:
-                    break
-        return records, ends
-    finally:
-        consumer.close()
 
 
 class Worker:
@@ -161,6 +103,10 @@ class Worker:
             broker_heartbeat_interval=3.0,
             broker_max_poll_records=10_000,
             stream_buffer_maxsize=50_000,
+            # A stop or rebalance does not wait for held messages to be acknowledged: a batch that failed
+            # (and so is never acknowledged) kept the worker from stopping at all. What is not acknowledged is
+            # not committed, and its redelivery is recognised exactly by the offset watermarks.
+            stream_wait_empty=False,
             producer_linger_ms=1,
             producer_acks=-1,
         )
@@ -174,6 +120,11 @@ class Worker:
             sink_rows,
             sink_interval_s,
             config=ConfigState(os.environ),
+            bounds=Bounds(
+                settings.stream.max_event_bytes,
+                timedelta(seconds=settings.stream.max_future_s),
+                timedelta(days=settings.stream.max_age_days),
+            ),
         )
         self._alerts_topic = self.app.topic(self.topics.alerts, value_type=bytes, key_type=bytes)
         self.dispatcher = AlertDispatcher(
@@ -236,6 +187,12 @@ class Worker:
 
         @app.agent(self._usage_topic, name="usage")
         async def usage(stream: Any) -> None:
+            try:
+                await consume(stream)
+            except Exception as exc:  # noqa: BLE001 - any failure ends the worker, loudly, with exit code 1
+                self._crash("the usage agent", exc)
+
+        async def consume(stream: Any) -> None:
             async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
                 messages = []
                 for event in events:
@@ -305,6 +262,18 @@ class Worker:
 
         @app.agent(self._alerts_topic, name="alerts")
         async def alerts(stream: Any) -> None:
+            try:
+                await deliver(stream)
+            except Exception as exc:  # noqa: BLE001 - any failure ends the worker, loudly, with exit code 1
+                self._crash("the alerts agent", exc)
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def watchdog() -> None:
+            for name, service in (("the consumer", app.consumer), ("the fetcher", app._fetcher)):
+                if service.crashed:
+                    self._crash(name, service.crash_reason or RuntimeError("crashed"))
+
+        async def deliver(stream: Any) -> None:
             async for events in stream.take_events(200, within=0.01):
                 for event in events:
                     event.message.incref()  # a stop mid-delivery must not commit: acked below, once delivered
@@ -341,6 +310,16 @@ class Worker:
             async def forecast_timer() -> None:
                 if await self._runs_insights():
                     await self._safely("forecasts", self.insights.forecast_tick)
+
+    def _crash(self, what: str, exc: BaseException) -> None:
+        """A part the worker cannot go on without has failed: end the process at once with exit code 1, so its
+        supervisor restarts it. Offsets are committed only after their effects are durable, so ending here
+        loses nothing, and the restart re-reads what was not committed. Faust's graceful stop is not used: it
+        acknowledges the events buffered behind the failed batch, and for a group with no commit yet it then
+        commits past the unacknowledged gap."""
+        log.critical("%s failed (%r); the worker exits so that it is restarted", what, exc, exc_info=exc)
+        logging.shutdown()
+        os._exit(1)
 
     async def _safely(self, task: str, run: Callable[[], Awaitable[Any]]) -> None:
         """Run one round of a timer. A failure (Redis or ClickHouse unreachable) is logged and counted and
@@ -408,10 +387,15 @@ class Worker:
         handled_at, event_ts = self._last_batch
         return now - handled_at > 2.0 or handled_at - event_ts < self.settings.insights.spike_lag_s
 
-    def run(self) -> None:
-        """Run until stopped (SIGTERM or SIGINT); flushes what it holds on the way out."""
+    def run(self) -> int:
+        """Run until stopped (SIGTERM or SIGINT); flushes what it holds on the way out. The exit code: 0 after a
+        stop; 1 when the usage or alerts agent, the consumer or its fetcher failed (see :meth:`_crash`)."""
         worker = faust.Worker(self.app, loglevel="WARNING", quiet=True)
-        worker.execute_from_commandline()
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as stopped:
+            return stopped.code if isinstance(stopped.code, int) else 1
+        return 0
 
 
 def senders(settings: Settings) -> Senders:

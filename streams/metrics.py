@@ -17,6 +17,9 @@ class WorkerMetrics:
             "spendstream_events_dead_lettered", "Events sent to the dead-letter topic", ["field"]
         )
         self.unpriced = Counter("spendstream_events_unpriced", "Events rated without a catalogue price", ["source"])
+        self.dlq_failures = Counter(
+            "spendstream_dlq_send_failures", "Dead letters the broker did not take (retried until it does)"
+        )
         self.alerts = Counter("spendstream_alerts_emitted", "Alerts produced to alerts.v1", ["kind"])
         self.lag = Gauge("spendstream_consumer_lag_messages", "Messages behind the partition's end", ["partition"])
         self.batch_size = Histogram(

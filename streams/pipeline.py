@@ -18,23 +18,38 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import BusyLoadingError, ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from enforcement.budget_store import encode_budget
 from enforcement.decision import SettleResult, StageCrossing
-from schemas.alerts import Alert, AlertKind, encode_alert
+from schemas.alerts import Alert, AlertKind, encode_alert, unpriced_alert
 from schemas.pricing import PriceCatalogue
 from sinks.usage_store import UsageRow, UsageStore, usage_row
 from streams.config_records import ConfigRecord, ConfigState
 from streams.metrics import WorkerMetrics
-from streams.processing import Message, Rated, process_batch
+from streams.processing import Bounds, DeadLetter, Message, Rated, process_batch
 from streams.redis_apply import RedisApplier
 from streams.topics import Topics
 
 __all__ = ["Pipeline", "Send"]
 
 log = logging.getLogger("spendstream.pipeline")
+
+# Redis answers that pass: unreachable, loading its data, a replica being promoted, out of memory until
+# something is freed. Anything else (a permission the worker lacks, a script error) is a fault that
+# retrying cannot mend: it ends the worker, loudly, so that its supervisor restarts it.
+_REDIS_PASSING = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    TryAgainError,
+    ClusterDownError,
+)
 
 # (topic, key, value, headers) -> waits until the broker has the record
 Send = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[None]]
@@ -80,6 +95,7 @@ class Pipeline:
         sink_interval_s: float = 1.0,
         max_buffered_rows: int = 50_000,
         config: ConfigState | None = None,
+        bounds: Bounds | None = None,
     ) -> None:
         self.topics = topics
         self.applier = applier
@@ -90,7 +106,9 @@ class Pipeline:
         self.sink_rows = sink_rows
         self.sink_interval_s = sink_interval_s
         self.max_buffered_rows = max_buffered_rows
+        self.bounds = bounds or Bounds()
         self.ch_watermarks: dict[int, int] = {}
+        self._unpriced_alerted: set[tuple[str, str, str, str]] = set()  # (org, provider, model, month)
         self._pending = _Pending()
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
@@ -108,10 +126,8 @@ class Pipeline:
         """Process one batch; ``acks`` are acknowledged once the batch is durable everywhere."""
         self.metrics.consumed.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
-        rated, dead = process_batch(messages, self.catalogue)
-        deliveries = [
-            self.send(self.topics.dlq, None, letter.original, letter.headers(self.topics.usage)) for letter in dead
-        ]
+        rated, dead = process_batch(messages, self.catalogue, datetime.now(UTC), self.bounds)
+        deliveries: list[Awaitable[None]] = [self._dead_letter(letter) for letter in dead]
         for letter in dead:
             self.metrics.dead_lettered.labels(letter.field.split("[")[0][:40]).inc()
         began = time.perf_counter()
@@ -138,15 +154,41 @@ class Pipeline:
         if self.buffered_rows() >= self.max_buffered_rows:
             await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
 
+    async def _dead_letter(self, letter: DeadLetter) -> None:
+        """Send a rejected record to the dead-letter topic; never lose it, never stop the stream for it.
+
+        The broker may refuse the letter itself (too large, say): then a letter that carries the reason,
+        the source and the broker's error but no payload goes instead. While the broker cannot be reached
+        at all, it retries: the batch is not acknowledged until every letter is on the topic."""
+        headers = letter.headers(self.topics.usage)
+        try:
+            await self.send(self.topics.dlq, None, letter.payload, headers)
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever the broker refused, a reference still goes
+            log.warning("dead letter from offset %d refused (%s); sending it by reference", letter.offset, exc)
+            headers = [*headers, ("spendstream-dlq-error", str(exc)[:512].encode())]
+        attempt = 0
+        while True:
+            try:
+                await self.send(self.topics.dlq, None, b"", headers)
+                return
+            except Exception:
+                attempt += 1
+                self.metrics.dlq_failures.inc()
+                log.warning("dead letter by reference failed (attempt %d), retrying", attempt, exc_info=True)
+                if self.stopping:
+                    raise
+                await asyncio.sleep(min(5.0, 0.05 * 2**attempt))
+
     async def _apply_until_done(self, rated: Sequence[Rated]) -> list[SettleResult]:
-        """Apply to Redis, retrying while it cannot be reached: the stream waits, nothing is skipped.
+        """Apply to Redis, retrying while it cannot answer: the stream waits, nothing is skipped.
 
         A retry is exact: events the failed attempt did apply are recognised by their offsets."""
         attempt = 0
         while True:
             try:
                 return await self.applier.apply(rated)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except _REDIS_PASSING as exc:
                 attempt += 1
                 self.metrics.redis_failures.inc()
                 log.warning("Redis apply failed (attempt %d), retrying the batch: %s", attempt, exc)
@@ -184,6 +226,7 @@ class Pipeline:
                 self.metrics.applied.inc()
                 if item.price_source != "catalogue":
                     self.metrics.unpriced.labels(item.price_source).inc()
+                    self._alert_unpriced(item, deliveries)
             elif result.duplicate:
                 self.metrics.duplicates.inc()
             elif result.stale:
@@ -197,6 +240,23 @@ class Pipeline:
                 deliveries.append(self.send(self.topics.alerts, key, value, None))
                 self.metrics.alerts.labels("budget_stage").inc()
         return rows
+
+    def _alert_unpriced(self, item: Rated, deliveries: list[Awaitable[None]]) -> None:
+        """Spend counted without a catalogue price: one alert per org, model and month (and per worker; the
+        alert's dedup_key keeps delivery to one per recipient)."""
+        if item.price_source == "proxy":
+            return  # the proxy's own cost: priced, just not by us
+        event = item.event
+        month = self.applier.periods_of(event.org_id, event.occurred_at).month
+        key = (event.org_id, event.provider, event.model, month)
+        if key in self._unpriced_alerted:
+            return
+        self._unpriced_alerted.add(key)
+        alert = unpriced_alert(
+            event.org_id, event.provider, event.model, item.price_source, month, event.event_id, event.occurred_at
+        )
+        deliveries.append(self.send(self.topics.alerts, event.org_id.encode(), encode_alert(alert), None))
+        self.metrics.alerts.labels(AlertKind.UNPRICED.value).inc()
 
     def flush_due(self) -> bool:
         pending = self._pending
@@ -267,10 +327,8 @@ class Pipeline:
             org_id = record.key.split("/", 1)[1]
             org = self.config.orgs.get(org_id)
             if org is not None:
-                await redis.hset(
-                    layout.org_settings(org_id),
-                    mapping={"tz": org.timezone, "on_redis_unavailable": org.on_redis_unavailable},
-                )
+                settings: dict[Any, Any] = dict(org.settings())
+                await redis.hset(layout.org_settings(org_id), mapping=settings)
         self.metrics.config_records.labels(record.kind).inc()
         row = (record.key, record.kind, (record.value or b"").decode(), int(record.value is None), partition, offset)
         await asyncio.to_thread(self.store.insert_config_audit, [row])

@@ -1,18 +1,36 @@
 """Decode and rate a batch of raw usage messages: pure, no I/O.
 
 Each message either becomes a :class:`Rated` event or a :class:`DeadLetter`
-carrying its original bytes, the reason, the field and its source offset.
+carrying its original bytes (up to :data:`DLQ_PAYLOAD_BYTES`: a larger record is
+dead-lettered by reference, its size and source kept), the reason, the field and
+its source offset. Bounds checked here, beyond the event's own schema: the
+record's size, the cost (an event rated above one million USD is a pricing
+error, such as a per-million price imported as per-token), and how far
+``occurred_at`` lies in the future or the past of the worker's clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from schemas.events import EventError, UsageEvent, decode_event
+from schemas.events import MAX_COST_NANOS, EventError, UsageEvent, decode_event
+from schemas.money import format_usd
 from schemas.pricing import PriceCatalogue, UnpricedModelError, rate
 
-__all__ = ["DeadLetter", "Message", "Rated", "process_batch"]
+__all__ = ["DLQ_PAYLOAD_BYTES", "Bounds", "DeadLetter", "Message", "Rated", "process_batch"]
+
+DLQ_PAYLOAD_BYTES = 16 * 1024  # a dead letter carries at most this much of the original record
+
+
+@dataclass(frozen=True, slots=True)
+class Bounds:
+    """What the stream accepts beyond the schema."""
+
+    max_event_bytes: int = 64 * 1024
+    max_future: timedelta = timedelta(hours=1)
+    max_age: timedelta = timedelta(days=400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +59,43 @@ class DeadLetter:
     partition: int
     offset: int
 
+    @property
+    def payload(self) -> bytes:
+        """The original record, or its first :data:`DLQ_PAYLOAD_BYTES` when it is larger."""
+        return self.original[:DLQ_PAYLOAD_BYTES]
+
     def headers(self, topic: str) -> list[tuple[str, bytes]]:
-        return [
-            ("spendstream-reason", self.reason.encode()),
-            ("spendstream-field", self.field.encode()),
+        headers = [
+            ("spendstream-reason", self.reason[:1024].encode()),
+            ("spendstream-field", self.field[:256].encode()),
             ("spendstream-source", f"{topic}:{self.partition}:{self.offset}".encode()),
+            ("spendstream-original-bytes", str(len(self.original)).encode()),
         ]
+        if len(self.original) > DLQ_PAYLOAD_BYTES:
+            headers.append(("spendstream-truncated", b"1"))
+        return headers
 
 
-def process_batch(messages: Sequence[Message], catalogue: PriceCatalogue) -> tuple[list[Rated], list[DeadLetter]]:
+def _refusal(message: Message, value: bytes, bounds: Bounds, now: datetime) -> tuple[str, str] | UsageEvent:
+    """The decoded event, or (field, reason) why it is refused."""
+    if len(value) > bounds.max_event_bytes:
+        return "$", f"the record is {len(value)} bytes; a usage event may have at most {bounds.max_event_bytes}"
+    decoded = decode_event(value)
+    if isinstance(decoded, EventError):
+        return decoded.field, decoded.reason
+    if decoded.occurred_at > now + bounds.max_future:
+        return (
+            "$.occurred_at",
+            f"{decoded.occurred_at.isoformat()} is more than {bounds.max_future} ahead of the worker",
+        )
+    if decoded.occurred_at < now - bounds.max_age:
+        return "$.occurred_at", f"{decoded.occurred_at.isoformat()} is more than {bounds.max_age.days} days old"
+    return decoded
+
+
+def process_batch(
+    messages: Sequence[Message], catalogue: PriceCatalogue, now: datetime, bounds: Bounds = Bounds()
+) -> tuple[list[Rated], list[DeadLetter]]:
     rated: list[Rated] = []
     dead: list[DeadLetter] = []
     for message in messages:
@@ -58,14 +104,22 @@ def process_batch(messages: Sequence[Message], catalogue: PriceCatalogue) -> tup
                 DeadLetter(b"", "$", "empty message (a tombstone has no event)", message.partition, message.offset)
             )
             continue
-        decoded = decode_event(message.value)
-        if isinstance(decoded, EventError):
-            dead.append(DeadLetter(message.value, decoded.field, decoded.reason, message.partition, message.offset))
+        decoded = _refusal(message, message.value, bounds, now)
+        if isinstance(decoded, tuple):
+            dead.append(DeadLetter(message.value, decoded[0], decoded[1], message.partition, message.offset))
             continue
         try:
             rating = rate(decoded, catalogue)
         except UnpricedModelError as exc:
             dead.append(DeadLetter(message.value, "$.model", str(exc), message.partition, message.offset))
+            continue
+        if rating.cost_nanos > MAX_COST_NANOS:
+            cost, most = format_usd(rating.cost_nanos), format_usd(MAX_COST_NANOS)
+            reason = (
+                f"rated at {cost} ({rating.source.value}), above the {most} one request may cost: "
+                "check the price's unit (per token or per million tokens)"
+            )
+            dead.append(DeadLetter(message.value, "$.cost", reason, message.partition, message.offset))
             continue
         rated.append(
             Rated(

@@ -87,7 +87,13 @@ class RedisApplier:
                     rated = batch[position]
                     event = rated.event
                     subject = Subject.unchecked(
-                        event.org_id, event.user_id, event.department_id, event.feature, event.model, event.provider
+                        event.org_id,
+                        event.user_id,
+                        event.department_id,
+                        event.feature,
+                        event.model,
+                        event.provider,
+                        event.api_key_id,
                     )
                     items.append(
                         core.SettleItem(
