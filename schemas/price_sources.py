@@ -22,6 +22,7 @@ YAML overrides (prices in USD, per token unless ``unit`` says otherwise)::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -29,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from schemas.pricing import PriceCatalogue, PriceEntry, PricingError, TokenPrices, UnpricedPolicy
+from schemas.pricing import PriceCatalogue, PriceEntry, PricingError, TierPrices, TokenPrices, UnpricedPolicy
 
 __all__ = ["PriceFileError", "load_overrides", "parse_litellm_price_map"]
 
@@ -43,6 +44,19 @@ _LITELLM_FIELDS = {
     "cache_creation_input_token_cost": "cache_write",
     "output_cost_per_reasoning_token": "reasoning",
 }
+# Fields that change with the service tier and the prompt's length, as LiteLLM reads them.
+_TIERED_FIELDS = (
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "cache_read_input_token_cost",
+    "cache_creation_input_token_cost",
+)
+_SERVICE_TIERS = ("flex", "priority", "balanced", "ultrafast")  # suffixes of LiteLLM's tier prices
+_ABOVE = re.compile(
+    r"^(?:" + "|".join(_TIERED_FIELDS) + r")_above_(\d+)(k?)_tokens(?:_(" + "|".join(_SERVICE_TIERS) + r"))?$"
+)
+_INCLUSIVE_PROVIDERS = frozenset({"xai"})  # bill the higher tier once the prompt reaches the threshold
+_NOT_MODELLED = ("tiered_pricing", "off_peak_pricing")  # pricing rules the catalogue does not hold
 
 
 class PriceFileError(PricingError):
@@ -73,6 +87,63 @@ def _decimal(value: Any, where: str) -> Decimal:
     return result
 
 
+def _rates(spec: Mapping[str, Any], suffix: str, fallback: Mapping[str, Decimal | None], key: str) -> dict[str, Any]:
+    """The four tiered rates with ``suffix`` (a service tier's), each falling back to ``fallback`` (the
+    standard rate), as LiteLLM's ``get_cost_per_unit`` does."""
+    out: dict[str, Decimal | None] = {}
+    for source_field in _TIERED_FIELDS:
+        value = spec.get(source_field + suffix)
+        out[source_field] = (
+            _decimal(value, f"{key}.{source_field}{suffix}") if value is not None else fallback[source_field]
+        )
+    return out
+
+
+def _token_prices(rates: Mapping[str, Decimal | None], reasoning: Decimal | None) -> TokenPrices:
+    """LiteLLM bills a cache rate it does not know at the input rate, and reasoning at the output rate."""
+    values = {_LITELLM_FIELDS[f]: v for f, v in rates.items() if v is not None}
+    if reasoning is not None:
+        values["reasoning"] = reasoning
+    return TokenPrices(**values)
+
+
+def _tier(spec: Mapping[str, Any], key: str, tier: str | None, inclusive: bool) -> TierPrices:
+    """One service tier's base prices and context tiers (``tier`` None: the standard one)."""
+    suffix = f"_{tier}" if tier else ""
+    standard = {f: (_decimal(spec[f], f"{key}.{f}") if spec.get(f) is not None else None) for f in _TIERED_FIELDS}
+    base = _rates(spec, suffix, standard, key) if tier else standard
+    reasoning = spec.get("output_cost_per_reasoning_token")
+    reasoning_price = _decimal(reasoning, f"{key}.output_cost_per_reasoning_token") if reasoning is not None else None
+    thresholds: dict[int, str] = {}
+    for name, value in spec.items():
+        match = _ABOVE.match(name)
+        if match and value is not None and match.group(3) in (None, tier):
+            tokens = int(match.group(1)) * (1000 if match.group(2) else 1)
+            thresholds[tokens] = f"{match.group(1)}{match.group(2)}"
+    above: list[tuple[int, TokenPrices]] = []
+    current = base
+    for tokens in sorted(thresholds):
+        label = thresholds[tokens]
+        current = _rates_above(spec, label, suffix, current, key)
+        above.append((tokens, _token_prices(current, reasoning_price)))
+    return TierPrices(_token_prices(base, reasoning_price), tuple(above), inclusive)
+
+
+def _rates_above(
+    spec: Mapping[str, Any], label: str, suffix: str, current: Mapping[str, Decimal | None], key: str
+) -> dict[str, Decimal | None]:
+    """Rates once the prompt exceeds ``label`` tokens: the tier's own, else the standard tier's, else
+    what applied below the threshold."""
+    out: dict[str, Decimal | None] = {}
+    for source_field in _TIERED_FIELDS:
+        name = f"{source_field}_above_{label}_tokens"
+        value = spec.get(name + suffix) if suffix else None
+        if value is None:
+            value = spec.get(name)
+        out[source_field] = _decimal(value, f"{key}.{name}") if value is not None else current[source_field]
+    return out
+
+
 def parse_litellm_price_map(text: str | bytes, effective_from: datetime) -> list[PriceEntry]:
     """Entries for every model of LiteLLM's ``model_prices_and_context_window.json``
     that has per-token input and output prices; others (images, audio per
@@ -80,7 +151,11 @@ def parse_litellm_price_map(text: str | bytes, effective_from: datetime) -> list
 
     The provider is ``litellm_provider``; a model key that starts with
     ``provider/`` has that prefix removed, so events name models as the
-    provider does."""
+    provider does. Context tiers (``*_above_200k_tokens``) and service tiers
+    (``*_priority``, ``*_flex``, and their context tiers) are kept, resolved the
+    way LiteLLM's cost calculator resolves them; a model priced by rules the
+    catalogue does not hold (``tiered_pricing`` tables, off-peak hours) is
+    marked inexact, so the cost the proxy reports for it wins."""
     try:
         data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
@@ -94,12 +169,20 @@ def parse_litellm_price_map(text: str | bytes, effective_from: datetime) -> list
         provider = spec.get("litellm_provider")
         if not isinstance(provider, str) or "input_cost_per_token" not in spec or "output_cost_per_token" not in spec:
             continue
+        if spec.get("input_cost_per_token") is None or spec.get("output_cost_per_token") is None:
+            continue
         model = key[len(provider) + 1 :] if key.startswith(provider + "/") else key
-        values: dict[str, Decimal] = {}
-        for source_field, token_type in _LITELLM_FIELDS.items():
-            if spec.get(source_field) is not None:
-                values[token_type] = _decimal(spec[source_field], f"{key}.{source_field}")
-        entries.append(PriceEntry(provider, model, effective_from, TokenPrices(**values)))
+        inclusive = provider in _INCLUSIVE_PROVIDERS
+        standard = _tier(spec, key, None, inclusive)
+        tiers = tuple(
+            (tier, _tier(spec, key, tier, inclusive))
+            for tier in _SERVICE_TIERS
+            if any(spec.get(f"{f}_{tier}") is not None for f in _TIERED_FIELDS)
+        )
+        exact = not any(spec.get(rule) for rule in _NOT_MODELLED)
+        entries.append(
+            PriceEntry(provider, model, effective_from, standard.base, standard.above, tiers, inclusive, exact)
+        )
     return entries
 
 

@@ -8,11 +8,21 @@ event's ``occurred_at``. An org may have a discount (a fraction off).
 Rating multiplies exactly in ``Decimal`` and rounds once, half-even, to
 nano-USD (:func:`schemas.money.round_nanos`).
 
+An entry may price long requests and service tiers differently, as
+providers do: ``above`` holds context tiers (when the prompt, that is input +
+cache read + cache write tokens, exceeds a threshold, the whole request takes
+that tier's prices), and ``service_tiers`` holds the prices of tiers such as
+``priority`` or ``flex`` (each with context tiers of its own). An event's
+``service_tier`` picks one; a tier the entry does not price bills at the
+standard prices, as LiteLLM does.
+
 Which price wins, in order: the catalogue's entry for the event's provider
-and model; else the cost the proxy already reported on the event; else the
+and model (unless the entry is marked inexact, because its source prices the
+model in ways the catalogue does not model, and the proxy reported a cost);
+else the cost the proxy already reported on the event; else the
 unpriced-model policy (``reject``, ``zero`` or ``fallback``). Anything but
 the catalogue is flagged on the :class:`Rating` so that unpriced spend is
-visible.
+visible. An org's discount applies to every cost, the proxy's included.
 """
 
 from __future__ import annotations
@@ -25,14 +35,16 @@ from decimal import Decimal
 from enum import StrEnum
 
 from schemas.events import UsageEvent
-from schemas.money import NanoUSD, round_nanos
+from schemas.money import NANOS_PER_USD, NanoUSD, round_nanos
 
 __all__ = [
+    "SERVICE_TIER_ALIASES",
     "PriceCatalogue",
     "PriceEntry",
     "PricingError",
     "Rating",
     "RatingSource",
+    "TierPrices",
     "TokenPrices",
     "UnpricedModelError",
     "UnpricedPolicy",
@@ -94,16 +106,62 @@ class TokenPrices:
         )
 
 
+SERVICE_TIER_ALIASES = {"fast": "priority"}
+"""Service tier names that bill as another tier (LiteLLM's mapping)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TierPrices:
+    """The prices of one service tier: its base prices and its context tiers.
+
+    ``above`` is ascending by threshold and each entry is complete (fields a source leaves out are
+    already filled from the tier below), so the highest threshold the prompt exceeds decides."""
+
+    base: TokenPrices
+    above: tuple[tuple[int, TokenPrices], ...] = ()
+    inclusive: bool = False  # a prompt of exactly the threshold already takes the higher tier
+
+    def __post_init__(self) -> None:
+        thresholds = [threshold for threshold, _ in self.above]
+        if thresholds != sorted(set(thresholds)) or any(t < 0 for t in thresholds):
+            raise PricingError("context tiers must have distinct thresholds >= 0, in ascending order")
+
+    def for_prompt(self, prompt_tokens: int) -> TokenPrices:
+        chosen = self.base
+        for threshold, prices in self.above:
+            if prompt_tokens > threshold or (self.inclusive and prompt_tokens == threshold):
+                chosen = prices
+            else:
+                break
+        return chosen
+
+
 @dataclass(frozen=True, slots=True)
 class PriceEntry:
     provider: str
     model: str
     effective_from: datetime
     prices: TokenPrices
+    above: tuple[tuple[int, TokenPrices], ...] = ()  # the standard tier's context tiers
+    service_tiers: tuple[tuple[str, TierPrices], ...] = ()  # ("priority", ...), ("flex", ...)
+    inclusive: bool = False  # thresholds are reached at equality (xAI), not only when exceeded
+    exact: bool = True  # False: the source prices this model in ways not modelled here; a proxy cost wins
 
     def __post_init__(self) -> None:
         if self.effective_from.tzinfo is None:
             raise PricingError(f"{self.provider}/{self.model}: effective_from must carry a time zone")
+        TierPrices(self.prices, self.above)  # validates the thresholds
+
+    def prices_for(self, event: UsageEvent) -> TokenPrices:
+        """The prices of this event's service tier and prompt length."""
+        prompt = event.input_tokens + event.cache_read_tokens + event.cache_write_tokens
+        tier = event.service_tier
+        if tier:
+            name = SERVICE_TIER_ALIASES.get(tier, tier)
+            for tier_name, prices in self.service_tiers:
+                if tier_name == name:
+                    return prices.for_prompt(prompt)
+        return TierPrices(self.prices, self.above, self.inclusive).for_prompt(prompt)
 
 
 class UnpricedPolicy(StrEnum):
@@ -189,13 +247,19 @@ class PriceCatalogue:
         return self._entries
 
 
+def _discounted(amount: Decimal, event: UsageEvent, catalogue: PriceCatalogue) -> Decimal:
+    discount = catalogue.discounts.get(event.org_id)
+    return amount * (1 - discount) if discount else amount
+
+
 def rate(event: UsageEvent, catalogue: PriceCatalogue) -> Rating:
     """Price one event. Raises :class:`UnpricedModelError` only under the ``reject`` policy."""
     entry = catalogue.lookup(event.provider, event.model, event.occurred_at)
-    if entry is not None:
+    if entry is not None and (entry.exact or event.cost_nanos is None):
         source = RatingSource.CATALOGUE
     elif event.cost_nanos is not None:
-        return Rating(cost_nanos=NanoUSD(event.cost_nanos), source=RatingSource.PROXY)
+        amount = _discounted(Decimal(event.cost_nanos) / NANOS_PER_USD, event, catalogue)
+        return Rating(cost_nanos=round_nanos(amount), source=RatingSource.PROXY)
     elif catalogue.unpriced_policy is UnpricedPolicy.REJECT:
         raise UnpricedModelError(event.provider, event.model)
     elif catalogue.unpriced_policy is UnpricedPolicy.ZERO:
@@ -206,8 +270,5 @@ def rate(event: UsageEvent, catalogue: PriceCatalogue) -> Rating:
         if entry is None:
             return Rating(cost_nanos=NanoUSD(0), source=RatingSource.UNPRICED)
         source = RatingSource.FALLBACK
-    amount = entry.prices.cost_usd(event)
-    discount = catalogue.discounts.get(event.org_id)
-    if discount:
-        amount = amount * (1 - discount)
+    amount = _discounted(entry.prices_for(event).cost_usd(event), event, catalogue)
     return Rating(cost_nanos=round_nanos(amount), source=source)

@@ -14,6 +14,7 @@ from schemas import (
     UsageEvent,
     rate,
 )
+from schemas.pricing import TierPrices
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 JUNE = datetime(2024, 6, 1, tzinfo=UTC)
@@ -185,3 +186,79 @@ def test_bad_prices_are_refused() -> None:
         TokenPrices(input=Decimal(0), output=0.5)  # type: ignore[arg-type]
     with pytest.raises(PricingError, match="time zone"):
         PriceEntry("openai", "gpt-4o", datetime(2024, 1, 1), GPT)
+
+
+def test_a_discount_applies_to_proxy_reported_costs_too(catalogue: PriceCatalogue) -> None:
+    """The README promised a discount on every event; a proxy-reported cost skipped it."""
+    catalogue.set_discount("acme", Decimal("0.25"))
+    reported = UsageEvent(
+        event_id="e",
+        occurred_at=JUNE,
+        org_id="acme",
+        user_id="u",
+        feature="f",
+        provider="openai",
+        model="mystery",
+        cost_nanos=1_000_003,
+    )
+    rated = rate(reported, catalogue)
+    assert (rated.cost_nanos, rated.source) == (750_002, RatingSource.PROXY)  # 750,002.25 rounds half-even once
+    other = UsageEvent(**{**{f: getattr(reported, f) for f in reported.__struct_fields__}, "org_id": "globex"})
+    assert rate(other, catalogue).cost_nanos == 1_000_003
+
+
+LONG = PriceEntry(
+    "gemini",
+    "gemini-2.5-pro",
+    T0,
+    TokenPrices(Decimal("1.25") / M, Decimal("10") / M, cache_read=Decimal("0.125") / M),
+    above=((200_000, TokenPrices(Decimal("2.5") / M, Decimal("15") / M, cache_read=Decimal("0.25") / M)),),
+    service_tiers=(
+        (
+            "priority",
+            TierPrices(
+                TokenPrices(Decimal("2.25") / M, Decimal("18") / M),
+                ((200_000, TokenPrices(Decimal("4.5") / M, Decimal("27") / M)),),
+            ),
+        ),
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "tier", "expected"),
+    [
+        ({"input_tokens": 200_000, "output_tokens": 1000}, None, 260_000_000),  # exactly the threshold: base
+        ({"input_tokens": 200_001, "output_tokens": 1000}, None, 515_002_500),  # above it: every token at the tier
+        ({"input_tokens": 190_000, "cache_read_tokens": 20_000, "output_tokens": 0}, None, 480_000_000),
+        ({"input_tokens": 1000, "output_tokens": 1000}, "priority", 20_250_000),
+        ({"input_tokens": 1000, "output_tokens": 1000}, "fast", 20_250_000),  # LiteLLM bills fast as priority
+        ({"input_tokens": 300_000, "output_tokens": 1000}, "priority", 1_377_000_000),
+        ({"input_tokens": 1000, "output_tokens": 1000}, "flex", 11_250_000),  # no flex prices here: standard
+    ],
+)
+def test_context_and_service_tiers(tokens: dict[str, int], tier: str | None, expected: int) -> None:
+    """Long-context and service-tier prices were ignored: a 300k-token prompt was billed at the base rate."""
+    catalogue = PriceCatalogue.of([LONG])
+    ev = UsageEvent(
+        event_id="e",
+        occurred_at=JUNE,
+        org_id="acme",
+        user_id="u",
+        feature="f",
+        provider="gemini",
+        model="gemini-2.5-pro",
+        service_tier=tier,
+        **tokens,  # type: ignore[arg-type]
+    )
+    assert rate(ev, catalogue).cost_nanos == expected
+
+
+def test_an_inexact_entry_yields_to_the_proxy_cost() -> None:
+    """A model priced by rules the catalogue does not hold (tiered tables, off-peak hours): the proxy's cost wins."""
+    inexact = PriceEntry("openai", "gpt-4o", T0, GPT, exact=False)
+    catalogue = PriceCatalogue.of([inexact])
+    with_cost = event(input_tokens=1000, cost_nanos=3_000_000)
+    assert (rate(with_cost, catalogue).cost_nanos, rate(with_cost, catalogue).source) == (3_000_000, RatingSource.PROXY)
+    without = event(input_tokens=1000)
+    assert (rate(without, catalogue).cost_nanos, rate(without, catalogue).source) == (2_500_000, RatingSource.CATALOGUE)
