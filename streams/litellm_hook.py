@@ -5,48 +5,61 @@ Use it in the proxy's config::
     litellm_settings:
       callbacks: streams.litellm_hook.handler
 
-The subject of a request: the org from the request's ``metadata.spendstream_org_id`` (else the key's
-``org_id``, else ``SPENDSTREAM_LITELLM_DEFAULT_ORG``), the department from
-``metadata.spendstream_department_id`` (else the key's team), the user from the request's ``user``
-(else the key's user), the feature from ``metadata.spendstream_feature`` (default ``chat``).
+Who a request spends as comes from the proxy's authenticated key (:mod:`streams.litellm_mapping`
+says how, and what a deployment whose keys carry no org can opt into); a request that names another
+org, department or user in its metadata is refused with 403.
 
-Before the call, the hook estimates the cost with LiteLLM's bundled price map and tokenizer (prompt
-tokens counted, output at ``max_tokens`` or the learned percentile) and reserves it; a denial is an
-HTTP 429 carrying our reason and the blocking scope. After a success it sends the UsageEvent, with
-the reservation's ``request_id``, to ``usage.v1``: the stream worker settles the reservation. After a
-failure it releases the reservation. Needs ``pip install spendstream[litellm]`` in the proxy's
-environment; settings come from the usual ``SPENDSTREAM_*`` variables.
+Before the call, the hook resolves the requested model as the proxy's router will (an alias such as
+``team-default`` becomes its deployment's provider and model), estimates the cost with LiteLLM's
+bundled price map (context tiers included) and tokenizer, and reserves it against those very scopes;
+a denial is an HTTP 429 carrying our reason and the blocking scope. After a success it validates
+and sends the UsageEvent (disjoint token counts, cache writes and service tier included; a response
+from LiteLLM's own cache is billed at zero), with the reservation's ``request_id``, to ``usage.v1``:
+the stream worker settles the reservation. An event that fails validation or that Kafka does not
+take is counted (``spendstream_litellm_events_lost_total{reason}``), logged, and its reservation
+released; the producer is flushed when the proxy stops. After a failed call the reservation is
+released. Needs ``pip install spendstream[litellm]`` in the proxy's environment; settings come from
+the usual ``SPENDSTREAM_*`` variables.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
-import os
+import time
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import litellm
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
+from prometheus_client import Counter
 
 from enforcement.client import AsyncCapClient
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
-from schemas.events import UsageEvent, encode_event
-from schemas.money import round_nanos
+from schemas.events import EventError, UsageEvent, decode_event, encode_event
 from schemas.price_sources import parse_litellm_price_map
 from schemas.pricing import PriceCatalogue
 from schemas.settings import Settings
+from streams.litellm_mapping import Identity, IdentityError, KeyView, identity, usage_event
 from streams.topics import Topics
 
 __all__ = ["SpendstreamHook", "handler"]
 
 log = logging.getLogger("spendstream.litellm")
 _META = "spendstream_request_id"
+_ROUTE_CACHE_S = 60.0
+
+LOST = Counter(
+    "spendstream_litellm_events_lost",
+    "Usage events the hook could not send (invalid, or refused by Kafka); their reservations are released",
+    ["reason"],
+)
 
 
 def _metadata(data: dict[str, Any]) -> dict[str, Any]:
@@ -79,57 +92,71 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
                 "compression.type": self.settings.kafka.compression,
             }
         )
-        self.default_org = os.environ.get("SPENDSTREAM_LITELLM_DEFAULT_ORG", "default")
         self.estimator = Estimator(self._bundled_prices())
+        self._routes: dict[str, tuple[float, str, str]] = {}  # alias -> (when, provider, model)
+        self._unsent: list[tuple[str, str]] = []  # (org, request_id) of events Kafka refused: to release
+        self._poller: asyncio.Task[None] | None = None
+        atexit.register(self.close)
 
     @staticmethod
     def _bundled_prices() -> PriceCatalogue:
         try:
             text = json.dumps(litellm.model_cost)
-            return PriceCatalogue.of(parse_litellm_price_map(text, datetime(2000, 1, 1, tzinfo=UTC)))
+            return PriceCatalogue.of(parse_litellm_price_map(text, datetime(1970, 1, 1, tzinfo=UTC)))
         except Exception:
-            log.exception("LiteLLM's price map could not be read; reservations estimate 0")
+            log.exception("LiteLLM's price map could not be read; every model is estimated as unpriced")
             return PriceCatalogue()
 
-    def _subject(self, data: dict[str, Any], key: Any) -> Subject:
-        metadata = _metadata(data)
-        org = metadata.get("spendstream_org_id") or getattr(key, "org_id", None) or self.default_org
-        department = metadata.get("spendstream_department_id") or getattr(key, "team_id", None)
-        user = data.get("user") or getattr(key, "user_id", None) or "anonymous"
-        feature = metadata.get("spendstream_feature") or "chat"
-        model = str(data.get("model") or "unknown")
-        provider = model.split("/", 1)[0] if "/" in model else "litellm"
-        return Subject(
-            org_id=str(org),
-            user_id=str(user),
-            department_id=department,
-            feature=str(feature),
-            model=model.rsplit("/", 1)[-1],
-            provider=provider,
-        )
+    def close(self) -> None:
+        """Flush what is still queued for Kafka (the proxy is stopping)."""
+        left = self.producer.flush(10)
+        if left:
+            LOST.labels("undelivered_at_exit").inc(left)
+            log.error("%d usage events were still undelivered when the proxy stopped", left)
+
+    def route(self, requested: str) -> tuple[str, str]:
+        """(provider, model) of the deployment the router sends ``requested`` to: the same resolution LiteLLM
+        reports after the call (``custom_llm_provider`` and ``model``), so reserve and settle name one scope."""
+        cached = self._routes.get(requested)
+        if cached is not None and time.monotonic() - cached[0] < _ROUTE_CACHE_S:
+            return cached[1], cached[2]
+        target = requested
+        try:
+            from litellm.proxy.proxy_server import llm_router  # noqa: PLC0415 - the running proxy's router
+
+            deployments = llm_router.get_model_list(model_name=requested) if llm_router is not None else None
+            models = {d["litellm_params"]["model"] for d in deployments or []}
+            if len(models) == 1:
+                target = models.pop()
+        except Exception:
+            log.debug("no router resolution for %s", requested, exc_info=True)
+        try:
+            model, provider, _, _ = litellm.get_llm_provider(model=target)
+        except Exception:  # noqa: BLE001 - a model LiteLLM does not know: keep its name
+            provider, model = target.split("/", 1) if "/" in target else ("unknown", target)
+        self._routes[requested] = (time.monotonic(), str(provider), str(model))
+        return str(provider), str(model)
 
     async def async_pre_call_hook(
         self, user_api_key_dict: Any, cache: Any, data: dict[str, Any], call_type: str
     ) -> dict[str, Any]:
+        conf = self.settings.litellm
         try:
-            subject = self._subject(data, user_api_key_dict)
+            who = identity(KeyView.of(user_api_key_dict), data, conf.default_org, conf.trust_request_user)
+            provider, model = self.route(str(data.get("model") or ""))
+            subject = Subject(who.org_id, who.user_id, who.department_id, who.feature, model, provider, who.api_key_id)
+        except IdentityError as exc:
+            raise HTTPException(status_code=exc.status, detail={"error": str(exc)}) from exc
         except SubjectError as exc:
             raise HTTPException(status_code=400, detail={"error": f"spendstream: {exc}"}) from exc
-        model = str(data.get("model") or "")
         try:
-            prompt_tokens = litellm.token_counter(model=model, messages=data.get("messages") or [])
+            prompt_tokens = litellm.token_counter(
+                model=str(data.get("model") or ""), messages=data.get("messages") or []
+            )
         except Exception:  # noqa: BLE001 - an unknown tokenizer: estimate from the output alone
             prompt_tokens = 0
-        entry_model = model.rsplit("/", 1)[-1]
-        provider = litellm.model_cost.get(entry_model, {}).get("litellm_provider", subject.provider or "")
         estimate = self.estimator.estimate(
-            provider,
-            entry_model,
-            subject.feature or "chat",
-            prompt_tokens,
-            data.get("max_tokens"),
-            datetime.now(UTC),
-            subject.org_id,
+            provider, model, who.feature, prompt_tokens, data.get("max_tokens"), datetime.now(UTC), who.org_id
         )
         request_id = f"llm-{uuid.uuid4().hex}"
         decision = await self.caps.reserve(subject, request_id, estimate)
@@ -141,10 +168,11 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
         metadata = _metadata(data)
         metadata[_META] = request_id
         metadata["spendstream_subject"] = {
-            "org_id": subject.org_id,
-            "department_id": subject.department_id,
-            "user_id": subject.user_id,
-            "feature": subject.feature,
+            "org_id": who.org_id,
+            "department_id": who.department_id,
+            "user_id": who.user_id,
+            "feature": who.feature,
+            "api_key_id": who.api_key_id,
         }
         return data
 
@@ -156,33 +184,70 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
         request_id = metadata.get(_META)
         if not subject or not request_id:
             return
-        usage = getattr(response_obj, "usage", None)
-        prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-        output = int(getattr(usage, "completion_tokens", 0) or 0)
-        details = getattr(usage, "prompt_tokens_details", None)
-        cached = int(getattr(details, "cached_tokens", 0) or 0)
-        reasoning = int(getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", 0) or 0)
-        cost = kwargs.get("response_cost")
-        event = UsageEvent(
-            event_id=str(kwargs.get("litellm_call_id") or request_id),
-            occurred_at=end_time.astimezone(UTC) if end_time.tzinfo else end_time.replace(tzinfo=UTC),
-            org_id=subject["org_id"],
-            department_id=subject.get("department_id"),
-            user_id=subject["user_id"],
-            feature=subject.get("feature") or "chat",
-            provider=str(kwargs.get("custom_llm_provider") or "litellm"),
-            model=str(kwargs.get("model") or "unknown"),
-            request_id=request_id,
-            input_tokens=max(0, prompt - cached),
-            cache_read_tokens=cached,
-            output_tokens=max(0, output - reasoning),
-            reasoning_tokens=reasoning,
-            # LiteLLM reports its cost as a float: read its shortest repr once, at the boundary.
-            cost_nanos=None if cost is None else round_nanos(Decimal(repr(float(cost)))),
-            latency_ms=max(0, int((end_time - start_time).total_seconds() * 1000)),
+        who = Identity(
+            subject["org_id"],
+            subject.get("department_id"),
+            subject["user_id"],
+            subject["feature"],
+            subject.get("api_key_id"),
         )
-        self.producer.produce(self.topic, key=event.org_id.encode(), value=encode_event(event))
-        self.producer.poll(0)
+        tier = getattr(response_obj, "service_tier", None) or (kwargs.get("optional_params") or {}).get("service_tier")
+        event = usage_event(
+            who,
+            event_id=str(kwargs.get("litellm_call_id") or request_id),
+            request_id=request_id,
+            provider=str(kwargs.get("custom_llm_provider") or "unknown"),
+            model=str(kwargs.get("model") or "unknown"),
+            end_time=end_time,
+            latency_ms=int((end_time - start_time).total_seconds() * 1000),
+            usage=getattr(response_obj, "usage", None),
+            cost=kwargs.get("response_cost"),
+            cache_hit=bool(kwargs.get("cache_hit")),
+            tier=tier,
+        )
+        await self.send(event)
+
+    async def send(self, event: UsageEvent) -> None:
+        """Produce a validated event; an invalid one, or one Kafka refuses, releases its reservation."""
+        encoded = encode_event(event)
+        checked = decode_event(encoded)  # the same validation the worker applies
+        if isinstance(checked, EventError):
+            LOST.labels("invalid").inc()
+            log.error("usage event %s not sent, it is invalid: %s", event.event_id, checked)
+            await self._release(event.org_id, event.request_id)
+            return
+
+        def delivered(error: KafkaError | None, _message: Any) -> None:
+            if error is not None:
+                LOST.labels("kafka").inc()
+                log.error("usage event %s was not delivered: %s", event.event_id, error)
+                self._unsent.append((event.org_id, event.request_id or ""))
+
+        try:
+            self.producer.produce(self.topic, key=event.org_id.encode(), value=encoded, on_delivery=delivered)
+        except (BufferError, KafkaException) as exc:
+            LOST.labels("kafka").inc()
+            log.error("usage event %s was not queued: %s", event.event_id, exc)
+            await self._release(event.org_id, event.request_id)
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll_deliveries())
+
+    async def _poll_deliveries(self, every_s: float = 0.2) -> None:
+        """Serve Kafka's delivery reports, and release the reservation of every event it did not take."""
+        while True:
+            self.producer.poll(0)
+            while self._unsent:
+                org_id, request_id = self._unsent.pop()
+                await self._release(org_id, request_id)
+            await asyncio.sleep(every_s)
+
+    async def _release(self, org_id: str, request_id: str | None) -> None:
+        if not request_id:
+            return
+        try:
+            await self.caps.release(org_id, request_id)
+        except Exception:
+            log.warning("releasing %s failed; it expires after its TTL", request_id, exc_info=True)
 
     async def async_post_call_failure_hook(self, *args: Any, **kwargs: Any) -> None:
         request_data = kwargs.get("request_data") or (args[0] if args and isinstance(args[0], dict) else {})
@@ -190,7 +255,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
         request_id = metadata.get(_META)
         subject = metadata.get("spendstream_subject")
         if request_id and subject:
-            await self.caps.release(subject["org_id"], request_id)
+            await self._release(subject["org_id"], request_id)
 
 
 handler = SpendstreamHook()

@@ -41,6 +41,19 @@ SCOPE_FIELDS = (
 )
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def litellm_bin() -> Path:
+    """The LiteLLM proxy's own virtualenv (scripts/setup-litellm): its ``litellm`` command."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "setup-litellm")], capture_output=True, text=True, timeout=1200, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return ROOT / ".venv-litellm" / "bin" / "litellm"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -219,7 +232,7 @@ def deployment(stack: Settings) -> Iterator[Deployment]:
         }
     )
     dep = Deployment(settings, env, metrics_port)
-    from streams.app import ensure_topics
+    from streams.kafka_admin import ensure_topics
 
     ensure_topics(settings.kafka.bootstrap, dep.topics)
     record = prices_overrides_record(PRICES)

@@ -1,9 +1,14 @@
-"""A real LiteLLM proxy (mock responses, its bundled price map and tokenizer, no network) with our hook:
-an allowed request ends up as a UsageEvent on Kafka that settles its reservation; an over-cap request
-is denied with our reason and the blocking scope."""
+"""A real LiteLLM proxy (mock responses, its bundled price map and tokenizer, no network) with our hook.
+
+Keys are authenticated by a custom auth module, as a key database would: each carries its org, team
+(department) and user. An allowed request to an aliased model ends up as a UsageEvent on Kafka that
+settles its reservation, counted against the deployment's model and provider and the key itself; a
+request naming another org is refused; over-cap requests are denied with our reason and the blocking
+scope, the model cap included."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,15 +19,30 @@ import pytest
 from enforcement.budget_store import apply_budgets
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
-from tests.streams.conftest import Deployment, free_port
+from tests.streams.conftest import ROOT, Deployment, free_port
 
 pytestmark = pytest.mark.stack
 
-ROOT = Path(__file__).resolve().parents[2]
-MASTER_KEY = "sk-test-master"
+ADA_KEY, BOB_KEY = "sk-acme-ada-0001", "sk-acme-bob-0002"
+CUSTOM_AUTH = f"""
+from fastapi import Request
+from litellm.proxy._types import UserAPIKeyAuth
+
+KEYS = {{
+    "{ADA_KEY}": {{"user_id": "ada", "team_id": "eng", "org_id": "acme"}},
+    "{BOB_KEY}": {{"user_id": "bob", "team_id": "eng", "org_id": "acme"}},
+}}
+
+
+async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
+    who = KEYS.get(api_key.removeprefix("Bearer ").strip())
+    if who is None:
+        raise Exception("unknown key")
+    return UserAPIKeyAuth(api_key=api_key.removeprefix("Bearer ").strip(), **who)
+"""
 CONFIG = """
 model_list:
-  - model_name: gpt-4o
+  - model_name: team-default
     litellm_params:
       model: openai/gpt-4o
       api_key: sk-not-used
@@ -30,32 +50,24 @@ model_list:
 litellm_settings:
   callbacks: streams.litellm_hook.handler
 general_settings:
-  master_key: sk-test-master
+  master_key: sk-test-master-key-for-the-e2e-test
+  custom_auth: custom_auth.user_api_key_auth
 """
 # LiteLLM's bundled prices for gpt-4o: 2.5 USD per million input tokens, 10 per million output.
 # The mock answers 10 prompt and 20 completion tokens: 10 x 2,500 + 20 x 10,000 nano-USD.
 COST = 225_000
 
 
-@pytest.fixture(scope="session")
-def litellm_bin() -> Path:
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "setup-litellm")], capture_output=True, text=True, timeout=1200, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return ROOT / ".venv-litellm" / "bin" / "litellm"
-
-
-def ask(port: int, user: str) -> httpx.Response:
+def ask(port: int, key: str, metadata: dict[str, str] | None = None) -> httpx.Response:
     return httpx.post(
         f"http://127.0.0.1:{port}/chat/completions",
-        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        headers={"Authorization": f"Bearer {key}"},
         json={
-            "model": "gpt-4o",
+            "model": "team-default",
             "messages": [{"role": "user", "content": "hi there"}],
-            "user": user,
+            "user": "whoever-the-caller-says",
             "max_tokens": 20,
-            "metadata": {"spendstream_org_id": "acme", "spendstream_department_id": "eng"},
+            "metadata": metadata or {},
         },
         timeout=60,
     )
@@ -69,13 +81,17 @@ def test_litellm_proxy_reserves_emits_and_is_denied_over_cap(
         dep.redis(),
         dep.layout,
         [OrgConfig("acme")],
-        [Budget("acme", ScopeKind.USER, "ada", Period.MONTHLY, 300_000, BudgetMode.HARD)],
+        [
+            Budget("acme", ScopeKind.USER, "ada", Period.MONTHLY, 300_000, BudgetMode.HARD),
+            Budget("acme", ScopeKind.MODEL, "gpt-4o", Period.MONTHLY, 3 * COST + COST // 2, BudgetMode.HARD),
+        ],
     )
     dep.start_worker()
     config = tmp_path / "litellm.yaml"
     config.write_text(CONFIG)
+    (tmp_path / "custom_auth.py").write_text(CUSTOM_AUTH)
     port = free_port()
-    env = {**dep.env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT)}
+    env = {**dep.env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
     env.pop("VIRTUAL_ENV", None)
     log = (tmp_path / "proxy.log").open("wb")
     proxy = subprocess.Popen(
@@ -88,35 +104,59 @@ def test_litellm_proxy_reserves_emits_and_is_denied_over_cap(
     try:
 
         def healthy() -> bool:
+            assert proxy.poll() is None, "the proxy exited during start-up"
             try:
                 return httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 
         dep.wait_for(healthy, 120, "the LiteLLM proxy")
-        allowed = ask(port, "ada")
+        allowed = ask(port, ADA_KEY)
         assert allowed.status_code == 200, allowed.text
         assert allowed.json()["choices"][0]["message"]["content"] == "Hello from the mock."
 
-        # The event reaches the worker through Kafka and settles the reservation.
+        # The event reaches the worker through Kafka and settles the reservation, as the key's identity, on
+        # the deployment's model and provider (the alias resolved), and on the key itself.
         client = dep.redis()
         resv_key, _ = dep.layout.reservations("acme")
+        ada_key_id = "apikey/" + hashlib.sha256(ADA_KEY.encode()).hexdigest()
 
         def settled() -> bool:
-            spent = dep.redis_spend("acme", datetime.now(UTC))
-            return spent["monthly"].get("user/ada") == COST and client.hlen(resv_key) == 0
+            spent = dep.redis_spend("acme", datetime.now(UTC))["monthly"]
+            return spent.get("user/ada") == COST and client.hlen(resv_key) == 0
 
         dep.wait_for(settled, 60, "the reservation settled by the usage event")
+        monthly = dep.redis_spend("acme", datetime.now(UTC))["monthly"]
+        assert {k: monthly.get(k) for k in ("department/eng", "model/gpt-4o", "provider/openai", ada_key_id)} == {
+            "department/eng": COST,
+            "model/gpt-4o": COST,
+            "provider/openai": COST,
+            ada_key_id: COST,
+        }
+        assert "user/whoever-the-caller-says" not in monthly
         db = dep.settings.clickhouse.database
         dep.wait_for(lambda: dep.ch_rows() == 1, 30, "the event in ClickHouse")
-        request_id, cost = dep.ch().query(f"SELECT request_id, cost_nanos FROM {db}.usage_events").result_rows[0]
-        assert request_id.startswith("llm-") and cost == COST
+        row = dep.ch().query(f"SELECT request_id, cost_nanos, api_key_id, model, provider FROM {db}.usage_events")
+        request_id, cost, api_key_id, model, provider = row.result_rows[0]
+        assert request_id.startswith("llm-") and cost == COST and (model, provider) == ("gpt-4o", "openai")
+        assert "apikey/" + api_key_id == ada_key_id
 
-        denied = ask(port, "ada")  # 225,000 spent + 225,000 estimated > 300,000
+        # A request that names another org is refused, whatever its key may do.
+        other_org = ask(port, ADA_KEY, {"spendstream_org_id": "globex"})
+        assert other_org.status_code == 403, other_org.text
+        assert "its key spends as 'acme'" in other_org.text
+
+        denied = ask(port, ADA_KEY)  # 225,000 spent + 225,000 estimated > 300,000
         assert denied.status_code == 429, denied.text
         body = denied.text
         assert "spendstream" in body and "user/ada monthly hard cap" in body and "user/ada/monthly" in body
-        assert ask(port, "bob").status_code == 200  # bob has no cap
+        # bob has no user cap, but the model cap on gpt-4o (asked for by its alias) holds
+        assert ask(port, BOB_KEY).status_code == 200
+        assert ask(port, BOB_KEY).status_code == 200
+        dep.wait_for(lambda: dep.ch_rows() == 3, 30, "bob's events in ClickHouse")
+        capped = ask(port, BOB_KEY)
+        assert capped.status_code == 429, capped.text
+        assert "model/gpt-4o/monthly" in capped.text
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- the proxy's log:\n{(tmp_path / 'proxy.log').read_text()[-3000:]}") from exc
     finally:

@@ -1,0 +1,210 @@
+"""What the LiteLLM hook decides, without LiteLLM: who a request is, and its UsageEvent. Pure.
+
+Identity comes from the proxy's authenticated key, never from what the caller writes in the request:
+
+* **org**: the key's ``org_id``; else ``spendstream_org_id`` in the key's (or its team's) metadata,
+  which only the proxy's admin sets; else ``SPENDSTREAM_LITELLM__DEFAULT_ORG`` when the deployment
+  opts in (one org); else the request is refused (403).
+* **department**: the key's ``team_id``; else ``spendstream_department_id`` in the key's metadata.
+* **user**: the key's ``user_id``; else, when ``SPENDSTREAM_LITELLM__TRUST_REQUEST_USER`` opts in,
+  the request's ``user``; else ``key-`` and the start of the key's hash (the key is the spender).
+* **feature**: ``spendstream_feature`` in the key's metadata pins it; else the request's
+  ``metadata.spendstream_feature``; else ``chat``. A feature budget is only as firm as the key pins it.
+* **api_key_id**: the key's hash as LiteLLM stores it (its ``token``), never the key.
+
+A request whose ``metadata`` names an org, department or user (``spendstream_org_id``,
+``spendstream_department_id``, ``spendstream_user_id``) other than its key's is refused with 403,
+and one naming the same is accepted: the metadata is never believed, only compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from schemas.events import UsageEvent
+from schemas.money import round_nanos
+
+__all__ = ["Identity", "IdentityError", "KeyView", "Tokens", "identity", "occurred_at", "tokens_of", "usage_event"]
+
+_STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "on_demand"})
+
+
+class IdentityError(ValueError):
+    """A request that may not run as it is; ``status`` is the HTTP answer (403)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class KeyView:
+    """What the hook reads of LiteLLM's ``UserAPIKeyAuth``."""
+
+    token: str | None
+    org_id: str | None
+    team_id: str | None
+    user_id: str | None
+    metadata: Mapping[str, Any]
+    team_metadata: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, key: Any) -> KeyView:
+        def text(name: str) -> str | None:
+            value = getattr(key, name, None)
+            return str(value) if value else None
+
+        def mapping(name: str) -> Mapping[str, Any]:
+            value = getattr(key, name, None)
+            return value if isinstance(value, Mapping) else {}
+
+        return cls(
+            text("token"),
+            text("org_id"),
+            text("team_id"),
+            text("user_id"),
+            mapping("metadata"),
+            mapping("team_metadata"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    org_id: str
+    department_id: str | None
+    user_id: str
+    feature: str
+    api_key_id: str | None
+
+
+def _from_meta(key: KeyView, name: str) -> str | None:
+    value = key.metadata.get(name) or key.team_metadata.get(name)
+    return str(value) if value else None
+
+
+def identity(
+    key: KeyView, body: Mapping[str, Any], default_org: str = "", trust_request_user: bool = False
+) -> Identity:
+    """The subject a request spends as (see the module's notes); :class:`IdentityError` when refused."""
+    org = key.org_id or _from_meta(key, "spendstream_org_id") or default_org
+    if not org:
+        raise IdentityError(
+            403, "spendstream: the key carries no org (set the key's org, or spendstream_org_id in its metadata)"
+        )
+    department = key.team_id or _from_meta(key, "spendstream_department_id")
+    request_meta = body.get("metadata")
+    request_meta = request_meta if isinstance(request_meta, Mapping) else {}
+    user = key.user_id
+    if not user and trust_request_user and isinstance(body.get("user"), str) and body["user"]:
+        user = body["user"]
+    if not user:
+        user = f"key-{(key.token or 'unknown')[:16]}"
+    for name, actual in (
+        ("spendstream_org_id", org),
+        ("spendstream_department_id", department),
+        ("spendstream_user_id", user),
+    ):
+        claimed = request_meta.get(name)
+        if claimed is not None and str(claimed) != (actual or ""):
+            raise IdentityError(
+                403, f"spendstream: the request names {name}={claimed!r}, but its key spends as {actual!r}"
+            )
+    pinned = _from_meta(key, "spendstream_feature")
+    asked = request_meta.get("spendstream_feature")
+    if pinned and asked and str(asked) != pinned:
+        raise IdentityError(403, f"spendstream: the key is pinned to feature {pinned!r}, the request names {asked!r}")
+    feature = pinned or (str(asked) if asked else "chat")
+    return Identity(org, department, user, feature, key.token)
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Disjoint token counts, as the UsageEvent bills them."""
+
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+    reasoning: int
+
+
+def _count(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def tokens_of(usage: Any) -> Tokens:
+    """LiteLLM's usage, made disjoint: its ``prompt_tokens`` include cache reads (``cached_tokens``) and
+    Anthropic's cache writes (``cache_creation_input_tokens``); its ``completion_tokens`` include reasoning."""
+    prompt = _count(getattr(usage, "prompt_tokens", 0))
+    completion = _count(getattr(usage, "completion_tokens", 0))
+    details = getattr(usage, "prompt_tokens_details", None)
+    cache_read = _count(getattr(details, "cached_tokens", 0)) or _count(getattr(usage, "cache_read_input_tokens", 0))
+    cache_write = _count(getattr(usage, "cache_creation_input_tokens", 0))
+    reasoning = _count(getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", 0))
+    return Tokens(
+        input=max(0, prompt - cache_read - cache_write),
+        output=max(0, completion - reasoning),
+        cache_read=min(cache_read, prompt),
+        cache_write=min(cache_write, max(0, prompt - cache_read)),
+        reasoning=min(reasoning, completion),
+    )
+
+
+def occurred_at(end_time: datetime) -> datetime:
+    """LiteLLM passes the end time naive, in the proxy host's local time: read it as local time, in UTC."""
+    return end_time.astimezone(UTC)
+
+
+def service_tier(value: Any) -> str | None:
+    """The tier the provider billed, lower-case; None for the standard tier."""
+    tier = str(value or "").strip().lower()
+    return None if tier in _STANDARD_TIERS else tier
+
+
+def usage_event(
+    who: Identity,
+    *,
+    event_id: str,
+    request_id: str,
+    provider: str,
+    model: str,
+    end_time: datetime,
+    latency_ms: int,
+    usage: Any,
+    cost: float | None,
+    cache_hit: bool,
+    tier: Any = None,
+) -> UsageEvent:
+    """The UsageEvent of one successful call. A response LiteLLM served from its own cache cost nothing: its
+    tokens are kept in metadata, and billed as zero."""
+    counts = Tokens(0, 0, 0, 0, 0) if cache_hit else tokens_of(usage)
+    metadata = {"litellm_cache_hit": "true"} if cache_hit else {}
+    return UsageEvent(
+        event_id=event_id,
+        occurred_at=occurred_at(end_time),
+        org_id=who.org_id,
+        department_id=who.department_id,
+        user_id=who.user_id,
+        feature=who.feature,
+        provider=provider,
+        model=model,
+        request_id=request_id,
+        input_tokens=counts.input,
+        output_tokens=counts.output,
+        cache_read_tokens=counts.cache_read,
+        cache_write_tokens=counts.cache_write,
+        reasoning_tokens=counts.reasoning,
+        # LiteLLM reports its cost as a float: read its shortest repr once, at the boundary.
+        cost_nanos=0 if cache_hit else (None if cost is None else round_nanos(Decimal(repr(float(cost))))),
+        latency_ms=max(0, latency_ms),
+        metadata=metadata,
+        api_key_id=who.api_key_id,
+        service_tier=None if cache_hit else service_tier(tier),
+    )

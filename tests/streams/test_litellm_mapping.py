@@ -1,0 +1,115 @@
+"""What the LiteLLM hook decides, without a proxy: identity from the key, disjoint tokens, the time in UTC."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+
+from streams.litellm_mapping import Identity, IdentityError, KeyView, identity, occurred_at, tokens_of, usage_event
+
+ACME_KEY = KeyView("a" * 64, "acme", "eng", "ada", {}, {})
+BARE_KEY = KeyView("b" * 64, None, None, None, {}, {})
+
+
+def test_identity_comes_from_the_key_not_the_request() -> None:
+    """The hook took org and department from the request's metadata and the user from its body."""
+    who = identity(ACME_KEY, {"user": "somebody-else", "metadata": {"spendstream_feature": "search"}})
+    assert who == Identity("acme", "eng", "ada", "search", "a" * 64)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{"spendstream_org_id": "globex"}, {"spendstream_department_id": "sales"}, {"spendstream_user_id": "bob"}],
+)
+def test_a_request_naming_another_identity_is_refused(metadata: dict[str, str]) -> None:
+    with pytest.raises(IdentityError) as info:
+        identity(ACME_KEY, {"metadata": metadata})
+    assert info.value.status == 403 and "its key spends as" in str(info.value)
+
+
+def test_naming_the_keys_own_identity_is_accepted() -> None:
+    who = identity(ACME_KEY, {"metadata": {"spendstream_org_id": "acme", "spendstream_department_id": "eng"}})
+    assert (who.org_id, who.department_id) == ("acme", "eng")
+
+
+def test_a_key_without_an_org_is_refused_unless_the_deployment_opts_in() -> None:
+    with pytest.raises(IdentityError, match="carries no org"):
+        identity(BARE_KEY, {"user": "ada"})
+    who = identity(BARE_KEY, {"user": "ada"}, default_org="solo")
+    assert (who.org_id, who.user_id) == ("solo", "key-bbbbbbbbbbbbbbbb")  # the key is the spender
+    assert identity(BARE_KEY, {"user": "ada"}, default_org="solo", trust_request_user=True).user_id == "ada"
+
+
+def test_key_metadata_set_by_the_admin_carries_org_department_and_a_pinned_feature() -> None:
+    key = KeyView("c" * 64, None, None, "ada", {"spendstream_org_id": "acme", "spendstream_feature": "ide"}, {})
+    assert identity(key, {}).feature == "ide"
+    team_key = KeyView(
+        "c" * 64, None, None, "ada", {}, {"spendstream_org_id": "acme", "spendstream_department_id": "x"}
+    )
+    assert (identity(team_key, {}).org_id, identity(team_key, {}).department_id) == ("acme", "x")
+    with pytest.raises(IdentityError, match="pinned"):
+        identity(key, {"metadata": {"spendstream_feature": "chat"}})
+
+
+def usage(**fields: object) -> SimpleNamespace:
+    details = SimpleNamespace(cached_tokens=fields.pop("cached", 0))
+    reasoning = SimpleNamespace(reasoning_tokens=fields.pop("reasoning", 0))
+    return SimpleNamespace(prompt_tokens_details=details, completion_tokens_details=reasoning, **fields)
+
+
+def test_anthropic_cache_writes_are_their_own_tokens() -> None:
+    """Cache-creation tokens were billed at the input price: cache_write_tokens was never set."""
+    counts = tokens_of(
+        usage(prompt_tokens=215_000, completion_tokens=1000, cached=10_000, cache_creation_input_tokens=5000)
+    )
+    assert (counts.input, counts.cache_read, counts.cache_write, counts.output) == (200_000, 10_000, 5000, 1000)
+    counts = tokens_of(usage(prompt_tokens=100, completion_tokens=50, cached=20, reasoning=30))
+    assert (counts.input, counts.cache_read, counts.cache_write, counts.output, counts.reasoning) == (80, 20, 0, 20, 30)
+
+
+def test_a_response_from_litellms_cache_costs_nothing() -> None:
+    """A cache hit was billed at full price."""
+    who = Identity("acme", "eng", "ada", "chat", None)
+    event = usage_event(
+        who,
+        event_id="e1",
+        request_id="r1",
+        provider="openai",
+        model="gpt-4o",
+        end_time=datetime(2026, 1, 1, tzinfo=UTC),
+        latency_ms=3,
+        usage=usage(prompt_tokens=1000, completion_tokens=500),
+        cost=0.0125,
+        cache_hit=True,
+    )
+    assert (event.input_tokens, event.output_tokens, event.cost_nanos, event.metadata) == (
+        0,
+        0,
+        0,
+        {"litellm_cache_hit": "true"},
+    )
+
+
+@pytest.fixture
+def berlin() -> Iterator[None]:
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Europe/Berlin"
+    time.tzset()
+    yield
+    if before is None:
+        os.environ.pop("TZ")
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_a_naive_end_time_is_the_hosts_local_time(berlin: None) -> None:
+    """LiteLLM passes a naive local end_time; labelled UTC, it put costs up to a day off on hosts not on UTC."""
+    local = datetime(2026, 7, 1, 0, 30)  # half past midnight in Berlin (CEST) is 22:30 UTC the day before
+    assert occurred_at(local) == datetime(2026, 6, 30, 22, 30, tzinfo=UTC)
+    assert occurred_at(datetime(2026, 7, 1, 0, 30, tzinfo=UTC)) == datetime(2026, 7, 1, 0, 30, tzinfo=UTC)
