@@ -19,8 +19,12 @@ def encode_budget(budget: Budget) -> tuple[str, str]:
     )
 
 
-def apply_budgets(redis: Any, layout: KeyLayout, orgs: Iterable[OrgConfig], budgets: Iterable[Budget]) -> int:
-    """Make Redis hold exactly these budgets for every org named (others untouched). Returns how many."""
+def apply_budgets(
+    redis: Any, layout: KeyLayout, orgs: Iterable[OrgConfig], budgets: Iterable[Budget], epoch: str | None = "applied"
+) -> int:
+    """Make Redis hold exactly these budgets for every org named (others untouched), and mark each org's
+    state loaded (``epoch``: what config it reflects; None leaves the mark to the caller, who writes it once
+    the counters are in place too). Returns how many budgets."""
     by_org: dict[str, dict[str, str]] = {}
     org_configs = {org.org_id: org for org in orgs}
     for budget in budgets:
@@ -32,7 +36,7 @@ def apply_budgets(redis: Any, layout: KeyLayout, orgs: Iterable[OrgConfig], budg
         pipe.delete(layout.budgets(org_id))
         if by_org.get(org_id):
             pipe.hset(layout.budgets(org_id), mapping=by_org[org_id])
-        pipe.hset(layout.org_settings(org_id), mapping=config.settings())
+        pipe.hset(layout.org_settings(org_id), mapping=config.settings() | ({"loaded": epoch} if epoch else {}))
     pipe.execute()
     return sum(len(v) for v in by_org.values())
 

@@ -145,6 +145,22 @@ class _Core:
             amount,
         )
 
+    def not_loaded(self, org_id: str, request_id: str, estimate: int) -> Decision:
+        """The org's cap state is not in Redis (lost with its data, or never applied): answer by the org's
+        policy, never as "no budget applies"."""
+        self.metrics.state_not_loaded.inc()
+        entry = self._orgs.get(org_id)
+        self._orgs.pop(org_id, None)  # read the org's settings again once its state is back
+        policy = entry.policy if entry else self.default_policy
+        what = f"the cap state of org {org_id} is not loaded in Redis (it is being restored, or was never applied)"
+        if policy == "open":
+            self.metrics.decisions.labels(Outcome.FAIL_OPEN.value).inc()
+            return Decision(True, Outcome.FAIL_OPEN, f"caps not checked: {what}", request_id, estimate)
+        self.metrics.decisions.labels(Outcome.FAIL_CLOSED.value).inc()
+        return Decision(
+            False, Outcome.FAIL_CLOSED, f"denied: {what}; the org's policy is fail-closed", request_id, estimate
+        )
+
     def decided(self, decision: Decision, expired: int, began: float) -> Decision:
         self.metrics.latency.labels("reserve").observe(time.perf_counter() - began)
         self.metrics.decisions.labels(decision.outcome.value).inc()
@@ -250,6 +266,8 @@ class CapClient(_Adapter):
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
         decision = core.parse_reserve(reply, request_id, amount, periods)
+        if decision is None:
+            return self._core.not_loaded(subject.org_id, request_id, amount)
         mark = self._core.denial_mark(subject, decision, periods)
         if mark is not None:
             try:  # the first denial per budget and period becomes an alert; a failure here denies nothing more
@@ -309,6 +327,8 @@ class AsyncCapClient(_Adapter):
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
         decision = core.parse_reserve(reply, request_id, amount, periods)
+        if decision is None:
+            return self._core.not_loaded(subject.org_id, request_id, amount)
         mark = self._core.denial_mark(subject, decision, periods)
         if mark is not None:
             try:

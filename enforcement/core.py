@@ -21,6 +21,7 @@ __all__ = [
     "DUPLICATE_WINDOW_S",
     "MAX_ESTIMATE_NANOS",
     "ScriptCall",
+    "StateNotLoadedError",
     "check_amount",
     "parse_reserve",
     "parse_settle",
@@ -82,6 +83,7 @@ def reserve_call(
     org = subject.org_id
     resv, resv_exp = layout.reservations(org)
     keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org), *layout.spent(org, periods)]
+    keys.append(layout.org_settings(org))
     digest = request_digest(subject, estimate, unpriced)
     return ScriptCall(keys, [request_id, estimate, ttl_ms, digest, int(unpriced), *subject.scopes()])
 
@@ -99,8 +101,19 @@ def _resets(periods: PeriodKeys, period: str) -> int:
     return {"daily": periods.day_end_ms, "weekly": periods.week_end_ms}.get(period, periods.month_end_ms)
 
 
-def parse_reserve(reply: list[object], request_id: str, estimate: int, periods: PeriodKeys) -> Decision:
+class StateNotLoadedError(RuntimeError):
+    """The org's cap state is not in Redis (Redis lost its data, or the org's config was never applied)."""
+
+    def __init__(self, org_id: str) -> None:
+        super().__init__(f"the cap state of org {org_id} is not loaded in Redis")
+        self.org_id = org_id
+
+
+def parse_reserve(reply: list[object], request_id: str, estimate: int, periods: PeriodKeys) -> Decision | None:
+    """The decision; None when the org's cap state is not loaded (the caller answers by the org's policy)."""
     outcome, blocking_index = int(reply[0]), int(reply[1])  # type: ignore[call-overload]
+    if outcome == 5:
+        return None
     if outcome == 4:
         reason = f"request_id {request_id} already holds a reservation for another subject or estimate"
         return Decision(False, Outcome.DENIED, reason, request_id, estimate)
@@ -162,6 +175,7 @@ def settle_batch_call(
     org = items[0].subject.org_id
     resv, resv_exp = layout.reservations(org)
     keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org), layout.watermarks(org)]
+    keys.append(layout.org_settings(org))
     index: dict[str, int] = {}
     spent_first: dict[tuple[str, str, str], int] = {}
 
@@ -230,7 +244,11 @@ def settle_call(
     return settle_batch_call(layout, [item], window_s)
 
 
-def parse_settle_batch(reply: Sequence[object]) -> list[SettleResult]:
+def parse_settle_batch(reply: Sequence[object], org_id: str = "") -> list[SettleResult]:
+    """Each event's result; raises :class:`StateNotLoadedError` when the org's state was not loaded (and
+    nothing was written)."""
+    if len(reply) == 1 and int(reply[0]) == -2:  # type: ignore[call-overload]
+        raise StateNotLoadedError(org_id)
     results = []
     i = 0
     while i < len(reply):

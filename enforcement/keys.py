@@ -4,7 +4,7 @@ Every key of an org carries the hash tag ``{org}``, so all of them live in
 one Redis Cluster slot and one Lua call may touch them together::
 
     <prefix>:{<org>}:budgets          hash  <kind>/<id>/<period> -> "<limit>|<mode>|<stages>"
-    <prefix>:{<org>}:org              hash  tz -> the org's time zone
+    <prefix>:{<org>}:org              hash  tz, policies, min estimate; "loaded" once its state is in Redis
     <prefix>:{<org>}:spent:d:<day>    hash  <kind>/<id> -> committed nano-USD that day
     <prefix>:{<org>}:spent:w:<week>   hash  ... that ISO week
     <prefix>:{<org>}:spent:m:<month>  hash  ... that month
@@ -15,6 +15,7 @@ one Redis Cluster slot and one Lua call may touch them together::
     <prefix>:{<org>}:stages:<month>   hash  <kind>/<id>/<period>/<period key>/<stage> -> 1 (fires once)
     <prefix>:{<org>}:stats            hash  reserved, denied, expired, settled, duplicate counters
     <prefix>:{<org>}:wm               hash  <partition> -> highest applied offset
+    <prefix>:state                    hash  run_id of the Redis process whose state was restored
 
 Pure: builds names, never talks to Redis.
 """
@@ -213,6 +214,14 @@ class KeyLayout:
     def forecast(self, org_id: str) -> str:
         """hash "<kind>/<id>/<period>" -> the latest projection (JSON), written by the worker's insights."""
         return f"{self.org(org_id)}:forecast"
+
+    def state(self) -> str:
+        """hash: the Redis process (run_id) whose state was last restored from config.v1 and ClickHouse."""
+        return f"{self.prefix}:state"
+
+    def state_lock(self) -> str:
+        """Held by the one worker that restores a Redis which lost its state."""
+        return f"{self.prefix}:state:lock"
 
     def orgs_pattern(self) -> str:
         return f"{self.prefix}:{{*}}:budgets"

@@ -38,6 +38,7 @@ class CapMetrics:
             self.redis_errors: Any = _Noop()
             self.expired: Any = _Noop()
             self.denials: Any = _Noop()
+            self.state_not_loaded: Any = _Noop()
             return
         registry = registry if registry is not None else _prom.REGISTRY
         self.decisions = _prom.Counter(
@@ -55,6 +56,11 @@ class CapMetrics:
         )
         self.expired = _prom.Counter(
             "spendstream_cap_reservations_expired", "Reservations released lazily after their TTL", registry=registry
+        )
+        self.state_not_loaded = _prom.Counter(
+            "spendstream_cap_state_not_loaded",
+            "Decisions taken by policy because the org's cap state was not in Redis (lost, or never applied)",
+            registry=registry,
         )
         self.denials = _prom.Counter(
             "spendstream_cap_denials",

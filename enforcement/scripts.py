@@ -67,6 +67,8 @@ RESERVE = (
 -- KEYS[4] resv:exp  zset  request_id by expiry (ms)
 -- KEYS[5] stats     hash  counters
 -- KEYS[6] spent:d   KEYS[7] spent:w   KEYS[8] spent:m   hash <kind>/<id> -> committed nano-USD
+-- KEYS[9] org       hash  the org's settings; its field "loaded" is there once the org's config and
+--                         counters are in Redis (gone after Redis lost its data)
 -- ARGV[1] request_id   ARGV[2] estimate (nano-USD)   ARGV[3] ttl (ms)
 -- ARGV[4] digest of the subject and estimate (a retry of the same request carries the same one)
 -- ARGV[5] 1 when the model has no price and the org refuses such requests under a hard cap, else 0
@@ -74,7 +76,8 @@ RESERVE = (
 -- Reply: {outcome, blocking, expired, now_ms, then per budget: field, limit, mode, spent, reserved}
 --   outcome 1 admitted; 2 already admitted under this request_id (same subject and estimate);
 --   0 denied by a hard cap; 3 denied: unpriced model under a hard cap; 4 refused: the request_id
---   holds a reservation of another subject or estimate;
+--   holds a reservation of another subject or estimate; 5 the org's cap state is not loaded (the
+--   caller answers by the org's policy: lost state never reads as "no budget applies");
 --   blocking is the 1-based index of the budget that denied (0 when none);
 --   reserved is after the admission.
 -- Before denying, the reservations that are due are released (up to MAX_EXPIRE_BLOCKING, not only
@@ -82,6 +85,9 @@ RESERVE = (
     + _COMMON
     + """
 local now = now_ms()
+if redis.call('HEXISTS', KEYS[9], 'loaded') == 0 then
+  return {5, 0, 0, now}
+end
 local expired = expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE)
 local request_id = ARGV[1]
 local estimate = tonumber(ARGV[2])
@@ -181,7 +187,8 @@ SETTLE = (
 -- of one org's events per call; a proxy's settle is a batch of one.
 -- KEYS[1] budgets  KEYS[2] reserved  KEYS[3] resv  KEYS[4] resv:exp  KEYS[5] stats
 -- KEYS[6] wm       hash  partition -> highest applied offset of this org
--- KEYS[7..] the batch's other keys, referred to by index from ARGV:
+-- KEYS[7] org      hash  the org's settings, with "loaded" once its config and counters are in Redis
+-- KEYS[8..] the batch's other keys, referred to by index from ARGV:
 --   spent:d, spent:w, spent:m (consecutive)  hash <kind>/<id> -> committed nano-USD
 --   seen    hash  fingerprint -> "<partition>:<offset>" of its first application, or "direct"
 --   stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "direct") that crossed it
@@ -193,7 +200,8 @@ SETTLE = (
 -- Reply per event: outcome, released, sink, n, then n crossings of (field, stage, limit, spent after)
 --   outcome 1 applied now; 0 duplicate of another event; -1 this offset was applied before
 --   (a redelivery). sink is 1 when this event is the one to store (so a redelivery is stored if it
---   was not yet).
+--   was not yet). When the org's state is not loaded the reply is {-2} and nothing is written: the
+--   worker restores the state first (it never counts on top of lost counters).
 -- The duplicate window of an event runs from the later of its hour's end and its arrival, by
 -- Redis's clock, never the caller's. An event whose fingerprint records its own partition and
 -- offset, above the watermark, is this very event after a rebuild lowered the watermark (Redis's
@@ -201,6 +209,9 @@ SETTLE = (
     + _COMMON
     + """
 local now = now_ms()
+if redis.call('HEXISTS', KEYS[7], 'loaded') == 0 then
+  return {-2}
+end
 local now_s = math.floor(now / 1000)
 local window = tonumber(ARGV[2])
 expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE)

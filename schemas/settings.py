@@ -148,6 +148,12 @@ class StreamSettings(BaseModel):
     max_event_bytes: int = Field(65_536, ge=1024, le=900_000, description="the largest usage record")
     max_future_s: float = Field(3600.0, ge=0, description="how far ahead of the worker's clock occurred_at may be")
     max_age_days: int = Field(400, ge=1, description="how old an event may be")
+    max_buffered_rows: int = Field(
+        500_000,
+        ge=1000,
+        description="rows applied to Redis and awaiting ClickHouse; past it Redis waits too (backpressure): while "
+        "ClickHouse is down caps keep seeing new spend until this many rows are held (about 1 KiB a row)",
+    )
 
 
 class LiteLLMSettings(BaseModel):

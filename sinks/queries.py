@@ -15,11 +15,13 @@ from sinks.schema import DIMENSIONS, validate_database
 
 __all__ = [
     "Query",
+    "alert_ledger",
     "bucket_costs",
     "daily_costs",
     "feature_adoption",
     "latest_forecasts",
     "peak_hours",
+    "period_spend_by_scopes",
     "series",
     "spend_by",
     "spend_by_scopes",
@@ -88,6 +90,7 @@ SCOPE_COLUMNS = {
     "model": "model",
     "provider": "provider",
 }
+COUNTED_SCOPES = {**SCOPE_COLUMNS, "apikey": "api_key_id"}  # every scope kind Redis counts spend for
 
 
 def top_cost_drivers(
@@ -186,6 +189,42 @@ def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) 
         )
     )
     return f"SELECT scope, cost_nanos FROM ({unions})", _range(org_id, start, end)
+
+
+def period_spend_by_scopes(
+    database: str, org_id: str, day: datetime, week: datetime, month: datetime, end: datetime
+) -> Query:
+    """Exact cost of every scope of an org in its current day, week and month (the periods starting at
+    ``day``, ``week`` and ``month`` and ending at ``end``), from the raw events in one scan: what Redis
+    counts per period. Rows: (scope, day nano-USD, week nano-USD, month nano-USD, events summed)."""
+    db = validate_database(database)
+    for name, when in (("day", day), ("week", week), ("month", month), ("end", end)):
+        if when.tzinfo is None:
+            raise ValueError(f"{name} must be tz-aware")
+    pairs = ", ".join(f"('{kind}', {column})" for kind, column in COUNTED_SCOPES.items())
+    sql = (
+        f"SELECT concat(scope.1, '/', scope.2) AS key, "
+        "sumIf(cost_nanos, occurred_at >= {day:DateTime64(6, 'UTC')}), "
+        "sumIf(cost_nanos, occurred_at >= {week:DateTime64(6, 'UTC')}), "
+        "sumIf(cost_nanos, occurred_at >= {month:DateTime64(6, 'UTC')}), count() "
+        f"FROM {db}.usage_events ARRAY JOIN [{pairs}] AS scope "
+        "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
+        "AND occurred_at < {end:DateTime64(6, 'UTC')} AND scope.2 != '' "
+        "GROUP BY key"
+    )
+    params = {"org": org_id, "day": day, "week": week, "month": month, "start": min(day, week, month), "end": end}
+    return sql, params
+
+
+def alert_ledger(database: str, since: datetime) -> Query:
+    """Every delivery with an outcome since ``since``: what the delivery ledger in Redis remembers, so that a
+    Redis that lost its data does not send an alert again. Rows: (org, delivery key, outcome)."""
+    db = validate_database(database)
+    return (
+        f"SELECT org_id, delivery_key, argMax(outcome, at) FROM {db}.alert_history "
+        "WHERE at >= {since:DateTime64(3, 'UTC')} AND delivery_key != '' GROUP BY org_id, delivery_key",
+        {"since": since},
+    )
 
 
 def orgs_since(database: str, since: datetime) -> Query:

@@ -121,6 +121,7 @@ ALERT_HISTORY_COLUMNS = (
     "attempts",
     "error",
     "detected_to_done_ms",
+    "delivery_key",
 )
 
 
@@ -229,9 +230,11 @@ ORDER BY (kafka_partition, kafka_offset)""",
     outcome LowCardinality(String),
     attempts UInt16,
     error String,
-    detected_to_done_ms UInt32
+    detected_to_done_ms UInt32,
+    delivery_key String DEFAULT ''
 ) ENGINE = MergeTree
 ORDER BY (org_id, at)""",
+        f"ALTER TABLE {db}.alert_history ADD COLUMN IF NOT EXISTS delivery_key String DEFAULT ''",
         f"""CREATE TABLE IF NOT EXISTS {db}.forecasts (
     at DateTime64(3, 'UTC'),
     org_id LowCardinality(String),

@@ -15,6 +15,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from schemas.events import UsageEvent
+from schemas.settings import ClickHouseSettings
 from sinks.schema import (
     ALERT_HISTORY_COLUMNS,
     ANOMALY_COLUMNS,
@@ -86,6 +87,18 @@ class UsageStore:
             autogenerate_session_id=False,
         )
         self._client: Any = None
+
+    @classmethod
+    def of(cls, settings: ClickHouseSettings) -> UsageStore:
+        """A store from the ClickHouse settings (the one place that reads them)."""
+        return cls(
+            settings.host,
+            settings.port,
+            settings.database,
+            settings.username,
+            settings.password.get_secret_value(),
+            settings.secure,
+        )
 
     def _connect(self) -> Any:
         return self._factory(**self._options)

@@ -304,7 +304,9 @@ class KafkaService:
 
 
 class RedisService:
-    """``redis-server`` from Debian's packages, on loopback, without persistence (Redis holds derived state)."""
+    """``redis-server`` from Debian's packages, on loopback, with an append-only file in its data folder
+    (``appendfsync everysec``): a restart keeps the caps' state. What a crash can lose (the last second)
+    the worker restores by itself from config.v1 and ClickHouse."""
 
     name = "redis"
 
@@ -342,7 +344,9 @@ class RedisService:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--daemonize",
             "no",
             "--protected-mode",

@@ -135,7 +135,8 @@ class AlertDispatcher:
 
     async def _deliver(self, alert: Alert, view: AlertView, delivery: Delivery) -> str:
         channel = delivery.channel
-        key = self.layout.alert_sent(alert.org_id, delivery_digest(alert.dedup_key, channel, delivery.target))
+        digest = delivery_digest(alert.dedup_key, channel, delivery.target)
+        key = self.layout.alert_sent(alert.org_id, digest)
         if await self.redis.exists(key):
             self.metrics.deliveries.labels(channel.type.value, "duplicate").inc()
             return "duplicate"
@@ -153,7 +154,7 @@ class AlertDispatcher:
         self.metrics.deliveries.labels(channel.type.value, outcome).inc()
         if outcome == "failed":
             log.error("alert %s to %s failed for good: %s", alert.dedup_key, delivery.label, error)
-        self._record(alert, delivery, outcome, attempts, error)
+        self._record(alert, delivery, outcome, attempts, error, digest)
         return outcome
 
     async def _send_with_retries(self, alert: Alert, view: AlertView, delivery: Delivery) -> tuple[str, int, str]:
@@ -200,7 +201,9 @@ class AlertDispatcher:
         await self.redis.hset(opened, alert.dedup_key, json.dumps(incident))
         await self.redis.sadd(self.layout.alerts_open_orgs(), alert.org_id)
 
-    def _record(self, alert: Alert, delivery: Delivery, outcome: str, attempts: int, error: str) -> None:
+    def _record(
+        self, alert: Alert, delivery: Delivery, outcome: str, attempts: int, error: str, digest: str = ""
+    ) -> None:
         row = (
             datetime.now(UTC),
             alert.org_id,
@@ -216,6 +219,7 @@ class AlertDispatcher:
             attempts,
             error[:500],
             int(min(_since(alert.detected_at), 4e6) * 1000),
+            digest,  # the ledger key's digest: a Redis that lost its ledger is given it back from here
         )
         self._history_rows.append(row)
 

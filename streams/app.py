@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import httpx
+import redis
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -37,6 +38,8 @@ from streams.kafka_admin import ensure_topics, read_config
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline
 from streams.processing import Bounds, Message
+from streams.rebuild import mark_restored, rebuild_with, text_of
+from streams.recovery import Recovery, restored
 from streams.redis_apply import RedisApplier
 from streams.topics import Topics
 
@@ -85,7 +88,7 @@ class Worker:
         password = settings.redis.password.get_secret_value() if settings.redis.password else None
         self.redis = aioredis.Redis.from_url(settings.redis.url, password=password)
         ch = settings.clickhouse
-        self.store = UsageStore(ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure)
+        self.store = UsageStore.of(ch)
         (settings.stack.home / "faust").mkdir(parents=True, exist_ok=True)  # Faust's data dir, out of the cwd
         self.app = faust.App(
             f"{settings.kafka.topic_prefix}{app_id}",
@@ -120,6 +123,7 @@ class Worker:
             sink_rows,
             sink_interval_s,
             config=ConfigState(os.environ),
+            max_buffered_rows=settings.stream.max_buffered_rows,
             bounds=Bounds(
                 settings.stream.max_event_bytes,
                 timedelta(seconds=settings.stream.max_future_s),
@@ -147,6 +151,7 @@ class Worker:
             settings.insights,
         )
         self._config_ends: dict[int, int] = {}
+        self.recovery = self._recovery()
         self._insights_owner = False
         self._assigned_at = 0.0
         self._last_batch = (0.0, 0.0)  # (when handled, Kafka timestamp of its last message)
@@ -159,11 +164,41 @@ class Worker:
         future = await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers or [])
         await future
 
+    def _recovery(self) -> Recovery:
+        recovery = Recovery(
+            self.settings,
+            self.redis,
+            KeyLayout(self.settings.redis.key_prefix),
+            self.metrics,
+            self.pipeline.flushes_held,
+            self.pipeline.reapply_pending,
+            on_restored=self._after_restore,
+        )
+        self.pipeline.open = recovery.open
+        self.pipeline.on_not_loaded = lambda org: recovery.org_not_loaded(org, self.pipeline.config.orgs.get(org))
+        self.pipeline.state_restored = lambda: restored(self.redis, KeyLayout(self.settings.redis.key_prefix))
+        return recovery
+
+    def _after_restore(self) -> None:
+        self._insights_owner = False  # the insights reload their checkpoint (or start again from ClickHouse)
+
     def prepare(self) -> None:
-        """Before the app starts: topics, ClickHouse tables, and the whole config topic applied."""
+        """Before the app starts: topics, ClickHouse tables, Redis's state restored if it was lost, and the
+        whole config topic applied."""
         ensure_topics(self.settings.kafka.bootstrap, self.topics)
         self.store.migrate()
         records, self._config_ends = read_config(self.settings.kafka.bootstrap, self.topics.config)
+        password = self.settings.redis.password
+        sync = redis.Redis.from_url(self.settings.redis.url, password=password.get_secret_value() if password else None)
+        try:
+            layout = KeyLayout(self.settings.redis.key_prefix)
+            marker = sync.hget(layout.state(), "run_id")
+            if marker is None or text_of(marker) != str(sync.info("server")["run_id"]):
+                report = rebuild_with(self.settings, sync, self.store, progress=log.info)
+                mark_restored(sync, layout, report)
+                log.info("Redis state restored at start: %d orgs, %d counters", report.orgs, report.counters)
+        finally:
+            sync.close()
 
         async def apply_all() -> None:
             for record, partition, offset in records:
@@ -178,6 +213,7 @@ class Worker:
         self.pipeline.applier = RedisApplier(self.redis, KeyLayout(self.settings.redis.key_prefix))
         self.dispatcher.redis = self.redis
         self.insights.redis = self.redis
+        self.recovery = self._recovery()
         self.pipeline.ch_watermarks = self.store.watermarks()
         log.info("config applied (%d records), %d prices", len(records), len(self.pipeline.catalogue))
 
@@ -207,6 +243,10 @@ class Worker:
                 highwater = app.consumer.highwater(last.tp)
                 if highwater is not None:
                     self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def redis_state_timer() -> None:
+            await self._safely("redis_state", self.recovery.check)
 
         @app.timer(30.0)  # type: ignore[untyped-decorator]
         async def health_timer() -> None:
@@ -254,7 +294,7 @@ class Worker:
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
             self._assigned_at = time.time()
-            await pipeline.load_watermarks()
+            await self._retrying("watermarks", pipeline.load_watermarks)  # ClickHouse may be down
 
     def _wire_alerts_and_insights(self) -> None:
         """The alerts agent and its timers; the insights timers (leader only)."""
@@ -301,15 +341,21 @@ class Worker:
         if insight_settings.enabled:
             spike_every = min(5.0, insight_settings.spike_bucket_s / 4)
 
+            async def spikes() -> None:
+                if await self._runs_insights():
+                    await self.insights.spikes_tick()
+
+            async def forecasts() -> None:
+                if await self._runs_insights():
+                    await self.insights.forecast_tick()
+
             @app.timer(spike_every)  # type: ignore[untyped-decorator]
             async def spikes_timer() -> None:
-                if await self._runs_insights():
-                    await self._safely("spikes", self.insights.spikes_tick)
+                await self._safely("spikes", spikes)  # loading the saved state may fail too: Redis may be down
 
             @app.timer(insight_settings.forecast_every_s)  # type: ignore[untyped-decorator]
             async def forecast_timer() -> None:
-                if await self._runs_insights():
-                    await self._safely("forecasts", self.insights.forecast_tick)
+                await self._safely("forecasts", forecasts)
 
     def _crash(self, what: str, exc: BaseException) -> None:
         """A part the worker cannot go on without has failed: end the process at once with exit code 1, so its

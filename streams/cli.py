@@ -223,7 +223,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     for record, _, _ in read_config(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config)[0]:
         state.apply(record)
     ch = settings.clickhouse
-    store = UsageStore(ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure)
+    store = UsageStore.of(ch)
     since = datetime.now(UTC) - timedelta(days=31)
     orgs = {row[0] for row in store.query(*queries.orgs_since(store.database, since))} | set(state.orgs)
     zones = {org: state.orgs.get(org, OrgConfig(org)).timezone for org in orgs}

@@ -92,7 +92,7 @@ def run_demo(
             [sys.executable, "-m", "streams.cli", "worker", "--metrics-loopback"], stdout=log, stderr=subprocess.STDOUT
         )
     ch = settings.clickhouse
-    store = UsageStore(ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure)
+    store = UsageStore.of(ch)
     try:
         before = _wait_for_tables(store, worker, 90)
         if before is None:

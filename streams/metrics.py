@@ -17,6 +17,19 @@ class WorkerMetrics:
             "spendstream_events_dead_lettered", "Events sent to the dead-letter topic", ["field"]
         )
         self.unpriced = Counter("spendstream_events_unpriced", "Events rated without a catalogue price", ["source"])
+        self.buffered_rows = Gauge(
+            "spendstream_sink_buffered_rows",
+            "Rows applied to Redis and waiting for their ClickHouse insert (bounded by max_buffered_rows)",
+        )
+        self.recoveries = Counter(
+            "spendstream_redis_recoveries", "Times the worker restored a Redis that lost its state"
+        )
+        self.recovery_seconds = Gauge(
+            "spendstream_redis_recovery_seconds",
+            "The last restore: from noticing the lost state until caps were enforced (phase=caps), and until "
+            "usage was applied again (phase=all)",
+            ["phase"],
+        )
         self.dlq_failures = Counter(
             "spendstream_dlq_send_failures", "Dead letters the broker did not take (retried until it does)"
         )

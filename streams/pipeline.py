@@ -11,9 +11,10 @@ Redis stays fresh to the millisecond while ClickHouse gets large inserts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from enforcement.budget_store import encode_budget
+from enforcement.core import StateNotLoadedError
 from enforcement.decision import SettleResult, StageCrossing
 from schemas.alerts import Alert, AlertKind, encode_alert, unpriced_alert
 from schemas.pricing import PriceCatalogue
@@ -58,6 +60,7 @@ Send = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awai
 @dataclass
 class _Pending:
     rows: list[UsageRow] = field(default_factory=list)
+    rated: list[Rated] = field(default_factory=list)  # the events of ``rows``: counted again after a Redis restore
     acks: list[Any] = field(default_factory=list)
     first_offsets: dict[int, int] = field(default_factory=dict)
     last_offsets: dict[int, int] = field(default_factory=dict)
@@ -93,7 +96,7 @@ class Pipeline:
         metrics: WorkerMetrics,
         sink_rows: int = 10_000,
         sink_interval_s: float = 1.0,
-        max_buffered_rows: int = 50_000,
+        max_buffered_rows: int = 500_000,
         config: ConfigState | None = None,
         bounds: Bounds | None = None,
     ) -> None:
@@ -114,6 +117,10 @@ class Pipeline:
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Future[None] | None = None
         self.stopping = False
+        self.open: asyncio.Event | None = None  # when set by the worker: usage is applied only while it is set
+        self.on_not_loaded: Callable[[str], Awaitable[None]] | None = None  # restores an org's missing state
+        # whether Redis holds restored state: an org is marked loaded only then (else a restore does it)
+        self.state_restored: Callable[[], Awaitable[tuple[bool, str]]] | None = None
 
     @property
     def catalogue(self) -> PriceCatalogue:
@@ -137,7 +144,7 @@ class Pipeline:
         for item in rated:
             if item.timestamp_ms:
                 self.metrics.freshness.observe(max(0.0, now_ms - item.timestamp_ms) / 1000)
-        rows = self._account(rated, results, deliveries)
+        rows, stored = self._account(rated, results, deliveries)
         if deliveries:
             await asyncio.gather(*deliveries)
         async with self._lock:
@@ -145,10 +152,12 @@ class Pipeline:
             if not pending.rows and not pending.acks:
                 pending.since = time.monotonic()
             pending.rows.extend(rows)
+            pending.rated.extend(stored)
             pending.acks.extend(acks)
             for message in messages:
                 pending.first_offsets.setdefault(message.partition, message.offset)
                 pending.last_offsets[message.partition] = message.offset
+        self.metrics.buffered_rows.set(self.buffered_rows())
         if self.flush_due():
             self.start_flush()
         if self.buffered_rows() >= self.max_buffered_rows:
@@ -186,8 +195,14 @@ class Pipeline:
         A retry is exact: events the failed attempt did apply are recognised by their offsets."""
         attempt = 0
         while True:
+            if self.open is not None:
+                await self.open.wait()  # a restore of Redis's state is under way
             try:
                 return await self.applier.apply(rated)
+            except StateNotLoadedError as exc:
+                if self.on_not_loaded is None:
+                    raise
+                await self.on_not_loaded(exc.org_id)
             except _REDIS_PASSING as exc:
                 attempt += 1
                 self.metrics.redis_failures.inc()
@@ -219,8 +234,9 @@ class Pipeline:
 
     def _account(
         self, rated: Sequence[Rated], results: Sequence[SettleResult], deliveries: list[Awaitable[None]]
-    ) -> list[UsageRow]:
+    ) -> tuple[list[UsageRow], list[Rated]]:
         rows: list[UsageRow] = []
+        stored: list[Rated] = []
         for item, result in zip(rated, results, strict=True):
             if result.applied:
                 self.metrics.applied.inc()
@@ -233,13 +249,14 @@ class Pipeline:
                 self.metrics.redelivered.inc()
             if result.sink and item.offset > self.ch_watermarks.get(item.partition, -1):
                 rows.append(usage_row(item.event, item.cost_nanos, item.price_source, item.partition, item.offset))
+                stored.append(item)
             for crossing in result.crossings:
                 periods = self.applier.periods_of(item.event.org_id, item.event.occurred_at)
                 period_key = {"daily": periods.day, "weekly": periods.week}.get(crossing.period, periods.month)
                 key, value = alert_record(item, crossing, period_key)
                 deliveries.append(self.send(self.topics.alerts, key, value, None))
                 self.metrics.alerts.labels("budget_stage").inc()
-        return rows
+        return rows, stored
 
     def _alert_unpriced(self, item: Rated, deliveries: list[Awaitable[None]]) -> None:
         """Spend counted without a catalogue price: one alert per org, model and month (and per worker; the
@@ -273,6 +290,22 @@ class Pipeline:
         async with self._flush_lock:
             return await self._flush_once()
 
+    @contextlib.asynccontextmanager
+    async def flushes_held(self) -> AsyncIterator[None]:
+        """While held: the insert under way has finished, and no other starts (a Redis restore reads
+        ClickHouse and must see every row this worker will not count again)."""
+        async with self._flush_lock:
+            yield
+
+    async def reapply_pending(self) -> int:
+        """Count again in Redis the events applied before a restore whose rows are not in ClickHouse yet:
+        the restore, summing ClickHouse, could not see them. Call with flushes held."""
+        async with self._lock:
+            rated = list(self._pending.rated)
+        if rated:
+            await self.applier.apply(rated)
+        return len(rated)
+
     async def _flush_once(self) -> int:
         async with self._lock:
             pending, self._pending = self._pending, _Pending()
@@ -299,6 +332,7 @@ class Pipeline:
                     self.ch_watermarks[partition] = offset
         for event in pending.acks:
             event.ack()
+        self.metrics.buffered_rows.set(self.buffered_rows())
         return len(pending.rows)
 
     def _insert_failed(self, attempt: int, exc: BaseException) -> None:
@@ -328,6 +362,8 @@ class Pipeline:
             org = self.config.orgs.get(org_id)
             if org is not None:
                 settings: dict[Any, Any] = dict(org.settings())
+                if self.state_restored is None or (await self.state_restored())[0]:
+                    settings["loaded"] = f"{partition}:{offset}"  # on a Redis that lost its state, the restore does it
                 await redis.hset(layout.org_settings(org_id), mapping=settings)
         self.metrics.config_records.labels(record.kind).inc()
         row = (record.key, record.kind, (record.value or b"").decode(), int(record.value is None), partition, offset)

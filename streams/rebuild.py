@@ -1,17 +1,26 @@
-"""``spendstream rebuild``: recompute the derived state in Redis from the config topic and ClickHouse.
+"""Restoring the derived state in Redis from the config topic and ClickHouse: ``spendstream rebuild``, and
+what the worker runs by itself when it finds Redis reset.
 
-Redis holds derived state only. This writes back, for every org: its
-settings and budgets (from ``config.v1``); the spend counters of its open
-day, week and month (from the raw events, cut in the org's time zone); the
-per-partition offset watermarks (so a redelivery is still recognised); and
-the duplicate window (fingerprints of the events ingested within it).
+Redis holds derived state only. In two phases, for every org:
+
+1. **caps**: its settings and budgets (from ``config.v1``), the spend counters of its open day, week and
+   month (from the raw events, cut in the org's time zone, one scan per org), and then the mark that its
+   state is loaded: from here on proxies' caps are enforced again;
+2. **the stream's memory**: the per-partition offset watermarks (so a redelivery is still recognised),
+   the duplicate window (fingerprints of the events ingested within it), and the alert delivery ledger
+   (from ``alert_history``, so an alert delivered before is not sent again).
+
+Reservations, stage marks and denial marks are left as they are: when Redis kept its data they are
+right, and when it lost them there is nothing to restore.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 
@@ -26,7 +35,9 @@ from streams.config_records import ConfigState
 from streams.kafka_admin import read_config
 from streams.topics import Topics
 
-__all__ = ["RebuildReport", "rebuild"]
+__all__ = ["RebuildReport", "mark_restored", "rebuild", "rebuild_with", "text_of"]
+
+_BATCH = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,56 +46,118 @@ class RebuildReport:
     counters: int
     budgets: int
     fingerprints: int
+    deliveries: int = 0
+    caps_s: float = 0.0  # from the start until every org's caps were enforced again
+    total_s: float = 0.0
+    events: int = 0  # the events of the open periods the counters were summed from
 
 
 def rebuild(
     settings: Settings, now: datetime | None = None, progress: Callable[[str], None] = lambda line: None
 ) -> RebuildReport:
-    now = now or datetime.now(UTC)
-    layout = KeyLayout(settings.redis.key_prefix)
+    """``spendstream rebuild``: clients from settings, then :func:`rebuild_with`."""
     password = settings.redis.password.get_secret_value() if settings.redis.password else None
     client = redis.Redis.from_url(settings.redis.url, password=password)
     ch = settings.clickhouse
-    store = UsageStore(ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure)
+    store = UsageStore.of(ch)
+    try:
+        report = rebuild_with(settings, client, store, now, progress)
+        mark_restored(client, KeyLayout(settings.redis.key_prefix), report)
+        return report
+    finally:
+        client.close()
+        store.reset()
+
+
+def mark_restored(client: Any, layout: KeyLayout, report: RebuildReport | None = None) -> str:
+    """Record that this Redis process's state is restored (the worker checks it every second); its run_id."""
+    run_id = text_of(client.info("server")["run_id"])
+    fields = {"run_id": run_id, "at": str(time.time())}
+    if report is not None:
+        fields |= {"caps_s": f"{report.caps_s:.3f}", "total_s": f"{report.total_s:.3f}", "events": str(report.events)}
+    client.hset(layout.state(), mapping=fields)
+    return run_id
+
+
+def text_of(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def rebuild_with(
+    settings: Settings,
+    client: Any,
+    store: UsageStore,
+    now: datetime | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    on_caps: Callable[[], None] = lambda: None,
+) -> RebuildReport:
+    began = time.perf_counter()
+    now = now or datetime.now(UTC)
+    layout = KeyLayout(settings.redis.key_prefix)
     database = store.database
-
+    records, ends = read_config(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config)
     state = ConfigState()
-    for record, _, _ in read_config(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config)[0]:
-        state.apply(record)
-    budgets = apply_budgets(client, layout, state.orgs.values(), state.budgets.values())
-    progress(f"config: {len(state.orgs)} orgs, {budgets} budgets")
+    for record, _, _ in records:
+        try:
+            state.apply(record)
+        except ValueError as exc:
+            progress(f"config: skipped {exc}")
+    epoch = ",".join(f"{p}:{o}" for p, o in sorted(ends.items())) or "empty"
 
-    since = now - timedelta(days=40)
-    orgs = {row[0] for row in store.query(*queries.orgs_since(database, since))}
+    orgs = {row[0] for row in store.query(*queries.orgs_since(database, now - timedelta(days=40)))}
     orgs |= set(state.orgs)
-    counters = 0
-    for org_id in sorted(orgs):
-        tz = state.orgs.get(org_id, OrgConfig(org_id)).timezone
-        periods = PeriodKeys.at(now, tz)
-        spent_keys = layout.spent(org_id, periods)
-        ends = (periods.day_end_ms, periods.week_end_ms, periods.month_end_ms)
-        pipe = client.pipeline(transaction=True)
-        for period, key, end_ms in zip((Period.DAILY, Period.WEEKLY, Period.MONTHLY), spent_keys, ends, strict=True):
-            start, end = period_bounds(now, period, tz)
-            sql, params = queries.spend_by_scopes(database, org_id, start, end)
-            rows = store.query(sql, params)
-            pipe.delete(key)
-            if rows:
-                pipe.hset(key, mapping={scope: int(cost) for scope, cost in rows})
-                pipe.expireat(key, end_ms // 1000 + SPENT_RETENTION_S)
-            counters += len(rows)
-        pipe.execute()
-        progress(f"{org_id}: {tz}, day {periods.day}, week {periods.week}, month {periods.month}")
+    configs = [state.orgs.get(org_id, OrgConfig(org_id)) for org_id in sorted(orgs)]
+    budgets = apply_budgets(client, layout, configs, state.budgets.values(), epoch=None)
+    progress(f"config: {len(state.orgs)} orgs configured, {budgets} budgets")
+
+    counters = events = 0
+    for config in configs:
+        counted, summed = _counters(client, store, layout, config, now)
+        counters += counted
+        events += summed
+        client.hset(layout.org_settings(config.org_id), "loaded", epoch)  # its caps are enforced from here on
+        progress(f"{config.org_id}: {counted} counters from {summed:,} events ({config.timezone})")
+    caps_s = time.perf_counter() - began
+    on_caps()
 
     sql, params = queries.usage_watermarks_by_org(database)
     pipe = client.pipeline(transaction=False)
     for org_id, partition, offset in store.query(sql, params):
         pipe.hset(layout.watermarks(org_id), str(partition), int(offset))
     pipe.execute()
+    fingerprints = _duplicate_window(client, store, layout, now)
+    progress(f"duplicate window: {fingerprints:,} fingerprints")
+    deliveries = _ledger(client, store, layout, now, settings.alerts.ledger_days)
+    progress(f"alert ledger: {deliveries:,} deliveries")
+    return RebuildReport(
+        len(configs), counters, budgets, fingerprints, deliveries, caps_s, time.perf_counter() - began, events
+    )
 
+
+def _counters(client: Any, store: UsageStore, layout: KeyLayout, org: OrgConfig, now: datetime) -> tuple[int, int]:
+    """Write the org's open-period counters; (how many, from how many events)."""
+    periods = PeriodKeys.at(now, org.timezone)
+    day, week, month = (period_bounds(now, p, org.timezone)[0] for p in (Period.DAILY, Period.WEEKLY, Period.MONTHLY))
+    rows = store.query(
+        *queries.period_spend_by_scopes(store.database, org.org_id, day, week, month, now + timedelta(days=1))
+    )
+    pipe = client.pipeline(transaction=True)
+    ends = (periods.day_end_ms, periods.week_end_ms, periods.month_end_ms)
+    for position, (key, end_ms) in enumerate(zip(layout.spent(org.org_id, periods), ends, strict=True), start=1):
+        pipe.delete(key)
+        values = {str(row[0]): int(row[position]) for row in rows if row[position]}
+        if values:
+            pipe.hset(key, mapping=values)
+            pipe.expireat(key, end_ms // 1000 + SPENT_RETENTION_S)
+    pipe.execute()
+    events = next((int(row[4]) for row in rows if row[0] == f"org/{org.org_id}"), 0)
+    return len(rows), events
+
+
+def _duplicate_window(client: Any, store: UsageStore, layout: KeyLayout, now: datetime) -> int:
     fingerprints = 0
     expire_at = int(now.timestamp()) + DUPLICATE_WINDOW_S
-    rows = store.query(*queries.ingested_since(database, now - timedelta(seconds=DUPLICATE_WINDOW_S)))
+    rows = store.query(*queries.ingested_since(store.database, now - timedelta(seconds=DUPLICATE_WINDOW_S)))
     pipe = client.pipeline(transaction=False)
     for org_id, event_id, occurred_at, partition, offset in rows:
         print_ = fingerprint(event_id)
@@ -92,8 +165,18 @@ def rebuild(
         pipe.hsetnx(key, print_, f"{partition}:{offset}")
         pipe.expireat(key, expire_at)
         fingerprints += 1
-        if fingerprints % 10_000 == 0:
+        if fingerprints % _BATCH == 0:
             pipe.execute()
     pipe.execute()
-    progress(f"duplicate window: {fingerprints} fingerprints")
-    return RebuildReport(len(orgs), counters, budgets, fingerprints)
+    return fingerprints
+
+
+def _ledger(client: Any, store: UsageStore, layout: KeyLayout, now: datetime, days: int) -> int:
+    rows = store.query(*queries.alert_ledger(store.database, now - timedelta(days=days)))
+    pipe = client.pipeline(transaction=False)
+    for count, (org_id, digest, outcome) in enumerate(rows, start=1):
+        pipe.set(layout.alert_sent(org_id, digest), outcome, ex=days * 86_400, nx=True)
+        if count % _BATCH == 0:
+            pipe.execute()
+    pipe.execute()
+    return len(rows)

@@ -44,14 +44,22 @@ class RedisApplier:
         self._periods: dict[tuple[str, int], PeriodKeys] = {}
 
     async def _timezones(self, orgs: set[str]) -> dict[str, str]:
+        """Each org's time zone (cached). Raises StateNotLoadedError, before anything is applied, for an org
+        whose state is not loaded, so that a batch is never applied in part."""
         now = time.monotonic()
         missing = [org for org in orgs if org not in self._zones or now - self._zones[org][0] > self.org_cache_s]
         if missing:
             pipe = self.redis.pipeline(transaction=False)
             for org in missing:
-                pipe.hget(self.layout.org_settings(org), "tz")
-            for org, tz in zip(missing, await pipe.execute(), strict=True):
+                pipe.hmget(self.layout.org_settings(org), ["tz", "loaded"])
+            not_loaded = []
+            for org, (tz, loaded) in zip(missing, await pipe.execute(), strict=True):
+                if loaded is None:
+                    not_loaded.append(org)
+                    continue
                 self._zones[org] = (now, tz.decode() if isinstance(tz, bytes) else (tz or "UTC"))
+            if not_loaded:
+                raise core.StateNotLoadedError(sorted(not_loaded)[0])
         return {org: self._zones[org][1] for org in orgs}
 
     def _period_keys(self, when: datetime, timezone: str) -> PeriodKeys:
@@ -70,7 +78,10 @@ class RedisApplier:
         return self._period_keys(when, zone)
 
     async def apply(self, batch: Sequence[Rated]) -> list[SettleResult]:
-        """Apply a batch: one script call per org (in chunks), all in one pipelined round trip."""
+        """Apply a batch: one script call per org (in chunks), all in one pipelined round trip.
+
+        Raises :class:`~enforcement.core.StateNotLoadedError` for an org whose state is not in Redis; the
+        other orgs' calls may have been applied, and a retry of the batch recognises them by offset."""
         if not batch:
             return []
         zones = await self._timezones({r.event.org_id for r in batch})
@@ -78,7 +89,7 @@ class RedisApplier:
         for position, rated in enumerate(batch):
             by_org.setdefault(rated.event.org_id, []).append(position)
         pipe = self.redis.pipeline(transaction=False)
-        order: list[list[int]] = []
+        order: list[tuple[str, list[int]]] = []
         for org_id, positions in by_org.items():
             for start in range(0, len(positions), self.chunk):
                 chunk = positions[start : start + self.chunk]
@@ -109,10 +120,10 @@ class RedisApplier:
                     )
                 call = core.settle_batch_call(self.layout, items, self.window_s)
                 await self._script(keys=call.keys, args=call.args, client=pipe)
-                order.append(chunk)
+                order.append((org_id, chunk))
         replies: list[Any] = await pipe.execute()
         results: list[SettleResult | None] = [None] * len(batch)
-        for chunk, reply in zip(order, replies, strict=True):
-            for position, result in zip(chunk, core.parse_settle_batch(reply), strict=True):
+        for (org_id, chunk), reply in zip(order, replies, strict=True):
+            for position, result in zip(chunk, core.parse_settle_batch(reply, org_id), strict=True):
                 results[position] = result
         return [r for r in results if r is not None]

@@ -54,7 +54,9 @@ class Settler:
         partition: int | None = None,
         offset: int | None = None,
     ) -> SettleResult:
-        zone = _zone(self.client.hget(self.layout.org_settings(subject.org_id), "tz"))
+        settings = self.layout.org_settings(subject.org_id)
+        self.client.hsetnx(settings, "loaded", "default")  # as the worker does for an org without config
+        zone = _zone(self.client.hget(settings, "tz"))
         when = occurred_at or self.at
         call = _call(self.layout, zone, subject, event_id, cost, request_id, when, partition, offset)
         return core.parse_settle(self.script(keys=call.keys, args=call.args))
@@ -79,7 +81,9 @@ class AsyncSettler:
         partition: int | None = None,
         offset: int | None = None,
     ) -> SettleResult:
-        zone = _zone(await self.client.hget(self.layout.org_settings(subject.org_id), "tz"))
+        settings = self.layout.org_settings(subject.org_id)
+        await self.client.hsetnx(settings, "loaded", "default")  # as the worker does for an org without config
+        zone = _zone(await self.client.hget(settings, "tz"))
         when = occurred_at or self.at
         call = _call(self.layout, zone, subject, event_id, cost, request_id, when, partition, offset)
         return core.parse_settle(await self.script(keys=call.keys, args=call.args))

@@ -11,6 +11,7 @@ from enforcement.client import CapClient, CapUnavailableError
 from enforcement.decision import Outcome
 from enforcement.keys import KeyLayout, Subject
 from schemas.budget_file import parse_budget_file
+from schemas.budgets import OrgConfig
 from tests.enforcement.settle import Settler
 
 USD = 1_000_000_000
@@ -141,8 +142,11 @@ def test_stage_crossings_fire_once_per_scope_and_period(caps: CapClient, settle:
     }
 
 
-def test_unbudgeted_subject_is_admitted_and_metered(caps: CapClient, settle: Settler) -> None:
+def test_unbudgeted_subject_is_admitted_and_metered(
+    caps: CapClient, settle: Settler, redis_client: redis.Redis, key_prefix: str
+) -> None:
     other = Subject(org_id="globex", user_id="zed")
+    apply_budgets(redis_client, KeyLayout(key_prefix), [OrgConfig("globex")], [])  # configured, with no budget
     decision = caps.reserve(other, "g1", 10**12)
     assert decision.allowed and decision.budgets == () and decision.reason == "no budget applies"
     assert settle(other, "ge1", 42, request_id="g1").applied
@@ -174,3 +178,22 @@ def test_unreachable_redis_fails_closed_by_default_and_open_when_asked() -> None
     assert (decision.allowed, decision.outcome) == (True, Outcome.FAIL_OPEN)
     with pytest.raises(CapUnavailableError):
         opened.release("acme", "r1")
+
+
+def test_lost_state_is_never_no_budget(
+    caps: CapClient, settle: Settler, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """After Redis lost its data a reserve was admitted with "no budget applies": now the org's policy answers,
+    saying the state is not loaded, until the state is restored."""
+    settle(ADA, "spent", USD * 6 // 10)  # ada is at her cap
+    assert not caps.reserve(ADA, "r1", USD // 100).allowed
+    layout = KeyLayout(key_prefix)
+    for key in redis_client.scan_iter(f"{key_prefix}:*", count=10_000):  # Redis restarted without its data
+        redis_client.delete(key)
+    lost = caps.reserve(ADA, "r2", USD // 100)
+    assert (lost.allowed, lost.outcome) == (False, Outcome.FAIL_CLOSED)
+    assert "not loaded" in lost.reason and "no budget" not in lost.reason
+    # an org whose policy is open is admitted, and told why
+    redis_client.hset(layout.org_settings("acme"), "on_redis_unavailable", "open")  # settings back, state not yet
+    opened = CapClient(redis_client, key_prefix=key_prefix).reserve(ADA, "r3", USD // 100)
+    assert (opened.allowed, opened.outcome) == (True, Outcome.FAIL_OPEN) and "not loaded" in opened.reason

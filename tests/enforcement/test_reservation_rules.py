@@ -153,6 +153,10 @@ def test_redis_errors_other_than_connection_errors_answer_by_policy(
     replica: redis.Redis, redis_client: redis.Redis, key_prefix: str, policy: str
 ) -> None:
     """READONLY (a failed-over replica), OOM or MOVED escaped the fail-open/closed policy as a 500."""
+    fresh(redis_client, key_prefix, OrgConfig("acme", on_redis_unavailable=policy))  # on the primary, replicated
+    deadline = time.monotonic() + 10
+    while not replica.exists(KeyLayout(key_prefix).org_settings("acme")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     caps = CapClient(replica, key_prefix=key_prefix, on_redis_unavailable=policy)
     decision = caps.reserve(ADA, "r1", 5_000)
     assert decision.outcome is (Outcome.FAIL_CLOSED if policy == "closed" else Outcome.FAIL_OPEN)

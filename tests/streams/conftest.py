@@ -96,6 +96,9 @@ class Deployment:
         )
 
     def start_worker(self) -> subprocess.Popen[bytes]:
+        """A worker process; :meth:`metric` reads the newest one's metrics (each has a port of its own)."""
+        if any(worker.poll() is None for worker in self.workers):
+            self.metrics_port = free_port()
         log = open(f"/tmp/{self.settings.kafka.topic_prefix}worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             [

@@ -1,0 +1,160 @@
+"""The fault-injection suite's tools: a steady replay, the services to kill, and the conservation check.
+
+Each case runs a steady replay of at least 20,000 events through the real stack, injects its fault,
+and then checks that every event is stored in ClickHouse exactly once, that Redis agrees with
+ClickHouse for every org and scope (to the nano-USD, and ``spendstream drift`` says 0), and that no
+alert reached its receiver twice. The cases kill and restart the shared local services; each leaves
+them running again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from enforcement.keys import Subject
+from schemas.events import UsageEvent
+from schemas.settings import Settings
+from stack import manager
+from stack.services import ClickHouseService, KafkaService, RedisService
+from streams.producer import UsageProducer
+from tests.receivers import Receivers, start_http
+from tests.streams.conftest import Deployment, make_events
+from tests.streams.conftest import deployment as deployment
+from tests.streams.test_pipeline_e2e import assert_exact
+
+EVENTS = 20_000
+RATE = 1_500.0  # events a second: the replay lasts about 13 s
+
+# budgets whose stages the replay crosses, with every crossing going to a local Slack receiver
+BUDGETS = """
+orgs:
+  acme: {}
+  globex: {}
+  initech: {}
+channels:
+  acme:
+    eng-slack: {type: slack, url: "env:T_SLACK_URL"}
+routing:
+  acme: {default: [eng-slack]}
+budgets:  # 20,000 events of the trace: about $55 for acme, $14 for each department, $20 on gpt-4o
+  - {org: acme, scope: org, period: monthly, limit: "100", mode: soft, stages: [10, 25, 50]}
+  - {org: acme, scope: department, id: eng, period: daily, limit: "20", mode: soft, stages: [10, 30, 60]}
+  - {org: acme, scope: department, id: sales, period: daily, limit: "20", mode: soft, stages: [10, 30, 60]}
+  - {org: acme, scope: model, id: gpt-4o, period: monthly, limit: "40", mode: soft, stages: [10, 25, 50]}
+  - {org: acme, scope: user, id: capped, period: monthly, limit: "0.01", mode: hard}
+"""
+CAPPED = Subject(
+    org_id="acme", department_id="eng", user_id="capped", feature="chat", model="gpt-4o", provider="openai"
+)
+
+
+def over_the_cap(tag: str) -> UsageEvent:
+    """$0.10 of gpt-4o output for user capped, whose monthly hard cap is $0.01."""
+    return UsageEvent(
+        event_id=f"over-{tag}",
+        occurred_at=datetime.now(UTC),
+        org_id="acme",
+        department_id="eng",
+        user_id="capped",
+        feature="chat",
+        provider="openai",
+        model="gpt-4o",
+        output_tokens=10_000,
+    )
+
+
+@dataclass
+class Replay:
+    events: list[UsageEvent]
+    thread: threading.Thread
+    sent: list[int] = field(default_factory=list)
+
+    def wait(self, timeout: float = 300) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the replay did not finish"
+        assert self.sent == [len(self.events)]
+
+
+@dataclass
+class Faulty:
+    dep: Deployment
+    http: Receivers
+    sent: list[UsageEvent] = field(default_factory=list)  # events sent besides the replays
+
+    def send(self, event: UsageEvent) -> None:
+        self.sent.append(event)
+        self.dep.send([event])
+
+    def replay(self, events: list[UsageEvent] | None = None, rate: float = RATE) -> Replay:
+        """Produce events at a steady rate in the background, as proxies would."""
+        chosen = events if events is not None else make_events(EVENTS, datetime.now(UTC), f"f{int(time.time())}")
+        replay = Replay(chosen, threading.Thread(target=lambda: None))
+
+        def run() -> None:
+            producer = UsageProducer(self.dep.settings.kafka.bootstrap, self.dep.topics.usage, linger_ms=5)
+            replay.sent.append(producer.replay(chosen, len(chosen), rate, progress=False))
+
+        replay.thread = threading.Thread(target=run, daemon=True)
+        replay.thread.start()
+        return replay
+
+    def consumed(self) -> float:
+        return self.dep.metric("spendstream_events_consumed_total") or 0.0
+
+    def conserved(self, events: list[UsageEvent], timeout: float = 240) -> None:
+        """Every event once in ClickHouse, Redis equal to it everywhere, no alert twice."""
+        dep = self.dep
+        dep.wait_for(lambda: dep.ch_rows() >= len(events), timeout, f"{len(events)} events in ClickHouse")
+        db = dep.settings.clickhouse.database
+        count, unique = dep.ch().query(f"SELECT count(), uniqExact(event_id) FROM {db}.usage_events").result_rows[0]
+        assert (count, unique) == (len(events), len(events)), "an event stored twice, or lost"
+        assert_exact(dep, events, datetime.now(UTC))
+        drift = dep.cli("drift")
+        assert drift.returncode == 0, drift.stdout + drift.stderr
+        headers = [json.dumps(r.body.get("blocks", [{}])[0], sort_keys=True) for r in self.http.on("/slack/")]
+        twice = [text for text, n in Counter(headers).items() if n > 1]
+        assert not twice, f"alerts sent twice: {twice}"
+        assert headers, "the replay crossed no budget stage: the alert check saw nothing"
+
+
+@pytest.fixture
+def faulty(deployment: Deployment, stack: Settings) -> Iterator[Faulty]:
+    http = start_http()
+    deployment.env["T_SLACK_URL"] = f"{http.url}/slack/eng"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        handle.write(BUDGETS)
+    result = deployment.cli("budgets", "apply", handle.name)
+    assert result.returncode == 0, result.stderr
+    try:
+        yield Faulty(deployment, http)
+    finally:
+        http.server.shutdown()
+        manager.up(stack.stack)  # whatever a case killed runs again for the next test
+
+
+def kill(service: RedisService | ClickHouseService | KafkaService) -> None:
+    """SIGKILL: no flush, no clean shutdown."""
+    pid = service.proc.pid()
+    assert pid is not None, f"{service.name} is not running"
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while service.proc.pid() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def wipe_redis_data(service: RedisService) -> None:
+    """What a lost volume leaves: no append-only file, no snapshot."""
+    shutil.rmtree(service.home / "appendonlydir", ignore_errors=True)
+    (service.home / "dump.rdb").unlink(missing_ok=True)
