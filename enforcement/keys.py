@@ -22,6 +22,7 @@ Pure: builds names, never talks to Redis.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -142,6 +143,12 @@ class PeriodKeys:
         return f"{self.day_end_ms}|{self.week_end_ms}|{self.month_end_ms}"
 
 
+@functools.lru_cache(maxsize=8192)
+def _hour_label(hour: int) -> str:
+    """``YYYYMMDDHH`` of an hour since the epoch, in UTC."""
+    return datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y%m%d%H")
+
+
 def fingerprint(event_id: str) -> bytes:
     """16 bytes of BLAKE2b: collisions are out of reach (2^-64 at 10^10 events)."""
     return hashlib.blake2b(event_id.encode(), digest_size=16).digest()
@@ -190,7 +197,7 @@ class KeyLayout:
 
         The hour is taken in UTC, so one instant written with any offset names the same bucket."""
         shard = int.from_bytes(print_[:2], "big") % self.seen_shards
-        return f"{self.org(org_id)}:seen:{occurred_at.astimezone(UTC).strftime('%Y%m%d%H')}:{shard}"
+        return f"{self.org(org_id)}:seen:{_hour_label(int(occurred_at.timestamp()) // 3600)}:{shard}"
 
     def alert_sent(self, org_id: str, digest: str) -> str:
         """One delivery of one alert to one target: its outcome, so a restart never sends it again."""

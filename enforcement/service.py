@@ -38,7 +38,7 @@ from enforcement.access import ApiKey, KeyRing, Right
 from enforcement.client import AsyncCapClient, CapUnavailableError
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
-from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, UsageEvent, decode_event
+from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, UsageEvent, decode_event, error_of
 
 __all__ = ["OPENAPI", "Publish", "create_app"]
 
@@ -101,8 +101,8 @@ def _answers(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
         except _RefusedError as exc:
             return _error(exc.status, exc.field, exc.reason)
         except msgspec.DecodeError as exc:
-            message = str(exc)
-            return _error(400, message.rsplit("`", 2)[-2] if message.endswith("`") else "$", message)
+            error = error_of(exc)
+            return _error(400, error.field, error.reason)
         except SubjectError as exc:
             return _error(400, exc.field, exc.reason)
         except CapUnavailableError as exc:
@@ -230,7 +230,14 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return _error(404, "path", f"no such route: {request.url.path}")
+
+    async def wrong_method(request: Request, exc: Exception) -> Response:
+        return _error(405, "method", f"{request.method} is not allowed on {request.url.path}")
+
     return Starlette(
+        exception_handlers={404: not_found, 405: wrong_method},
         routes=[
             Route("/v1/reserve", reserve, methods=["POST"]),
             Route("/v1/usage", usage, methods=["POST"]),

@@ -37,6 +37,7 @@ __all__ = [
     "decode_event",
     "decode_events",
     "encode_event",
+    "error_of",
     "usage_event_json_schema",
 ]
 
@@ -138,7 +139,8 @@ def _readable(reason: str) -> str:
     return reason
 
 
-def _error_from(exc: msgspec.DecodeError) -> EventError:
+def error_of(exc: msgspec.DecodeError) -> EventError:
+    """The field (a JSON path) and the reason of a msgspec decoding error, for any msgspec model."""
     message = str(exc)
     for pattern, reason in ((_MISSING, "required field is missing"), (_UNKNOWN, "unknown field")):
         match = pattern.match(message)
@@ -161,7 +163,7 @@ def decode_event(data: bytes | str) -> UsageEvent | EventError:
     try:
         return _decoder.decode(data)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
-        return _error_from(exc)
+        return error_of(exc)
 
 
 def decode_events(batch: Iterable[bytes]) -> list[UsageEvent | EventError]:

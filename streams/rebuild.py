@@ -155,20 +155,22 @@ def _counters(client: Any, store: UsageStore, layout: KeyLayout, org: OrgConfig,
 
 
 def _duplicate_window(client: Any, store: UsageStore, layout: KeyLayout, now: datetime) -> int:
-    fingerprints = 0
+    """The fingerprints of the events ingested within the window, each under the origin it was counted from:
+    one HSET and one EXPIREAT per bucket, in large pipelines."""
     expire_at = int(now.timestamp()) + DUPLICATE_WINDOW_S
     rows = store.query(*queries.ingested_since(store.database, now - timedelta(seconds=DUPLICATE_WINDOW_S)))
-    pipe = client.pipeline(transaction=False)
+    buckets: dict[str, dict[bytes, str]] = {}
     for org_id, event_id, occurred_at, partition, offset in rows:
         print_ = fingerprint(event_id)
-        key = layout.seen(org_id, occurred_at, print_)
-        pipe.hsetnx(key, print_, f"{partition}:{offset}")
+        buckets.setdefault(layout.seen(org_id, occurred_at, print_), {})[print_] = f"{partition}:{offset}"
+    pipe = client.pipeline(transaction=False)
+    for count, (key, mapping) in enumerate(buckets.items(), start=1):
+        pipe.hset(key, mapping=mapping)
         pipe.expireat(key, expire_at)
-        fingerprints += 1
-        if fingerprints % _BATCH == 0:
+        if count % _BATCH == 0:
             pipe.execute()
     pipe.execute()
-    return fingerprints
+    return len(rows)
 
 
 def _ledger(client: Any, store: UsageStore, layout: KeyLayout, now: datetime, days: int) -> int:

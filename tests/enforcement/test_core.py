@@ -58,7 +58,11 @@ def test_every_key_of_an_org_shares_its_hash_tag() -> None:
     call = core.settle_call(LAYOUT, SUBJECT, "e1", datetime(2024, 5, 17, 12, tzinfo=UTC), 5, PERIODS, "r1", 3, 10)
     assert all("{acme}" in key for key in call.keys)
     assert call.keys[6] == "ss:{acme}:org"  # its "loaded" mark: nothing is counted on lost state
-    assert call.keys[7:10] == ["ss:{acme}:spent:d:2024-05-17", "ss:{acme}:spent:w:2024-W20", "ss:{acme}:spent:m:2024-05"]
+    assert call.keys[7:10] == [
+        "ss:{acme}:spent:d:2024-05-17",
+        "ss:{acme}:spent:w:2024-W20",
+        "ss:{acme}:spent:m:2024-05",
+    ]
     assert call.args[:2] == [1, core.DUPLICATE_WINDOW_S]  # events, then the window
     assert call.args[12] == 8  # Lua's index of spent:d
     assert call.args[-6:] == [5, "org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]

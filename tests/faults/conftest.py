@@ -30,8 +30,7 @@ from stack import manager
 from stack.services import ClickHouseService, KafkaService, RedisService
 from streams.producer import UsageProducer
 from tests.receivers import Receivers, start_http
-from tests.streams.conftest import Deployment, make_events
-from tests.streams.conftest import deployment as deployment
+from tests.streams.conftest import Deployment, deployment, make_events  # noqa: F401 - the fixture, for this folder
 from tests.streams.test_pipeline_e2e import assert_exact
 
 EVENTS = 20_000
@@ -130,7 +129,7 @@ class Faulty:
 
 
 @pytest.fixture
-def faulty(deployment: Deployment, stack: Settings) -> Iterator[Faulty]:
+def faulty(deployment: Deployment, stack: Settings) -> Iterator[Faulty]:  # noqa: F811 - the imported fixture
     http = start_http()
     deployment.env["T_SLACK_URL"] = f"{http.url}/slack/eng"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:

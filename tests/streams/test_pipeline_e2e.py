@@ -139,6 +139,7 @@ def test_rebuild_restores_every_counter(deployment: Deployment) -> None:
     client.hincrby(monthly, "org/acme", -5)
     prefix = dep.settings.redis.key_prefix
     before = {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:spent:*")}
+
     def settings_of() -> dict[bytes, dict[bytes, bytes]]:
         """Each org's settings; "loaded" must be there, whatever epoch it names."""
         out = {}

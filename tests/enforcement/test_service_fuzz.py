@@ -1,0 +1,66 @@
+"""Fuzz the decision service from its own OpenAPI document (Schemathesis), against the real Redis.
+
+Whatever a caller sends, the service answers without a 5xx, and a request it refuses (4xx) changes
+nothing in Redis. Requests go through the ASGI app on one event loop, as a server runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from enforcement.service import OPENAPI
+from schemas.settings import Settings
+from tests.enforcement.test_service import AUTH, AppClient, app_client  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.stack
+
+schema = schemathesis.openapi.from_dict(OPENAPI)
+
+
+def snapshot(client: redis.Redis, prefix: str) -> dict[bytes, Any]:
+    """Every key of the fuzzed deployment, with its content."""
+    out: dict[bytes, Any] = {}
+    for key in client.scan_iter(f"{prefix}:*", count=10_000):
+        kind = client.type(key)
+        out[key] = client.hgetall(key) if kind == b"hash" else client.zrange(key, 0, -1, withscores=True)
+    return out
+
+
+@pytest.fixture
+def redis_sync(stack: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(stack.redis.url)
+    yield client
+    client.close()
+
+
+@schema.parametrize()
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_5xx_and_a_refused_request_changes_nothing(
+    case: Any,
+    app_client: AppClient,
+    redis_sync: redis.Redis,
+    key_prefix: str,  # noqa: F811 - the fixture
+) -> None:
+    before = snapshot(redis_sync, key_prefix)
+    sent = case.as_transport_kwargs(base_url="http://decision", headers=AUTH)
+    response = app_client.request(
+        sent["method"], sent["url"], headers=sent.get("headers"), params=sent.get("params"), content=_body(sent)
+    )
+    assert response.status_code < 500, (sent, response.status_code, response.text)
+    if 400 <= response.status_code < 500:
+        assert snapshot(redis_sync, key_prefix) == before, (sent, response.text)
+        assert response.json()["error"]["field"], response.text
+
+
+def _body(sent: dict[str, Any]) -> bytes | None:
+    import json
+
+    if "json" in sent:
+        return json.dumps(sent["json"]).encode()
+    data = sent.get("data") or sent.get("content")
+    return data.encode() if isinstance(data, str) else data
