@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-litellm run test check unit stack-up stack-down stack-status bench jsonschema clean
+.PHONY: help setup setup-litellm run test check unit faults stack-up stack-down stack-status bench jsonschema clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ check: setup ## ruff, mypy and deptry (every import declared; import-linter runs
 
 unit: setup ## the tests that need no services
 	@$(PY) -m pytest -m "not stack"
+
+faults: setup ## the fault-injection suite alone (kills and restarts the local services)
+	@$(PY) -m pytest -m faults
 
 setup-litellm: setup ## the separate .venv-litellm for the LiteLLM proxy test (the tests run it too)
 	@./scripts/setup-litellm

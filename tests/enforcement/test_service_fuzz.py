@@ -42,9 +42,9 @@ def redis_sync(stack: Settings) -> Iterator[redis.Redis]:
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_5xx_and_a_refused_request_changes_nothing(
     case: Any,
-    app_client: AppClient,
+    app_client: AppClient,  # noqa: F811 - the fixture
     redis_sync: redis.Redis,
-    key_prefix: str,  # noqa: F811 - the fixture
+    key_prefix: str,
 ) -> None:
     before = snapshot(redis_sync, key_prefix)
     sent = case.as_transport_kwargs(base_url="http://decision", headers=AUTH)

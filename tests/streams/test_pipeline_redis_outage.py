@@ -9,7 +9,9 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from enforcement.budget_store import apply_budgets
 from enforcement.keys import KeyLayout, PeriodKeys
+from schemas.budgets import OrgConfig
 from schemas.events import UsageEvent, encode_event
 from schemas.settings import Settings
 from sinks.usage_store import UsageStore
@@ -42,6 +44,7 @@ def test_redis_outage_holds_the_batch_and_applies_it_once(
     ]
     messages = [Message(0, i, encode_event(e)) for i, e in enumerate(events)]
     layout = KeyLayout(key_prefix)
+    apply_budgets(redis_client, layout, [OrgConfig("acme")], [])  # the org's state is loaded
 
     async def send(topic: str, key: bytes | None, value: bytes, headers: object) -> None:
         raise AssertionError(f"nothing should be sent to {topic}")
