@@ -31,13 +31,13 @@ def apply_budgets(
         field, value = encode_budget(budget)
         by_org.setdefault(budget.org_id, {})[field] = value
         org_configs.setdefault(budget.org_id, OrgConfig(budget.org_id))
-    pipe = redis.pipeline(transaction=True)
     for org_id, config in org_configs.items():
+        pipe = redis.pipeline(transaction=True)  # one org's keys share a slot: one transaction each (Cluster)
         pipe.delete(layout.budgets(org_id))
         if by_org.get(org_id):
             pipe.hset(layout.budgets(org_id), mapping=by_org[org_id])
         pipe.hset(layout.org_settings(org_id), mapping=config.settings() | ({"loaded": epoch} if epoch else {}))
-    pipe.execute()
+        pipe.execute()
     return sum(len(v) for v in by_org.values())
 
 

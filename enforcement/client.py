@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from enforcement import core
+from enforcement.connect import redis_async, redis_sync
 from enforcement.decision import Decision, Outcome
 from enforcement.keys import KeyLayout, PeriodKeys, Subject
 from enforcement.metrics import CapMetrics
@@ -238,9 +237,17 @@ class CapClient(_Adapter):
     """Synchronous cap client over ``redis.Redis``."""
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_s: float = 0.25, password: str | None = None, **kwargs: Any) -> CapClient:
-        client = redis.Redis.from_url(
-            url, password=password, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30
+    def from_url(
+        cls, url: str, *, timeout_s: float = 0.25, password: str | None = None, cluster: bool = False, **kwargs: Any
+    ) -> CapClient:
+        """``cluster``: the URL names a node of a Redis Cluster."""
+        client = redis_sync(
+            url,
+            password=password,
+            cluster=cluster,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
         )
         return cls(client, **kwargs)
 
@@ -300,10 +307,15 @@ class AsyncCapClient(_Adapter):
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout_s: float = 0.25, password: str | None = None, **kwargs: Any
+        cls, url: str, *, timeout_s: float = 0.25, password: str | None = None, cluster: bool = False, **kwargs: Any
     ) -> AsyncCapClient:
-        client = aioredis.Redis.from_url(
-            url, password=password, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, health_check_interval=30
+        client = redis_async(
+            url,
+            password=password,
+            cluster=cluster,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
         )
         return cls(client, **kwargs)
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import faust
 import httpx
-import redis
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from enforcement.connect import all_nodes, run_id
 from enforcement.keys import KeyLayout, PeriodKeys
 from schemas.budgets import Period, period_bounds
 from schemas.settings import Settings
@@ -32,6 +31,7 @@ from sinks import queries
 from sinks.alert_channels import Senders, SmtpConfig, TwilioConfig
 from sinks.usage_store import UsageStore
 from streams.alerting import AlertDispatcher
+from streams.clients import async_redis, sync_redis
 from streams.config_records import ConfigRecord, ConfigState
 from streams.insights_runner import InsightsRunner
 from streams.kafka_admin import ensure_topics, read_config
@@ -85,8 +85,7 @@ class Worker:
         self.settings = settings
         self.topics = Topics(settings.kafka.topic_prefix)
         self.metrics = WorkerMetrics()
-        password = settings.redis.password.get_secret_value() if settings.redis.password else None
-        self.redis = aioredis.Redis.from_url(settings.redis.url, password=password)
+        self.redis = async_redis(settings.redis)
         ch = settings.clickhouse
         self.store = UsageStore.of(ch)
         (settings.stack.home / "faust").mkdir(parents=True, exist_ok=True)  # Faust's data dir, out of the cwd
@@ -188,12 +187,11 @@ class Worker:
         ensure_topics(self.settings.kafka.bootstrap, self.topics)
         self.store.migrate()
         records, self._config_ends = read_config(self.settings.kafka.bootstrap, self.topics.config)
-        password = self.settings.redis.password
-        sync = redis.Redis.from_url(self.settings.redis.url, password=password.get_secret_value() if password else None)
+        sync = sync_redis(self.settings.redis)
         try:
             layout = KeyLayout(self.settings.redis.key_prefix)
             marker = sync.hget(layout.state(), "run_id")
-            if marker is None or text_of(marker) != str(sync.info("server")["run_id"]):
+            if marker is None or text_of(marker) != run_id(sync.info("server", **all_nodes(sync))):
                 report = rebuild_with(self.settings, sync, self.store, progress=log.info)
                 mark_restored(sync, layout, report)
                 log.info("Redis state restored at start: %d orgs, %d counters", report.orgs, report.counters)
@@ -206,10 +204,7 @@ class Worker:
             await self.redis.aclose()
 
         asyncio.run(apply_all())
-        password = self.settings.redis.password
-        self.redis = aioredis.Redis.from_url(
-            self.settings.redis.url, password=password.get_secret_value() if password else None
-        )
+        self.redis = async_redis(self.settings.redis)
         self.pipeline.applier = RedisApplier(self.redis, KeyLayout(self.settings.redis.key_prefix))
         self.dispatcher.redis = self.redis
         self.insights.redis = self.redis

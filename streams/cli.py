@@ -206,13 +206,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    import redis  # noqa: PLC0415 - only this command needs it
-
     from enforcement.keys import KeyLayout  # noqa: PLC0415
     from schemas.budgets import OrgConfig  # noqa: PLC0415
     from schemas.money import format_usd  # noqa: PLC0415
     from sinks import queries  # noqa: PLC0415
     from sinks.usage_store import UsageStore  # noqa: PLC0415
+    from streams.clients import sync_redis  # noqa: PLC0415
     from streams.config_records import ConfigState  # noqa: PLC0415
     from streams.drift import measure_drift  # noqa: PLC0415
     from streams.kafka_admin import read_config  # noqa: PLC0415
@@ -227,8 +226,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     since = datetime.now(UTC) - timedelta(days=31)
     orgs = {row[0] for row in store.query(*queries.orgs_since(store.database, since))} | set(state.orgs)
     zones = {org: state.orgs.get(org, OrgConfig(org)).timezone for org in orgs}
-    password = settings.redis.password.get_secret_value() if settings.redis.password else None
-    client = redis.Redis.from_url(settings.redis.url, password=password)
+    client = sync_redis(settings.redis)
     drift = measure_drift(client, store, KeyLayout(settings.redis.key_prefix), zones)
     for org_id, nanos in drift.items():
         print(f"{org_id:<30} {nanos:>20,} nano-USD ({format_usd(nanos, 6)})")

@@ -100,6 +100,7 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
     client = AsyncCapClient.from_url(
         settings.redis.url,
         password=password,
+        cluster=settings.redis.cluster,
         timeout_s=decision.timeout_s,
         key_prefix=settings.redis.key_prefix,
         reservation_ttl_s=decision.reservation_ttl_s,

@@ -78,6 +78,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
         self.caps = AsyncCapClient.from_url(
             self.settings.redis.url,
             password=password.get_secret_value() if password else None,
+            cluster=self.settings.redis.cluster,
             key_prefix=self.settings.redis.key_prefix,
             timeout_s=self.settings.decision.timeout_s,
             on_redis_unavailable=self.settings.decision.on_redis_unavailable,

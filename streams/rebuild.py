@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import redis
-
 from enforcement.budget_store import apply_budgets
+from enforcement.connect import all_nodes, run_id
 from enforcement.core import DUPLICATE_WINDOW_S, SPENT_RETENTION_S
 from enforcement.keys import KeyLayout, PeriodKeys, fingerprint
 from schemas.budgets import OrgConfig, Period, period_bounds
 from schemas.settings import Settings
 from sinks import queries
 from sinks.usage_store import UsageStore
+from streams.clients import sync_redis
 from streams.config_records import ConfigState
 from streams.kafka_admin import read_config
 from streams.topics import Topics
@@ -56,8 +56,7 @@ def rebuild(
     settings: Settings, now: datetime | None = None, progress: Callable[[str], None] = lambda line: None
 ) -> RebuildReport:
     """``spendstream rebuild``: clients from settings, then :func:`rebuild_with`."""
-    password = settings.redis.password.get_secret_value() if settings.redis.password else None
-    client = redis.Redis.from_url(settings.redis.url, password=password)
+    client = sync_redis(settings.redis)
     ch = settings.clickhouse
     store = UsageStore.of(ch)
     try:
@@ -71,12 +70,12 @@ def rebuild(
 
 def mark_restored(client: Any, layout: KeyLayout, report: RebuildReport | None = None) -> str:
     """Record that this Redis process's state is restored (the worker checks it every second); its run_id."""
-    run_id = text_of(client.info("server")["run_id"])
-    fields = {"run_id": run_id, "at": str(time.time())}
+    serving = run_id(client.info("server", **all_nodes(client)))
+    fields = {"run_id": serving, "at": str(time.time())}
     if report is not None:
         fields |= {"caps_s": f"{report.caps_s:.3f}", "total_s": f"{report.total_s:.3f}", "events": str(report.events)}
     client.hset(layout.state(), mapping=fields)
-    return run_id
+    return serving
 
 
 def text_of(value: Any) -> str:

@@ -26,13 +26,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 
+from enforcement.connect import all_nodes, run_id
 from enforcement.keys import KeyLayout
 from schemas.budgets import OrgConfig
 from schemas.settings import Settings
 from sinks.usage_store import UsageStore
+from streams.clients import sync_redis
 from streams.metrics import WorkerMetrics
 from streams.rebuild import RebuildReport, mark_restored, rebuild_with, text_of
 
@@ -46,8 +47,8 @@ LOCK_TTL_S = 300
 async def restored(client: aioredis.Redis, layout: KeyLayout) -> tuple[bool, str]:
     """Whether the running Redis holds restored state, and its run_id."""
     marker = await client.hget(layout.state(), "run_id")
-    run_id = text_of((await client.info("server"))["run_id"])
-    return marker is not None and text_of(marker) == run_id, run_id
+    serving = run_id(await client.info("server", **all_nodes(client)))
+    return marker is not None and text_of(marker) == serving, serving
 
 
 class Recovery:
@@ -148,6 +149,5 @@ class Recovery:
         finally:
             sync.close()
 
-    def _sync_client(self) -> redis.Redis:
-        password = self.settings.redis.password
-        return redis.Redis.from_url(self.settings.redis.url, password=password.get_secret_value() if password else None)
+    def _sync_client(self) -> Any:
+        return sync_redis(self.settings.redis)

@@ -9,14 +9,14 @@ duplicate. One pipeline round trip per batch.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from enforcement import core
+from enforcement.connect import is_cluster
 from enforcement.decision import SettleResult
 from enforcement.keys import KeyLayout, PeriodKeys, Subject
 from enforcement.scripts import SETTLE
@@ -28,7 +28,7 @@ __all__ = ["RedisApplier"]
 class RedisApplier:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Any,
         layout: KeyLayout,
         window_s: int = core.DUPLICATE_WINDOW_S,
         org_cache_s: float = 30.0,
@@ -77,6 +77,25 @@ class RedisApplier:
         zone = self._zones.get(org_id, (0.0, "UTC"))[1]
         return self._period_keys(when, zone)
 
+    async def _run(self, calls: Sequence[core.ScriptCall], orgs: Sequence[str]) -> list[Any]:
+        """The script calls in one pipelined round trip, in order; on a Cluster (whose pipelines refuse
+        scripts), the orgs at once, each org's calls in order: a later chunk applied first would raise the
+        offset watermark past the earlier one, whose events would then pass for redeliveries."""
+        if is_cluster(self.redis):
+            replies: list[Any] = [None] * len(calls)
+
+            async def in_order(org_id: str) -> None:
+                for index, call in enumerate(calls):
+                    if orgs[index] == org_id:
+                        replies[index] = await self._script(keys=call.keys, args=call.args)
+
+            await asyncio.gather(*(in_order(org_id) for org_id in dict.fromkeys(orgs)))
+            return replies
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            await self._script(keys=call.keys, args=call.args, client=pipe)
+        return list(await pipe.execute())
+
     async def apply(self, batch: Sequence[Rated]) -> list[SettleResult]:
         """Apply a batch: one script call per org (in chunks), all in one pipelined round trip.
 
@@ -88,7 +107,7 @@ class RedisApplier:
         by_org: dict[str, list[int]] = {}
         for position, rated in enumerate(batch):
             by_org.setdefault(rated.event.org_id, []).append(position)
-        pipe = self.redis.pipeline(transaction=False)
+        calls: list[core.ScriptCall] = []
         order: list[tuple[str, list[int]]] = []
         for org_id, positions in by_org.items():
             for start in range(0, len(positions), self.chunk):
@@ -118,10 +137,9 @@ class RedisApplier:
                             rated.offset,
                         )
                     )
-                call = core.settle_batch_call(self.layout, items, self.window_s)
-                await self._script(keys=call.keys, args=call.args, client=pipe)
+                calls.append(core.settle_batch_call(self.layout, items, self.window_s))
                 order.append((org_id, chunk))
-        replies: list[Any] = await pipe.execute()
+        replies = await self._run(calls, [org_id for org_id, _ in order])
         results: list[SettleResult | None] = [None] * len(batch)
         for (org_id, chunk), reply in zip(order, replies, strict=True):
             for position, result in zip(chunk, core.parse_settle_batch(reply, org_id), strict=True):

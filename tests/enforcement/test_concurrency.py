@@ -9,6 +9,8 @@ expired nothing is left held.
 import asyncio
 import random
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import redis
@@ -29,12 +31,15 @@ SUBJECT = Subject(org_id="acme", department_id="eng", user_id="ada")
 SCOPES = ["org/acme", "department/eng", "user/ada"]
 
 
-async def run_clients(url: str, prefix: str, seed: int, max_estimate: int) -> dict[str, int]:
+async def run_clients(
+    url: str, prefix: str, seed: int, max_estimate: int, connect: Callable[[str], Any] = aioredis.Redis.from_url
+) -> dict[str, int]:
+    """64 proxies at once against one user's caps; ``connect`` makes each one's Redis client."""
     ledger = {"settled": 0, "overshoot": 0, "admitted": 0, "denied": 0, "violations": 0}
 
     async def client(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
-        caps = AsyncCapClient(aioredis.Redis.from_url(url), key_prefix=prefix, reservation_ttl_s=1)
+        caps = AsyncCapClient(connect(url), key_prefix=prefix, reservation_ttl_s=1)
         settle = AsyncSettler(caps.redis, prefix)
         try:
             for op in range(OPS_PER_CLIENT):
@@ -78,6 +83,19 @@ async def run_clients(url: str, prefix: str, seed: int, max_estimate: int) -> di
 def test_caps_hold_under_64_concurrent_clients(
     redis_client: redis.Redis, stack: object, seed: int, user_limit: int, max_estimate: int
 ) -> None:
+    url = redis_client.connection_pool.connection_kwargs
+    caps_hold(redis_client, f"redis://{url['host']}:{url['port']}/0", seed, user_limit, max_estimate)
+
+
+def caps_hold(
+    redis_client: Any,
+    url: str,
+    seed: int,
+    user_limit: int,
+    max_estimate: int,
+    connect: Callable[[str], Any] = aioredis.Redis.from_url,
+) -> None:
+    """The property, on whatever Redis ``redis_client`` and ``connect`` reach (a Cluster too)."""
     prefix = f"tc{seed}x{user_limit}"
     layout = KeyLayout(prefix)
     limits = {"org/acme": user_limit * 3, "department/eng": user_limit * 2, "user/ada": user_limit}
@@ -88,12 +106,11 @@ def test_caps_hold_under_64_concurrent_clients(
     ]
     try:
         apply_budgets(redis_client, layout, [OrgConfig("acme")], budgets)
-        url = redis_client.connection_pool.connection_kwargs
-        ledger = asyncio.run(run_clients(f"redis://{url['host']}:{url['port']}/0", prefix, seed, max_estimate))
+        ledger = asyncio.run(run_clients(url, prefix, seed, max_estimate, connect))
 
         assert ledger["violations"] == 0
         assert ledger["admitted"] > 0 and ledger["denied"] > 0, ledger  # the caps were really contended
-        caps = AsyncCapClient(aioredis.Redis.from_url(f"redis://{url['host']}:{url['port']}/0"), key_prefix=prefix)
+        caps = AsyncCapClient(connect(url), key_prefix=prefix)
 
         async def final() -> dict[str, dict[str, int]]:
             time.sleep(1.1)
@@ -114,5 +131,5 @@ def test_caps_hold_under_64_concurrent_clients(
         assert redis_client.zcard(resv_exp) == 0
         assert redis_client.hlen(layout.reserved("acme")) == 0
     finally:
-        for key in redis_client.scan_iter(f"{prefix}:*"):
+        for key in redis_client.scan_iter(f"{prefix}:*", count=10_000):
             redis_client.delete(key)

@@ -9,6 +9,7 @@ them running again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -128,19 +129,26 @@ class Faulty:
         assert headers, "the replay crossed no budget stage: the alert check saw nothing"
 
 
-@pytest.fixture
-def faulty(deployment: Deployment, stack: Settings) -> Iterator[Faulty]:  # noqa: F811 - the imported fixture
+@contextlib.contextmanager
+def faulty_on(dep: Deployment, stack: Settings) -> Iterator[Faulty]:
+    """The deployment with budgets whose stages the replay crosses, alerts to a local Slack receiver."""
     http = start_http()
-    deployment.env["T_SLACK_URL"] = f"{http.url}/slack/eng"
+    dep.env["T_SLACK_URL"] = f"{http.url}/slack/eng"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(BUDGETS)
-    result = deployment.cli("budgets", "apply", handle.name)
+    result = dep.cli("budgets", "apply", handle.name)
     assert result.returncode == 0, result.stderr
     try:
-        yield Faulty(deployment, http)
+        yield Faulty(dep, http)
     finally:
         http.server.shutdown()
         manager.up(stack.stack)  # whatever a case killed runs again for the next test
+
+
+@pytest.fixture
+def faulty(deployment: Deployment, stack: Settings) -> Iterator[Faulty]:  # noqa: F811 - the imported fixture
+    with faulty_on(deployment, stack) as made:
+        yield made
 
 
 def kill(service: RedisService | ClickHouseService | KafkaService) -> None:

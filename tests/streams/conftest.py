@@ -17,7 +17,6 @@ from typing import Any
 
 import clickhouse_connect
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from enforcement.keys import KeyLayout, PeriodKeys
@@ -25,6 +24,7 @@ from schemas.events import UsageEvent
 from schemas.price_sources import load_overrides
 from schemas.pricing import PriceCatalogue, rate
 from schemas.settings import Settings
+from streams.clients import sync_redis
 from streams.config_records import prices_overrides_record
 from streams.topics import Topics
 from streams.workload import DEFAULT_TRACE, trace_events
@@ -184,8 +184,15 @@ class Deployment:
         except Exception:
             return -1
 
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis.url)
+    def redis(self) -> Any:
+        """A sync client of this deployment's Redis (a Cluster's too)."""
+        return sync_redis(self.settings.redis)
+
+    def use_redis(self, url: str, cluster: bool = False) -> None:
+        """Point this deployment (its settings and its processes' environment) at another Redis."""
+        redis_settings = self.settings.redis.model_copy(update={"url": url, "cluster": cluster})
+        self.settings = self.settings.model_copy(update={"redis": redis_settings})
+        self.env.update({"SPENDSTREAM_REDIS__URL": url, "SPENDSTREAM_REDIS__CLUSTER": str(cluster).lower()})
 
     def redis_spend(self, org_id: str, now: datetime) -> dict[str, dict[str, int]]:
         periods = PeriodKeys.at(now, "UTC")
@@ -248,6 +255,6 @@ def deployment(stack: Settings) -> Iterator[Deployment]:
             proc.kill()
             proc.wait()
     client = dep.redis()
-    for key in client.scan_iter(f"t{tag}:*", count=1000):
+    for key in client.scan_iter(f"t{tag}:*", count=10_000):
         client.delete(key)
     dep.ch().command(f"DROP DATABASE IF EXISTS t_{tag}")
