@@ -18,15 +18,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import write_result
-from schemas.events import ID_PATTERN, NAME_PATTERN, UsageEvent, decode_event
+from schemas.events import END_OF_TEXT, ID_PATTERN, NAME_PATTERN, UsageEvent, decode_event
 from streams.workload import DEFAULT_TRACE
 
 TRACE = DEFAULT_TRACE
 N = 20_000
 ROUNDS = 5
 
-Id = Annotated[str, Field(pattern=ID_PATTERN)]
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+# pydantic's Rust regex has no lookahead, and its $ already means the end of the text
+Id = Annotated[str, Field(pattern=ID_PATTERN.replace(END_OF_TEXT, "$"))]
+Name = Annotated[str, Field(pattern=NAME_PATTERN.replace(END_OF_TEXT, "$"))]
 Tokens = Annotated[int, Field(ge=0, le=100_000_000, strict=True)]
 
 
