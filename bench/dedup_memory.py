@@ -39,6 +39,7 @@ def measure(client: redis.Redis, shards: int) -> dict[str, object]:
     prefix = f"mem{uuid.uuid4().hex[:6]}"
     layout = KeyLayout(prefix, seen_shards=shards)
     script = client.register_script(SETTLE)
+    client.hset(layout.org_settings("acme"), mapping={"tz": "UTC", "loaded": "bench"})  # its state is loaded
     subject = Subject(
         org_id="acme", department_id="eng", user_id="ada", feature="chat", model="gpt-4o", provider="openai"
     )

@@ -75,7 +75,7 @@ def latency(url: str, prefix: str) -> dict[str, dict[str, float]]:
         caps.reserve(SUBJECT, f"w{i}", ESTIMATE)
         settle(SUBJECT, f"we{i}", ESTIMATE, request_id=f"w{i}")
         client.ping()
-    reserve, settle, ping = [], [], []
+    reserve, settled, ping = [], [], []
     for i in range(LATENCY_CALLS):
         t0 = time.perf_counter()
         client.ping()
@@ -87,9 +87,9 @@ def latency(url: str, prefix: str) -> dict[str, dict[str, float]]:
         assert decision.allowed
         ping.append(t1 - t0)
         reserve.append(t2 - t1)
-        settle.append(t3 - t2)
+        settled.append(t3 - t2)
     client.close()
-    return {"reserve": micros(reserve), "settle": micros(settle), "ping": micros(ping)}
+    return {"reserve": micros(reserve), "settle": micros(settled), "ping": micros(ping)}
 
 
 def _worker(url: str, prefix: str, clients: int, seconds: float, start_at: float, out: multiprocessing.Queue) -> None:
