@@ -201,9 +201,10 @@ def main() -> None:
     config.produce(topics.config, key=record.key.encode(), value=record.value)
     config.flush(30)
 
+    # 200k events are 22.7 h of the trace: compressed 30 times they occurred in the last 50 minutes (the worker
+    # refuses events more than an hour ahead of its clock)
     now = datetime.now(UTC)
-    start = max(now.replace(hour=0, minute=0, second=0, microsecond=0), now - timedelta(minutes=10))
-    events = list(trace_events(TRACE.read_text(), EVENTS, start=start, speedup=8.0, prefix=tag))
+    events = list(trace_events(TRACE.read_text(), EVENTS, start=now - timedelta(minutes=50), speedup=30.0, prefix=tag))
     payloads = [(e.org_id.encode(), encode_event(e)) for e in events]
 
     # 1. the baseline: a bare consumer of the same events
