@@ -1,5 +1,6 @@
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -29,16 +30,18 @@ GPT = TokenPrices(
 )
 
 
-def event(at: datetime = JUNE, org: str = "acme", model: str = "gpt-4o", **tokens: int) -> UsageEvent:
+def event(
+    at: datetime = JUNE, org: str = "acme", model: str = "gpt-4o", provider: str = "openai", **fields: Any
+) -> UsageEvent:
     return UsageEvent(
         event_id="e1",
         occurred_at=at,
         org_id=org,
         user_id="u1",
         feature="chat",
-        provider="openai",
+        provider=provider,
         model=model,
-        **tokens,  # type: ignore[arg-type]
+        **fields,
     )
 
 
@@ -150,29 +153,8 @@ def test_unpriced_policies(catalogue: PriceCatalogue) -> None:
 
 
 def test_proxy_cost_is_used_only_when_the_catalogue_has_no_price(catalogue: PriceCatalogue) -> None:
-    priced = UsageEvent(
-        event_id="e",
-        occurred_at=JUNE,
-        org_id="acme",
-        user_id="u",
-        feature="f",
-        provider="openai",
-        model="gpt-4o",
-        input_tokens=1000,
-        cost_nanos=1,
-    )
-    assert rate(priced, catalogue).cost_nanos == 2_500_000
-    unpriced = UsageEvent(
-        event_id="e",
-        occurred_at=JUNE,
-        org_id="acme",
-        user_id="u",
-        feature="f",
-        provider="openai",
-        model="mystery",
-        input_tokens=1000,
-        cost_nanos=777,
-    )
+    assert rate(event(input_tokens=1000, cost_nanos=1), catalogue).cost_nanos == 2_500_000
+    unpriced = event(model="mystery", input_tokens=1000, cost_nanos=777)
     assert (rate(unpriced, catalogue).cost_nanos, rate(unpriced, catalogue).source) == (
         777,
         RatingSource.PROXY,
@@ -191,20 +173,9 @@ def test_bad_prices_are_refused() -> None:
 def test_a_discount_applies_to_proxy_reported_costs_too(catalogue: PriceCatalogue) -> None:
     """The README promised a discount on every event; a proxy-reported cost skipped it."""
     catalogue.set_discount("acme", Decimal("0.25"))
-    reported = UsageEvent(
-        event_id="e",
-        occurred_at=JUNE,
-        org_id="acme",
-        user_id="u",
-        feature="f",
-        provider="openai",
-        model="mystery",
-        cost_nanos=1_000_003,
-    )
-    rated = rate(reported, catalogue)
+    rated = rate(event(model="mystery", cost_nanos=1_000_003), catalogue)
     assert (rated.cost_nanos, rated.source) == (750_002, RatingSource.PROXY)  # 750,002.25 rounds half-even once
-    other = UsageEvent(**{**{f: getattr(reported, f) for f in reported.__struct_fields__}, "org_id": "globex"})
-    assert rate(other, catalogue).cost_nanos == 1_000_003
+    assert rate(event(org="globex", model="mystery", cost_nanos=1_000_003), catalogue).cost_nanos == 1_000_003
 
 
 LONG = PriceEntry(
@@ -239,19 +210,8 @@ LONG = PriceEntry(
 )
 def test_context_and_service_tiers(tokens: dict[str, int], tier: str | None, expected: int) -> None:
     """Long-context and service-tier prices were ignored: a 300k-token prompt was billed at the base rate."""
-    catalogue = PriceCatalogue.of([LONG])
-    ev = UsageEvent(
-        event_id="e",
-        occurred_at=JUNE,
-        org_id="acme",
-        user_id="u",
-        feature="f",
-        provider="gemini",
-        model="gemini-2.5-pro",
-        service_tier=tier,
-        **tokens,  # type: ignore[arg-type]
-    )
-    assert rate(ev, catalogue).cost_nanos == expected
+    ev = event(model="gemini-2.5-pro", provider="gemini", service_tier=tier, **tokens)
+    assert rate(ev, PriceCatalogue.of([LONG])).cost_nanos == expected
 
 
 def test_an_inexact_entry_yields_to_the_proxy_cost() -> None:
