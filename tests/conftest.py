@@ -62,3 +62,12 @@ def redis_client(stack: Settings, key_prefix: str) -> Iterator[object]:
     for key in client.scan_iter(f"{key_prefix}:*", count=10_000):
         client.delete(key)
     client.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses the local services (the ``stack`` fixture, directly or through another fixture) is
+    marked ``stack`` whether or not its module says so: ``make unit`` (``-m "not stack"``) then runs exactly
+    the tests that need no service."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
