@@ -8,8 +8,13 @@ COPY schemas ./schemas
 COPY enforcement ./enforcement
 COPY sinks ./sinks
 COPY insights ./insights
-COPY streams ./streams
 COPY stack ./stack
+COPY bus ./bus
+COPY workloads ./workloads
+COPY alerting ./alerting
+COPY streams ./streams
+COPY integrations ./integrations
+COPY admin ./admin
 COPY examples ./examples
 RUN pip install --no-cache-dir ".[server]" \
     && useradd --create-home --uid 1000 spendstream

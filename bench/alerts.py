@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Producer
 
 from bench._common import percentile, write_result
+from bus.admin import ensure_topics
+from bus.topics import Topics
+from schemas.config_records import prices_overrides_record
 from schemas.events import UsageEvent, encode_event
 from schemas.settings import Settings
 from stack import manager
-from streams.config_records import prices_overrides_record
-from streams.kafka_admin import ensure_topics
-from streams.topics import Topics
 from tests.receivers import TWILIO_SID, TWILIO_TOKEN, start_http, start_smtp
 
 DEPARTMENTS = 120
@@ -139,12 +139,12 @@ def main() -> None:
     producer.flush(30)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(budgets_file(http.url))
-    subprocess.run([sys.executable, "-m", "streams.cli", "budgets", "apply", handle.name], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "admin.cli", "budgets", "apply", handle.name], env=env, check=True)
 
     baseline = baseline_post_ms(f"{http.url}/slack/baseline")
     log = open(f"/tmp/{tag}-worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--metrics-loopback"], env=env, stdout=log, stderr=log
+        [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"], env=env, stdout=log, stderr=log
     )
     sent_at: dict[tuple[str, int], float] = {}
     try:

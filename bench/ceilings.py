@@ -33,7 +33,7 @@ from enforcement.scripts import SETTLE
 from schemas.events import encode_event
 from schemas.settings import Settings
 from stack import manager
-from streams.workload import trace_events
+from workloads.generators import trace_events
 
 AGENT = textwrap.dedent(
     """

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import write_result
 from schemas.events import END_OF_TEXT, ID_PATTERN, NAME_PATTERN, UsageEvent, decode_event
-from streams.workload import DEFAULT_TRACE
+from workloads.generators import DEFAULT_TRACE
 
 TRACE = DEFAULT_TRACE
 N = 20_000

@@ -33,7 +33,7 @@ from insights.evaluation import (
 )
 from insights.forecast import SpendForecaster
 from insights.spikes import SpikeDetector
-from streams.workload import DEFAULT_TRACE
+from workloads.generators import DEFAULT_TRACE
 
 TRACE = DEFAULT_TRACE
 HEADLINE_SEED = 11

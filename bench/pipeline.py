@@ -32,14 +32,14 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import percentile, write_result
+from bus.admin import ensure_topics
+from bus.topics import Topics
 from enforcement.keys import KeyLayout, PeriodKeys
+from schemas.config_records import prices_overrides_record
 from schemas.events import UsageEvent, encode_event
 from schemas.settings import Settings
 from stack import manager
-from streams.config_records import prices_overrides_record
-from streams.kafka_admin import ensure_topics
-from streams.topics import Topics
-from streams.workload import DEFAULT_TRACE, trace_events
+from workloads.generators import DEFAULT_TRACE, trace_events
 
 EVENTS = 200_000
 RATE = 2_000
@@ -221,7 +221,7 @@ def main() -> None:
     # 2. end to end
     log = open(f"/tmp/{tag}-worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--metrics-loopback"],
+        [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -33,18 +33,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Producer
 
 from bench._common import write_result
+from bus.admin import ensure_topics
+from bus.topics import Topics
 from enforcement.client import CapClient
 from enforcement.decision import Outcome
 from enforcement.keys import KeyLayout, Subject
 from schemas.budget_file import parse_budget_file
+from schemas.config_records import ConfigState, file_records
 from schemas.settings import Settings, StackSettings
-from sinks.schema import USAGE_COLUMNS
+from sinks.tables import USAGE_EVENTS
 from sinks.usage_store import UsageStore
 from stack import manager
 from stack.services import RedisService
-from streams.config_records import ConfigState, file_records
-from streams.kafka_admin import ensure_topics
-from streams.topics import Topics
 
 EVENTS = 1_000_000
 CHUNK = 100_000
@@ -104,7 +104,8 @@ def seed(store: UsageStore, now: datetime) -> None:
                     at + timedelta(seconds=1),
                 )
             )
-        store.client.insert(f"{store.database}.usage_events", rows, column_names=[*USAGE_COLUMNS, "ingested_at"])
+        columns = [*USAGE_EVENTS.columns, "ingested_at"]  # ingested as if by the worker, a second after
+        store.client.insert(f"{store.database}.{USAGE_EVENTS.name}", rows, column_names=columns)
 
 
 def publish_budgets(settings: Settings) -> None:
@@ -155,7 +156,7 @@ def main() -> None:
     scan_s = time.perf_counter() - began
     log = (home / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--metrics-port", str(free_port()), "--metrics-loopback"],
+        [sys.executable, "-m", "admin.cli", "worker", "--metrics-port", str(free_port()), "--metrics-loopback"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN
 
 __all__ = ["ApiKey", "KeyFileError", "KeyRing", "Right", "hash_key", "new_key", "parse_keys"]
@@ -40,13 +41,8 @@ class Right(StrEnum):
     SPEND = "spend"  # GET /v1/spend/...
 
 
-class KeyFileError(ValueError):
+class KeyFileError(SpendstreamError):
     """A keys file that cannot be used; ``field`` names the entry and field."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,6 @@ default) denies with a reason saying so, ``open`` admits and counts the request 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from enforcement.decision import Decision, Outcome
 from enforcement.keys import KeyLayout, PeriodKeys, Subject
 from enforcement.metrics import CapMetrics
 from enforcement.scripts import RELEASE, RESERVE
+from schemas.alerts import Denial, encode_denial
 
 __all__ = ["AsyncCapClient", "CapClient", "CapUnavailableError"]
 
@@ -169,27 +169,27 @@ class _Core:
             self.metrics.expired.inc(expired)
         return decision
 
-    def denial_mark(self, subject: Subject, decision: Decision, periods: PeriodKeys) -> tuple[str, int, str] | None:
-        """For a denial by a budget: the once-per-period mark (key, seconds to live) and the alert it queues."""
+    def denial_mark(self, subject: Subject, decision: Decision, periods: PeriodKeys) -> tuple[str, int, bytes] | None:
+        """For a denial by a budget: the once-per-period mark (key, seconds to live) and the denial it queues."""
         blocking = decision.blocking
         if decision.outcome is not Outcome.DENIED or blocking is None:
             return None
-        period_key = {"daily": periods.day, "weekly": periods.week}.get(blocking.period, periods.month)
-        field = f"{blocking.scope}/{blocking.period}"
+        period_key = periods.key(blocking.period)
         ttl = max(60, (blocking.resets_at_ms - int(time.time() * 1000)) // 1000 + 86_400)
-        body = {
-            "org_id": subject.org_id,
-            "scope": field,
-            "period": blocking.period,
-            "period_key": period_key,
-            "limit_nanos": blocking.limit,
-            "spent_nanos": blocking.spent,
-            "reserved_nanos": blocking.reserved,
-            "request_id": decision.request_id,
-            "estimate_nanos": decision.estimate,
-            "detected_at": datetime.now(UTC).isoformat(),
-        }
-        return self.layout.denied(subject.org_id, field, period_key), ttl, json.dumps(body)
+        denial = Denial(
+            org_id=subject.org_id,
+            scope=blocking.scope,
+            period=blocking.period,
+            period_key=period_key,
+            limit_nanos=blocking.limit,
+            spent_nanos=blocking.spent,
+            reserved_nanos=blocking.reserved,
+            request_id=decision.request_id,
+            estimate_nanos=decision.estimate,
+            detected_at=datetime.now(UTC).isoformat(),
+        )
+        mark = self.layout.denied(subject.org_id, f"{blocking.scope}/{blocking.period}", period_key)
+        return mark, ttl, encode_denial(denial)
 
 
 def _expired(reply: list[Any]) -> int:

@@ -98,7 +98,7 @@ def _split_field(budget_field: str) -> tuple[str, str]:
 
 
 def _resets(periods: PeriodKeys, period: str) -> int:
-    return {"daily": periods.day_end_ms, "weekly": periods.week_end_ms}.get(period, periods.month_end_ms)
+    return periods.end_ms(period)
 
 
 class StateNotLoadedError(RuntimeError):

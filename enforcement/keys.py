@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas.budgets import Period, period_bounds, period_key
+from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN
 
 __all__ = [
@@ -43,16 +44,12 @@ _ID = re.compile(ID_PATTERN)
 _NAME = re.compile(NAME_PATTERN)
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 PERIOD_CODES = {Period.DAILY: "d", Period.WEEKLY: "w", Period.MONTHLY: "m"}
+_INDEX = {period: i for i, period in enumerate(PERIOD_CODES)}
 SEEN_SHARDS = 8192  # ~440 fingerprints per hash at 1,000 events/s: compact listpack hashes
 
 
-class SubjectError(ValueError):
-    """A subject that cannot be metered; ``field`` names the offending field."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
+class SubjectError(SpendstreamError):
+    """A subject, id or amount the caps cannot meter; ``field`` names it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +139,14 @@ class PeriodKeys:
     def resets(self) -> str:
         return f"{self.day_end_ms}|{self.week_end_ms}|{self.month_end_ms}"
 
+    def key(self, period: str | Period) -> str:
+        """Which day, week or month a ``daily`` / ``weekly`` / ``monthly`` budget is in."""
+        return (self.day, self.week, self.month)[_INDEX[Period(period)]]
+
+    def end_ms(self, period: str | Period) -> int:
+        """When that period ends (ms since the epoch)."""
+        return (self.day_end_ms, self.week_end_ms, self.month_end_ms)[_INDEX[Period(period)]]
+
 
 @functools.lru_cache(maxsize=8192)
 def _hour_label(hour: int) -> str:
@@ -175,6 +180,10 @@ class KeyLayout:
     def spent(self, org_id: str, periods: PeriodKeys) -> tuple[str, str, str]:
         base = self.org(org_id)
         return (f"{base}:spent:d:{periods.day}", f"{base}:spent:w:{periods.week}", f"{base}:spent:m:{periods.month}")
+
+    def spent_in(self, org_id: str, periods: PeriodKeys, period: str | Period) -> str:
+        """The spend hash of one period (``spent`` gives all three)."""
+        return self.spent(org_id, periods)[_INDEX[Period(period)]]
 
     def reserved(self, org_id: str) -> str:
         return f"{self.org(org_id)}:reserved"

@@ -138,6 +138,13 @@ class SpendForecaster:
         self.last_day: date | None = None
         self.days = 0
 
+    def weekly_growth(self) -> float:
+        """The learnt trend as a share of the level, per week (0.05: spend grows 5 % a week); 0 until known."""
+        hw = self.hw
+        if hw is None or not hw.trend or not hw.level or not hw.level[-1]:
+            return 0.0
+        return float(hw.trend[-1]) / float(hw.level[-1]) * 7
+
     # -- learning -----------------------------------------------------------------------------------
 
     def learn_day(self, day: date, spend: float, calibrator: Calibrator | None = None) -> None:

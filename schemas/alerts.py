@@ -1,60 +1,44 @@
-"""Alerts and where they go. Pure: no I/O.
+"""Alerts: what happened, as one record of ``alerts.v1``. Pure: no I/O.
 
-An :class:`Alert` is one record of ``alerts.v1``: a budget stage crossed, the
-first hard-cap denial of a scope in a period, a projected overrun, a spike, or
-the resolution of an earlier alert. Its ``dedup_key`` is stable (org, scope,
-period, kind, stage), so whoever emits it twice, delivery still happens once
-per recipient.
+An alert is one of a tagged union (``kind`` on the wire): :class:`BudgetStage` (a stage of a
+budget crossed), :class:`CapDenied` (the first hard-cap denial of a budget in its period),
+:class:`ProjectedExceed` (a forecast says a budget will be exceeded), :class:`Spike`,
+:class:`Unpriced` (spend on a model without a price) and :class:`Resolved` (an earlier alert's
+condition cleared). Its ``dedup_key`` is computed in one place, :func:`dedup_key`, from what the
+alert is about (org, scope, period, kind, stage), so whoever emits it twice, delivery still happens
+once per recipient.
 
-A :class:`ChannelSpec` is one named destination of an org (``channel/<org>/<name>``
-on ``config.v1``): its type, its targets, an optional rate limit and optional
-quiet hours. Secrets (webhook URLs, PagerDuty routing keys) may be written as
-``env:NAME`` and are then read from the worker's environment when the channel
-is applied, so the config topic and the audit table never hold them.
-
-Routing: a budget names channels per stage (and per alert kind); an org's
-``routing/<org>`` record names the channels for everything else. An 80 %
-stage can go to Slack while 100 % pages on-call: that is escalation.
+A :class:`Denial` is what the cap client queues for the worker when a budget denies for the first
+time in a period; the worker turns it into a :class:`CapDenied`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from schemas.budgets import Channel
-
 __all__ = [
     "Alert",
-    "AlertConfigError",
     "AlertKind",
-    "ChannelSpec",
-    "QuietHours",
-    "Routing",
+    "BudgetStage",
+    "CapDenied",
+    "Denial",
+    "ProjectedExceed",
+    "Resolved",
     "Severity",
+    "Spike",
+    "Unpriced",
     "decode_alert",
+    "decode_denial",
+    "dedup_key",
     "encode_alert",
-    "parse_channel",
-    "parse_routing",
+    "encode_denial",
     "severity_of",
     "unpriced_alert",
 ]
-
-
-class AlertConfigError(ValueError):
-    """A channel or routing record that cannot be used; ``where`` names the field."""
-
-    def __init__(self, where: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.reason = reason
 
 
 class AlertKind(StrEnum):
@@ -75,42 +59,89 @@ class Severity(StrEnum):
     INFO = "info"
 
 
-class Alert(msgspec.Struct, kw_only=True, omit_defaults=True):
-    kind: str
-    dedup_key: str
+class _Alert(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="kind"):
     org_id: str
-    scope: str  # "<kind>/<id>", e.g. "department/eng"; a budget stage's scope ends in its period
+    scope: str  # "<kind>/<id>": "department/eng", "user/ada", "model/gpt-4o"
     detected_at: str  # ISO 8601, UTC
-    period: str | None = None
-    period_key: str | None = None
-    stage: int | None = None
-    limit_nanos: int | None = None
-    spent_nanos: int | None = None
-    event_id: str | None = None
-    occurred_at: str | None = None
-    projected_p10_nanos: int | None = None
-    projected_p50_nanos: int | None = None
-    projected_p90_nanos: int | None = None
-    probability: float | None = None
-    runout_date: str | None = None
-    observed_nanos: int | None = None  # spike: the bucket's cost
-    expected_nanos: int | None = None  # spike: what the entity's recent buckets led to expect
-    drivers: list[dict[str, Any]] = msgspec.field(default_factory=list)
-    resolves: str | None = None  # kind resolved: the dedup_key of the alert it clears
+    period: str | None = None  # daily | weekly | monthly (a spike: its bucket, "60s")
+    period_key: str | None = None  # which day, week, month (a spike: its bucket's start)
+    drivers: list[dict[str, Any]] = msgspec.field(default_factory=list)  # top cost drivers, filled on delivery
     channels: list[str] | None = None  # when set, these channels and no routing
     reason: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.__struct_config__.tag)
+
+    @property
+    def dedup_key(self) -> str:
+        return dedup_key(self)  # type: ignore[arg-type]  # every concrete alert is an Alert
+
+
+class _BudgetAlert(_Alert, kw_only=True, omit_defaults=True):
+    limit_nanos: int | None = None
+    spent_nanos: int | None = None
+
+
+class BudgetStage(_BudgetAlert, tag="budget_stage", kw_only=True, omit_defaults=True):
+    stage: int
+    event_id: str | None = None
+    occurred_at: str | None = None  # the event that crossed it
+
+
+class CapDenied(_BudgetAlert, tag="cap_denied", kw_only=True, omit_defaults=True):
+    reserved_nanos: int | None = None
+    request_id: str | None = None
+    estimate_nanos: int | None = None
+
+
+class ProjectedExceed(_BudgetAlert, tag="projected_exceed", kw_only=True, omit_defaults=True):
+    projected_p10_nanos: int
+    projected_p50_nanos: int
+    projected_p90_nanos: int
+    probability: float
+    runout_date: str | None = None
+
+
+class Spike(_Alert, tag="spike", kw_only=True, omit_defaults=True):
+    observed_nanos: int  # the bucket's cost
+    expected_nanos: int  # what the entity's recent buckets led to expect
+
+
+class Unpriced(_Alert, tag="unpriced", kw_only=True, omit_defaults=True):
+    provider: str
+    model: str
+    event_id: str | None = None
+    occurred_at: str | None = None
+
+
+class Resolved(_Alert, tag="resolved", kw_only=True, omit_defaults=True):
+    resolves: str  # the dedup_key of the alert it clears
+
+
+Alert = BudgetStage | CapDenied | ProjectedExceed | Spike | Unpriced | Resolved
+
+
+def dedup_key(alert: Alert) -> str:
+    """What makes two alerts one: the org, what it is about, its period, its kind and stage. The one place
+    this is written; delivery ledgers, PagerDuty incidents and email Message-IDs all derive from it."""
+    if isinstance(alert, Resolved):
+        return f"{alert.resolves}|resolved"
+    scope = f"model/{alert.provider}/{alert.model}" if isinstance(alert, Unpriced) else alert.scope
+    stage = alert.stage if isinstance(alert, BudgetStage) else 0
+    return f"{alert.org_id}|{scope}|{alert.period or '-'}|{alert.period_key or '-'}|{alert.kind}|{stage}"
 
 
 def unpriced_alert(
     org_id: str, provider: str, model: str, source: str, month: str, event_id: str, occurred_at: datetime
-) -> Alert:
+) -> Unpriced:
     """Spend on a model without a catalogue price: once per org, model and month."""
     how = {"unpriced": "counted at zero", "fallback": "rated with the fallback model's price"}.get(source, source)
-    return Alert(
-        kind=AlertKind.UNPRICED.value,
-        dedup_key=f"{org_id}|model/{provider}/{model}|monthly|{month}|unpriced|0",
+    return Unpriced(
         org_id=org_id,
         scope=f"model/{model}",
+        provider=provider,
+        model=model,
         period="monthly",
         period_key=month,
         event_id=event_id,
@@ -120,8 +151,39 @@ def unpriced_alert(
     )
 
 
+class Denial(msgspec.Struct, kw_only=True):
+    """The first denial of a budget in its period, queued by the cap client for the worker."""
+
+    org_id: str
+    scope: str  # "<kind>/<id>"
+    period: str
+    period_key: str
+    limit_nanos: int
+    spent_nanos: int
+    reserved_nanos: int
+    request_id: str
+    estimate_nanos: int
+    detected_at: str
+
+    def alert(self) -> CapDenied:
+        return CapDenied(
+            org_id=self.org_id,
+            scope=self.scope.removesuffix("/" + self.period),  # an older client queued scope/period
+            period=self.period,
+            period_key=self.period_key,
+            limit_nanos=self.limit_nanos,
+            spent_nanos=self.spent_nanos,
+            reserved_nanos=self.reserved_nanos,
+            request_id=self.request_id,
+            estimate_nanos=self.estimate_nanos,
+            detected_at=self.detected_at,
+            reason=f"request {self.request_id} needing {self.estimate_nanos} nano-USD was denied",
+        )
+
+
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(Alert)
+_DECODER: msgspec.json.Decoder[Alert] = msgspec.json.Decoder(Alert)
+_DENIALS = msgspec.json.Decoder(Denial)
 
 
 def encode_alert(alert: Alert) -> bytes:
@@ -131,216 +193,29 @@ def encode_alert(alert: Alert) -> bytes:
 def decode_alert(data: bytes) -> Alert:
     """Raises ValueError naming the field for a record that is not an alert."""
     try:
-        alert = _DECODER.decode(data)
+        return _DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise ValueError(f"alert: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ValueError(f"alert: not JSON ({exc})") from None
-    if alert.kind not in AlertKind.__members__.values():
-        raise ValueError(f"alert.kind: unknown kind {alert.kind!r}")
-    if not alert.dedup_key:
-        raise ValueError("alert.dedup_key: must not be empty")
-    return alert
+
+
+def encode_denial(denial: Denial) -> bytes:
+    return _ENCODER.encode(denial)
+
+
+def decode_denial(data: bytes | str) -> Denial:
+    try:
+        return _DENIALS.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"denial: {exc}") from None
 
 
 def severity_of(alert: Alert) -> Severity:
-    if alert.kind == AlertKind.CAP_DENIED:
+    if isinstance(alert, CapDenied):
         return Severity.CRITICAL
-    if alert.kind == AlertKind.BUDGET_STAGE:
-        stage = alert.stage or 0
-        return Severity.CRITICAL if stage >= 100 else Severity.WARNING if stage >= 80 else Severity.INFO
-    if alert.kind in (AlertKind.PROJECTED_EXCEED, AlertKind.SPIKE, AlertKind.UNPRICED):
+    if isinstance(alert, BudgetStage):
+        return Severity.CRITICAL if alert.stage >= 100 else Severity.WARNING if alert.stage >= 80 else Severity.INFO
+    if isinstance(alert, ProjectedExceed | Spike | Unpriced):
         return Severity.WARNING
     return Severity.INFO
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """A daily window (may wrap midnight) in which only critical alerts are sent on a channel."""
-
-    start: time
-    end: time
-    timezone: str = "UTC"
-
-    def contains(self, at: datetime) -> bool:
-        local = at.astimezone(ZoneInfo(self.timezone)).time()
-        if self.start <= self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-
-_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
-_PHONE = re.compile(r"^\+[1-9][0-9]{6,14}$")  # E.164
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-_ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)$")
-_DEFAULT_RATE = {
-    Channel.EMAIL: 30,
-    Channel.SLACK: 60,
-    Channel.TEAMS: 60,
-    Channel.SMS: 10,
-    Channel.PAGERDUTY: 60,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelSpec:
-    org_id: str
-    name: str
-    type: Channel
-    targets: tuple[str, ...]  # addresses, phone numbers, or one webhook URL / routing key
-    rate_per_minute: int
-    quiet_hours: QuietHours | None = None
-    secret: bool = field(default=False)  # targets are secrets: never logged, never stored in history
-
-    def shown(self, target: str) -> str:
-        """How a target appears in logs and history."""
-        return f"{self.type.value}:{self.name}" if self.secret else target
-
-    def __repr__(self) -> str:
-        targets = "***" if self.secret else ",".join(self.targets)
-        return f"ChannelSpec({self.org_id}/{self.name} {self.type.value} -> {targets})"
-
-
-def _resolve(value: Any, where: str, env: Mapping[str, str] | None) -> str | None:
-    """The value, its ``env:NAME`` read from ``env``; None when ``env`` is None and the value is a reference."""
-    if not isinstance(value, str) or not value:
-        raise AlertConfigError(where, "must be a non-empty string")
-    match = _ENV.fullmatch(value)
-    if match is None:
-        return value
-    if env is None:
-        return None
-    resolved = env.get(match.group(1))
-    if not resolved:
-        raise AlertConfigError(where, f"environment variable {match.group(1)} is not set")
-    return resolved
-
-
-def _url(value: Any, where: str, env: Mapping[str, str] | None) -> str:
-    url = _resolve(value, where, env)
-    if url is None:
-        return str(value)
-    if not url.startswith(("https://", "http://")):
-        raise AlertConfigError(where, "must be an http(s) URL")
-    return url
-
-
-def _clock(value: Any, where: str) -> time:
-    if not isinstance(value, str) or not re.match(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", value):
-        raise AlertConfigError(where, "expected HH:MM")
-    return time.fromisoformat(value)
-
-
-def parse_channel(org_id: str, name: str, body: Any, env: Mapping[str, str] | None) -> ChannelSpec:
-    """Validate one channel record; ``env`` resolves ``env:NAME`` secrets.
-
-    With ``env`` None (an admin's machine, before publishing) references are
-    accepted as written and checked where the worker applies them."""
-    where = f"channel/{org_id}/{name}"
-    if not _NAME.fullmatch(name):
-        raise AlertConfigError(where, "name: lower-case letters, digits, '-' and '_' (at most 63)")
-    if not isinstance(body, dict):
-        raise AlertConfigError(where, "expected a mapping")
-    allowed = {"type", "to", "url", "routing_key", "rate_per_minute", "quiet_hours"}
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise AlertConfigError(f"{where}.{unknown[0]}", "unknown key")
-    try:
-        kind = Channel(str(body.get("type")))
-    except ValueError:
-        raise AlertConfigError(f"{where}.type", f"one of {', '.join(c.value for c in Channel)}") from None
-    targets, secret = _targets(kind, body, where, env)
-    rate = body.get("rate_per_minute", _DEFAULT_RATE[kind])
-    if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 10_000:
-        raise AlertConfigError(f"{where}.rate_per_minute", "an integer from 1 to 10000")
-    quiet = _quiet_hours(body.get("quiet_hours"), f"{where}.quiet_hours")
-    return ChannelSpec(org_id, name, kind, targets, rate, quiet, secret)
-
-
-def _targets(
-    kind: Channel, body: dict[str, Any], where: str, env: Mapping[str, str] | None
-) -> tuple[tuple[str, ...], bool]:
-    """The channel's targets, and whether they are secrets."""
-    if kind in (Channel.EMAIL, Channel.SMS):
-        to = body.get("to")
-        if not isinstance(to, list) or not to:
-            raise AlertConfigError(f"{where}.to", "a non-empty list of recipients")
-        pattern, what = (_EMAIL, "an email address") if kind is Channel.EMAIL else (_PHONE, "an E.164 phone number")
-        for i, target in enumerate(to):
-            if not isinstance(target, str) or not pattern.fullmatch(target):
-                raise AlertConfigError(f"{where}.to[{i}]", f"{target!r} is not {what}")
-        return tuple(to), False
-    if kind in (Channel.SLACK, Channel.TEAMS):
-        return (_url(body.get("url"), f"{where}.url", env),), True
-    key = _resolve(body.get("routing_key"), f"{where}.routing_key", env)
-    if key is None:
-        key = str(body["routing_key"])
-    elif not re.fullmatch(r"[A-Za-z0-9]{32}", key):
-        raise AlertConfigError(f"{where}.routing_key", "a PagerDuty integration key is 32 letters and digits")
-    return (key,), True
-
-
-def _quiet_hours(spec: Any, where: str) -> QuietHours | None:
-    if spec is None:
-        return None
-    if not isinstance(spec, dict) or set(spec) - {"from", "to", "timezone"}:
-        raise AlertConfigError(where, "expected {from: HH:MM, to: HH:MM, timezone}")
-    zone = spec.get("timezone", "UTC")
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise AlertConfigError(f"{where}.timezone", f"unknown time zone {zone!r}") from None
-    return QuietHours(_clock(spec.get("from"), f"{where}.from"), _clock(spec.get("to"), f"{where}.to"), zone)
-
-
-ROUTABLE_KINDS = ("budget_stage", "cap_denied", "projected_exceed", "spike", "unpriced")
-
-
-@dataclass(frozen=True, slots=True)
-class Routing:
-    """An org's channels for alerts its budgets do not route: by kind, else ``default``."""
-
-    org_id: str
-    default: tuple[str, ...] = ()
-    by_kind: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    def channels_for(self, kind: str) -> tuple[str, ...]:
-        return self.by_kind.get(kind, self.default)
-
-
-def _names(value: Any, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or any(not isinstance(v, str) or not _NAME.fullmatch(v) for v in value):
-        raise AlertConfigError(where, "a list of channel names")
-    return tuple(value)
-
-
-def parse_routing(org_id: str, body: Any) -> Routing:
-    where = f"routing/{org_id}"
-    if not isinstance(body, dict):
-        raise AlertConfigError(where, "expected a mapping")
-    unknown = sorted(set(body) - {"default", *ROUTABLE_KINDS})
-    if unknown:
-        raise AlertConfigError(
-            f"{where}.{unknown[0]}", f"unknown key; use default or one of {', '.join(ROUTABLE_KINDS)}"
-        )
-    default = _names(body.get("default", []), f"{where}.default")
-    by_kind = {kind: _names(body[kind], f"{where}.{kind}") for kind in ROUTABLE_KINDS if kind in body}
-    return Routing(org_id, default, by_kind)
-
-
-def parse_budget_routes(value: Any, stages: tuple[int, ...], where: str) -> dict[str, tuple[str, ...]]:
-    """A budget's ``alerts``: stage (as written) or alert kind -> channel names."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise AlertConfigError(where, "expected a mapping of stage or kind to channel names")
-    routes: dict[str, tuple[str, ...]] = {}
-    for key, names in value.items():
-        text = str(key)
-        if text.isdigit():
-            if int(text) not in stages:
-                raise AlertConfigError(f"{where}.{text}", f"not one of the budget's stages {list(stages)}")
-        elif text not in ("cap_denied", "projected_exceed"):
-            raise AlertConfigError(f"{where}.{text}", "a stage of the budget, cap_denied or projected_exceed")
-        routes[text] = _names(names, f"{where}.{text}")
-    return routes

@@ -36,8 +36,9 @@ from typing import Any
 
 import yaml
 
-from schemas.alerts import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
+from schemas.channels import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
+from schemas.errors import SpendstreamError
 from schemas.money import MoneyError, parse_usd
 
 __all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file"]
@@ -45,11 +46,8 @@ __all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file"]
 MAX_LIMIT_NANOS = 2**53 - 1  # caps are checked in Redis Lua, whose numbers are doubles
 
 
-class BudgetFileError(ValueError):
-    def __init__(self, where: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.reason = reason
+class BudgetFileError(SpendstreamError):
+    """A budgets file that cannot be applied; ``field`` names the entry and field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +110,7 @@ def _budget(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
     try:
         routes = parse_budget_routes(spec.get("alerts"), tuple(stages), f"{where}.alerts")
     except AlertConfigError as exc:
-        raise BudgetFileError(exc.where, exc.reason) from None
+        raise BudgetFileError(exc.field, exc.reason) from None
     try:
         return Budget(
             org_id=org,
@@ -200,7 +198,7 @@ def _channels(section: Any) -> dict[tuple[str, str], tuple[ChannelSpec, dict[str
                 # env:NAME secrets are resolved by the worker that sends, not here
                 found[(str(org_id), str(name))] = (parse_channel(str(org_id), str(name), body, None), body)
             except AlertConfigError as exc:
-                field = exc.where.removeprefix(f"channel/{org_id}/{name}")
+                field = exc.field.removeprefix(f"channel/{org_id}/{name}")
                 raise BudgetFileError(f"channels.{org_id}.{name}{field}", exc.reason) from None
     return found
 
@@ -218,7 +216,7 @@ def _routing(
             routing = parse_routing(str(org_id), body)
         except AlertConfigError as exc:
             raise BudgetFileError(
-                f"routing.{org_id}{exc.where.removeprefix(f'routing/{org_id}')}", exc.reason
+                f"routing.{org_id}{exc.field.removeprefix(f'routing/{org_id}')}", exc.reason
             ) from None
         for kind, names in [("default", routing.default), *routing.by_kind.items()]:
             _known(names, str(org_id), channels, f"routing.{org_id}.{kind}")

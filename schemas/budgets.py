@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN
 
 __all__ = [
@@ -34,8 +35,8 @@ _ID = re.compile(ID_PATTERN)
 _NAME = re.compile(NAME_PATTERN)
 
 
-class BudgetError(ValueError):
-    """A budget that cannot be applied; the message names the field."""
+class BudgetError(SpendstreamError):
+    """A budget or org setting that cannot be applied; ``field`` names it."""
 
 
 class ScopeKind(StrEnum):
@@ -86,14 +87,14 @@ class OrgConfig:
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.org_id):
-            raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
+            raise BudgetError("org_id", f"{self.org_id!r} is not a valid id")
         if self.on_redis_unavailable not in ("closed", "open"):
-            raise BudgetError("on_redis_unavailable: closed or open")
+            raise BudgetError("on_redis_unavailable", "closed or open")
         if self.unpriced_models not in ("deny", "allow"):
-            raise BudgetError("unpriced_models: deny or allow")
+            raise BudgetError("unpriced_models", "deny or allow")
         amount = self.min_estimate_nanos
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 10**15:
-            raise BudgetError("min_estimate_nanos: an int of nano-USD between 0 and 10^15")
+            raise BudgetError("min_estimate_nanos", "an int of nano-USD between 0 and 10^15")
         _zone(self.timezone)
 
     def settings(self) -> dict[str, str]:
@@ -110,7 +111,7 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise BudgetError(f"timezone: unknown time zone {name!r}") from None
+        raise BudgetError("timezone", f"unknown time zone {name!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,20 +129,20 @@ class Budget:
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.org_id):
-            raise BudgetError(f"org_id: {self.org_id!r} is not a valid id")
+            raise BudgetError("org_id", f"{self.org_id!r} is not a valid id")
         pattern = _NAME if self.scope in (ScopeKind.MODEL, ScopeKind.PROVIDER) else _ID
         if not pattern.fullmatch(self.scope_id):
-            raise BudgetError(f"scope_id: {self.scope_id!r} is not a valid {self.scope.value} id")
+            raise BudgetError("scope_id", f"{self.scope_id!r} is not a valid {self.scope.value} id")
         if self.scope is ScopeKind.ORG and self.scope_id != self.org_id:
-            raise BudgetError("scope_id: an org budget's scope_id must be its org_id")
+            raise BudgetError("scope_id", "an org budget's scope_id must be its org_id")
         if isinstance(self.limit_nanos, bool) or not isinstance(self.limit_nanos, int):
-            raise BudgetError("limit_nanos: must be an int of nano-USD")
+            raise BudgetError("limit_nanos", "must be an int of nano-USD")
         if self.limit_nanos <= 0:
-            raise BudgetError("limit_nanos: must be > 0")
+            raise BudgetError("limit_nanos", "must be > 0")
         if not self.stages or any(not isinstance(s, int) or not 0 < s <= 1000 for s in self.stages):
-            raise BudgetError("stages: percentages between 1 and 1000")
+            raise BudgetError("stages", "percentages between 1 and 1000")
         if list(self.stages) != sorted(set(self.stages)):
-            raise BudgetError("stages: must be strictly increasing")
+            raise BudgetError("stages", "must be strictly increasing")
         _zone(self.timezone)
 
     def thresholds(self) -> tuple[tuple[int, int], ...]:
@@ -166,7 +167,7 @@ class Budget:
 def period_bounds(at: datetime, period: Period, timezone: str = "UTC") -> tuple[datetime, datetime]:
     """The [start, end) of the period containing ``at``, cut in ``timezone``, returned in UTC."""
     if at.tzinfo is None:
-        raise BudgetError("at: must be tz-aware")
+        raise BudgetError("at", "must be tz-aware")
     zone = _zone(timezone)
     local = at.astimezone(zone)
     if period is Period.DAILY:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import NewType
 
+from schemas.errors import SpendstreamError
+
 __all__ = [
     "MAX_NANOS",
     "NANOS_PER_USD",
@@ -34,14 +36,14 @@ _NANOS_PER_USD_DECIMAL = Decimal(NANOS_PER_USD)
 _ONE = Decimal(1)
 
 
-class MoneyError(ValueError):
+class MoneyError(SpendstreamError):
     """An amount that cannot be money: a float, a non-number, a fraction of a nano-USD."""
 
 
 def nanos(value: int) -> NanoUSD:
     """Wrap an ``int`` count of nano-USD; anything else is refused."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MoneyError(f"nano-USD must be an int, got {type(value).__name__}")
+        raise MoneyError("nanos", f"must be an int, got {type(value).__name__}")
     return NanoUSD(value)
 
 
@@ -53,7 +55,7 @@ def parse_usd(value: str | Decimal) -> NanoUSD:
     different budget.
     """
     if isinstance(value, float):
-        raise MoneyError("floats are refused for money; write the amount as a string such as '12.50'")
+        raise MoneyError("usd", "floats are refused for money; write the amount as a string such as '12.50'")
     if isinstance(value, str):
         text = value.strip().replace(",", "").replace("_", "")
         if text.startswith("$"):
@@ -63,25 +65,25 @@ def parse_usd(value: str | Decimal) -> NanoUSD:
         try:
             amount = Decimal(text)
         except ArithmeticError:  # InvalidOperation, Overflow
-            raise MoneyError(f"not a USD amount: {value!r}") from None
+            raise MoneyError("usd", f"not a USD amount: {value!r}") from None
     elif isinstance(value, Decimal):
         amount = value
     else:
-        raise MoneyError(f"a USD amount must be a str or Decimal, got {type(value).__name__}")
+        raise MoneyError("usd", f"must be a str or Decimal, got {type(value).__name__}")
     if not amount.is_finite():
-        raise MoneyError(f"not a finite USD amount: {value!r}")
+        raise MoneyError("usd", f"not a finite USD amount: {value!r}")
     if amount.adjusted() > 9 or abs(amount) > MAX_NANOS // NANOS_PER_USD:
-        raise MoneyError(f"{value!r} is beyond the signed 64-bit range of nano-USD")
+        raise MoneyError("usd", f"{value!r} is beyond the signed 64-bit range of nano-USD")
     scaled = amount * _NANOS_PER_USD_DECIMAL
     if scaled != scaled.to_integral_value():
-        raise MoneyError(f"{value!r} is finer than one nano-USD (1e-9 USD)")
+        raise MoneyError("usd", f"{value!r} is finer than one nano-USD (1e-9 USD)")
     return NanoUSD(int(scaled))
 
 
 def round_nanos(amount_usd: Decimal) -> NanoUSD:
     """Round an exact USD ``Decimal`` to nano-USD, half to even. The one rounding rule."""
     if isinstance(amount_usd, float):
-        raise MoneyError("floats are refused for money")
+        raise MoneyError("nanos", "floats are refused for money")
     scaled = (amount_usd * _NANOS_PER_USD_DECIMAL).quantize(_ONE, rounding=ROUND_HALF_EVEN)
     return NanoUSD(int(scaled))
 
@@ -97,7 +99,7 @@ def format_usd(amount: int, places: int = 2) -> str:
     ``places`` runs from 0 to 9; the display rounds half-even, the stored value never changes.
     """
     if not 0 <= places <= 9:
-        raise MoneyError("places must be between 0 and 9")
+        raise MoneyError("places", "must be between 0 and 9")
     value = to_usd(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.{places}f}"

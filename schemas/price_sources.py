@@ -60,12 +60,7 @@ _NOT_MODELLED = ("tiered_pricing", "off_peak_pricing")  # pricing rules the cata
 
 
 class PriceFileError(PricingError):
-    """A price file entry that cannot be used; ``where`` names the entry and field."""
-
-    def __init__(self, where: str, reason: str) -> None:
-        super().__init__(f"{where}: {reason}")
-        self.where = where
-        self.reason = reason
+    """A price file entry that cannot be used; ``field`` names the entry and field."""
 
 
 def _decimal(value: Any, where: str) -> Decimal:

@@ -34,6 +34,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from schemas.errors import SpendstreamError
 from schemas.events import UsageEvent
 from schemas.money import NANOS_PER_USD, NanoUSD, round_nanos
 
@@ -54,15 +55,15 @@ __all__ = [
 _ZERO = Decimal(0)
 
 
-class PricingError(ValueError):
-    """A price, discount or policy that cannot be used."""
+class PricingError(SpendstreamError):
+    """A price, discount or policy that cannot be used; ``field`` names it."""
 
 
 class UnpricedModelError(PricingError):
     """No price for an event's model and the policy is ``reject``."""
 
     def __init__(self, provider: str, model: str) -> None:
-        super().__init__(f"no price for provider {provider!r} model {model!r} and the unpriced policy is reject")
+        super().__init__(f"{provider}/{model}", "no price in the catalogue and the unpriced policy is reject")
         self.provider = provider
         self.model = model
 
@@ -71,9 +72,9 @@ def _price(value: Decimal | None, name: str) -> Decimal | None:
     if value is None:
         return None
     if not isinstance(value, Decimal):
-        raise PricingError(f"{name}: prices are Decimal USD per token, got {type(value).__name__}")
+        raise PricingError(name, f"prices are Decimal USD per token, got {type(value).__name__}")
     if not value.is_finite() or value < 0:
-        raise PricingError(f"{name}: a price must be a finite amount >= 0, got {value}")
+        raise PricingError(name, f"a price must be a finite amount >= 0, got {value}")
     return value
 
 
@@ -124,7 +125,7 @@ class TierPrices:
     def __post_init__(self) -> None:
         thresholds = [threshold for threshold, _ in self.above]
         if thresholds != sorted(set(thresholds)) or any(t < 0 for t in thresholds):
-            raise PricingError("context tiers must have distinct thresholds >= 0, in ascending order")
+            raise PricingError("context_tiers", "distinct thresholds >= 0, in ascending order")
 
     def for_prompt(self, prompt_tokens: int) -> TokenPrices:
         chosen = self.base
@@ -149,7 +150,7 @@ class PriceEntry:
 
     def __post_init__(self) -> None:
         if self.effective_from.tzinfo is None:
-            raise PricingError(f"{self.provider}/{self.model}: effective_from must carry a time zone")
+            raise PricingError(f"{self.provider}/{self.model}.effective_from", "must carry a time zone")
         TierPrices(self.prices, self.above)  # validates the thresholds
 
     def prices_for(self, event: UsageEvent) -> TokenPrices:
@@ -200,7 +201,7 @@ class PriceCatalogue:
 
     def __post_init__(self) -> None:
         if self.unpriced_policy is UnpricedPolicy.FALLBACK and self.fallback is None:
-            raise PricingError("unpriced policy 'fallback' needs a fallback provider and model")
+            raise PricingError("unpriced.fallback", "policy 'fallback' needs a fallback provider and model")
         for org, discount in self.discounts.items():
             self.set_discount(org, discount)
 
@@ -228,7 +229,7 @@ class PriceCatalogue:
 
     def set_discount(self, org_id: str, discount: Decimal) -> None:
         if not isinstance(discount, Decimal) or not (_ZERO <= discount < 1):
-            raise PricingError(f"discount for org {org_id!r} must be a Decimal in [0, 1), got {discount!r}")
+            raise PricingError(f"discounts.{org_id}", f"must be a Decimal in [0, 1), got {discount!r}")
         self.discounts[org_id] = discount
 
     def lookup(self, provider: str, model: str, at: datetime) -> PriceEntry | None:

@@ -60,12 +60,16 @@ class KafkaSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    """Where the caps' state lives (clients are made from these by ``streams.clients``)."""
+    """Where the caps' state lives (the worker's clients are made from these by ``streams.clients``)."""
 
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     password: SecretStr | None = None
     key_prefix: str = Field("ss", description="prefix of every key; tests isolate by it")
     cluster: bool = Field(False, description="the URL names a node of a Redis Cluster")
+
+    def password_text(self) -> str | None:
+        """The password to hand a client (the one place the secret is unwrapped)."""
+        return self.password.get_secret_value() if self.password else None
 
     @field_validator("url")
     @classmethod

@@ -8,12 +8,14 @@ yet merged never show as extra rows. Time ranges are ``[start, end)``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sinks.schema import DIMENSIONS, validate_database
 
 __all__ = [
+    "Narrow",
     "Query",
     "alert_ledger",
     "bucket_costs",
@@ -30,6 +32,16 @@ __all__ = [
 ]
 
 Query = tuple[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Narrow:
+    """A department, user and model to narrow a view to; ``*`` is any."""
+
+    department: str = "*"
+    user: str = "*"
+    model: str = "*"
+
 
 _TOTALS = (
     "sum(requests) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
@@ -67,19 +79,25 @@ def spend_by(database: str, dimension: str, org_id: str, start: datetime, end: d
 
 
 def series(
-    database: str, org_id: str, granularity: str, start: datetime, end: datetime, timezone: str = "UTC"
+    database: str,
+    org_id: str,
+    granularity: str,
+    start: datetime,
+    end: datetime,
+    timezone: str = "UTC",
+    narrow: Narrow | None = None,
 ) -> Query:
     """Cost and tokens per day, week (from Monday) or month, cut in ``timezone``."""
     if granularity not in _GRANULARITY:
         raise ValueError("granularity: day, week or month")
     db = validate_database(database)
     fn = _GRANULARITY[granularity]
+    where, params = _narrowed(org_id, start, end, narrow)
     sql = (
         f"SELECT {fn}(toTimeZone(bucket, {{tz:String}})) AS period, {_TOTALS} FROM {db}.usage_hourly "
-        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
-        "GROUP BY period ORDER BY period"
+        f"WHERE {where} GROUP BY period ORDER BY period"
     )
-    return sql, {**_range(org_id, start, end), "tz": timezone}
+    return sql, {**params, "tz": timezone}
 
 
 SCOPE_COLUMNS = {
@@ -94,7 +112,13 @@ COUNTED_SCOPES = {**SCOPE_COLUMNS, "apikey": "api_key_id"}  # every scope kind R
 
 
 def top_cost_drivers(
-    database: str, org_id: str, start: datetime, end: datetime, limit: int = 10, scope: str | None = None
+    database: str,
+    org_id: str,
+    start: datetime,
+    end: datetime,
+    limit: int = 10,
+    scope: str | None = None,
+    narrow: Narrow | None = None,
 ) -> Query:
     """The (user, model, feature) combinations that cost most, with their share of the total.
 
@@ -102,8 +126,8 @@ def top_cost_drivers(
     db = validate_database(database)
     if not 1 <= limit <= 1000:
         raise ValueError("limit: 1 to 1000")
-    where = "org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}"
-    params: dict[str, Any] = {**_range(org_id, start, end), "limit": limit}
+    where, params = _narrowed(org_id, start, end, narrow)
+    params["limit"] = limit
     if scope is not None:
         kind, _, ident = scope.partition("/")
         if kind != "org":
@@ -144,29 +168,40 @@ def top_cost_drivers_by_scope(
     return sql, {**_range(org_id, start, end), "ids": list(ids), "limit": limit}
 
 
-def peak_hours(database: str, org_id: str, start: datetime, end: datetime, timezone: str = "UTC") -> Query:
+def _narrowed(org_id: str, start: datetime, end: datetime, narrow: Narrow | None) -> tuple[str, dict[str, Any]]:
+    """The org and time range, and optionally a department, user and model (``*``: any)."""
+    where = "org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}"
+    params = _range(org_id, start, end)
+    if narrow is not None:
+        for name, column in (("department", "department_id"), ("user", "user_id"), ("model", "model")):
+            where += f" AND ({{{name}:String}} = '*' OR {column} = {{{name}:String}})"
+            params[name] = getattr(narrow, name)
+    return where, params
+
+
+def peak_hours(
+    database: str, org_id: str, start: datetime, end: datetime, timezone: str = "UTC", narrow: Narrow | None = None
+) -> Query:
     """Requests and cost by weekday (1 = Monday) and hour of day, in ``timezone``."""
     db = validate_database(database)
+    where, params = _narrowed(org_id, start, end, narrow)
     sql = (
         "SELECT toDayOfWeek(toTimeZone(bucket, {tz:String})) AS weekday, "
         "toHour(toTimeZone(bucket, {tz:String})) AS hour, sum(requests) AS requests, sum(cost_nanos) AS cost_nanos "
-        f"FROM {db}.usage_hourly "
-        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
-        "GROUP BY weekday, hour ORDER BY weekday, hour"
+        f"FROM {db}.usage_hourly WHERE {where} GROUP BY weekday, hour ORDER BY weekday, hour"
     )
-    return sql, {**_range(org_id, start, end), "tz": timezone}
+    return sql, {**params, "tz": timezone}
 
 
-def feature_adoption(database: str, org_id: str, start: datetime, end: datetime) -> Query:
+def feature_adoption(database: str, org_id: str, start: datetime, end: datetime, narrow: Narrow | None = None) -> Query:
     """Per feature and ISO week: distinct users and requests (adoption growth)."""
     db = validate_database(database)
+    where, params = _narrowed(org_id, start, end, narrow)
     sql = (
         "SELECT feature, toMonday(bucket) AS week, uniqExact(user_id) AS users, sum(requests) AS requests "
-        f"FROM {db}.usage_hourly "
-        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
-        "GROUP BY feature, week ORDER BY feature, week"
+        f"FROM {db}.usage_hourly WHERE {where} GROUP BY feature, week ORDER BY feature, week"
     )
-    return sql, _range(org_id, start, end)
+    return sql, params
 
 
 def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) -> Query:
@@ -293,13 +328,18 @@ def daily_costs(database: str, org_id: str, since: datetime, timezone: str = "UT
     return sql, {"org": org_id, "since": since, "tz": timezone}
 
 
-def latest_forecasts(database: str, org_id: str) -> Query:
-    """The newest forecast of each scope and period of an org."""
+def latest_forecasts(database: str, org_id: str, start: datetime | None = None, end: datetime | None = None) -> Query:
+    """The newest forecast of each scope and period of an org (made in ``[start, end)`` when given)."""
     db = validate_database(database)
+    where = "org_id = {org:String}"
+    params: dict[str, Any] = {"org": org_id}
+    if start is not None and end is not None:
+        params = {**_range(org_id, start, end)}
+        where += " AND at >= {start:DateTime('UTC')} AND at < {end:DateTime('UTC')}"
     sql = (
-        "SELECT scope, period, period_key, argMax(spent_nanos, at), argMax(p10_nanos, at), argMax(p50_nanos, at), "
-        "argMax(p90_nanos, at), argMax(budget_nanos, at), argMax(probability_over, at), argMax(runout_date, at), "
-        f"max(at) FROM {db}.forecasts WHERE org_id = {{org:String}} "
-        "GROUP BY scope, period, period_key ORDER BY scope, period, period_key"
+        "SELECT scope, period, period_key, argMax(spent_nanos, at) AS spent_nanos, argMax(p10_nanos, at) AS p10, "
+        "argMax(p50_nanos, at) AS p50, argMax(p90_nanos, at) AS p90, argMax(budget_nanos, at) AS budget, "
+        "argMax(probability_over, at) AS chance_over, argMax(runout_date, at) AS runout_date, max(at) AS made_at "
+        f"FROM {db}.forecasts WHERE {where} GROUP BY scope, period, period_key ORDER BY scope, period, period_key"
     )
-    return sql, {"org": org_id}
+    return sql, params

@@ -7,58 +7,21 @@ through ``asyncio.to_thread`` so an insert never blocks the event loop.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
-from schemas.events import UsageEvent
+from retries.policy import Retry
 from schemas.settings import ClickHouseSettings
-from sinks.schema import (
-    ALERT_HISTORY_COLUMNS,
-    ANOMALY_COLUMNS,
-    FORECAST_COLUMNS,
-    USAGE_COLUMNS,
-    migrations,
-    validate_database,
-)
+from sinks.schema import migrations, validate_database
+from sinks.tables import USAGE_EVENTS, Table, UsageRow
 
-__all__ = ["UsageRow", "UsageStore", "usage_row"]
+__all__ = ["UsageStore"]
 
+_UNAVAILABLE = (ClickHouseError, DatabaseError, OperationalError, OSError)  # what an insert retries
 log = logging.getLogger("spendstream.sinks")
-
-UsageRow = tuple[Any, ...]
-
-
-def usage_row(event: UsageEvent, cost_nanos: int, price_source: str, partition: int, offset: int) -> UsageRow:
-    """One ``usage_events`` row, in :data:`USAGE_COLUMNS` order."""
-    return (
-        event.event_id,
-        event.occurred_at,
-        event.org_id,
-        event.department_id or "",
-        event.user_id,
-        event.feature,
-        event.provider,
-        event.model,
-        event.request_id or "",
-        event.input_tokens,
-        event.output_tokens,
-        event.cache_read_tokens,
-        event.cache_write_tokens,
-        event.reasoning_tokens,
-        cost_nanos,
-        price_source,
-        event.status,
-        event.latency_ms,
-        event.metadata,
-        event.api_key_id or "",
-        event.service_tier or "",
-        partition,
-        offset,
-    )
 
 
 class UsageStore:
@@ -134,9 +97,9 @@ class UsageStore:
     def insert_usage(self, rows: Sequence[UsageRow], token: str) -> None:
         """One insert; a retry with the same ``token`` is dropped by ClickHouse. Raises on failure."""
         self.client.insert(
-            f"{self.database}.usage_events",
+            f"{self.database}.{USAGE_EVENTS.name}",
             rows,
-            column_names=list(USAGE_COLUMNS),
+            column_names=list(USAGE_EVENTS.columns),
             settings={
                 "insert_deduplication_token": token,
                 "insert_deduplicate": 1,
@@ -155,35 +118,21 @@ class UsageStore:
         """Insert, retrying with exponential backoff until ClickHouse accepts: backpressure, never a drop.
 
         Returns the number of failed attempts before success."""
-        attempt = 0
-        while True:
-            try:
-                self.insert_usage(rows, token)
-                return attempt
-            except (ClickHouseError, DatabaseError, OperationalError, OSError) as exc:
-                attempt += 1
-                if on_retry is not None:
-                    on_retry(attempt, exc)
-                self.reset()
-                if should_stop():
-                    raise
-                time.sleep(min(max_backoff_s, 0.05 * 2**attempt))
+        failures: list[int] = []
 
-    def insert_config_audit(self, rows: Sequence[tuple[str, str, str, int, int, int]]) -> None:
-        self.client.insert(
-            f"{self.database}.config_audit",
-            rows,
-            column_names=["key", "kind", "value", "deleted", "kafka_partition", "kafka_offset"],
-        )
+        def failed(attempt: int, exc: BaseException) -> None:
+            failures.append(attempt)
+            if on_retry is not None:
+                on_retry(attempt, exc)
+            self.reset()
 
-    def insert_alert_history(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.client.insert(f"{self.database}.alert_history", rows, column_names=list(ALERT_HISTORY_COLUMNS))
+        policy = Retry(_UNAVAILABLE, base_s=0.1, max_s=max_backoff_s, stop=should_stop, on_failure=failed)
+        policy.call(lambda: self.insert_usage(rows, token))
+        return len(failures)
 
-    def insert_forecasts(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.client.insert(f"{self.database}.forecasts", rows, column_names=list(FORECAST_COLUMNS))
-
-    def insert_anomalies(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        self.client.insert(f"{self.database}.anomalies", rows, column_names=list(ANOMALY_COLUMNS))
+    def insert(self, table: Table[Any], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Rows of one table (its typed rows: the columns are the row's fields)."""
+        self.client.insert(f"{self.database}.{table.name}", rows, column_names=list(table.columns))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return list(self.client.query(sql, parameters=parameters or {}).result_rows)

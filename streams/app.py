@@ -1,10 +1,10 @@
-"""The Faust app: the usage agent, the flush timer and the config follower.
+"""The Faust app: the only module that imports Faust.
 
-:func:`build` wires concrete adapters from settings (Kafka, Redis,
-ClickHouse) around a :class:`~streams.pipeline.Pipeline`; the agents stay
-thin. The usage agent takes batches (``take_events``), holds each message's
-acknowledgement until the pipeline says the batch is durable, and Faust
-commits acknowledged offsets only.
+The parts (pipeline, config follower, alert dispatcher, insights, Redis recovery) come from
+:mod:`streams.wiring`; this module adds the transport. The usage agent takes batches
+(``take_events``), holds each message's acknowledgement until the pipeline says the batch is durable,
+and Faust commits acknowledged offsets only. The alerts agent delivers ``alerts.v1``; timers flush,
+check Redis's state, measure drift and run the insights on the leader.
 """
 
 from __future__ import annotations
@@ -14,34 +14,19 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import faust
-import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from enforcement.connect import all_nodes, run_id
-from enforcement.keys import KeyLayout, PeriodKeys
-from schemas.budgets import Period, period_bounds
+from retries.policy import Retry
+from schemas.config_records import ConfigRecord
 from schemas.settings import Settings
-from sinks import queries
-from sinks.alert_channels import Senders, SmtpConfig, TwilioConfig
-from sinks.usage_store import UsageStore
-from streams.alerting import AlertDispatcher
-from streams.clients import async_redis, sync_redis
-from streams.config_records import ConfigRecord, ConfigState
-from streams.insights_runner import InsightsRunner
-from streams.kafka_admin import ensure_topics, read_config
-from streams.metrics import WorkerMetrics
-from streams.pipeline import Pipeline
-from streams.processing import Bounds, Message
-from streams.rebuild import mark_restored, rebuild_with, text_of
-from streams.recovery import Recovery, restored
-from streams.redis_apply import RedisApplier
-from streams.topics import Topics
+from streams.drift import measure_drift_async, org_zones
+from streams.processing import Message
+from streams.wiring import build_parts, prepare
 
 __all__ = ["Worker", "build"]
 
@@ -66,11 +51,8 @@ class _PromptFetchConsumer(faust_aiokafka.Consumer):
         return _PromptFetchThread(self, loop=self.loop, beacon=self.beacon)
 
 
-faust_aiokafka.Transport.Consumer = _PromptFetchConsumer
-
-
 class Worker:
-    """The app and its pipeline, built from settings."""
+    """The Faust app around the parts :func:`~streams.wiring.build_parts` makes from settings."""
 
     def __init__(
         self,
@@ -83,11 +65,6 @@ class Worker:
         sink_interval_s: float = 1.0,
     ) -> None:
         self.settings = settings
-        self.topics = Topics(settings.kafka.topic_prefix)
-        self.metrics = WorkerMetrics()
-        self.redis = async_redis(settings.redis)
-        ch = settings.clickhouse
-        self.store = UsageStore.of(ch)
         (settings.stack.home / "faust").mkdir(parents=True, exist_ok=True)  # Faust's data dir, out of the cwd
         self.app = faust.App(
             f"{settings.kafka.topic_prefix}{app_id}",
@@ -112,45 +89,25 @@ class Worker:
             producer_linger_ms=1,
             producer_acks=-1,
         )
+        # Faust picks its transport by the broker URL's scheme, so the prompt fetch is set on the aiokafka
+        # transport when a worker is built (not when this module is imported); only workers use it
+        faust_aiokafka.Transport.Consumer = _PromptFetchConsumer
+        self.parts = build_parts(
+            settings,
+            self._send,
+            sink_rows=sink_rows,
+            sink_interval_s=sink_interval_s,
+            on_restored=self._after_restore,
+        )
+        self.topics = self.parts.topics
+        self.metrics = self.parts.metrics
+        self.pipeline = self.parts.pipeline
+        self.dispatcher = self.parts.dispatcher
+        self.insights = self.parts.insights
+        self.recovery = self.parts.recovery
         self._usage_topic = self.app.topic(self.topics.usage, value_type=bytes, key_type=bytes)
-        self.pipeline = Pipeline(
-            self.topics,
-            RedisApplier(self.redis, KeyLayout(settings.redis.key_prefix)),
-            self.store,
-            self._send,
-            self.metrics,
-            sink_rows,
-            sink_interval_s,
-            config=ConfigState(os.environ),
-            max_buffered_rows=settings.stream.max_buffered_rows,
-            bounds=Bounds(
-                settings.stream.max_event_bytes,
-                timedelta(seconds=settings.stream.max_future_s),
-                timedelta(days=settings.stream.max_age_days),
-            ),
-        )
         self._alerts_topic = self.app.topic(self.topics.alerts, value_type=bytes, key_type=bytes)
-        self.dispatcher = AlertDispatcher(
-            self.redis,
-            KeyLayout(settings.redis.key_prefix),
-            self.pipeline.config,
-            senders(settings),
-            self.store,
-            settings.alerts,
-            self._send,
-            self.topics.alerts,
-        )
-        self.insights = InsightsRunner(
-            self.redis,
-            KeyLayout(settings.redis.key_prefix),
-            self.store,
-            self.pipeline.config,
-            self._send,
-            self.topics.alerts,
-            settings.insights,
-        )
         self._config_ends: dict[int, int] = {}
-        self.recovery = self._recovery()
         self._insights_owner = False
         self._assigned_at = 0.0
         self._last_batch = (0.0, 0.0)  # (when handled, Kafka timestamp of its last message)
@@ -163,54 +120,12 @@ class Worker:
         future = await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers or [])
         await future
 
-    def _recovery(self) -> Recovery:
-        recovery = Recovery(
-            self.settings,
-            self.redis,
-            KeyLayout(self.settings.redis.key_prefix),
-            self.metrics,
-            self.pipeline.flushes_held,
-            self.pipeline.reapply_pending,
-            on_restored=self._after_restore,
-        )
-        self.pipeline.open = recovery.open
-        self.pipeline.on_not_loaded = lambda org: recovery.org_not_loaded(org, self.pipeline.config.orgs.get(org))
-        self.pipeline.state_restored = lambda: restored(self.redis, KeyLayout(self.settings.redis.key_prefix))
-        return recovery
-
     def _after_restore(self) -> None:
         self._insights_owner = False  # the insights reload their checkpoint (or start again from ClickHouse)
 
     def prepare(self) -> None:
-        """Before the app starts: topics, ClickHouse tables, Redis's state restored if it was lost, and the
-        whole config topic applied."""
-        ensure_topics(self.settings.kafka.bootstrap, self.topics)
-        self.store.migrate()
-        records, self._config_ends = read_config(self.settings.kafka.bootstrap, self.topics.config)
-        sync = sync_redis(self.settings.redis)
-        try:
-            layout = KeyLayout(self.settings.redis.key_prefix)
-            marker = sync.hget(layout.state(), "run_id")
-            if marker is None or text_of(marker) != run_id(sync.info("server", **all_nodes(sync))):
-                report = rebuild_with(self.settings, sync, self.store, progress=log.info)
-                mark_restored(sync, layout, report)
-                log.info("Redis state restored at start: %d orgs, %d counters", report.orgs, report.counters)
-        finally:
-            sync.close()
-
-        async def apply_all() -> None:
-            for record, partition, offset in records:
-                await self.pipeline.apply_config(record, partition, offset)
-            await self.redis.aclose()
-
-        asyncio.run(apply_all())
-        self.redis = async_redis(self.settings.redis)
-        self.pipeline.applier = RedisApplier(self.redis, KeyLayout(self.settings.redis.key_prefix))
-        self.dispatcher.redis = self.redis
-        self.insights.redis = self.redis
-        self.recovery = self._recovery()
-        self.pipeline.ch_watermarks = self.store.watermarks()
-        log.info("config applied (%d records), %d prices", len(records), len(self.pipeline.catalogue))
+        """Before the app starts: see :func:`~streams.wiring.prepare`."""
+        self._config_ends = prepare(self.parts)
 
     def _wire(self) -> None:
         app = self.app
@@ -272,7 +187,7 @@ class Worker:
                             config = ConfigRecord(key, record.value)
                             # Redis or ClickHouse down: retry this record; a budget must not be skipped
                             await self._retrying(
-                                "config", partial(pipeline.apply_config, config, tp.partition, record.offset)
+                                "config", partial(self.parts.follower.apply, config, tp.partition, record.offset)
                             )
             finally:
                 await consumer.stop()
@@ -373,16 +288,12 @@ class Worker:
 
     async def _retrying(self, task: str, run: Callable[[], Awaitable[Any]]) -> None:
         """Run until it succeeds, backing off: for work that must not be skipped (config, alert batches)."""
-        attempt = 0
-        while True:
-            try:
-                await run()
-                return
-            except Exception:
-                attempt += 1
-                self.metrics.background_failures.labels(task).inc()
-                log.warning("%s failed (attempt %d), retrying", task, attempt, exc_info=True)
-                await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+
+        def failed(attempt: int, exc: BaseException) -> None:
+            self.metrics.background_failures.labels(task).inc()
+            log.warning("%s failed (attempt %d), retrying", task, attempt, exc_info=exc)
+
+        await Retry(base_s=0.2, on_failure=failed).acall(run)
 
     def _leads(self) -> bool:
         """Whether this worker holds partition 0 of the usage topic: the one worker that runs the
@@ -404,19 +315,11 @@ class Worker:
 
     async def _measure_health(self) -> None:
         """Per org: Redis-minus-ClickHouse month-to-date drift, and open reservations (for Prometheus)."""
-        now = datetime.now(UTC)
-        sql, params = queries.orgs_since(self.store.database, now - timedelta(days=31))
-        orgs = {row[0] for row in await asyncio.to_thread(self.store.query, sql, params)}
-        orgs |= set(self.pipeline.config.orgs)
-        layout = KeyLayout(self.settings.redis.key_prefix)
-        for org in sorted(orgs):
-            org_config = self.pipeline.config.orgs.get(org)
-            timezone = org_config.timezone if org_config else "UTC"
-            in_redis = int(await self.redis.hget(layout.spent(org, PeriodKeys.at(now, timezone))[2], f"org/{org}") or 0)
-            start, end = period_bounds(now, Period.MONTHLY, timezone)
-            rows = await asyncio.to_thread(self.store.query, *queries.org_spend(self.store.database, org, start, end))
-            self.metrics.drift.labels(org).set(in_redis - (int(rows[0][0] or 0) if rows else 0))
-            self.metrics.reservations_open.labels(org).set(await self.redis.hlen(layout.reservations(org)[0]))
+        parts = self.parts
+        zones = await asyncio.to_thread(org_zones, parts.store, parts.config)
+        for org, nanos in (await measure_drift_async(parts.redis, parts.store, parts.layout, zones)).items():
+            self.metrics.drift.labels(org).set(nanos)
+            self.metrics.reservations_open.labels(org).set(await parts.redis.hlen(parts.layout.reservations(org)[0]))
 
     def _caught_up(self) -> bool:
         """Whether ClickHouse holds what has been produced, near enough to score closed buckets: nothing
@@ -437,33 +340,6 @@ class Worker:
         except SystemExit as stopped:
             return stopped.code if isinstance(stopped.code, int) else 1
         return 0
-
-
-def senders(settings: Settings) -> Senders:
-    """The alert channels' clients, from settings (credentials come from the environment)."""
-    alerts = settings.alerts
-    smtp = None
-    if alerts.smtp_host:
-        smtp = SmtpConfig(
-            alerts.smtp_host,
-            alerts.smtp_port,
-            alerts.smtp_security,
-            alerts.smtp_username,
-            alerts.smtp_password.get_secret_value(),
-            alerts.smtp_from,
-            alerts.http_timeout_s,
-            alerts.smtp_verify,
-        )
-    twilio = None
-    if alerts.twilio_account_sid:
-        twilio = TwilioConfig(
-            alerts.twilio_account_sid,
-            alerts.twilio_auth_token.get_secret_value(),
-            alerts.twilio_from,
-            alerts.twilio_base_url or None,
-        )
-    http = httpx.AsyncClient(timeout=alerts.http_timeout_s, headers={"User-Agent": "spendstream"})
-    return Senders(http, smtp, twilio, alerts.pagerduty_events_url)
 
 
 def build(settings: Settings, **kwargs: Any) -> Worker:

@@ -29,71 +29,56 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import pickle
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from bus.topics import Send
 from enforcement.keys import KeyLayout
-from insights.forecast import Calibrator, SpendForecaster
-from insights.spikes import Spike, SpikeDetector
-from schemas.alerts import Alert, AlertKind, encode_alert
+from insights.forecast import SpendForecaster
+from insights.spikes import Spike
+from insights.state import CheckpointError, InsightState, Watch, dump_state, fresh_state, load_state
+from schemas.alerts import ProjectedExceed, encode_alert
+from schemas.alerts import Spike as SpikeAlert
 from schemas.budgets import Budget, Period, period_bounds, period_key
-from schemas.money import parse_usd
+from schemas.config_records import ConfigState
 from schemas.settings import InsightSettings
 from sinks.queries import bucket_costs, daily_costs, orgs_since
+from sinks.tables import ANOMALIES, FORECASTS, AnomalyRow, ForecastRow
 from sinks.usage_store import UsageStore
-from streams.config_records import ConfigState
-from streams.pipeline import Send
 
 __all__ = ["InsightMetrics", "InsightState", "InsightsRunner"]
 
 log = logging.getLogger("spendstream.insights")
 
 MAX_CATCH_UP = 120  # buckets scored per run when behind
-HOUR = 3600
-MINUTE_KINDS = frozenset({"user", "department", "model", "feature"})
-HOUR_KINDS = frozenset({"org", "department", "model", "feature"})
 
 
 class InsightMetrics:
-    def __init__(self) -> None:
-        self.runs = Histogram(
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        counter = partial(Counter, registry=registry)
+        gauge = partial(Gauge, registry=registry)
+        histogram = partial(Histogram, registry=registry)
+        self.runs = histogram(
             "spendstream_insights_run_duration_seconds",
             "One run of the spike or the forecast timer",
             ["kind"],
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
-        self.spikes = Counter("spendstream_insights_spikes", "Buckets flagged as spikes")
-        self.forecasts = Counter("spendstream_insights_forecasts", "Period projections written")
-        self.entities = Gauge("spendstream_insights_entities", "Entities the models hold", ["model"])
-        self.restored = Counter("spendstream_insights_state_restored", "Times a worker resumed from saved state")
-
-
-@dataclass
-class Watch:
-    """One bucket size's detector and where it has got to."""
-
-    size: int  # seconds
-    detector: SpikeDetector
-    kinds: frozenset[str]  # the entity kinds it watches
-    last_bucket: int = -1  # start (epoch s) of the last bucket scored
-    flagged: set[str] = field(default_factory=set)  # entities that spiked in that bucket
-
-
-@dataclass
-class InsightState:
-    calibrator: Calibrator = field(default_factory=Calibrator)
-    forecasters: dict[str, SpendForecaster] = field(default_factory=dict)  # "<org>|<kind>/<id>"
-    watches: dict[int, Watch] = field(default_factory=dict)  # by bucket size in seconds
-    alerted: set[str] = field(default_factory=set)  # projected_exceed alerts sent (dedup keys)
+        self.spikes = counter("spendstream_insights_spikes", "Buckets flagged as spikes")
+        self.forecasts = counter("spendstream_insights_forecasts", "Period projections written")
+        self.entities = gauge("spendstream_insights_entities", "Entities the models hold", ["model"])
+        self.restored = counter("spendstream_insights_state_restored", "Times a worker resumed from saved state")
+        self.reset = counter(
+            "spendstream_insights_state_reset", "Saved states not restored (another version, unreadable): relearnt"
+        )
 
 
 def _entities(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
@@ -136,31 +121,9 @@ class InsightsRunner:
         self.alerts_topic = alerts_topic
         self.settings = settings
         self.metrics = metrics or InsightMetrics()
-        self.state = self._fresh()
+        self.state = fresh_state(settings)
         self._lock = asyncio.Lock()
         self._saved_at = 0.0
-
-    def _fresh(self) -> InsightState:
-        s = self.settings
-        floor = float(parse_usd(s.spike_min_usd))
-
-        def detector(warmup: int, seasons: int, size: int) -> SpikeDetector:
-            return SpikeDetector(
-                ratio=s.spike_ratio,
-                k=s.spike_k,
-                min_cost=floor,
-                warmup=warmup,
-                max_entities=s.max_entities,
-                seasons=seasons,
-                bucket_s=size,
-            )
-
-        minute = s.spike_bucket_s
-        watches = {minute: Watch(minute, detector(s.spike_warmup, 1, minute), MINUTE_KINDS)}
-        if s.spike_hourly and minute != HOUR:
-            # by hour of day: 24 baselines, each warm after ``spike_hourly_warmup`` days
-            watches[HOUR] = Watch(HOUR, detector(s.spike_hourly_warmup, 24, HOUR), HOUR_KINDS)
-        return InsightState(watches=watches)
 
     @property
     def state_key(self) -> str:
@@ -171,11 +134,10 @@ class InsightsRunner:
         if not isinstance(raw, bytes):
             return False
         try:
-            state = pickle.loads(raw)  # noqa: S301 - our own checkpoint, from our own Redis
-        except Exception as exc:  # noqa: BLE001 - a state that cannot be read is replaced, not fatal
-            log.error("insights state not restored, starting afresh: %s", exc)
-            return False
-        if not isinstance(state, InsightState):
+            state = load_state(raw)
+        except CheckpointError as exc:
+            self.metrics.reset.inc()
+            log.error("insights state not restored: %s", exc)
             return False
         self.state = state
         self.metrics.restored.inc()
@@ -187,7 +149,7 @@ class InsightsRunner:
         return True
 
     async def save(self) -> None:
-        await self.redis.set(self.state_key, pickle.dumps(self.state))
+        await self.redis.set(self.state_key, dump_state(self.state))
         self._saved_at = time.monotonic()
 
     async def _query(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -212,16 +174,16 @@ class InsightsRunner:
 
     async def _spikes(self, now: datetime) -> list[tuple[str, Spike]]:
         found: list[tuple[str, Spike]] = []
-        anomalies: list[tuple[Any, ...]] = []
+        anomalies: list[AnomalyRow] = []
         for watch in self.state.watches.values():
             await self._watch(watch, now, found, anomalies)
         if anomalies:
             self.metrics.spikes.inc(len(anomalies))
-            await asyncio.to_thread(self.store.insert_anomalies, anomalies)
+            await asyncio.to_thread(self.store.insert, ANOMALIES, anomalies)
         return found
 
     async def _watch(
-        self, watch: Watch, now: datetime, found: list[tuple[str, Spike]], anomalies: list[tuple[Any, ...]]
+        self, watch: Watch, now: datetime, found: list[tuple[str, Spike]], anomalies: list[AnomalyRow]
     ) -> None:
         size = watch.size
         latest = int((now.timestamp() - self.settings.spike_lag_s) // size) * size - size
@@ -251,8 +213,8 @@ class InsightsRunner:
             watch.last_bucket = bucket
 
     @staticmethod
-    def _anomaly_row(org: str, spike: Spike, size: int) -> tuple[Any, ...]:
-        return (
+    def _anomaly_row(org: str, spike: Spike, size: int) -> AnomalyRow:
+        return AnomalyRow(
             datetime.fromtimestamp(spike.bucket, UTC),
             size,
             org,
@@ -266,14 +228,13 @@ class InsightsRunner:
         )
 
     @staticmethod
-    def _spike_alert(org: str, spike: Spike, size: int) -> Alert:
+    def _spike_alert(org: str, spike: Spike, size: int) -> SpikeAlert:
         entity = spike.entity.split("|", 1)[1]
         at = datetime.fromtimestamp(spike.bucket, UTC)
-        return Alert(
-            kind=AlertKind.SPIKE.value,
-            dedup_key=f"{org}|{entity}|{size}s|{at.isoformat()}|spike",
+        return SpikeAlert(
             org_id=org,
             scope=entity,
+            period=f"{size}s",
             period_key=at.isoformat(),
             observed_nanos=round(spike.observed),
             expected_nanos=round(spike.expected),
@@ -292,18 +253,18 @@ class InsightsRunner:
             sql, params = orgs_since(self.store.database, now - timedelta(days=self.settings.history_days))
             orgs = {row[0] for row in await self._query(sql, params)}
             orgs |= set(self.config.orgs) | {b.org_id for b in self.config.budgets.values()}
-            rows: list[tuple[Any, ...]] = []
+            rows: list[ForecastRow] = []
             for org in sorted(orgs):
                 rows.extend(await self._forecast_org(org, now))
             if rows:
-                await asyncio.to_thread(self.store.insert_forecasts, rows)
+                await asyncio.to_thread(self.store.insert, FORECASTS, rows)
             self.metrics.forecasts.inc(len(rows))
             self.metrics.entities.labels("forecasts").set(len(self.state.forecasters))
             await self.save()
             self.metrics.runs.labels("forecasts").observe(time.perf_counter() - began)
             return len(rows)
 
-    async def _forecast_org(self, org: str, now: datetime) -> list[tuple[Any, ...]]:
+    async def _forecast_org(self, org: str, now: datetime) -> list[ForecastRow]:
         org_config = self.config.orgs.get(org)
         timezone = org_config.timezone if org_config else "UTC"
         zone = ZoneInfo(timezone)
@@ -329,7 +290,7 @@ class InsightsRunner:
         for budget in budgets:
             daily.setdefault(f"{budget.scope.value}/{budget.scope_id}", defaultdict(float))
         fraction = (local - local.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86_400
-        rows: list[tuple[Any, ...]] = []
+        rows: list[ForecastRow] = []
         for scope, days in daily.items():
             kind = scope.split("/", 1)[0]
             if kind not in ("org", "department", "user"):
@@ -361,7 +322,7 @@ class InsightsRunner:
         timezone: str,
         days: dict[date, float],
         fraction: float,
-    ) -> tuple[Any, ...]:
+    ) -> ForecastRow:
         start, end = period_bounds(now, period, timezone)
         zone = ZoneInfo(timezone)
         first_day = start.astimezone(zone).date()
@@ -389,32 +350,28 @@ class InsightsRunner:
         }
         await self.redis.hset(self.layout.forecast(org), f"{scope}/{period.value}", json.dumps(latest))
         if budget is not None and probability >= self.settings.alert_probability:
-            dedup = f"{org}|{scope}|{period.value}|{key}|projected_exceed"
+            alert = ProjectedExceed(
+                org_id=org,
+                scope=scope,
+                period=period.value,
+                period_key=key,
+                limit_nanos=limit,
+                spent_nanos=int(spent),
+                projected_p10_nanos=int(projection.p10),
+                projected_p50_nanos=int(projection.p50),
+                projected_p90_nanos=int(projection.p90),
+                probability=round(probability, 3),
+                runout_date=runout.isoformat() if runout else None,
+                detected_at=now.isoformat(),
+            )
+            dedup = alert.dedup_key
             if dedup not in self.state.alerted:
-                alert = Alert(
-                    kind=AlertKind.PROJECTED_EXCEED.value,
-                    dedup_key=dedup,
-                    org_id=org,
-                    scope=scope,
-                    period=period.value,
-                    period_key=key,
-                    limit_nanos=limit,
-                    spent_nanos=int(spent),
-                    projected_p10_nanos=int(projection.p10),
-                    projected_p50_nanos=int(projection.p50),
-                    projected_p90_nanos=int(projection.p90),
-                    probability=round(probability, 3),
-                    runout_date=runout.isoformat() if runout else None,
-                    detected_at=now.isoformat(),
-                )
                 await self.send(self.alerts_topic, org.encode(), encode_alert(alert), None)
                 if len(self.state.alerted) > 50_000:
                     self.state.alerted.clear()  # the delivery ledger still keeps each alert once
                 self.state.alerted.add(dedup)
-        growth = 0.0
-        if model.hw is not None and model.hw.trend and model.hw.level and model.hw.level[-1]:
-            growth = float(model.hw.trend[-1]) / float(model.hw.level[-1]) * 7
-        return (
+        growth = model.weekly_growth()
+        return ForecastRow(
             now,
             org,
             scope,

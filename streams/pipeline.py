@@ -17,25 +17,25 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from redis.exceptions import BusyLoadingError, ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from enforcement.budget_store import encode_budget
+from bus.topics import Send, Topics
 from enforcement.core import StateNotLoadedError
 from enforcement.decision import SettleResult, StageCrossing
-from schemas.alerts import Alert, AlertKind, encode_alert, unpriced_alert
+from enforcement.keys import PeriodKeys
+from retries.policy import Retry
+from schemas.alerts import AlertKind, BudgetStage, encode_alert, unpriced_alert
+from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
-from sinks.usage_store import UsageRow, UsageStore, usage_row
-from streams.config_records import ConfigRecord, ConfigState
+from sinks.tables import UsageRow, usage_row
 from streams.metrics import WorkerMetrics
 from streams.processing import Bounds, DeadLetter, Message, Rated, process_batch
-from streams.redis_apply import RedisApplier
-from streams.topics import Topics
 
-__all__ = ["Pipeline", "Send"]
+__all__ = ["Applier", "Pipeline", "Store"]
 
 log = logging.getLogger("spendstream.pipeline")
 
@@ -53,8 +53,11 @@ _REDIS_PASSING = (
     ClusterDownError,
 )
 
-# (topic, key, value, headers) -> waits until the broker has the record
-Send = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[None]]
+
+class _RestoredError(Exception):
+    """An org's cap state was restored during an apply: apply again at once."""
+
+    retry_after = 0.0
 
 
 @dataclass
@@ -69,9 +72,7 @@ class _Pending:
 
 def alert_record(rated: Rated, crossing: StageCrossing, period_key: str) -> tuple[bytes, bytes]:
     event = rated.event
-    alert = Alert(
-        kind=AlertKind.BUDGET_STAGE.value,
-        dedup_key=f"{event.org_id}|{crossing.scope}|{crossing.period}|{period_key}|budget_stage|{crossing.stage}",
+    alert = BudgetStage(
         org_id=event.org_id,
         scope=crossing.scope,
         period=crossing.period,
@@ -86,12 +87,35 @@ def alert_record(rated: Rated, crossing: StageCrossing, period_key: str) -> tupl
     return event.org_id.encode(), encode_alert(alert)
 
 
+class Applier(Protocol):
+    """What the pipeline needs of Redis (:class:`~streams.redis_apply.RedisApplier`; a fake in unit tests)."""
+
+    async def apply(self, rated: Sequence[Rated]) -> list[SettleResult]: ...
+
+    def periods_of(self, org_id: str, when: datetime) -> PeriodKeys: ...
+
+
+class Store(Protocol):
+    """What the pipeline needs of ClickHouse (:class:`~sinks.usage_store.UsageStore`; a fake in unit tests)."""
+
+    def watermarks(self) -> dict[int, int]: ...
+
+    def insert_until_accepted(
+        self,
+        rows: Sequence[UsageRow],
+        token: str,
+        on_retry: Callable[[int, BaseException], None] | None = None,
+        max_backoff_s: float = 5.0,
+        should_stop: Callable[[], bool] = ...,
+    ) -> int: ...
+
+
 class Pipeline:
     def __init__(
         self,
         topics: Topics,
-        applier: RedisApplier,
-        store: UsageStore,
+        applier: Applier,
+        store: Store,
         send: Send,
         metrics: WorkerMetrics,
         sink_rows: int = 10_000,
@@ -119,8 +143,6 @@ class Pipeline:
         self.stopping = False
         self.open: asyncio.Event | None = None  # when set by the worker: usage is applied only while it is set
         self.on_not_loaded: Callable[[str], Awaitable[None]] | None = None  # restores an org's missing state
-        # whether Redis holds restored state: an org is marked loaded only then (else a restore does it)
-        self.state_restored: Callable[[], Awaitable[tuple[bool, str]]] | None = None
 
     @property
     def catalogue(self) -> PriceCatalogue:
@@ -131,6 +153,11 @@ class Pipeline:
 
     async def handle(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
         """Process one batch; ``acks`` are acknowledged once the batch is durable everywhere."""
+        await self._handle(messages, acks)
+        if self.buffered_rows() >= self.max_buffered_rows:
+            await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
+
+    async def _handle(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
         self.metrics.consumed.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
         rated, dead = process_batch(messages, self.catalogue, datetime.now(UTC), self.bounds)
@@ -160,8 +187,6 @@ class Pipeline:
         self.metrics.buffered_rows.set(self.buffered_rows())
         if self.flush_due():
             self.start_flush()
-        if self.buffered_rows() >= self.max_buffered_rows:
-            await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
         """Send a rejected record to the dead-letter topic; never lose it, never stop the stream for it.
@@ -176,25 +201,20 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - whatever the broker refused, a reference still goes
             log.warning("dead letter from offset %d refused (%s); sending it by reference", letter.offset, exc)
             headers = [*headers, ("spendstream-dlq-error", str(exc)[:512].encode())]
-        attempt = 0
-        while True:
-            try:
-                await self.send(self.topics.dlq, None, b"", headers)
-                return
-            except Exception:
-                attempt += 1
-                self.metrics.dlq_failures.inc()
-                log.warning("dead letter by reference failed (attempt %d), retrying", attempt, exc_info=True)
-                if self.stopping:
-                    raise
-                await asyncio.sleep(min(5.0, 0.05 * 2**attempt))
+
+        def failed(attempt: int, exc: BaseException) -> None:
+            self.metrics.dlq_failures.inc()
+            log.warning("dead letter by reference failed (attempt %d), retrying: %s", attempt, exc)
+
+        policy = Retry(base_s=0.1, stop=lambda: self.stopping, on_failure=failed)
+        await policy.acall(lambda: self.send(self.topics.dlq, None, b"", headers))
 
     async def _apply_until_done(self, rated: Sequence[Rated]) -> list[SettleResult]:
         """Apply to Redis, retrying while it cannot answer: the stream waits, nothing is skipped.
 
         A retry is exact: events the failed attempt did apply are recognised by their offsets."""
-        attempt = 0
-        while True:
+
+        async def once() -> list[SettleResult]:
             if self.open is not None:
                 await self.open.wait()  # a restore of Redis's state is under way
             try:
@@ -203,13 +223,15 @@ class Pipeline:
                 if self.on_not_loaded is None:
                     raise
                 await self.on_not_loaded(exc.org_id)
-            except _REDIS_PASSING as exc:
-                attempt += 1
+                raise _RestoredError from exc
+
+        def failed(attempt: int, exc: BaseException) -> None:
+            if not isinstance(exc, _RestoredError):
                 self.metrics.redis_failures.inc()
                 log.warning("Redis apply failed (attempt %d), retrying the batch: %s", attempt, exc)
-                if self.stopping:
-                    raise
-                await asyncio.sleep(min(5.0, 0.05 * 2**attempt))
+
+        policy = Retry((*_REDIS_PASSING, _RestoredError), base_s=0.1, stop=lambda: self.stopping, on_failure=failed)
+        return await policy.acall(once)
 
     def buffered_rows(self) -> int:
         return len(self._pending.rows)
@@ -252,7 +274,7 @@ class Pipeline:
                 stored.append(item)
             for crossing in result.crossings:
                 periods = self.applier.periods_of(item.event.org_id, item.event.occurred_at)
-                period_key = {"daily": periods.day, "weekly": periods.week}.get(crossing.period, periods.month)
+                period_key = periods.key(crossing.period)
                 key, value = alert_record(item, crossing, period_key)
                 deliveries.append(self.send(self.topics.alerts, key, value, None))
                 self.metrics.alerts.labels("budget_stage").inc()
@@ -327,9 +349,8 @@ class Pipeline:
             self.metrics.clickhouse_seconds.observe(time.perf_counter() - began)
             self.metrics.clickhouse_rows.inc(len(pending.rows))
             for row in pending.rows:
-                partition, offset = row[-2], row[-1]
-                if offset > self.ch_watermarks.get(partition, -1):
-                    self.ch_watermarks[partition] = offset
+                if row.kafka_offset > self.ch_watermarks.get(row.kafka_partition, -1):
+                    self.ch_watermarks[row.kafka_partition] = row.kafka_offset
         for event in pending.acks:
             event.ack()
         self.metrics.buffered_rows.set(self.buffered_rows())
@@ -338,33 +359,3 @@ class Pipeline:
     def _insert_failed(self, attempt: int, exc: BaseException) -> None:
         self.metrics.clickhouse_failures.inc()
         log.warning("ClickHouse insert failed (attempt %d), holding the batch and retrying: %s", attempt, exc)
-
-    async def apply_config(self, record: ConfigRecord, partition: int, offset: int) -> None:
-        """Fold a config record in, and write what enforcement reads into Redis, and the audit row."""
-        try:
-            self.config.apply(record)
-        except ValueError as exc:
-            self.metrics.config_rejected.inc()
-            log.error("%s", exc)
-            return
-        redis = self.applier.redis
-        layout = self.applier.layout
-        if record.kind == "budget":
-            _, org_id, rest = record.key.split("/", 2)
-            budget = self.config.budgets.get(record.key)
-            if budget is None:
-                await redis.hdel(layout.budgets(org_id), rest)
-            else:
-                field_name, value = encode_budget(budget)
-                await redis.hset(layout.budgets(org_id), field_name, value)
-        elif record.kind == "org":
-            org_id = record.key.split("/", 1)[1]
-            org = self.config.orgs.get(org_id)
-            if org is not None:
-                settings: dict[Any, Any] = dict(org.settings())
-                if self.state_restored is None or (await self.state_restored())[0]:
-                    settings["loaded"] = f"{partition}:{offset}"  # on a Redis that lost its state, the restore does it
-                await redis.hset(layout.org_settings(org_id), mapping=settings)
-        self.metrics.config_records.labels(record.kind).inc()
-        row = (record.key, record.kind, (record.value or b"").decode(), int(record.value is None), partition, offset)
-        await asyncio.to_thread(self.store.insert_config_audit, [row])

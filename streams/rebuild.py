@@ -22,20 +22,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bus.admin import read_config
+from bus.topics import Topics
 from enforcement.budget_store import apply_budgets
 from enforcement.connect import all_nodes, run_id
 from enforcement.core import DUPLICATE_WINDOW_S, SPENT_RETENTION_S
 from enforcement.keys import KeyLayout, PeriodKeys, fingerprint
 from schemas.budgets import OrgConfig, Period, period_bounds
+from schemas.config_records import ConfigState
 from schemas.settings import Settings
 from sinks import queries
 from sinks.usage_store import UsageStore
 from streams.clients import sync_redis
-from streams.config_records import ConfigState
-from streams.kafka_admin import read_config
-from streams.topics import Topics
 
-__all__ = ["RebuildReport", "mark_restored", "rebuild", "rebuild_with", "text_of"]
+__all__ = ["RebuildReport", "mark_restored", "rebuild", "rebuild_with", "restore_if_lost", "text_of"]
 
 _BATCH = 10_000
 
@@ -66,6 +66,19 @@ def rebuild(
     finally:
         client.close()
         store.reset()
+
+
+def restore_if_lost(
+    settings: Settings, client: Any, store: UsageStore, progress: Callable[[str], None] = lambda line: None
+) -> RebuildReport | None:
+    """At a worker's start: rebuild when the running Redis process's state is not marked restored."""
+    layout = KeyLayout(settings.redis.key_prefix)
+    marker = client.hget(layout.state(), "run_id")
+    if marker is not None and text_of(marker) == run_id(client.info("server", **all_nodes(client))):
+        return None
+    report = rebuild_with(settings, client, store, progress=progress)
+    mark_restored(client, layout, report)
+    return report
 
 
 def mark_restored(client: Any, layout: KeyLayout, report: RebuildReport | None = None) -> str:

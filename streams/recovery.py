@@ -122,10 +122,7 @@ class Recovery:
         sync = self._sync_client()
         try:
             if await asyncio.to_thread(sync.set, self.layout.state_lock(), "1", nx=True, ex=LOCK_TTL_S):
-                ch = self.settings.clickhouse
-                store = UsageStore(
-                    ch.host, ch.port, ch.database, ch.username, ch.password.get_secret_value(), ch.secure
-                )
+                store = UsageStore.of(self.settings.clickhouse)
 
                 def caps_enforced() -> None:
                     self.metrics.recovery_seconds.labels("caps").set(time.perf_counter() - began)

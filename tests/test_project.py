@@ -68,7 +68,7 @@ def test_nothing_reads_outside_the_repository() -> None:
 
 
 def test_the_sample_trace_ships_with_its_licence() -> None:
-    from streams.workload import DEFAULT_TRACE
+    from workloads.generators import DEFAULT_TRACE
 
     assert DEFAULT_TRACE.is_relative_to(ROOT) and DEFAULT_TRACE.exists()
     assert DEFAULT_TRACE.read_text().splitlines()[0] == "TIMESTAMP,ContextTokens,GeneratedTokens"

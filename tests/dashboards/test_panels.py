@@ -15,7 +15,8 @@ import pytest
 from dashboards import generate
 from schemas.events import UsageEvent
 from schemas.settings import Settings
-from sinks.usage_store import UsageStore, usage_row
+from sinks.tables import CONFIG_AUDIT, FORECASTS, ConfigAuditRow, ForecastRow, usage_row
+from sinks.usage_store import UsageStore
 from tests.dashboards.grafana_expand import expand
 
 pytestmark = pytest.mark.stack
@@ -24,7 +25,7 @@ BOARDS = Path(generate.__file__).resolve().parent / "grafana" / "dashboards"
 MON = datetime(2024, 5, 13, tzinfo=UTC)  # a Monday
 START, END = MON, MON + timedelta(days=21)  # the dashboards' time range in these tests
 INTERVAL_S = 86_400
-ALL = {"org": "acme", "department": "*", "user": "*", "model": "*", "scope": "org/acme"}
+ALL = {"org": "acme", "department": "*", "user": "*", "model": "*", "scope": "org/acme", "timezone": "UTC"}
 
 # (day offset, hour, user, department, provider, model, feature, cost nano-USD, input, output)
 SEED = [
@@ -67,21 +68,23 @@ def client(stack: Settings) -> Iterator[Any]:
     rows.append(usage_row(other, 7_777, "catalogue", 0, 99))
     store.insert_usage(rows, "seed")
     budget = '{{"limit_nanos": {limit}, "mode": "hard", "stages": [50, 80, 100]}}'
-    store.insert_config_audit(
+    store.insert(
+        CONFIG_AUDIT,
         [
-            ("budget/acme/department/eng/monthly", "budget", budget.format(limit=100_000), 0, 0, 1),
-            ("budget/acme/department/sales/monthly", "budget", budget.format(limit=50_000), 0, 0, 2),
-            ("budget/acme/department/sales/monthly", "budget", "", 1, 0, 3),  # removed since
-            ("budget/acme/user/ada/monthly", "budget", budget.format(limit=128_000), 0, 0, 4),
-            ("budget/acme/user/bob/daily", "budget", budget.format(limit=1_000), 0, 0, 5),  # not monthly
-        ]
+            ConfigAuditRow("budget/acme/department/eng/monthly", "budget", budget.format(limit=100_000), 0, 0, 1),
+            ConfigAuditRow("budget/acme/department/sales/monthly", "budget", budget.format(limit=50_000), 0, 0, 2),
+            ConfigAuditRow("budget/acme/department/sales/monthly", "budget", "", 1, 0, 3),  # removed since
+            ConfigAuditRow("budget/acme/user/ada/monthly", "budget", budget.format(limit=128_000), 0, 0, 4),
+            ConfigAuditRow("budget/acme/user/bob/daily", "budget", budget.format(limit=1_000), 0, 0, 5),  # not monthly
+            ConfigAuditRow("org/globex", "org", '{"timezone": "Asia/Tokyo"}', 0, 0, 6),
+        ],
     )
 
     def forecast(
         at: datetime, scope: str, spent: int, p10: int, p50: int, p90: int, p: float, runout: date | None
-    ) -> Any:
+    ) -> ForecastRow:
         start = datetime(2024, 5, 1, tzinfo=UTC)
-        return (
+        return ForecastRow(
             at,
             "acme",
             scope,
@@ -101,12 +104,13 @@ def client(stack: Settings) -> Iterator[Any]:
             "holt_winters",
         )
 
-    store.insert_forecasts(
+    store.insert(
+        FORECASTS,
         [
             forecast(MON + timedelta(days=3), "org/acme", 40_000, 70_000, 90_000, 120_000, 0.05, None),
             forecast(MON + timedelta(days=10), "org/acme", 63_500, 110_000, 130_000, 160_000, 0.61, date(2024, 5, 29)),
             forecast(MON + timedelta(days=10), "department/eng", 27_500, 40_000, 50_000, 60_000, 0.0, None),
-        ]
+        ],
     )
     ch = clickhouse_connect.get_client(host=stack.clickhouse.host, port=stack.clickhouse.port, database=database)
     yield ch
@@ -187,7 +191,7 @@ EXPECTED: dict[str, list[tuple[Any, ...]]] = {
     "cost-analysis/Daily cost": series(day_of),
     "cost-analysis/Weekly cost": series(lambda r: day_of(r) - timedelta(days=day_of(r).weekday())),
     "cost-analysis/Monthly cost": [(date(2024, 5, 1), usd(63_500)), (date(2024, 6, 1), usd(64_000))],
-    "patterns/Peak hours: weekday (1 = Monday) x hour, UTC": [
+    "patterns/Peak hours: weekday (1 = Monday) x hour, in the org's time zone": [
         (1, 9, 3, usd(19_000)),
         (1, 10, 1, usd(32_000)),
         (1, 14, 1, usd(500)),
@@ -293,6 +297,7 @@ def test_template_variables(client: Any) -> None:
     values = {v["name"]: [row[0] for row in run(client, v["query"])] for v in board["templating"]["list"]}
     assert values == {
         "org": ["acme", "globex"],
+        "timezone": ["UTC"],
         "department": ["eng", "sales"],
         "user": ["ada", "bob", "cyd", "dan"],
         "model": ["gpt-4o", "gpt-4o-mini", "o3-mini"],
@@ -300,3 +305,14 @@ def test_template_variables(client: Any) -> None:
     forecast_board = json.loads((BOARDS / "forecast.json").read_text())
     scope = next(v for v in forecast_board["templating"]["list"] if v["name"] == "scope")
     assert [row[0] for row in run(client, scope["query"])] == ["department/eng", "org/acme"]
+
+
+def test_peak_hours_are_read_in_the_orgs_time_zone(client: Any) -> None:
+    board = json.loads((BOARDS / "patterns.json").read_text())
+    zone = next(v for v in board["templating"]["list"] if v["name"] == "timezone")
+    assert zone["hide"] == 2  # not a choice: the org's config decides
+    assert run(client, zone["query"]) == [("UTC",)]  # acme sets none
+    assert run(client, zone["query"], {**ALL, "org": "globex"}) == [("Asia/Tokyo",)]
+    peak = dict(panels())["patterns/Peak hours: weekday (1 = Monday) x hour, in the org's time zone"]
+    globex = {**ALL, "org": "globex", "timezone": "Asia/Tokyo"}
+    assert run(client, peak["targets"][0]["rawSql"], globex) == [(1, 9, 1, usd(7_777))]  # Monday 00:00 UTC

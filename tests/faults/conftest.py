@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bus.producer import UsageProducer
 from enforcement.keys import Subject
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from stack import manager
 from stack.services import ClickHouseService, KafkaService, RedisService
-from streams.producer import UsageProducer
 from tests.receivers import Receivers, start_http
 from tests.streams.conftest import Deployment, deployment, make_events  # noqa: F401 - the fixture, for this folder
 from tests.streams.test_pipeline_e2e import assert_exact

@@ -83,3 +83,14 @@ def test_beats_the_naive_run_rate_on_synthetic_months() -> None:
     scores = evaluate_forecasts(synthetic_series(60, seed=5))
     assert scores.mape[10] < 0.75 * scores.naive_mape[10]
     assert 0.6 < scores.coverage < 0.95
+
+
+def test_weekly_growth_reads_the_learnt_trend() -> None:
+    flat, growing = SpendForecaster(), SpendForecaster()
+    assert flat.weekly_growth() == 0.0  # nothing learnt yet
+    for i in range(10 * 7):
+        flat.learn_day(START + timedelta(days=i), WEEK[i % 7])
+        growing.learn_day(START + timedelta(days=i), WEEK[i % 7] * 1.05 ** (i / 7))
+    assert abs(flat.weekly_growth()) < 0.01
+    assert 0.02 < growing.weekly_growth() < 0.08  # 5 % a week, as the model has it
+    assert SpendForecaster(kind="local_trend").weekly_growth() == 0.0

@@ -93,4 +93,4 @@ routing:
 def test_errors_name_the_entry(text: str, where: str) -> None:
     with pytest.raises(BudgetFileError) as info:
         parse_budget_file(text)
-    assert info.value.where == where
+    assert info.value.field == where

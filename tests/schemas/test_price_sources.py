@@ -127,4 +127,4 @@ prices:
 def test_override_errors_name_the_field(text: str, where: str) -> None:
     with pytest.raises(PriceFileError) as info:
         load_overrides(text)
-    assert info.value.where == where
+    assert info.value.field == where

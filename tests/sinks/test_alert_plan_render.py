@@ -1,8 +1,8 @@
-from schemas.alerts import Alert, parse_channel, parse_routing
-from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
-from sinks.alert_channels import classify, retry_after_seconds
-from sinks.alert_plan import TokenBucket, backoff_s, delivery_digest, plan
-from sinks.alert_render import (
+import msgspec
+
+from alerting.channels import classify, retry_after_seconds
+from alerting.plan import TokenBucket, delivery_digest, plan
+from alerting.render import (
     email_message,
     pagerduty_resolve,
     pagerduty_trigger,
@@ -10,6 +10,9 @@ from sinks.alert_render import (
     teams_payload,
     view_of,
 )
+from schemas.alerts import Alert, BudgetStage, CapDenied, ProjectedExceed, Resolved, Spike
+from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
+from schemas.channels import parse_channel, parse_routing
 
 ENV = {"U": "https://hooks.example/x"}
 CHANNELS = {
@@ -31,20 +34,18 @@ BUDGETS = {"budget/acme/department/eng/monthly": BUDGET}
 ROUTING = {"acme": parse_routing("acme", {"default": ["mail"], "spike": ["eng", "ghost"]})}
 
 
-def alert(**kw: object) -> Alert:
-    base: dict[str, object] = {
-        "kind": "budget_stage",
-        "dedup_key": "acme|department/eng|monthly|2026-11|budget_stage|80",
-        "org_id": "acme",
-        "scope": "department/eng",
-        "period": "monthly",
-        "period_key": "2026-11",
-        "stage": 80,
-        "limit_nanos": 100 * 10**9,
-        "spent_nanos": 81_234_567_891,
-        "detected_at": "2026-11-27T10:00:00+00:00",
-    }
-    return Alert(**(base | kw))  # type: ignore[arg-type]
+BASE: dict[str, object] = {
+    "org_id": "acme",
+    "scope": "department/eng",
+    "period": "monthly",
+    "period_key": "2026-11",
+    "detected_at": "2026-11-27T10:00:00+00:00",
+}
+
+
+def alert(**kw: object) -> BudgetStage:
+    money = {"stage": 80, "limit_nanos": 100 * 10**9, "spent_nanos": 81_234_567_891}
+    return msgspec.convert(BASE | money | kw, BudgetStage)
 
 
 def targets(a: Alert) -> list[str]:
@@ -55,16 +56,17 @@ def test_escalation_by_stage_and_fallbacks() -> None:
     assert targets(alert()) == ["eng:slack:eng", "mail:a@x.example", "mail:b@x.example"]
     assert targets(alert(stage=100)) == ["pd:pagerduty:pd", "eng:slack:eng"]
     assert targets(alert(stage=50)) == ["mail:a@x.example", "mail:b@x.example"]  # no route for 50: org default
-    assert targets(alert(kind="cap_denied", stage=None)) == ["pd:pagerduty:pd"]
-    spike = plan(alert(kind="spike", scope="user/u1"), BUDGETS, CHANNELS, ROUTING)
+    assert targets(msgspec.convert(BASE, CapDenied)) == ["pd:pagerduty:pd"]
+    spiked = Spike(
+        org_id="acme", scope="user/u1", observed_nanos=2, expected_nanos=1, detected_at="2026-11-27T10:00:00Z"
+    )
+    spike = plan(spiked, BUDGETS, CHANNELS, ROUTING)
     assert [d.channel.name for d in spike.deliveries] == ["eng"] and spike.missing == ("ghost",)
-    assert targets(alert(kind="resolved", channels=["pd"])) == ["pd:pagerduty:pd"]
+    resolved = Resolved(org_id="acme", scope="department/eng", resolves="k", channels=["pd"], detected_at="x")
+    assert targets(resolved) == ["pd:pagerduty:pd"]
 
 
-def test_backoff_and_rate_limit() -> None:
-    assert [backoff_s(n, None, 0.5, 4.0) for n in (1, 2, 3, 4, 5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
-    assert backoff_s(1, 7.0, 0.5, 4.0) == 7.0  # Retry-After wins
-    assert backoff_s(1, 1e6, 0.5, 4.0) == 40.0  # but not forever
+def test_rate_limit_and_delivery_digests() -> None:
     bucket = TokenBucket(2, now=0.0)
     assert [bucket.take(0.0), bucket.take(0.0), bucket.take(0.0)] == [True, True, False]
     assert bucket.take(30.0) and not bucket.take(30.0)  # one token back after 30 s at 2/min
@@ -92,16 +94,14 @@ def test_http_outcomes() -> None:
 
 
 def test_a_spike_says_the_bucket_against_expected_in_dollars() -> None:
-    spike = alert(
-        kind="spike",
+    spike = Spike(
+        org_id="acme",
         scope="user/ada",
-        period=None,
+        period="60s",
         period_key="2026-11-27T10:00:00+00:00",
-        stage=None,
-        limit_nanos=None,
-        spent_nanos=None,
         observed_nanos=9_000_000_000,
         expected_nanos=750_000_000,
+        detected_at="2026-11-27T10:00:00+00:00",
     )
     view = view_of(spike, "https://grafana.example")
     assert view.title == "acme: usage spike on user ada"
@@ -111,16 +111,12 @@ def test_a_spike_says_the_bucket_against_expected_in_dollars() -> None:
 
 def test_messages_say_spent_limit_percent_drivers_and_link() -> None:
     a = alert(
-        drivers=[{"user_id": "u1", "model": "gpt-4o", "feature": "chat", "cost_nanos": 50 * 10**9, "share": 0.6155}],
-        projected_p10_nanos=90 * 10**9,
-        projected_p50_nanos=120 * 10**9,
-        projected_p90_nanos=150 * 10**9,
+        drivers=[{"user_id": "u1", "model": "gpt-4o", "feature": "chat", "cost_nanos": 50 * 10**9, "share": 0.6155}]
     )
     view = view_of(a, "https://grafana.example/")
     assert view.title == "acme: department eng reached 80% of its monthly budget"
     facts = dict(view.facts)
     assert facts["Spent"] == "$81.23 of $100.00 (81.2%)"
-    assert facts["Projected period end"] == "$120.00 (P10 $90.00 to P90 $150.00)"
     assert view.drivers == ("u1 / gpt-4o / chat $50.00 (62%)",)
     assert view.link == "https://grafana.example/d/spendstream-overview?var-org=acme&var-department=eng"
     slack = slack_payload(view)
@@ -139,3 +135,18 @@ def test_messages_say_spent_limit_percent_drivers_and_link() -> None:
     mail = email_message(view, a, "spendstream@x.example", "a@x.example")
     assert [part.get_content_type() for part in mail.iter_parts()] == ["text/plain", "text/html"]
     assert mail["Message-ID"] == email_message(view, a, "s@x.example", "a@x.example")["Message-ID"]
+
+
+def test_a_projection_says_the_interval_the_chance_and_the_runout() -> None:
+    money = {"limit_nanos": 100 * 10**9, "spent_nanos": 60 * 10**9, "probability": 0.93, "runout_date": "2026-11-26"}
+    projected = {
+        "projected_p10_nanos": 90 * 10**9,
+        "projected_p50_nanos": 120 * 10**9,
+        "projected_p90_nanos": 150 * 10**9,
+    }
+    view = view_of(msgspec.convert(BASE | money | projected, ProjectedExceed), "https://grafana.example")
+    assert view.title == "acme: department eng is projected to exceed its budget"
+    facts = dict(view.facts)
+    assert facts["Spent"] == "$60.00 of $100.00 (60.0%)"
+    assert facts["Projected period end"] == "$120.00 (P10 $90.00 to P90 $150.00)"
+    assert (facts["Chance of exceeding"], facts["Budget runs out"]) == ("93%", "2026-11-26")

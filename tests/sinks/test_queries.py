@@ -10,7 +10,8 @@ import pytest
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from sinks import queries
-from sinks.usage_store import UsageStore, usage_row
+from sinks.tables import FORECASTS, ForecastRow, usage_row
+from sinks.usage_store import UsageStore
 
 pytestmark = pytest.mark.stack
 
@@ -161,6 +162,56 @@ def test_peak_hours(store: UsageStore) -> None:
     ]
     berlin = run(store, queries.peak_hours(store.database, "acme", START, END, "Europe/Berlin"))
     assert (4, 1, 1, 8_000) in berlin  # Wednesday 23:00 UTC is Thursday 01:00 in Berlin
+
+
+def test_views_narrow_to_a_department_user_or_model(store: UsageStore) -> None:
+    sales = queries.Narrow(department="sales")
+    assert run(store, queries.peak_hours(store.database, "acme", START, END, narrow=sales)) == [
+        (1, 10, 1, 32_000),
+        (2, 14, 1, 4_000),
+    ]
+    bob = run(store, queries.feature_adoption(store.database, "acme", START, END, queries.Narrow(user="bob")))
+    assert [(r[0], str(r[1])) for r in bob] == [("code-review", "2024-05-20"), ("search", "2024-05-13")]
+    o3 = run(
+        store, queries.top_cost_drivers(store.database, "acme", START, END, narrow=queries.Narrow(model="o3-mini"))
+    )
+    assert [(r[0], r[3], r[5]) for r in o3] == [("ada", 8_000, 1.0)]
+    everyone = queries.Narrow()  # "*" throughout: no narrowing
+    daily = run(store, queries.series(store.database, "acme", "day", START, END, narrow=everyone))
+    assert daily == run(store, queries.series(store.database, "acme", "day", START, END))
+
+
+def test_latest_forecasts_take_the_newest_per_scope(store: UsageStore) -> None:
+    def made(at: datetime, scope: str, p50: int) -> ForecastRow:
+        month = datetime(2024, 5, 1, tzinfo=UTC)
+        return ForecastRow(
+            at,
+            "acme",
+            scope,
+            "monthly",
+            "2024-05",
+            month,
+            month + timedelta(days=31),
+            1,
+            0,
+            p50,
+            0,
+            0,
+            9,
+            0.5,
+            None,
+            0.0,
+            "holt_winters",
+        )
+
+    store.insert(
+        FORECASTS,
+        [made(MON, "org/acme", 100), made(MON + timedelta(days=1), "org/acme", 200), made(MON, "user/ada", 7)],
+    )
+    rows = run(store, queries.latest_forecasts(store.database, "acme"))
+    assert [(r[0], r[5]) for r in rows] == [("org/acme", 200), ("user/ada", 7)]
+    first_day = run(store, queries.latest_forecasts(store.database, "acme", MON, MON + timedelta(hours=1)))
+    assert [(r[0], r[5]) for r in first_day] == [("org/acme", 100), ("user/ada", 7)]
 
 
 def test_feature_adoption(store: UsageStore) -> None:

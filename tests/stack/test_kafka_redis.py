@@ -107,7 +107,7 @@ def test_redis_is_reachable(stack: Settings, unique_name: str) -> None:
 @pytest.mark.stack
 def test_cli_status_reports_every_service_ready(stack: Settings) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "stack", "status"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "admin.cli", "stack", "status"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for service in ("redis", "clickhouse", "kafka"):
@@ -117,7 +117,7 @@ def test_cli_status_reports_every_service_ready(stack: Settings) -> None:
 @pytest.mark.stack
 def test_cli_up_is_idempotent(stack: Settings) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "stack", "up"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "admin.cli", "stack", "up"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("already running") == 3

@@ -113,7 +113,7 @@ def test_a_pid_file_without_an_owner_is_stale(tmp_path: Path) -> None:
 
 def test_status_names_the_installation(tmp_path: Path) -> None:
     env = {**os.environ, "SPENDSTREAM_STACK__HOME": str(tmp_path), "SPENDSTREAM_STACK__REDIS_PORT": str(free_port())}
-    cli = [sys.executable, "-m", "streams.cli", "stack"]
+    cli = [sys.executable, "-m", "admin.cli", "stack"]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=60, check=False)

@@ -19,15 +19,15 @@ import clickhouse_connect
 import pytest
 from confluent_kafka import Producer
 
+from bus.topics import Topics
 from enforcement.keys import KeyLayout, PeriodKeys
+from schemas.config_records import prices_overrides_record
 from schemas.events import UsageEvent
 from schemas.price_sources import load_overrides
 from schemas.pricing import PriceCatalogue, rate
 from schemas.settings import Settings
 from streams.clients import sync_redis
-from streams.config_records import prices_overrides_record
-from streams.topics import Topics
-from streams.workload import DEFAULT_TRACE, trace_events
+from workloads.generators import DEFAULT_TRACE, trace_events
 
 TRACE = DEFAULT_TRACE
 PRICES = (Path(__file__).resolve().parents[2] / "examples" / "prices.yaml").read_text()
@@ -87,7 +87,7 @@ class Deployment:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "streams.cli", *args],
+            [sys.executable, "-m", "admin.cli", *args],
             env=self.env,
             capture_output=True,
             text=True,
@@ -104,7 +104,7 @@ class Deployment:
             [
                 sys.executable,
                 "-m",
-                "streams.cli",
+                "admin.cli",
                 "worker",
                 "--metrics-port",
                 str(self.metrics_port),
@@ -242,7 +242,7 @@ def deployment(stack: Settings) -> Iterator[Deployment]:
         }
     )
     dep = Deployment(settings, env, metrics_port)
-    from streams.kafka_admin import ensure_topics
+    from bus.admin import ensure_topics
 
     ensure_topics(settings.kafka.bootstrap, dep.topics)
     record = prices_overrides_record(PRICES)

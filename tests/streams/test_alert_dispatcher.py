@@ -11,13 +11,13 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from alerting.channels import Senders
+from alerting.dispatcher import AlertDispatcher
 from enforcement.keys import KeyLayout
-from schemas.alerts import Alert, encode_alert
+from schemas.alerts import Alert, BudgetStage, encode_alert
+from schemas.config_records import ConfigRecord, ConfigState
 from schemas.settings import AlertSettings, Settings
-from sinks.alert_channels import Senders
 from sinks.usage_store import UsageStore
-from streams.alerting import AlertDispatcher
-from streams.config_records import ConfigRecord, ConfigState
 from tests.receivers import Receivers, start_http
 
 pytestmark = pytest.mark.stack
@@ -30,10 +30,8 @@ def http() -> Iterator[Receivers]:
     receivers.server.shutdown()
 
 
-def alert(stage: int, scope: str = "department/eng") -> Alert:
-    return Alert(
-        kind="budget_stage",
-        dedup_key=f"acme|{scope}|monthly|2026-11|budget_stage|{stage}",
+def alert(stage: int, scope: str = "department/eng") -> BudgetStage:
+    return BudgetStage(
         org_id="acme",
         scope=scope,
         period="monthly",

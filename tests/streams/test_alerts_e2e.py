@@ -12,7 +12,7 @@ import pytest
 
 from enforcement.client import CapClient
 from enforcement.keys import Subject
-from schemas.alerts import decode_alert
+from schemas.alerts import BudgetStage, decode_alert
 from schemas.events import UsageEvent
 from tests.receivers import TWILIO_SID, TWILIO_TOKEN, Receivers, start_http, start_smtp
 from tests.streams.conftest import Deployment
@@ -146,7 +146,8 @@ budgets:
         if message is not None and not message.error():
             copies.append(message.value())
     consumer.close()
-    stages = sorted(decode_alert(raw).stage or 0 for raw in copies)
+    crossings = [decode_alert(raw) for raw in copies]
+    stages = sorted(a.stage for a in crossings if isinstance(a, BudgetStage))
     assert stages == [50, 80, 100]  # one record per stage, though every event was sent twice
     producer = deployment.producer()
     for raw in copies:

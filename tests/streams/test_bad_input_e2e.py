@@ -15,8 +15,8 @@ import msgspec
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from schemas.config_records import prices_overrides_record
 from schemas.events import encode_event
-from streams.config_records import prices_overrides_record
 from tests.streams.conftest import PRICES, Deployment, make_events
 from tests.streams.test_pipeline_e2e import assert_exact
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.kafka_admin import config_state
+from bus.admin import config_state
 from tests.streams.conftest import Deployment
 
 pytestmark = pytest.mark.stack

@@ -2,7 +2,7 @@
 
 The worker reads with aiokafka, which decodes lz4, zstd and snappy through ``cramjam``; a fresh
 environment without it crashed the worker's fetcher on the first lz4 batch while no test noticed.
-Each codec sends its own events with :class:`~streams.producer.UsageProducer` (as ``replay`` and
+Each codec sends its own events with :class:`~bus.producer.UsageProducer` (as ``replay`` and
 the demo do) and with the LiteLLM hook's producer settings.
 """
 
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.producer import UsageProducer
+from bus.producer import UsageProducer
 from tests.streams.conftest import Deployment, make_events
 from tests.streams.test_pipeline_e2e import assert_exact
 

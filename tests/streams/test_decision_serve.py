@@ -45,7 +45,7 @@ def test_usage_posted_to_the_service_is_counted_everywhere_once(deployment: Depl
     port = free_port()
     env = {**dep.env, "SPENDSTREAM_DECISION__KEYS_FILE": str(keys), "SPENDSTREAM_DECISION__PORT": str(port)}
     service = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "decision", "serve"],
+        [sys.executable, "-m", "admin.cli", "decision", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "decision.log").open("wb"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import tempfile
 import time
 import uuid
@@ -11,10 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer
 
-from schemas.alerts import decode_alert
+from insights.state import InsightState, load_state
+from schemas.alerts import ProjectedExceed, Spike, decode_alert
 from schemas.events import UsageEvent
-from sinks.usage_store import UsageStore, usage_row
-from streams.insights_runner import InsightState
+from sinks.tables import usage_row
+from sinks.usage_store import UsageStore
 from tests.streams.conftest import Deployment
 
 WEEKDAY, WEEKEND = 10 * 10**9, 3 * 10**9  # nano-USD a day
@@ -46,7 +46,7 @@ def seed_history(dep: Deployment, days: int) -> None:
 
 def state(dep: Deployment) -> InsightState | None:
     raw = dep.redis().get(f"{dep.settings.redis.key_prefix}:insights:state")
-    return pickle.loads(raw) if raw else None
+    return load_state(raw) if raw else None
 
 
 def bob(tag: str, n: int, output_tokens: int) -> UsageEvent:
@@ -78,8 +78,9 @@ def spike_alerts(dep: Deployment) -> list[dict[str, object]]:
         message = consumer.poll(0.5)
         if message is None or message.error():
             continue
-        alert = decode_alert(message.value())
-        found.append({"kind": alert.kind, "scope": alert.scope, "probability": alert.probability, "alert": alert})
+        alert = decode_alert(message.value() or b"")
+        probability = alert.probability if isinstance(alert, ProjectedExceed) else None
+        found.append({"kind": alert.kind, "scope": alert.scope, "probability": probability, "alert": alert})
     consumer.close()
     return found
 
@@ -143,6 +144,7 @@ def test_forecasts_and_detectors_continue_after_a_restart(deployment: Deployment
     assert after is not None
     assert after.forecasters["acme|org/acme"].days >= learnt  # no day learnt twice: days only move on
     spike = next(a["alert"] for a in spike_alerts(dep) if a["kind"] == "spike" and a["scope"] == "user/bob")
+    assert isinstance(spike, Spike)
     # the first spiking bucket holds one, two or all three $0.40 requests (they may straddle buckets)
     assert spike.observed_nanos in (400_000_000, 800_000_000, 1_200_000_000)
     assert spike.expected_nanos is not None and spike.observed_nanos > 50 * spike.expected_nanos

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from admin.cli import HISTORY_START
 from schemas.events import UsageEvent
 from schemas.price_sources import parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, rate
-from streams.cli import HISTORY_START
 from tests.streams.conftest import ROOT
 
 pytestmark = pytest.mark.stack
@@ -43,7 +43,7 @@ SCRIPT = """
 import json, sys
 import litellm
 from litellm import Usage
-from streams.litellm_mapping import tokens_of
+from integrations.litellm_mapping import tokens_of
 
 out = {"map": {}, "results": []}
 for key, prompt, cached, written, completion, reasoning, tier in json.load(sys.stdin):

@@ -48,7 +48,7 @@ model_list:
       api_key: sk-not-used
       mock_response: "Hello from the mock."
 litellm_settings:
-  callbacks: streams.litellm_hook.handler
+  callbacks: integrations.litellm_hook.handler
 general_settings:
   master_key: sk-test-master-key-for-the-e2e-test
   custom_auth: custom_auth.user_api_key_auth

@@ -26,8 +26,8 @@ import asyncio, json
 from datetime import datetime, timezone
 from confluent_kafka import Producer
 from enforcement.keys import Subject
-from streams.litellm_hook import LOST, handler
-from streams.litellm_mapping import Identity, usage_event
+from integrations.litellm_hook import LOST, handler
+from integrations.litellm_mapping import Identity, usage_event
 
 async def main():
     hook = handler

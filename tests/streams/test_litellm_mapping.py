@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.litellm_mapping import Identity, IdentityError, KeyView, identity, occurred_at, tokens_of, usage_event
+from integrations.litellm_mapping import Identity, IdentityError, KeyView, identity, occurred_at, tokens_of, usage_event
 
 ACME_KEY = KeyView("a" * 64, "acme", "eng", "ada", {}, {})
 BARE_KEY = KeyView("b" * 64, None, None, None, {}, {})

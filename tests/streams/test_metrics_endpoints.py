@@ -86,7 +86,7 @@ def test_every_process_serves_lint_free_metrics_with_the_names_dashboards_and_ru
     keys.write_text(json.dumps({"keys": [{"name": "k1", "sha256": hash_key("k1"), "orgs": ["*"]}]}))
     env = {**deployment.env, "SPENDSTREAM_DECISION__KEYS_FILE": str(keys), "SPENDSTREAM_DECISION__PORT": str(port)}
     decision = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "decision", "serve"],
+        [sys.executable, "-m", "admin.cli", "decision", "serve"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

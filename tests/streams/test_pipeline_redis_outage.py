@@ -9,6 +9,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from bus.topics import Topics
 from enforcement.budget_store import apply_budgets
 from enforcement.keys import KeyLayout, PeriodKeys
 from schemas.budgets import OrgConfig
@@ -19,7 +20,6 @@ from streams.metrics import WorkerMetrics
 from streams.pipeline import Pipeline
 from streams.processing import Message
 from streams.redis_apply import RedisApplier
-from streams.topics import Topics
 
 pytestmark = pytest.mark.stack
 

@@ -1,7 +1,7 @@
 """Delivering ``alerts.v1``: each alert to each of its recipients once.
 
 The alerts agent hands batches of records to :class:`AlertDispatcher`. For each
-alert it plans the deliveries (routing, :mod:`sinks.alert_plan`), adds the top
+alert it plans the deliveries (routing, :mod:`alerting.plan`), adds the top
 cost drivers and fills spend a redelivered crossing lacks, then delivers to
 every target concurrently:
 
@@ -31,41 +31,50 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from enforcement.keys import KeyLayout, PeriodKeys
-from schemas.alerts import Alert, AlertKind, decode_alert, encode_alert
-from schemas.budgets import Budget, Channel, period_bounds, period_key
+from alerting.channels import DeliveryError, Senders
+from alerting.enrich import Enricher
+from alerting.plan import Delivery, Plan, TokenBucket, budget_of, delivery_digest, plan, quiet
+from alerting.render import AlertView, view_of
+from bus.topics import Send
+from enforcement.keys import KeyLayout
+from retries.policy import Retry
+from schemas.alerts import (
+    Alert,
+    BudgetStage,
+    Resolved,
+    decode_alert,
+    decode_denial,
+    encode_alert,
+)
+from schemas.budgets import Channel, period_key
+from schemas.config_records import ConfigState
 from schemas.settings import AlertSettings
-from sinks.alert_channels import DeliveryError, Senders
-from sinks.alert_plan import Delivery, Plan, TokenBucket, backoff_s, budget_of, delivery_digest, plan, quiet
-from sinks.alert_render import AlertView, view_of
-from sinks.queries import top_cost_drivers_by_scope
+from sinks.tables import ALERT_HISTORY, AlertHistoryRow
 from sinks.usage_store import UsageStore
-from streams.config_records import ConfigState
-from streams.pipeline import Send
 
 __all__ = ["AlertDispatcher", "AlertMetrics"]
 
 log = logging.getLogger("spendstream.alerts")
 
 
-_WITH_DRIVERS = (AlertKind.BUDGET_STAGE, AlertKind.CAP_DENIED, AlertKind.PROJECTED_EXCEED)
-
-
 class AlertMetrics:
-    def __init__(self) -> None:
-        self.received = Counter("spendstream_alerts_received", "Alerts read from alerts.v1", ["kind"])
-        self.rejected = Counter("spendstream_alerts_rejected", "alerts.v1 records that are not alerts")
-        self.deliveries = Counter(
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        counter = partial(Counter, registry=registry)
+        histogram = partial(Histogram, registry=registry)
+        self.received = counter("spendstream_alerts_received", "Alerts read from alerts.v1", ["kind"])
+        self.rejected = counter("spendstream_alerts_rejected", "alerts.v1 records that are not alerts")
+        self.deliveries = counter(
             "spendstream_alert_deliveries", "Deliveries by channel type and outcome", ["channel", "outcome"]
         )
-        self.attempts = Counter("spendstream_alert_delivery_attempts", "Send attempts", ["channel"])
-        self.unrouted = Counter("spendstream_alerts_unrouted", "Alerts with no channel, or a missing one", ["reason"])
-        self.seconds = Histogram(
+        self.attempts = counter("spendstream_alert_delivery_attempts", "Send attempts", ["channel"])
+        self.unrouted = counter("spendstream_alerts_unrouted", "Alerts with no channel, or a missing one", ["reason"])
+        self.seconds = histogram(
             "spendstream_alert_delivery_seconds",
             "From the alert's detection to a delivered message",
             ["channel"],
@@ -91,12 +100,13 @@ class AlertDispatcher:
         self.config = config
         self.senders = senders
         self.store = store
+        self.enricher = Enricher(redis, layout, config, store)
         self.settings = settings
         self.send = send
         self.alerts_topic = alerts_topic
         self.metrics = metrics or AlertMetrics()
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
-        self._history_rows: list[tuple[Any, ...]] = []
+        self._history_rows: list[AlertHistoryRow] = []
 
     async def handle(self, records: Sequence[bytes | None]) -> None:
         """Deliver a batch of ``alerts.v1`` records; returns when every delivery has an outcome.
@@ -122,7 +132,7 @@ class AlertDispatcher:
                 self.metrics.unrouted.labels("no_route").inc()
         if not routed:
             return
-        enriched = await self._enrich([alert for alert, _ in routed])
+        enriched = await self.enricher.enrich([alert for alert, _ in routed])
         by_scope: dict[tuple[str, str], list[tuple[Alert, Plan]]] = {}
         for alert, (_, planned) in zip(enriched, routed, strict=True):
             by_scope.setdefault((alert.org_id, alert.scope), []).append((alert, planned))
@@ -159,21 +169,29 @@ class AlertDispatcher:
 
     async def _send_with_retries(self, alert: Alert, view: AlertView, delivery: Delivery) -> tuple[str, int, str]:
         settings = self.settings
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        async def send() -> None:
+            nonlocal attempts
+            attempts += 1
             self.metrics.attempts.labels(delivery.channel.type.value).inc()
-            try:
-                await self.senders.send(delivery.channel, delivery.target, alert, view)
-                return "sent", attempt, ""
-            except DeliveryError as exc:
-                if not exc.retryable or attempt >= settings.max_attempts:
-                    return "failed", attempt, exc.reason
-                wait = backoff_s(attempt, exc.retry_after, settings.backoff_base_s, settings.backoff_max_s)
-                log.warning(
-                    "alert %s to %s: %s; retry %d in %.1fs", alert.dedup_key, delivery.label, exc, attempt, wait
-                )
-                await asyncio.sleep(wait)
+            await self.senders.send(delivery.channel, delivery.target, alert, view)
+
+        def failed(attempt: int, exc: BaseException) -> None:
+            log.warning("alert %s to %s: %s (attempt %d)", alert.dedup_key, delivery.label, exc, attempt)
+
+        policy = Retry(
+            (DeliveryError,),
+            base_s=settings.backoff_base_s,
+            max_s=settings.backoff_max_s,
+            attempts=settings.max_attempts,
+            on_failure=failed,
+        )
+        try:
+            await policy.acall(send)
+        except DeliveryError as exc:
+            return "failed", attempts, exc.reason
+        return "sent", attempts, ""
 
     def _bucket(self, org_id: str, name: str, rate: int) -> TokenBucket:
         bucket = self._buckets.get((org_id, name))
@@ -185,8 +203,8 @@ class AlertDispatcher:
         if delivery.channel.type is not Channel.PAGERDUTY:
             return
         opened = self.layout.alerts_open(alert.org_id)
-        if alert.kind == AlertKind.RESOLVED:
-            await self.redis.hdel(opened, alert.resolves or "")
+        if isinstance(alert, Resolved):
+            await self.redis.hdel(opened, alert.resolves)
             return
         budget = budget_of(alert, self.config.budgets)
         if budget is None or alert.period_key is None:
@@ -196,7 +214,7 @@ class AlertDispatcher:
             "budget": f"budget/{budget.org_id}/{budget.key}",
             "scope": alert.scope,
             "period_key": alert.period_key,
-            "stage": alert.stage or 100,
+            "stage": alert.stage if isinstance(alert, BudgetStage) else 100,
         }
         await self.redis.hset(opened, alert.dedup_key, json.dumps(incident))
         await self.redis.sadd(self.layout.alerts_open_orgs(), alert.org_id)
@@ -204,14 +222,14 @@ class AlertDispatcher:
     def _record(
         self, alert: Alert, delivery: Delivery, outcome: str, attempts: int, error: str, digest: str = ""
     ) -> None:
-        row = (
+        row = AlertHistoryRow(
             datetime.now(UTC),
             alert.org_id,
             alert.dedup_key,
             alert.kind,
             alert.scope,
             alert.period_key or "",
-            alert.stage or 0,
+            alert.stage if isinstance(alert, BudgetStage) else 0,
             delivery.channel.name,
             delivery.channel.type.value,
             delivery.label,
@@ -229,75 +247,13 @@ class AlertDispatcher:
         if not rows:
             return 0
         try:
-            await asyncio.to_thread(self.store.insert_alert_history, rows)
+            await asyncio.to_thread(self.store.insert, ALERT_HISTORY, rows)
         except Exception as exc:  # noqa: BLE001 - the deliveries happened and are in the ledger
             log.warning("%d alert history rows not written: %s", len(rows), exc)
             if len(self._history_rows) < 100_000:
                 self._history_rows = rows + self._history_rows  # try again next time
             return 0
         return len(rows)
-
-    # -- what the message says -------------------------------------------------------------------------------------
-
-    async def _enrich(self, alerts: list[Alert]) -> list[Alert]:
-        """Fill what a message needs: the limit and spend a redelivered crossing lacks, the top cost drivers."""
-        budgets = [budget_of(alert, self.config.budgets) for alert in alerts]
-        drivers = await self._drivers(alerts, budgets)
-        out = []
-        for alert, budget, found in zip(alerts, budgets, drivers, strict=True):
-            changes: dict[str, Any] = {}
-            if budget is not None and not alert.limit_nanos:
-                changes["limit_nanos"] = budget.limit_nanos
-                spent = await self._spent(budget, _when(alert))
-                if spent is not None:
-                    changes["spent_nanos"] = spent
-            if found is not None:
-                changes["drivers"] = found
-            fields = {name: getattr(alert, name) for name in alert.__struct_fields__}
-            out.append(Alert(**(fields | changes)) if changes else alert)
-        return out
-
-    async def _spent(self, budget: Budget, when: datetime) -> int | None:
-        keys = self.layout.spent(budget.org_id, PeriodKeys.at(when, budget.timezone))
-        index = {"daily": 0, "weekly": 1}.get(budget.period.value, 2)
-        value = await self.redis.hget(keys[index], f"{budget.scope.value}/{budget.scope_id}")
-        return int(value) if value is not None else None
-
-    async def _drivers(self, alerts: list[Alert], budgets: list[Budget | None]) -> list[list[dict[str, Any]] | None]:
-        """Top cost drivers per alert (None where the alert needs none), one query per org, period and kind.
-
-        They come from ClickHouse, which trails Redis by up to the sink interval (1 s): the event that
-        crossed a stage may not be in them yet."""
-        wanted: dict[tuple[str, datetime, datetime, str], set[str]] = {}
-        keys: list[tuple[tuple[str, datetime, datetime, str], str] | None] = []
-        for alert, budget in zip(alerts, budgets, strict=True):
-            if budget is None or alert.drivers or alert.kind not in _WITH_DRIVERS or budget.scope.value == "apikey":
-                keys.append(None)
-                continue
-            start, end = period_bounds(_when(alert), budget.period, budget.timezone)
-            group = (alert.org_id, start, end, budget.scope.value)
-            wanted.setdefault(group, set()).add(budget.scope_id)
-            keys.append((group, budget.scope_id))
-        found: dict[tuple[tuple[str, datetime, datetime, str], str], list[dict[str, Any]]] = {}
-        for group, ids in wanted.items():
-            org_id, start, end, kind = group
-            sql, params = top_cost_drivers_by_scope(self.store.database, org_id, start, end, kind, sorted(ids), 3)
-            try:
-                rows = await asyncio.wait_for(asyncio.to_thread(self.store.query, sql, params), 2.0)
-            except Exception as exc:  # noqa: BLE001 - a message without drivers beats no message
-                log.warning("top cost drivers of %s not read: %s", org_id, exc)
-                continue
-            for scope_id, user, model, feature, cost, _, share in rows:
-                found.setdefault((group, scope_id), []).append(
-                    {
-                        "user_id": user,
-                        "model": model,
-                        "feature": feature,
-                        "cost_nanos": int(cost),
-                        "share": float(share),
-                    }
-                )
-        return [None if key is None else found.get(key, []) for key in keys]
 
     # -- incidents that clear, denials that alert -------------------------------------------------------------------
 
@@ -317,9 +273,7 @@ class AlertDispatcher:
                 reason = await self._cleared(incident, now)
                 if reason is None:
                     continue
-                resolution = Alert(
-                    kind=AlertKind.RESOLVED.value,
-                    dedup_key=f"resolved|{dedup_key}",
+                resolution = Resolved(
                     org_id=org_id,
                     scope=incident["scope"],
                     period_key=incident["period_key"],
@@ -341,7 +295,7 @@ class AlertDispatcher:
         if period_key(now, budget.period, budget.timezone) != incident["period_key"]:
             return "new period"
         threshold = -(-budget.limit_nanos * int(incident["stage"]) // 100)
-        spent = await self._spent(budget, now) or 0
+        spent = await self.enricher.spent(budget, now) or 0
         if spent < threshold:
             return "budget raised above the spend"
         return None
@@ -352,35 +306,14 @@ class AlertDispatcher:
         raw = await self.redis.lrange(queue, 0, limit - 1)
         for item in raw:
             try:
-                denial = json.loads(item)
-                alert = Alert(
-                    kind=AlertKind.CAP_DENIED.value,
-                    dedup_key=f"{denial['org_id']}|{denial['scope']}|{denial['period_key']}|cap_denied",
-                    org_id=denial["org_id"],
-                    scope=denial["scope"],
-                    period=denial["period"],
-                    period_key=denial["period_key"],
-                    limit_nanos=int(denial["limit_nanos"]),
-                    spent_nanos=int(denial["spent_nanos"]),
-                    detected_at=denial["detected_at"],
-                    reason=f"request {denial['request_id']} needing {denial['estimate_nanos']} nano-USD was denied",
-                )
-            except (ValueError, KeyError, TypeError) as exc:
+                alert = decode_denial(item).alert()
+            except ValueError as exc:
                 log.error("skipping a queued denial that cannot be read: %s", exc)
                 continue
             await self.send(self.alerts_topic, alert.org_id.encode(), encode_alert(alert), None)
         if raw:
             await self.redis.ltrim(queue, len(raw), -1)
         return len(raw)
-
-
-def _when(alert: Alert) -> datetime:
-    text = alert.occurred_at or alert.detected_at
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        return datetime.now(UTC)
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _since(iso: str) -> float:

@@ -10,8 +10,8 @@ from confluent_kafka import Consumer, KafkaException
 from confluent_kafka import TopicPartition as CTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from streams.config_records import ConfigRecord, ConfigState
-from streams.topics import Topics
+from bus.topics import Topics
+from schemas.config_records import ConfigRecord, ConfigState
 
 __all__ = ["config_state", "ensure_topics", "read_config"]
 

@@ -21,9 +21,7 @@ import httpx
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client as TwilioClient
 
-from schemas.alerts import Alert, AlertKind, ChannelSpec
-from schemas.budgets import Channel
-from sinks.alert_render import (
+from alerting.render import (
     AlertView,
     email_message,
     pagerduty_resolve,
@@ -32,6 +30,9 @@ from sinks.alert_render import (
     sms_text,
     teams_payload,
 )
+from schemas.alerts import Alert, Resolved
+from schemas.budgets import Channel
+from schemas.channels import ChannelSpec
 
 __all__ = ["DeliveryError", "Senders", "SmtpConfig", "TwilioConfig", "classify", "retry_after_seconds"]
 
@@ -118,8 +119,8 @@ class Senders:
         elif channel.type is Channel.TEAMS:
             await self._post(target, teams_payload(view))
         elif channel.type is Channel.PAGERDUTY:
-            if alert.kind == AlertKind.RESOLVED:
-                body = pagerduty_resolve(alert.resolves or alert.dedup_key, target)
+            if isinstance(alert, Resolved):
+                body = pagerduty_resolve(alert.resolves, target)
             else:
                 body = pagerduty_trigger(view, alert, target)
             await self._post(self.pagerduty_url, body)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-__all__ = ["TopicSpec", "Topics"]
+__all__ = ["Send", "TopicSpec", "Topics"]
+
+Send = Callable[[str, bytes | None, bytes, list[tuple[str, bytes]] | None], Awaitable[None]]
+"""Produces one record, (topic, key, value, headers), and returns once the broker has it."""
 
 
 @dataclass(frozen=True, slots=True)

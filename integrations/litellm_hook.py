@@ -3,9 +3,9 @@
 Use it in the proxy's config::
 
     litellm_settings:
-      callbacks: streams.litellm_hook.handler
+      callbacks: integrations.litellm_hook.handler
 
-Who a request spends as comes from the proxy's authenticated key (:mod:`streams.litellm_mapping`
+Who a request spends as comes from the proxy's authenticated key (:mod:`integrations.litellm_mapping`
 says how, and what a deployment whose keys carry no org can opt into); a request that names another
 org, department or user in its metadata is refused with 403.
 
@@ -39,15 +39,15 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 from prometheus_client import Counter
 
+from bus.topics import Topics
 from enforcement.client import AsyncCapClient
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
+from integrations.litellm_mapping import Identity, IdentityError, KeyView, identity, usage_event
 from schemas.events import EventError, UsageEvent, decode_event, encode_event
 from schemas.price_sources import parse_litellm_price_map
 from schemas.pricing import PriceCatalogue
 from schemas.settings import Settings
-from streams.litellm_mapping import Identity, IdentityError, KeyView, identity, usage_event
-from streams.topics import Topics
 
 __all__ = ["SpendstreamHook", "handler"]
 
@@ -74,10 +74,9 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.settings = Settings()
-        password = self.settings.redis.password
         self.caps = AsyncCapClient.from_url(
             self.settings.redis.url,
-            password=password.get_secret_value() if password else None,
+            password=self.settings.redis.password_text(),
             cluster=self.settings.redis.cluster,
             key_prefix=self.settings.redis.key_prefix,
             timeout_s=self.settings.decision.timeout_s,
@@ -147,7 +146,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             provider, model = self.route(str(data.get("model") or ""))
             subject = Subject(who.org_id, who.user_id, who.department_id, who.feature, model, provider, who.api_key_id)
         except IdentityError as exc:
-            raise HTTPException(status_code=exc.status, detail={"error": str(exc)}) from exc
+            raise HTTPException(status_code=exc.status, detail={"error": f"spendstream: {exc}"}) from exc
         except SubjectError as exc:
             raise HTTPException(status_code=400, detail={"error": f"spendstream: {exc}"}) from exc
         try:

@@ -18,7 +18,16 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlencode
 
-from schemas.alerts import Alert, AlertKind, Severity, severity_of
+from schemas.alerts import (
+    Alert,
+    BudgetStage,
+    CapDenied,
+    ProjectedExceed,
+    Severity,
+    Spike,
+    Unpriced,
+    severity_of,
+)
 from schemas.money import format_usd
 
 __all__ = [
@@ -54,8 +63,7 @@ def _usd(nanos: int | None) -> str:
 
 
 def _scope_label(alert: Alert) -> str:
-    kind, _, rest = alert.scope.partition("/")
-    ident = rest.rsplit("/", 1)[0] if alert.period and rest.endswith("/" + alert.period) else rest
+    kind, _, ident = alert.scope.partition("/")
     return f"{kind} {ident}" if kind != "org" else f"org {alert.org_id}"
 
 
@@ -70,17 +78,37 @@ def _driver(driver: dict[str, Any]) -> str:
 
 
 def _title(alert: Alert, scope: str) -> str:
-    if alert.kind == AlertKind.BUDGET_STAGE:
+    if isinstance(alert, BudgetStage):
         return f"{alert.org_id}: {scope} reached {alert.stage}% of its {alert.period or ''} budget".replace("  ", " ")
-    if alert.kind == AlertKind.CAP_DENIED:
+    if isinstance(alert, CapDenied):
         return f"{alert.org_id}: {scope} hit its hard cap; requests are being denied"
-    if alert.kind == AlertKind.PROJECTED_EXCEED:
+    if isinstance(alert, ProjectedExceed):
         return f"{alert.org_id}: {scope} is projected to exceed its budget"
-    if alert.kind == AlertKind.SPIKE:
+    if isinstance(alert, Spike):
         return f"{alert.org_id}: usage spike on {scope}"
-    if alert.kind == AlertKind.UNPRICED:
+    if isinstance(alert, Unpriced):
         return f"{alert.org_id}: {scope} has no price; its spend is not counted in full"
     return f"{alert.org_id}: resolved: {scope}" + (f" ({alert.reason})" if alert.reason else "")
+
+
+def _spent(alert: BudgetStage | CapDenied | ProjectedExceed) -> list[tuple[str, str]]:
+    if alert.spent_nanos is not None and alert.limit_nanos:
+        percent = alert.spent_nanos * 100 / alert.limit_nanos
+        return [("Spent", f"{_usd(alert.spent_nanos)} of {_usd(alert.limit_nanos)} ({percent:.1f}%)")]
+    if alert.spent_nanos is not None:
+        return [("Spent", _usd(alert.spent_nanos))]
+    return []
+
+
+def _projection(alert: ProjectedExceed) -> list[tuple[str, str]]:
+    interval = f" (P10 {_usd(alert.projected_p10_nanos)} to P90 {_usd(alert.projected_p90_nanos)})"
+    facts = [
+        ("Projected period end", _usd(alert.projected_p50_nanos) + interval),
+        ("Chance of exceeding", f"{alert.probability * 100:.0f}%"),
+    ]
+    if alert.runout_date:
+        facts.append(("Budget runs out", alert.runout_date))
+    return facts
 
 
 def _facts(alert: Alert) -> list[tuple[str, str]]:
@@ -88,27 +116,17 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
     period = f"{alert.period} {alert.period_key}" if alert.period and alert.period_key else (alert.period_key or "")
     if period:
         facts.append(("Period", period))
-    if alert.spent_nanos is not None and alert.limit_nanos:
-        percent = alert.spent_nanos * 100 / alert.limit_nanos
-        facts.append(("Spent", f"{_usd(alert.spent_nanos)} of {_usd(alert.limit_nanos)} ({percent:.1f}%)"))
-    elif alert.spent_nanos is not None:
-        facts.append(("Spent", _usd(alert.spent_nanos)))
-    if alert.projected_p50_nanos is not None:
-        interval = ""
-        if alert.projected_p10_nanos is not None and alert.projected_p90_nanos is not None:
-            interval = f" (P10 {_usd(alert.projected_p10_nanos)} to P90 {_usd(alert.projected_p90_nanos)})"
-        facts.append(("Projected period end", _usd(alert.projected_p50_nanos) + interval))
-    if alert.probability is not None:
-        facts.append(("Chance of exceeding", f"{alert.probability * 100:.0f}%"))
-    if alert.runout_date:
-        facts.append(("Budget runs out", alert.runout_date))
-    if alert.observed_nanos is not None and alert.expected_nanos is not None:
+    if isinstance(alert, BudgetStage | CapDenied | ProjectedExceed):
+        facts.extend(_spent(alert))
+    if isinstance(alert, ProjectedExceed):
+        facts.extend(_projection(alert))
+    if isinstance(alert, Spike):
         observed, expected = alert.observed_nanos, alert.expected_nanos
         ratio = f"{observed / expected:.1f}x" if expected else "no usual spend"
         facts.append(("In the bucket", f"{_usd(observed)} against {_usd(expected)} expected ({ratio})"))
-    if alert.kind == AlertKind.CAP_DENIED and alert.reason:
+    if isinstance(alert, CapDenied) and alert.reason:
         facts.append(("Denied", alert.reason))
-    if alert.kind == AlertKind.UNPRICED and alert.reason:
+    if isinstance(alert, Unpriced) and alert.reason:
         facts.append(("Why", alert.reason + "; add its price with spendstream prices import"))
     return facts
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from schemas.alerts import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.budget_file import BudgetFile
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetMode, OrgConfig, Period, ScopeKind
+from schemas.channels import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.price_sources import load_overrides, parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, PriceEntry
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from schemas.errors import SpendstreamError
 from schemas.events import UsageEvent
 from schemas.money import round_nanos
 
@@ -33,12 +34,10 @@ __all__ = ["Identity", "IdentityError", "KeyView", "Tokens", "identity", "occurr
 _STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "on_demand"})
 
 
-class IdentityError(ValueError):
-    """A request that may not run as it is; ``status`` is the HTTP answer (403)."""
+class IdentityError(SpendstreamError):
+    """A request that may not run as it is; ``field`` names what refused it, ``status`` is the HTTP answer."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
+    status = 403
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +92,8 @@ def identity(
     org = key.org_id or _from_meta(key, "spendstream_org_id") or default_org
     if not org:
         raise IdentityError(
-            403, "spendstream: the key carries no org (set the key's org, or spendstream_org_id in its metadata)"
+            "key.org_id",
+            "the key carries no org (set the key's org, or spendstream_org_id in its metadata)",
         )
     department = key.team_id or _from_meta(key, "spendstream_department_id")
     request_meta = body.get("metadata")
@@ -110,13 +110,14 @@ def identity(
     ):
         claimed = request_meta.get(name)
         if claimed is not None and str(claimed) != (actual or ""):
-            raise IdentityError(
-                403, f"spendstream: the request names {name}={claimed!r}, but its key spends as {actual!r}"
-            )
+            raise IdentityError(f"metadata.{name}", f"the request names {claimed!r}, but its key spends as {actual!r}")
     pinned = _from_meta(key, "spendstream_feature")
     asked = request_meta.get("spendstream_feature")
     if pinned and asked and str(asked) != pinned:
-        raise IdentityError(403, f"spendstream: the key is pinned to feature {pinned!r}, the request names {asked!r}")
+        raise IdentityError(
+            "metadata.spendstream_feature",
+            f"the key is pinned to feature {pinned!r}, the request names {asked!r}",
+        )
     feature = pinned or (str(asked) if asked else "chat")
     return Identity(org, department, user, feature, key.token)
 

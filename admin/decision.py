@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -20,15 +21,15 @@ import yaml
 from confluent_kafka import KafkaError, Producer
 from starlette.applications import Starlette
 
-from enforcement.access import KeyFileError, KeyRing, parse_keys
+from bus.admin import config_state
+from bus.topics import Topics
+from enforcement.access import KeyFileError, KeyRing, hash_key, new_key, parse_keys
 from enforcement.client import AsyncCapClient
 from enforcement.estimator import Estimator
 from enforcement.service import create_app
 from schemas.events import UsageEvent, encode_event
 from schemas.pricing import PriceCatalogue
 from schemas.settings import Settings
-from streams.kafka_admin import config_state
-from streams.topics import Topics
 
 __all__ = ["KafkaPublisher", "build_app", "load_keys"]
 
@@ -95,11 +96,10 @@ class KafkaPublisher:
 
 def build_app(settings: Settings, keys: KeyRing) -> Starlette:
     """The decision service, with its estimator following the prices on config.v1."""
-    password = settings.redis.password.get_secret_value() if settings.redis.password else None
     decision = settings.decision
     client = AsyncCapClient.from_url(
         settings.redis.url,
-        password=password,
+        password=settings.redis.password_text(),
         cluster=settings.redis.cluster,
         timeout_s=decision.timeout_s,
         key_prefix=settings.redis.key_prefix,
@@ -143,3 +143,29 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def new_key_entry(name: str, orgs: list[str], rights: list[str]) -> str:
+    """A new proxy key, shown once, and the keys-file entry that admits it (its SHA-256, never the key)."""
+    key = new_key()
+    entry = {"name": name, "sha256": hash_key(key), "orgs": orgs, "rights": rights}
+    return (
+        f"# the key, shown this once: give it to the proxy, keep it nowhere else\n# {key}\n"
+        "# append this entry to the keys file (SPENDSTREAM_DECISION__KEYS_FILE):\n"
+        f"  - {json.dumps(entry)}"
+    )
+
+
+def app_from_settings(settings: Settings) -> Starlette:
+    """The decision service for ``spendstream decision serve``; :class:`KeyFileError` when it has no usable keys."""
+    keys_file = settings.decision.keys_file
+    if keys_file is None:
+        raise KeyFileError(
+            "SPENDSTREAM_DECISION__KEYS_FILE",
+            "set it to the proxy keys file (make a key with `spendstream decision new-key --name NAME --org ORG`)",
+        )
+    try:
+        keys = load_keys(keys_file)
+    except KeyFileError as exc:
+        raise KeyFileError(f"{keys_file}: {exc.field}", exc.reason) from None
+    return build_app(settings, keys)

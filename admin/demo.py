@@ -10,28 +10,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bus.admin import ensure_topics
+from bus.producer import UsageProducer
+from bus.topics import Topics
+from retries.policy import Retry
 from schemas.budget_file import parse_budget_file
+from schemas.config_records import ConfigState, file_records, prices_overrides_record
 from schemas.money import format_usd
 from schemas.settings import Settings
 from sinks import queries
 from sinks.usage_store import UsageStore
-from streams.config_records import ConfigState, file_records, prices_overrides_record
-from streams.kafka_admin import ensure_topics
-from streams.producer import UsageProducer
-from streams.topics import Topics
-from streams.workload import DEFAULT_ORGS, trace_events
+from workloads.generators import DEFAULT_ORGS, trace_events
 
 __all__ = ["run_demo"]
 
 
 def _wait_for_tables(store: UsageStore, worker: subprocess.Popen[bytes], timeout_s: float) -> int | None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and worker.poll() is None:
-        try:
-            return store.count_usage()
-        except Exception:  # noqa: BLE001 - the worker creates the tables as it starts
-            time.sleep(0.5)
-    return None
+    """The rows stored so far, once the worker has made the tables; None when it did not in time."""
+    patience = Retry(
+        base_s=0.5, max_s=0.5, attempts=max(1, int(timeout_s / 0.5)), stop=lambda: worker.poll() is not None
+    )
+    try:
+        return patience.call(store.count_usage)
+    except Exception:  # noqa: BLE001 - the worker creates the tables as it starts
+        return None
 
 
 def _wait_for_rows(store: UsageStore, worker: subprocess.Popen[bytes], target: int, timeout_s: float) -> bool:
@@ -89,7 +91,7 @@ def run_demo(
     print(f"3/5 starting the stream worker (log: {log_path})")
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--metrics-loopback"], stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"], stdout=log, stderr=subprocess.STDOUT
         )
     ch = settings.clickhouse
     store = UsageStore.of(ch)

@@ -4,8 +4,6 @@
   the budget's route for the stage or kind, else the org's routing for the
   kind, else the org's default. A resolution goes to the channels named on it.
 * :class:`TokenBucket` is a channel's rate limit.
-* :func:`backoff_s` is the wait before a retry: the provider's Retry-After
-  when it gave one, else exponential.
 * :func:`delivery_digest` names a delivery for the ledger that keeps it once.
 """
 
@@ -16,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas.alerts import Alert, AlertKind, ChannelSpec, Routing, Severity, severity_of
+from schemas.alerts import Alert, BudgetStage, Resolved, Severity, severity_of
 from schemas.budgets import Budget
+from schemas.channels import ChannelSpec, Routing
 
-__all__ = ["Delivery", "Plan", "TokenBucket", "backoff_s", "budget_of", "delivery_digest", "plan", "quiet"]
+__all__ = ["Delivery", "Plan", "TokenBucket", "budget_of", "delivery_digest", "plan", "quiet"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,20 +38,17 @@ class Plan:
 
 
 def budget_of(alert: Alert, budgets: Mapping[str, Budget]) -> Budget | None:
-    """The budget an alert is about: its scope is ``<kind>/<id>/<period>`` (or ``<kind>/<id>`` plus period)."""
-    if alert.kind == AlertKind.RESOLVED:
+    """The budget an alert is about: its scope (``<kind>/<id>``) in its period."""
+    if isinstance(alert, Resolved) or not alert.period:
         return None
-    scope = alert.scope
-    if alert.period and not scope.endswith("/" + alert.period):
-        scope = f"{scope}/{alert.period}"
-    return budgets.get(f"budget/{alert.org_id}/{scope}")
+    return budgets.get(f"budget/{alert.org_id}/{alert.scope}/{alert.period}")
 
 
 def _names(alert: Alert, budget: Budget | None, routing: Routing | None) -> tuple[str, ...]:
     if alert.channels is not None:
         return tuple(alert.channels)
     if budget is not None:
-        route = str(alert.stage) if alert.kind == AlertKind.BUDGET_STAGE else alert.kind
+        route = str(alert.stage) if isinstance(alert, BudgetStage) else alert.kind
         if route in budget.alerts:
             return budget.alerts[route]
     if routing is not None:
@@ -88,13 +84,6 @@ def quiet(alert: Alert, channel: ChannelSpec, at: datetime) -> bool:
 def delivery_digest(dedup_key: str, channel: ChannelSpec, target: str) -> str:
     text = f"{dedup_key}|{channel.name}|{target}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-def backoff_s(attempt: int, retry_after: float | None, base_s: float, max_s: float) -> float:
-    """Wait before attempt ``attempt + 1``: Retry-After (capped at 10 x max_s), else base x 2^(attempt-1)."""
-    if retry_after is not None:
-        return min(max(retry_after, 0.0), max_s * 10)
-    return float(min(max_s, base_s * 2 ** max(0, attempt - 1)))
 
 
 class TokenBucket:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 from schemas.settings import Settings
 from stack import manager
 from stack.process import StartError
-from streams.workload import DEFAULT_TRACE
+from workloads.generators import DEFAULT_TRACE
 
 __all__ = ["main"]
 
@@ -84,7 +83,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: the whole pipeline on the local stack, fed by a replay of the sample trace."""
-    from streams.demo import run_demo  # noqa: PLC0415
+    from admin.demo import run_demo  # noqa: PLC0415
 
     settings = _settings()
     print("1/5 starting the local stack (Kafka, Redis, embedded ClickHouse)")
@@ -101,8 +100,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _publish(settings: Settings, records: list[Any]) -> None:
     from confluent_kafka import Producer  # noqa: PLC0415 - only publishing commands need it
 
-    from streams.kafka_admin import ensure_topics  # noqa: PLC0415
-    from streams.topics import Topics  # noqa: PLC0415
+    from bus.admin import ensure_topics  # noqa: PLC0415
+    from bus.topics import Topics  # noqa: PLC0415
 
     topics = Topics(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka.bootstrap, topics)
@@ -114,11 +113,11 @@ def _publish(settings: Settings, records: list[Any]) -> None:
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
+    from bus.admin import read_config  # noqa: PLC0415
+    from bus.topics import Topics  # noqa: PLC0415
     from schemas.budget_file import BudgetFileError, parse_budget_file  # noqa: PLC0415
+    from schemas.config_records import ConfigState, file_records  # noqa: PLC0415
     from schemas.money import format_usd  # noqa: PLC0415
-    from streams.config_records import ConfigState, file_records  # noqa: PLC0415
-    from streams.kafka_admin import read_config  # noqa: PLC0415
-    from streams.topics import Topics  # noqa: PLC0415
 
     settings = _settings()
     topic = Topics(settings.kafka.topic_prefix).config
@@ -153,8 +152,8 @@ def cmd_budgets(args: argparse.Namespace) -> int:
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
+    from schemas.config_records import prices_litellm_record, prices_overrides_record  # noqa: PLC0415
     from schemas.pricing import PricingError  # noqa: PLC0415
-    from streams.config_records import prices_litellm_record, prices_overrides_record  # noqa: PLC0415
 
     settings = _settings()
     try:
@@ -206,28 +205,23 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    from bus.admin import config_state  # noqa: PLC0415
+    from bus.topics import Topics  # noqa: PLC0415
     from enforcement.keys import KeyLayout  # noqa: PLC0415
-    from schemas.budgets import OrgConfig  # noqa: PLC0415
     from schemas.money import format_usd  # noqa: PLC0415
-    from sinks import queries  # noqa: PLC0415
     from sinks.usage_store import UsageStore  # noqa: PLC0415
     from streams.clients import sync_redis  # noqa: PLC0415
-    from streams.config_records import ConfigState  # noqa: PLC0415
-    from streams.drift import measure_drift  # noqa: PLC0415
-    from streams.kafka_admin import read_config  # noqa: PLC0415
-    from streams.topics import Topics  # noqa: PLC0415
+    from streams.drift import measure_drift, org_zones  # noqa: PLC0415
 
     settings = _settings()
-    state = ConfigState()
-    for record, _, _ in read_config(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config)[0]:
-        state.apply(record)
-    ch = settings.clickhouse
-    store = UsageStore.of(ch)
-    since = datetime.now(UTC) - timedelta(days=31)
-    orgs = {row[0] for row in store.query(*queries.orgs_since(store.database, since))} | set(state.orgs)
-    zones = {org: state.orgs.get(org, OrgConfig(org)).timezone for org in orgs}
+    state = config_state(
+        settings.kafka.bootstrap,
+        Topics(settings.kafka.topic_prefix).config,
+        on_error=lambda exc: print(f"warning: config.v1: {exc} (skipped, as the worker does)", file=sys.stderr),
+    )
+    store = UsageStore.of(settings.clickhouse)
     client = sync_redis(settings.redis)
-    drift = measure_drift(client, store, KeyLayout(settings.redis.key_prefix), zones)
+    drift = measure_drift(client, store, KeyLayout(settings.redis.key_prefix), org_zones(store, state))
     for org_id, nanos in drift.items():
         print(f"{org_id:<30} {nanos:>20,} nano-USD ({format_usd(nanos, 6)})")
     return 0 if all(v == 0 for v in drift.values()) else 1
@@ -236,13 +230,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from streams.producer import UsageProducer  # noqa: PLC0415
-    from streams.topics import Topics  # noqa: PLC0415
-    from streams.workload import synthetic, trace_events  # noqa: PLC0415
+    from bus.producer import UsageProducer  # noqa: PLC0415
+    from bus.topics import Topics  # noqa: PLC0415
+    from workloads.generators import synthetic, trace_events  # noqa: PLC0415
 
     settings = _settings()
     topics = Topics(settings.kafka.topic_prefix)
-    from streams.kafka_admin import ensure_topics  # noqa: PLC0415
+    from bus.admin import ensure_topics  # noqa: PLC0415
 
     ensure_topics(settings.kafka.bootstrap, topics)
     if args.source == "trace":
@@ -270,41 +264,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_decision(args: argparse.Namespace) -> int:
-    from enforcement.access import KeyFileError, hash_key, new_key  # noqa: PLC0415
+    from admin.decision import app_from_settings, new_key_entry  # noqa: PLC0415
+    from enforcement.access import KeyFileError  # noqa: PLC0415
 
     if args.action == "new-key":
-        key = new_key()
-        orgs = args.org or ["*"]
-        rights = args.right or ["reserve", "release", "usage", "spend"]
-        print(f"# the key, shown this once: give it to the proxy, keep it nowhere else\n# {key}")
-        print("# append this entry to the keys file (SPENDSTREAM_DECISION__KEYS_FILE):")
-        entry = {"name": args.name, "sha256": hash_key(key), "orgs": orgs, "rights": rights}
-        print(f"  - {json.dumps(entry)}")
+        print(new_key_entry(args.name, args.org or ["*"], args.right or ["reserve", "release", "usage", "spend"]))
         return 0
     import uvicorn  # noqa: PLC0415 - only this command needs it
 
-    from streams.decision_server import build_app, load_keys  # noqa: PLC0415
-
     settings = _settings()
-    if settings.decision.keys_file is None:
-        print(
-            "error: set SPENDSTREAM_DECISION__KEYS_FILE to the proxy keys file "
-            "(make a key with `spendstream decision new-key --name NAME --org ORG`)",
-            file=sys.stderr,
-        )
-        return 2
     try:
-        keys = load_keys(settings.decision.keys_file)
+        app = app_from_settings(settings)
     except KeyFileError as exc:
-        print(f"error: {settings.decision.keys_file}: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
-        build_app(settings, keys),
-        host=settings.decision.host,
-        port=args.port or settings.decision.port,
-        log_level="warning",
-        access_log=False,
-    )
+    port = args.port or settings.decision.port
+    uvicorn.run(app, host=settings.decision.host, port=port, log_level="warning", access_log=False)
     return 0
 
 

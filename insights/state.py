@@ -1,0 +1,105 @@
+"""What the insights have learnt, and how it is checkpointed. Pure: no I/O.
+
+:class:`InsightState` holds every forecaster and spike detector. :func:`dump_state` writes it with a
+version header; :func:`load_state` reads it back only when the version matches, and otherwise says
+why it starts again (the models relearn from ClickHouse history), so a renamed field never silently
+discards every model or, worse, restores a half-understood one. Change :data:`STATE_VERSION` with any
+change to these classes or to the models they hold.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+
+from insights.forecast import Calibrator, SpendForecaster
+from insights.spikes import SpikeDetector
+from schemas.money import parse_usd
+from schemas.settings import InsightSettings
+
+__all__ = [
+    "HOUR",
+    "HOUR_KINDS",
+    "MINUTE_KINDS",
+    "STATE_VERSION",
+    "CheckpointError",
+    "InsightState",
+    "Watch",
+    "dump_state",
+    "fresh_state",
+    "load_state",
+]
+
+STATE_VERSION = 2  # 1: unversioned pickles, before the header
+_MAGIC = b"spendstream-insights\x00"
+HOUR = 3600
+MINUTE_KINDS = frozenset({"user", "department", "model", "feature"})
+HOUR_KINDS = frozenset({"org", "department", "model", "feature"})
+
+
+@dataclass
+class Watch:
+    """One bucket size's detector and where it has got to."""
+
+    size: int  # seconds
+    detector: SpikeDetector
+    kinds: frozenset[str]  # the entity kinds it watches
+    last_bucket: int = -1  # start (epoch s) of the last bucket scored
+    flagged: set[str] = field(default_factory=set)  # entities that spiked in that bucket
+
+
+@dataclass
+class InsightState:
+    calibrator: Calibrator = field(default_factory=Calibrator)
+    forecasters: dict[str, SpendForecaster] = field(default_factory=dict)  # "<org>|<kind>/<id>"
+    watches: dict[int, Watch] = field(default_factory=dict)  # by bucket size in seconds
+    alerted: set[str] = field(default_factory=set)  # projected_exceed alerts sent (dedup keys)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not restored; the message says why (the models start again)."""
+
+
+def fresh_state(settings: InsightSettings) -> InsightState:
+    """No history: a minute detector, and an hour-of-day detector when enabled."""
+    floor = float(parse_usd(settings.spike_min_usd))
+
+    def detector(warmup: int, seasons: int, size: int) -> SpikeDetector:
+        return SpikeDetector(
+            ratio=settings.spike_ratio,
+            k=settings.spike_k,
+            min_cost=floor,
+            warmup=warmup,
+            max_entities=settings.max_entities,
+            seasons=seasons,
+            bucket_s=size,
+        )
+
+    minute = settings.spike_bucket_s
+    watches = {minute: Watch(minute, detector(settings.spike_warmup, 1, minute), MINUTE_KINDS)}
+    if settings.spike_hourly and minute != HOUR:
+        # by hour of day: 24 baselines, each warm after ``spike_hourly_warmup`` days
+        watches[HOUR] = Watch(HOUR, detector(settings.spike_hourly_warmup, 24, HOUR), HOUR_KINDS)
+    return InsightState(watches=watches)
+
+
+def dump_state(state: InsightState) -> bytes:
+    return _MAGIC + STATE_VERSION.to_bytes(2, "big") + pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_state(raw: bytes) -> InsightState:
+    """The state in a checkpoint; :class:`CheckpointError` naming why when it cannot be used."""
+    if not raw.startswith(_MAGIC):
+        raise CheckpointError("an unversioned checkpoint (written before version 2): the models start again")
+    version = int.from_bytes(raw[len(_MAGIC) : len(_MAGIC) + 2], "big")
+    if version != STATE_VERSION:
+        raise CheckpointError(
+            f"a version {version} checkpoint, this worker reads {STATE_VERSION}: the models start again"
+        )
+    try:
+        state = pickle.loads(raw[len(_MAGIC) + 2 :])  # noqa: S301 - our own checkpoint, from our own Redis
+    except Exception as exc:  # noqa: BLE001 - whatever makes it unreadable, the models start again
+        raise CheckpointError(f"the checkpoint cannot be read ({exc}): the models start again") from None
+    if not isinstance(state, InsightState):
+        raise CheckpointError(f"the checkpoint holds a {type(state).__name__}, not the insights state")
+    return state

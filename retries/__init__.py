@@ -1,0 +1,1 @@
+"""Retrying: the one way spendstream retries work that failed."""

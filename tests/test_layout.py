@@ -1,0 +1,105 @@
+"""The layout's rules, checked on the source: module size, one Faust module, one dedup key, one retry loop,
+and an operator CLI that does not load Faust."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = (
+    "schemas", "enforcement", "sinks", "insights", "stack", "bus", "workloads", "alerting", "streams",
+    "integrations", "admin", "retries", "dashboards",
+)  # fmt: skip
+MAX_LINES = 400
+
+
+def modules(*roots: str) -> Iterator[Path]:
+    for root in roots:
+        yield from sorted((ROOT / root).rglob("*.py"))
+
+
+def tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
+def name(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_no_module_is_over_400_lines() -> None:
+    long = {
+        name(p): n for p in modules(*PACKAGES, "tests", "bench") if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"split these (over {MAX_LINES} lines): {long}"
+
+
+def imports(module: ast.Module) -> set[str]:
+    found = set()
+    for node in ast.walk(module):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_faust_is_imported_by_exactly_one_module() -> None:
+    importers = [name(p) for p in modules(*PACKAGES) if {"faust", "mode"} & imports(tree(p))]
+    assert importers == ["streams/app.py"]
+
+
+def test_only_the_alerts_schema_spells_a_dedup_key() -> None:
+    spelled = []
+    for path in modules(*PACKAGES):
+        for node in ast.walk(tree(path)):
+            if isinstance(node, ast.keyword) and node.arg == "dedup_key":
+                spelled.append(name(path))
+            if isinstance(node, ast.FunctionDef) and node.name == "dedup_key" and name(path) != "schemas/alerts.py":
+                spelled.append(name(path))
+    assert not spelled, f"build alerts from schemas.alerts; their dedup_key is computed there: {spelled}"
+
+
+def _sleeps(node: ast.AST) -> bool:
+    return any(
+        isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute | ast.Name)
+        and getattr(n.func, "attr", getattr(n.func, "id", "")) == "sleep"
+        for n in ast.walk(node)
+    )
+
+
+def _returns_on_success(loop: ast.While | ast.For | ast.AsyncFor) -> bool:
+    for node in ast.walk(loop):
+        if isinstance(node, ast.Try) and any(
+            isinstance(n, ast.Return | ast.Break) for b in node.body for n in ast.walk(b)
+        ):
+            return True
+    return False
+
+
+def test_no_retry_loop_outside_the_retry_policy() -> None:
+    """A loop that tries, returns on success and sleeps after a failure is a retry loop: it belongs to
+    retries.policy. (Waiting for a condition, or a periodic refresh, sleeps without returning from a try.)"""
+    loops = []
+    for path in modules(*PACKAGES):
+        if name(path).startswith("retries/"):
+            continue
+        for node in ast.walk(tree(path)):
+            if isinstance(node, ast.While | ast.For | ast.AsyncFor) and _sleeps(node) and _returns_on_success(node):
+                loops.append(f"{name(path)}:{node.lineno}")
+    assert not loops, f"use retries.policy.Retry: {loops}"
+
+
+def test_the_operator_cli_does_not_load_faust() -> None:
+    """Reading config, listing budgets and measuring drift import the CLI and what those commands use,
+    never the worker's Faust app."""
+    probe = (
+        "import sys, admin.cli, bus.admin, streams.drift, streams.rebuild, streams.clients, schemas.budget_file;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('faust', 'mode')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
