@@ -67,6 +67,7 @@ class _Pending:
     acks: list[Any] = field(default_factory=list)
     first_offsets: dict[int, int] = field(default_factory=dict)
     last_offsets: dict[int, int] = field(default_factory=dict)
+    buffered_to: dict[int, int] = field(default_factory=dict)  # highest offset among ``rows``, per partition
     since: float = 0.0
 
 
@@ -134,12 +135,15 @@ class Pipeline:
         self.sink_interval_s = sink_interval_s
         self.max_buffered_rows = max_buffered_rows
         self.bounds = bounds or Bounds()
+        # per partition, the highest offset stored in ClickHouse or buffered here to be: a redelivered event at
+        # or below it is not stored again (the buffered rows are inserted, or the worker ends and reloads it)
         self.ch_watermarks: dict[int, int] = {}
         self._unpriced_alerted: set[tuple[str, str, str, str]] = set()  # (org, provider, model, month)
         self._pending = _Pending()
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Future[None] | None = None
+        self._handling = asyncio.Lock()  # held while a batch is under way: a drain waits for it to be buffered
         self.stopping = False
         self.open: asyncio.Event | None = None  # when set by the worker: usage is applied only while it is set
         self.on_not_loaded: Callable[[str], Awaitable[None]] | None = None  # restores an org's missing state
@@ -149,11 +153,18 @@ class Pipeline:
         return self.config.catalogue()
 
     async def load_watermarks(self) -> None:
-        self.ch_watermarks = await asyncio.to_thread(self.store.watermarks)
+        """ClickHouse's watermarks (after a rebalance), raised to what is buffered here to be stored."""
+        async with self._flush_lock:  # an insert under way is in ClickHouse's answer, or not yet taken
+            stored = await asyncio.to_thread(self.store.watermarks)
+            async with self._lock:
+                for partition, offset in self._pending.buffered_to.items():
+                    stored[partition] = max(stored.get(partition, -1), offset)
+                self.ch_watermarks = stored
 
     async def handle(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
         """Process one batch; ``acks`` are acknowledged once the batch is durable everywhere."""
-        await self._handle(messages, acks)
+        async with self._handling:
+            await self._handle(messages, acks)
         if self.buffered_rows() >= self.max_buffered_rows:
             await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
 
@@ -184,6 +195,11 @@ class Pipeline:
             for message in messages:
                 pending.first_offsets.setdefault(message.partition, message.offset)
                 pending.last_offsets[message.partition] = message.offset
+            for row in rows:
+                if row.kafka_offset > self.ch_watermarks.get(row.kafka_partition, -1):
+                    self.ch_watermarks[row.kafka_partition] = row.kafka_offset
+                partition = row.kafka_partition
+                pending.buffered_to[partition] = max(pending.buffered_to.get(partition, -1), row.kafka_offset)
         self.metrics.buffered_rows.set(self.buffered_rows())
         if self.flush_due():
             self.start_flush()
@@ -249,10 +265,15 @@ class Pipeline:
             raise
 
     async def drain(self) -> None:
-        """Wait for the flush under way, then flush what is left (before a rebalance or a stop)."""
-        if self._flushing is not None:
-            await asyncio.gather(self._flushing, return_exceptions=True)
-        await self.flush()
+        """Wait for the batch and the flush under way, then flush what is left (before a rebalance or a stop).
+
+        Faust does not wait for the agent at a rebalance: a batch still being applied would otherwise be
+        buffered after the drain, and inserted after another worker (or this one, reassigned) read the
+        watermarks and took the same events again."""
+        async with self._handling:
+            if self._flushing is not None:
+                await asyncio.gather(self._flushing, return_exceptions=True)
+            await self.flush()
 
     def _account(
         self, rated: Sequence[Rated], results: Sequence[SettleResult], deliveries: list[Awaitable[None]]

@@ -1,5 +1,5 @@
 """The pipeline's own rules with in-memory fakes of Redis and ClickHouse (no service): acknowledge only what
-is stored, retry Redis."""
+is stored, store each offset once across a rebalance, wait for the batch under way, retry Redis."""
 
 from __future__ import annotations
 
@@ -124,6 +124,38 @@ def test_a_batch_is_acknowledged_only_once_its_rows_are_stored() -> None:
         assert not any(a.acked for a in acks) and store.rows == []
         assert await pipeline.flush() == 3
         assert [r.kafka_offset for r in store.rows] == [0, 1, 3] and all(a.acked for a in acks)
+
+    asyncio.run(run())
+
+
+def test_a_batch_redelivered_before_its_flush_is_stored_once() -> None:
+    """A rebalance hands the partition back before the buffered rows are inserted: the redelivered
+    events are stale in Redis (still to be stored), but they are buffered already."""
+
+    async def run() -> None:
+        pipeline, _, store, _ = setup()
+        batch = [message(0), message(1), message(2)]
+        await pipeline.handle(batch, [Ack()])
+        await pipeline.load_watermarks()  # on assignment: ClickHouse has none of them yet
+        await pipeline.handle(batch, [Ack()])
+        await pipeline.flush()
+        assert [r.kafka_offset for r in store.rows] == [0, 1, 2]
+
+    asyncio.run(run())
+
+
+def test_a_drain_waits_for_the_batch_under_way() -> None:
+    async def run() -> None:
+        pipeline, applier, store, _ = setup()
+        applier.gate = asyncio.Event()
+        handling = asyncio.create_task(pipeline.handle([message(0), message(1)], [Ack()]))
+        await asyncio.sleep(0.01)
+        draining = asyncio.create_task(pipeline.drain())  # a rebalance starts while the batch is applied
+        await asyncio.sleep(0.01)
+        assert not draining.done()
+        applier.gate.set()
+        await asyncio.gather(handling, draining)
+        assert len(store.rows) == 2  # drained, so in ClickHouse before another worker reads the watermarks
 
     asyncio.run(run())
 
