@@ -1,8 +1,8 @@
 """Every ClickHouse table of spendstream, defined once: its typed row and its DDL. Pure: no I/O.
 
-A :class:`Table` pairs a ``NamedTuple`` row (what code builds and reads, by field name) with the
-ClickHouse type of each field, the columns ClickHouse fills itself (``DEFAULT``), its engine and its
-sort key. :meth:`Table.create` writes the ``CREATE TABLE``; inserts name the row's fields as their
+A :class:`Table` pairs a ``NamedTuple`` row (what code builds and reads, by field name; each field
+annotated with its ClickHouse type) with the columns ClickHouse fills itself (``DEFAULT``), its engine
+and its sort key. :meth:`Table.create` writes the ``CREATE TABLE``; inserts name the row's fields as their
 columns, so a row and its table cannot disagree on order. Columns added after a table's first
 release are listed in ``added``: :mod:`sinks.schema` turns them into ``ALTER TABLE ... ADD COLUMN IF
 NOT EXISTS``, so a table made before gains them.
@@ -10,9 +10,9 @@ NOT EXISTS``, so a table made before gains them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, get_type_hints
 
 from schemas.events import UsageEvent
 
@@ -41,19 +41,23 @@ R = TypeVar("R", bound=tuple[Any, ...])
 @dataclass(frozen=True, slots=True)
 class Table(Generic[R]):
     name: str
-    row: type[R]
-    types: dict[str, str]  # field -> ClickHouse type, for every field of ``row``
+    row: type[R]  # a NamedTuple whose every field is ``Annotated[<python type>, "<ClickHouse type>"]``
     engine: str
     order_by: str
     defaulted: tuple[str, ...] = ()  # "<column> <type> DEFAULT <expr>": filled by ClickHouse, not in the row
     partition_by: str = ""
     settings: str = ""
     added: tuple[str, ...] = ()  # fields added after the first release, in order
+    types: dict[str, str] = field(init=False)  # field -> ClickHouse type, in the row's order
 
     def __post_init__(self) -> None:
-        fields = tuple(self.row._fields)  # type: ignore[attr-defined]
-        if fields != tuple(self.types):
-            raise ValueError(f"{self.name}: the row's fields {fields} and the column types {tuple(self.types)} differ")
+        types = {}
+        for name, hint in get_type_hints(self.row, include_extras=True).items():
+            kinds = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, str)]
+            if len(kinds) != 1:
+                raise ValueError(f'{self.name}.{name}: annotate it as Annotated[<type>, "<ClickHouse type>"]')
+            types[name] = kinds[0]
+        object.__setattr__(self, "types", types)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -86,35 +90,46 @@ class Table(Generic[R]):
         return f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n{body}\n) " + "\n".join(clauses)
 
 
+# ClickHouse column types, by what they hold
+Text = Annotated[str, "String"]
+Label = Annotated[str, "LowCardinality(String)"]  # few distinct values: dictionary-encoded
+Nanos = Annotated[int, "Int64"]  # money, in nano-USD
+Count = Annotated[int, "UInt64"]  # tokens, requests, Kafka offsets
+UInt32 = Annotated[int, "UInt32"]
+UInt16 = Annotated[int, "UInt16"]
+Real = Annotated[float, "Float64"]
+Millis = Annotated[datetime, "DateTime64(3, 'UTC')"]
+Seconds = Annotated[datetime, "DateTime('UTC')"]
+
 DEDUP_WINDOW = "non_replicated_deduplication_window = 1000"  # a retried insert (same token) is dropped
 
 
 class UsageRow(NamedTuple):
     """One applied event, with its cost and where on the usage topic it came from."""
 
-    event_id: str
-    occurred_at: datetime
-    org_id: str
-    department_id: str
-    user_id: str
-    feature: str
-    provider: str
-    model: str
-    request_id: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost_nanos: int
-    price_source: str
-    status: str
-    latency_ms: int | None
-    metadata: dict[str, str]
-    api_key_id: str
-    service_tier: str
-    kafka_partition: int
-    kafka_offset: int
+    event_id: Text
+    occurred_at: Annotated[datetime, "DateTime64(6, 'UTC')"]
+    org_id: Label
+    department_id: Label
+    user_id: Text
+    feature: Label
+    provider: Label
+    model: Label
+    request_id: Text
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count
+    cache_write_tokens: Count
+    reasoning_tokens: Count
+    cost_nanos: Nanos
+    price_source: Label
+    status: Label
+    latency_ms: Annotated[int | None, "Nullable(UInt32)"]
+    metadata: Annotated[dict[str, str], "Map(String, String)"]
+    api_key_id: Annotated[str, "String DEFAULT ''"]
+    service_tier: Annotated[str, "LowCardinality(String) DEFAULT ''"]
+    kafka_partition: UInt32
+    kafka_offset: Count
 
 
 def usage_row(event: UsageEvent, cost_nanos: int, price_source: str, partition: int, offset: int) -> UsageRow:
@@ -149,31 +164,6 @@ def usage_row(event: UsageEvent, cost_nanos: int, price_source: str, partition: 
 USAGE_EVENTS: Table[UsageRow] = Table(
     "usage_events",
     UsageRow,
-    {
-        "event_id": "String",
-        "occurred_at": "DateTime64(6, 'UTC')",
-        "org_id": "LowCardinality(String)",
-        "department_id": "LowCardinality(String)",
-        "user_id": "String",
-        "feature": "LowCardinality(String)",
-        "provider": "LowCardinality(String)",
-        "model": "LowCardinality(String)",
-        "request_id": "String",
-        "input_tokens": "UInt64",
-        "output_tokens": "UInt64",
-        "cache_read_tokens": "UInt64",
-        "cache_write_tokens": "UInt64",
-        "reasoning_tokens": "UInt64",
-        "cost_nanos": "Int64",
-        "price_source": "LowCardinality(String)",
-        "status": "LowCardinality(String)",
-        "latency_ms": "Nullable(UInt32)",
-        "metadata": "Map(String, String)",
-        "api_key_id": "String DEFAULT ''",
-        "service_tier": "LowCardinality(String) DEFAULT ''",
-        "kafka_partition": "UInt32",
-        "kafka_offset": "UInt64",
-    },
     engine="MergeTree",
     order_by="org_id, occurred_at, event_id",
     defaulted=("ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)",),
@@ -185,42 +175,26 @@ USAGE_EVENTS: Table[UsageRow] = Table(
 class RollupRow(NamedTuple):
     """An hour's or a day's sums for one combination of the dimensions (read with ``sum()``)."""
 
-    bucket: datetime
-    org_id: str
-    department_id: str
-    user_id: str
-    feature: str
-    provider: str
-    model: str
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    reasoning_tokens: int
-    cost_nanos: int
+    bucket: Seconds
+    org_id: Label
+    department_id: Label
+    user_id: Text
+    feature: Label
+    provider: Label
+    model: Label
+    requests: Count
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count
+    cache_write_tokens: Count
+    reasoning_tokens: Count
+    cost_nanos: Nanos
 
 
 def _rollup(name: str) -> Table[RollupRow]:
     return Table(
         name,
         RollupRow,
-        {
-            "bucket": "DateTime('UTC')",
-            "org_id": "LowCardinality(String)",
-            "department_id": "LowCardinality(String)",
-            "user_id": "String",
-            "feature": "LowCardinality(String)",
-            "provider": "LowCardinality(String)",
-            "model": "LowCardinality(String)",
-            "requests": "UInt64",
-            "input_tokens": "UInt64",
-            "output_tokens": "UInt64",
-            "cache_read_tokens": "UInt64",
-            "cache_write_tokens": "UInt64",
-            "reasoning_tokens": "UInt64",
-            "cost_nanos": "Int64",
-        },
         engine="SummingMergeTree",
         partition_by="toYYYYMM(bucket)",
         order_by="org_id, bucket, department_id, user_id, feature, provider, model",
@@ -233,25 +207,17 @@ USAGE_DAILY = _rollup("usage_daily")
 
 
 class ConfigAuditRow(NamedTuple):
-    key: str
-    kind: str
-    value: str
-    deleted: int
-    kafka_partition: int
-    kafka_offset: int
+    key: Text
+    kind: Label
+    value: Text
+    deleted: Annotated[int, "UInt8"]
+    kafka_partition: UInt32
+    kafka_offset: Count
 
 
 CONFIG_AUDIT: Table[ConfigAuditRow] = Table(
     "config_audit",
     ConfigAuditRow,
-    {
-        "key": "String",
-        "kind": "LowCardinality(String)",
-        "value": "String",
-        "deleted": "UInt8",
-        "kafka_partition": "UInt32",
-        "kafka_offset": "UInt64",
-    },
     engine="ReplacingMergeTree",
     order_by="kafka_partition, kafka_offset",
     defaulted=("applied_at DateTime64(3, 'UTC') DEFAULT now64(3)",),
@@ -261,43 +227,26 @@ CONFIG_AUDIT: Table[ConfigAuditRow] = Table(
 class AlertHistoryRow(NamedTuple):
     """One delivery's outcome; ``delivery_key`` gives a Redis that lost its ledger the ledger back."""
 
-    at: datetime
-    org_id: str
-    dedup_key: str
-    kind: str
-    scope: str
-    period_key: str
-    stage: int
-    channel: str
-    channel_type: str
-    target: str
-    outcome: str
-    attempts: int
-    error: str
-    detected_to_done_ms: int
-    delivery_key: str
+    at: Millis
+    org_id: Label
+    dedup_key: Text
+    kind: Label
+    scope: Text
+    period_key: Text
+    stage: UInt16
+    channel: Text
+    channel_type: Label
+    target: Text
+    outcome: Label
+    attempts: UInt16
+    error: Text
+    detected_to_done_ms: UInt32
+    delivery_key: Annotated[str, "String DEFAULT ''"]
 
 
 ALERT_HISTORY: Table[AlertHistoryRow] = Table(
     "alert_history",
     AlertHistoryRow,
-    {
-        "at": "DateTime64(3, 'UTC')",
-        "org_id": "LowCardinality(String)",
-        "dedup_key": "String",
-        "kind": "LowCardinality(String)",
-        "scope": "String",
-        "period_key": "String",
-        "stage": "UInt16",
-        "channel": "String",
-        "channel_type": "LowCardinality(String)",
-        "target": "String",
-        "outcome": "LowCardinality(String)",
-        "attempts": "UInt16",
-        "error": "String",
-        "detected_to_done_ms": "UInt32",
-        "delivery_key": "String DEFAULT ''",
-    },
     engine="MergeTree",
     order_by="org_id, at",
     added=("delivery_key",),
@@ -305,47 +254,28 @@ ALERT_HISTORY: Table[AlertHistoryRow] = Table(
 
 
 class ForecastRow(NamedTuple):
-    at: datetime
-    org_id: str
-    scope: str
-    period: str
-    period_key: str
-    period_start: datetime
-    period_end: datetime
-    spent_nanos: int
-    p10_nanos: int
-    p50_nanos: int
-    p90_nanos: int
-    naive_nanos: int
-    budget_nanos: int
-    probability_over: float
-    runout_date: date | None
-    weekly_growth: float
-    model: str
+    at: Millis
+    org_id: Label
+    scope: Text
+    period: Label
+    period_key: Text
+    period_start: Seconds
+    period_end: Seconds
+    spent_nanos: Nanos
+    p10_nanos: Nanos
+    p50_nanos: Nanos
+    p90_nanos: Nanos
+    naive_nanos: Nanos
+    budget_nanos: Nanos
+    probability_over: Real
+    runout_date: Annotated[date | None, "Nullable(Date)"]
+    weekly_growth: Real
+    model: Label
 
 
 FORECASTS: Table[ForecastRow] = Table(
     "forecasts",
     ForecastRow,
-    {
-        "at": "DateTime64(3, 'UTC')",
-        "org_id": "LowCardinality(String)",
-        "scope": "String",
-        "period": "LowCardinality(String)",
-        "period_key": "String",
-        "period_start": "DateTime('UTC')",
-        "period_end": "DateTime('UTC')",
-        "spent_nanos": "Int64",
-        "p10_nanos": "Int64",
-        "p50_nanos": "Int64",
-        "p90_nanos": "Int64",
-        "naive_nanos": "Int64",
-        "budget_nanos": "Int64",
-        "probability_over": "Float64",
-        "runout_date": "Nullable(Date)",
-        "weekly_growth": "Float64",
-        "model": "LowCardinality(String)",
-    },
     engine="MergeTree",
     partition_by="toYYYYMM(at)",
     order_by="org_id, scope, period, at",
@@ -353,33 +283,21 @@ FORECASTS: Table[ForecastRow] = Table(
 
 
 class AnomalyRow(NamedTuple):
-    bucket: datetime
-    bucket_seconds: int
-    org_id: str
-    entity: str
-    observed_nanos: int
-    expected_nanos: int
-    ratio: float
-    score: float
-    driver: str
-    driver_share: float
+    bucket: Seconds
+    bucket_seconds: UInt32
+    org_id: Label
+    entity: Text
+    observed_nanos: Nanos
+    expected_nanos: Nanos
+    ratio: Real
+    score: Real
+    driver: Text
+    driver_share: Real
 
 
 ANOMALIES: Table[AnomalyRow] = Table(
     "anomalies",
     AnomalyRow,
-    {
-        "bucket": "DateTime('UTC')",
-        "bucket_seconds": "UInt32",
-        "org_id": "LowCardinality(String)",
-        "entity": "String",
-        "observed_nanos": "Int64",
-        "expected_nanos": "Int64",
-        "ratio": "Float64",
-        "score": "Float64",
-        "driver": "String",
-        "driver_share": "Float64",
-    },
     engine="ReplacingMergeTree",
     order_by="org_id, bucket_seconds, bucket, entity",
     defaulted=("detected_at DateTime64(3, 'UTC') DEFAULT now64(3)",),
