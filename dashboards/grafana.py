@@ -10,7 +10,14 @@ from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard, prometheus
 from grafana_foundation_sdk.cog import variants
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, GridPos, VariableHide, VariableOption
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    GridPos,
+    VariableHide,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
 
 from sinks.queries import Query
 
@@ -47,7 +54,7 @@ TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens 
 MONTH = "bucket >= toStartOfMonth($__toTime) AND bucket < $__toTime"
 
 
-class ClickHouseQuery(variants.Dataquery):  # type: ignore[misc]
+class ClickHouseQuery(variants.Dataquery):
     """A raw-SQL query of grafana-clickhouse-datasource (v4): format 0 time series, 1 table."""
 
     def __init__(self, sql: str, table_format: bool, ref_id: str = "A") -> None:
@@ -92,8 +99,8 @@ def variable(name: str, label: str, sql: str, include_all: bool) -> dashboard.Qu
         .label(label)
         .datasource(CLICKHOUSE)
         .query(sql)
-        .refresh(1)  # on dashboard load
-        .sort(1)
+        .refresh(VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(VariableSort.ALPHABETICAL_ASC)
     )
     if include_all:
         variable = variable.include_all(True).all_value(ALL).current(VariableOption(text="All", value=ALL))

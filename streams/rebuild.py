@@ -3,12 +3,13 @@ what the worker runs by itself when it finds Redis reset.
 
 Redis holds derived state only. In two phases, for every org:
 
-1. **caps**: its settings and budgets (from ``config.v1``), the spend counters of its open day, week and
-   month (from the raw events, cut in the org's time zone, one scan per org), and then the mark that its
-   state is loaded: from here on proxies' caps are enforced again;
-2. **the stream's memory**: the per-partition offset watermarks (so a redelivery is still recognised),
-   the duplicate window (fingerprints of the events ingested within it), and the alert delivery ledger
-   (from ``alert_history``, so an alert delivered before is not sent again).
+1. **caps**: its settings and budgets (from ``config.v1``), the alert delivery ledger (from
+   ``alert_history``, so an alert delivered before is not sent again: it comes first, because an enforced
+   cap queues its first denial again), the spend counters of its open day, week and month (from the raw
+   events, cut in the org's time zone, one scan per org), and then the mark that its state is loaded:
+   from here on proxies' caps are enforced again;
+2. **the stream's memory**: the per-partition offset watermarks (so a redelivery is still recognised) and
+   the duplicate window (fingerprints of the events ingested within it).
 
 Reservations, stage marks and denial marks are left as they are: when Redis kept its data they are
 right, and when it lost them there is nothing to restore.
@@ -122,6 +123,10 @@ def rebuild_with(
     budgets = apply_budgets(client, layout, configs, state.budgets.values(), epoch=None)
     progress(f"config: {len(state.orgs)} orgs configured, {budgets} budgets")
 
+    # The ledger before any cap is enforced: an enforced cap queues its first denial again, and the alert it
+    # becomes must find the delivery that already went out, or it is sent twice.
+    deliveries = _ledger(client, store, layout, now, settings.alerts.ledger_days)
+    progress(f"alert ledger: {deliveries:,} deliveries")
     counters = events = 0
     for config in configs:
         counted, summed = _counters(client, store, layout, config, now)
@@ -139,8 +144,6 @@ def rebuild_with(
     pipe.execute()
     fingerprints = _duplicate_window(client, store, layout, now)
     progress(f"duplicate window: {fingerprints:,} fingerprints")
-    deliveries = _ledger(client, store, layout, now, settings.alerts.ledger_days)
-    progress(f"alert ledger: {deliveries:,} deliveries")
     return RebuildReport(
         len(configs), counters, budgets, fingerprints, deliveries, caps_s, time.perf_counter() - began, events
     )

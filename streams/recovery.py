@@ -8,9 +8,9 @@ an org whose state is not loaded. Either way the worker then
 
 1. stops applying usage (nothing is committed meanwhile) and lets its ClickHouse insert under way
    finish, holding the next;
-2. rebuilds from config.v1 and ClickHouse exactly as ``spendstream rebuild`` does: first the caps
-   (proxies enforce again from here), then the watermarks, the duplicate window and the alert
-   ledger. With several workers, one rebuilds (a lock in Redis) and the others wait for the marker;
+2. rebuilds from config.v1 and ClickHouse exactly as ``spendstream rebuild`` does: first the alert
+   ledger and the caps (proxies enforce again from here), then the watermarks and the duplicate
+   window. With several workers, one rebuilds (a lock in Redis) and the others wait for the marker;
 3. counts again the events it applied whose rows are not in ClickHouse yet (the rebuild could not see
    them), then resumes.
 

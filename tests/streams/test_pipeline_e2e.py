@@ -11,6 +11,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from enforcement.keys import PeriodKeys
 from schemas.events import encode_event
+from sinks.tables import ALERT_HISTORY, AlertHistoryRow
+from sinks.usage_store import UsageStore
+from streams.rebuild import rebuild_with
 from tests.streams.conftest import Deployment, expected_spend, make_events
 
 pytestmark = pytest.mark.stack
@@ -164,3 +167,22 @@ def test_rebuild_restores_every_counter(deployment: Deployment) -> None:
     dep.wait_for(lambda: (dep.metric("spendstream_events_duplicate_total") or 0) == 500, 60, "duplicates seen")
     assert {key: client.hgetall(key) for key in client.scan_iter(f"{prefix}:*:spent:*")} == before
     assert dep.ch_rows() == len(events)
+
+
+def test_rebuild_gives_the_ledger_back_before_caps_are_enforced(deployment: Deployment) -> None:
+    """An enforced cap queues its first denial again (Redis lost the mark), and the alert it becomes must
+    find the delivery that went out before the loss: the ledger is back before any org is loaded."""
+    dep = deployment
+    store = UsageStore.of(dep.settings.clickhouse)
+    store.migrate()
+    now = datetime.now(UTC)
+    row = AlertHistoryRow(
+        now, "acme", "key", "cap_denied", "user/u1", "2026-11-30", 0, "ops", "slack", "#ops", "sent", 1, "", 5, "d1"
+    )
+    store.insert(ALERT_HISTORY, [row])
+    client = dep.redis()
+    sent = dep.layout.alert_sent("acme", "d1")
+    seen_when_enforced: list[bool] = []
+    rebuild_with(dep.settings, client, store, now, on_caps=lambda: seen_when_enforced.append(bool(client.get(sent))))
+    assert seen_when_enforced == [True]
+    assert client.get(sent) == b"sent"
