@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
+from admin.console_cli import console_parser
+from admin.environment import settings_from_env
 from schemas.settings import Settings
 from stack import manager
 from stack.process import StartError
@@ -24,12 +24,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 HISTORY_START = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        lines = [f"  SPENDSTREAM_{'__'.join(str(p).upper() for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise SystemExit("invalid settings in the environment:\n" + "\n".join(lines)) from None
+_settings = settings_from_env
 
 
 def _print_status(settings: Settings, names: Sequence[str] | None = None) -> bool:
@@ -98,18 +93,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _publish(settings: Settings, records: list[Any]) -> None:
-    from confluent_kafka import Producer  # noqa: PLC0415 - only publishing commands need it
-
-    from bus.admin import ensure_topics  # noqa: PLC0415
+    from bus.config_publisher import ConfigPublishError, publish_config  # noqa: PLC0415 - publishing commands only
     from bus.topics import Topics  # noqa: PLC0415
 
-    topics = Topics(settings.kafka.topic_prefix)
-    ensure_topics(settings.kafka.bootstrap, topics)
-    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap, "enable.idempotence": True, "acks": "all"})
-    for record in records:
-        producer.produce(topics.config, key=record.key.encode(), value=record.value)
-    if producer.flush(30) != 0:
-        raise SystemExit("error: config records were not delivered to Kafka")
+    try:
+        publish_config(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix), records)
+    except ConfigPublishError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
@@ -365,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="new-key: a right (repeat; default all)",
     )
     decision.set_defaults(func=cmd_decision)
+    console_parser(commands)
     demo = commands.add_parser("demo", help="the main job: the whole pipeline on the local stack, fed by a replay")
     demo.add_argument("--count", type=int, default=20_000, help="requests to replay (default 20,000)")
     demo.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default: examples/trace)")

@@ -41,7 +41,7 @@ from schemas.channels import AlertConfigError, ChannelSpec, Routing, parse_budge
 from schemas.errors import SpendstreamError
 from schemas.money import MoneyError, parse_usd
 
-__all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file"]
+__all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file", "parse_budget_spec"]
 
 MAX_LIMIT_NANOS = 2**53 - 1  # caps are checked in Redis Lua, whose numbers are doubles
 
@@ -80,7 +80,9 @@ def _limit(value: Any, where: str) -> int:
     return nanos
 
 
-def _budget(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
+def parse_budget_spec(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
+    """One budget as the file writes it (``org``, ``scope``, ``id``, ``period``, ``limit`` in USD, ``mode``,
+    ``stages``, ``alerts``): the budgets file and the console both read budgets through here."""
     if not isinstance(spec, dict):
         raise BudgetFileError(where, "expected a mapping")
     unknown = set(spec) - {"org", "scope", "id", "period", "limit", "mode", "stages", "alerts"}
@@ -124,9 +126,11 @@ def _budget(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budget:
             alerts=routes,
         )
     except BudgetError as exc:
-        raise BudgetFileError(where, str(exc)) from None
+        field = _SPEC_FIELD.get(exc.field, exc.field)
+        raise BudgetFileError(f"{where}.{field}", exc.reason) from None
 
 
+_SPEC_FIELD = {"org_id": "org", "scope_id": "id", "limit_nanos": "limit", "timezone": "org"}
 _ORG_KEYS = {"timezone", "on_redis_unavailable", "min_estimate", "unpriced_models"}
 
 
@@ -168,7 +172,7 @@ def parse_budget_file(text: str) -> BudgetFile:
     orgs: dict[str, OrgConfig] = {}
     for org_id, org_spec in (doc.get("orgs") or {}).items():
         orgs[str(org_id)] = _org(str(org_id), org_spec or {})
-    budgets = tuple(_budget(spec, orgs, f"budgets[{i}]") for i, spec in enumerate(doc.get("budgets") or []))
+    budgets = tuple(parse_budget_spec(spec, orgs, f"budgets[{i}]") for i, spec in enumerate(doc.get("budgets") or []))
     for budget in budgets:
         orgs.setdefault(budget.org_id, OrgConfig(budget.org_id))
     channels = _channels(doc.get("channels"))

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "AlertSettings",
     "ClickHouseSettings",
+    "ConsoleSettings",
     "DecisionSettings",
     "InsightSettings",
     "KafkaSettings",
@@ -188,6 +189,22 @@ class StackSettings(BaseModel):
     start_timeout_s: float = Field(90.0, gt=0)
 
 
+class ConsoleSettings(BaseModel):
+    """The admin console (``spendstream console serve``): Admin > Billing and the admin API."""
+
+    host: str = "127.0.0.1"
+    port: Port = Field(8700, ge=1, le=65535)
+    database: Path | None = Field(
+        None,
+        description="SQLite file of console users, sessions, API tokens and the audit trail; "
+        "default: console.db in the stack's home",
+    )
+    secure_cookies: bool = Field(False, description="mark the session cookie Secure (set it behind TLS)")
+    config_max_age_s: float = Field(2.0, gt=0, le=3600, description="how stale the budgets it shows may be")
+    sign_in_attempts: int = Field(5, ge=1, le=1000, description="failed sign-ins per user and address ...")
+    sign_in_window_s: float = Field(300.0, gt=0, description="... within this many seconds, before it waits")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPENDSTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
@@ -200,4 +217,5 @@ class Settings(BaseSettings):
     insights: InsightSettings = InsightSettings()
     stream: StreamSettings = StreamSettings()
     litellm: LiteLLMSettings = LiteLLMSettings()
+    console: ConsoleSettings = ConsoleSettings()
     metrics_port: Port = Field(9400, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")

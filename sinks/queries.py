@@ -27,6 +27,7 @@ __all__ = [
     "series",
     "spend_by",
     "spend_by_scopes",
+    "time_range",
     "top_cost_drivers",
     "usage_watermarks_by_org",
 ]
@@ -57,7 +58,7 @@ def _dimension(name: str) -> str:
     return name
 
 
-def _range(org_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+def time_range(org_id: str, start: datetime, end: datetime) -> dict[str, Any]:
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end must be tz-aware")
     if end <= start:
@@ -65,17 +66,17 @@ def _range(org_id: str, start: datetime, end: datetime) -> dict[str, Any]:
     return {"org": org_id, "start": start, "end": end}
 
 
-def spend_by(database: str, dimension: str, org_id: str, start: datetime, end: datetime) -> Query:
-    """Requests, tokens by type and cost per value of one dimension, most expensive first.
+def spend_by(
+    database: str, dimension: str, org_id: str, start: datetime, end: datetime, narrow: Narrow | None = None
+) -> Query:
+    """Requests, tokens by type and cost per value of one dimension, most expensive first (optionally
+    narrowed to a department, user or model).
 
     Read from the hourly rollup, so ``start`` and ``end`` should fall on whole hours."""
     db, dim = validate_database(database), _dimension(dimension)
-    sql = (
-        f"SELECT {dim} AS key, {_TOTALS} FROM {db}.usage_hourly "
-        "WHERE org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} "
-        f"GROUP BY key ORDER BY cost_nanos DESC, key"
-    )
-    return sql, _range(org_id, start, end)
+    where, params = _narrowed(org_id, start, end, narrow)
+    sql = f"SELECT {dim} AS key, {_TOTALS} FROM {db}.usage_hourly WHERE {where} GROUP BY key"
+    return sql + " ORDER BY cost_nanos DESC, key", params
 
 
 def series(
@@ -165,13 +166,13 @@ def top_cost_drivers_by_scope(
         f"AND {column} IN {{ids:Array(String)}} GROUP BY scope_id, user_id, model, feature) "
         "ORDER BY scope_id, cost_nanos DESC, user_id, model, feature LIMIT {limit:UInt32} BY scope_id"
     )
-    return sql, {**_range(org_id, start, end), "ids": list(ids), "limit": limit}
+    return sql, {**time_range(org_id, start, end), "ids": list(ids), "limit": limit}
 
 
 def _narrowed(org_id: str, start: datetime, end: datetime, narrow: Narrow | None) -> tuple[str, dict[str, Any]]:
     """The org and time range, and optionally a department, user and model (``*``: any)."""
     where = "org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}"
-    params = _range(org_id, start, end)
+    params = time_range(org_id, start, end)
     if narrow is not None:
         for name, column in (("department", "department_id"), ("user", "user_id"), ("model", "model")):
             where += f" AND ({{{name}:String}} = '*' OR {column} = {{{name}:String}})"
@@ -223,7 +224,7 @@ def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) 
             ("apikey", "api_key_id"),
         )
     )
-    return f"SELECT scope, cost_nanos FROM ({unions})", _range(org_id, start, end)
+    return f"SELECT scope, cost_nanos FROM ({unions})", time_range(org_id, start, end)
 
 
 def period_spend_by_scopes(
@@ -287,7 +288,7 @@ def org_spend(database: str, org_id: str, start: datetime, end: datetime) -> Que
         f"SELECT sum(cost_nanos) FROM {db}.usage_events WHERE org_id = {{org:String}} "
         "AND occurred_at >= {start:DateTime64(6, 'UTC')} AND occurred_at < {end:DateTime64(6, 'UTC')}"
     )
-    return sql, _range(org_id, start, end)
+    return sql, time_range(org_id, start, end)
 
 
 def usage_watermarks_by_org(database: str) -> Query:
@@ -334,7 +335,7 @@ def latest_forecasts(database: str, org_id: str, start: datetime | None = None, 
     where = "org_id = {org:String}"
     params: dict[str, Any] = {"org": org_id}
     if start is not None and end is not None:
-        params = {**_range(org_id, start, end)}
+        params = {**time_range(org_id, start, end)}
         where += " AND at >= {start:DateTime('UTC')} AND at < {end:DateTime('UTC')}"
     sql = (
         "SELECT scope, period, period_key, argMax(spent_nanos, at) AS spent_nanos, argMax(p10_nanos, at) AS p10, "

@@ -70,7 +70,12 @@ def test_compose_scrape_config_and_metric_ports_agree() -> None:
     assert f"{decision_port}:{decision_port}" in services["decision"]["ports"]
     assert services["decision"]["environment"]["SPENDSTREAM_DECISION__HOST"] == "0.0.0.0"
 
-    for name in ("worker", "decision", "grafana", "prometheus"):
+    console_port = int(services["console"]["environment"]["SPENDSTREAM_CONSOLE__PORT"])
+    assert console_port == settings.console.port
+    assert jobs["console"]["static_configs"][0]["targets"] == [f"console:{console_port}"]
+    assert f"{console_port}:{console_port}" in services["console"]["ports"]
+
+    for name in ("worker", "decision", "console", "grafana", "prometheus"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
     assert scrape["rule_files"] == ["rules.yml"]
     assert "./dashboards/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]

@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -224,6 +225,14 @@ def make_events(count: int, now: datetime, prefix: str, seed: int = 7) -> list[U
 
 @pytest.fixture
 def deployment(stack: Settings) -> Iterator[Deployment]:
+    with deployed(stack) as dep:
+        yield dep
+
+
+@contextmanager
+def deployed(stack: Settings) -> Iterator[Deployment]:
+    """A deployment of its own on the shared stack: topics, Redis keys and a ClickHouse database with a
+    fresh prefix, removed afterwards."""
     tag = uuid.uuid4().hex[:10]
     metrics_port = free_port()
     env = {

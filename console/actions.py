@@ -1,0 +1,124 @@
+"""What the console changes, one code path for the pages and the API: each action checks the principal's
+rights and the version it was given (If-Match), publishes through the config topic like ``budgets
+apply``, and audits who, when, before and after."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from console.budget_edit import ForbiddenError, budget_from_input, budget_view, check_may_save, version_of
+from console.readmodels import Reader
+from console.roles import Principal, Right
+from console.store import AccessStore
+from schemas.budgets import Budget, ScopeKind
+from schemas.config_records import ConfigRecord, budget_key, budget_record
+from schemas.errors import SpendstreamError
+
+__all__ = ["Actions", "ConflictError", "NotFoundError", "PreconditionError", "require"]
+
+
+class PreconditionError(SpendstreamError):
+    """The version given (If-Match) is not the current one: someone changed it meanwhile (HTTP 412)."""
+
+
+class NotFoundError(SpendstreamError):
+    """HTTP 404."""
+
+
+class ConflictError(SpendstreamError):
+    """HTTP 409: creating what exists."""
+
+
+class Actions:
+    def __init__(self, reader: Reader, access: AccessStore) -> None:
+        self.reader = reader
+        self.access = access
+        self.config = reader.config
+
+    def budget(self, principal: Principal, key: str) -> Budget:
+        """One budget the principal may see (``user/u1/monthly``)."""
+        found = self.config.state().budgets.get(f"budget/{principal.org_id}/{key}")
+        if found is None or found not in self.reader.visible_budgets(principal, datetime.now(UTC)):
+            raise NotFoundError("key", f"no budget {key!r}")
+        return found
+
+    def save_budget(
+        self, principal: Principal, data: Mapping[str, Any], if_match: str | None, creating: bool = False
+    ) -> Budget:
+        """Create or replace a budget. ``if_match`` is the version it was read at (``"absent"`` to create);
+        ``None`` replaces whatever is there (the API requires it unless ``creating``)."""
+        org = self.reader.org(principal)
+        budget = budget_from_input(principal, org, data)
+        with self.config.edit_lock:
+            state = self.config.state(fresh=True)
+            self._check_channels(budget, state.channels)
+            key = budget_key(budget.org_id, budget.scope.value, budget.scope_id, budget.period.value)
+            current = state.budgets.get(key)
+            if creating and current is not None:
+                raise ConflictError("key", f"budget {budget.key} exists already; change it instead")
+            if if_match is not None and if_match != version_of(current):
+                raise PreconditionError("version", "the budget was changed by someone else; reload and try again")
+            self._check_rights(principal, budget, state.budgets)
+            if current is not None:
+                self._check_rights(principal, current, state.budgets)
+            self.config.publish([budget_record(budget)])
+        self.access.audit(
+            principal.org_id,
+            principal.name,
+            "budget.create" if current is None else "budget.update",
+            budget.key,
+            budget_view(current) if current else None,
+            budget_view(budget),
+        )
+        return budget
+
+    def delete_budget(self, principal: Principal, key: str, if_match: str | None) -> None:
+        with self.config.edit_lock:
+            state = self.config.state(fresh=True)
+            current = state.budgets.get(f"budget/{principal.org_id}/{key}")
+            if current is None:
+                raise NotFoundError("key", f"no budget {key!r}")
+            if if_match is not None and if_match != version_of(current):
+                raise PreconditionError("version", "the budget was changed by someone else; reload and try again")
+            self._check_rights(principal, current, state.budgets)
+            self.config.publish([ConfigRecord(f"budget/{principal.org_id}/{key}", None)])
+        self.access.audit(principal.org_id, principal.name, "budget.delete", key, budget_view(current), None)
+
+    def create_token(self, principal: Principal, name: str, role: str, departments: str) -> str:
+        """A new API token of the principal's org (shown once); ``departments``: a manager's, comma-separated."""
+        require(principal, Right.MANAGE_ACCESS)
+        scoped = tuple(d.strip() for d in departments.split(",") if d.strip())
+        _, token = self.access.create_token(principal.org_id, name, role, principal.name, scoped)
+        self.access.audit(principal.org_id, principal.name, "token.create", name, None, {"role": role})
+        return token
+
+    def revoke_token(self, principal: Principal, token_id: str) -> None:
+        require(principal, Right.MANAGE_ACCESS)
+        if not token_id.isdigit() or not self.access.revoke_token(principal.org_id, int(token_id)):
+            raise NotFoundError("id", f"no active token {token_id!r} in your org")
+        self.access.audit(principal.org_id, principal.name, "token.revoke", token_id, None, None)
+
+    def _check_rights(self, principal: Principal, budget: Budget, budgets: Mapping[str, Budget]) -> None:
+        if principal.can(Right.EDIT_BUDGETS):
+            return
+        home = None
+        department_budget = None
+        if budget.scope is ScopeKind.USER:
+            home = self.reader.user_departments(principal.org_id, datetime.now(UTC)).get(budget.scope_id)
+            if home is not None:
+                department_budget = budgets.get(budget_key(principal.org_id, "department", home, budget.period.value))
+        check_may_save(principal, budget, home, department_budget)
+
+    @staticmethod
+    def _check_channels(budget: Budget, channels: Mapping[tuple[str, str], Any]) -> None:
+        for route, names in budget.alerts.items():
+            for name in names:
+                if (budget.org_id, name) not in channels:
+                    raise SpendstreamError(f"alerts.{route}", f"no alert channel {name!r} in your org")
+
+
+def require(principal: Principal, right: Right) -> None:
+    if not principal.can(right):
+        raise ForbiddenError("", f"the {principal.role.value} role cannot do this")

@@ -1,0 +1,100 @@
+"""The admin API under ``/api/v1``: JSON for everything the pages show and change, through the same
+read models and actions as the pages. Errors are ``{"error": {"field", "reason"}}``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from console.actions import require
+from console.budget_edit import budget_view, version_of
+from console.openapi import openapi_document
+from console.roles import Principal, Right
+from console.web import Web, error_response, json_response
+
+__all__ = ["Api"]
+
+
+class Api:
+    def __init__(self, web: Web) -> None:
+        self.web = web
+
+    async def api_overview(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        overview = await run_in_threadpool(self.web.reader.overview, principal, request.query_params.get("department"))
+        return json_response(asdict(overview))
+
+    async def api_budgets(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        if request.method == "POST":
+            budget = await run_in_threadpool(self.web.actions.save_budget, principal, body, None, True)
+            view = budget_view(budget)
+            return json_response(view, 201, {"ETag": view["version"], "Location": f"/api/v1/budgets/{budget.key}"})
+        cursor = request.query_params.get("cursor", "")
+        try:
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            return error_response(400, "limit", "a whole number from 1 to 1000")
+        if not 1 <= limit <= 1000:
+            return error_response(400, "limit", "a whole number from 1 to 1000")
+        budgets = await run_in_threadpool(self.web.reader.visible_budgets, principal, datetime.now(UTC))
+        page = [b for b in budgets if b.key > cursor][:limit]
+        more = len([b for b in budgets if b.key > cursor]) > limit
+        return json_response(
+            {"items": [budget_view(b) for b in page], "next_cursor": page[-1].key if more and page else None}
+        )
+
+    async def api_budget(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        key = request.path_params["key"]
+        if request.method == "GET":
+            budget = await run_in_threadpool(self.web.actions.budget, principal, key)
+            return json_response(budget_view(budget), headers={"ETag": version_of(budget)})
+        if_match = request.headers.get("if-match")
+        if if_match is None:
+            return error_response(428, "If-Match", "send the budget's version (its ETag) to change or delete it")
+        if request.method == "DELETE":
+            await run_in_threadpool(self.web.actions.delete_budget, principal, key, if_match)
+            return Response(status_code=204)
+        scope, _, rest = key.partition("/")
+        scope_id, _, period = rest.rpartition("/")
+        body = {"scope": scope, "id": scope_id, "period": period, **body}
+        if (body["scope"], body["id"], body["period"]) != (scope, scope_id, period):
+            return error_response(
+                400, "key", "scope, id and period are the budget's key; create a new budget to change them"
+            )
+        budget = await run_in_threadpool(self.web.actions.save_budget, principal, body, if_match, False)
+        view = budget_view(budget)
+        return json_response(view, headers={"ETag": view["version"]})
+
+    async def api_alerts(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        require(principal, Right.READ_ALL)
+        alerts = await run_in_threadpool(self.web.reader.alerts, principal, datetime.now(UTC), 200)
+        return json_response({"items": alerts})
+
+    async def api_audit(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        require(principal, Right.MANAGE_ACCESS)
+        cursor = request.query_params.get("cursor")
+        if cursor is not None and not cursor.isdigit():
+            return error_response(400, "cursor", "the next_cursor of the previous page")
+        entries = self.web.access.audit_trail(principal.org_id, int(cursor) if cursor else None, 50)
+        items = [asdict(e) for e in entries]
+        return json_response({"items": items, "next_cursor": str(entries[-1].id) if len(entries) == 50 else None})
+
+    async def api_me(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        return json_response(
+            {
+                "org": principal.org_id,
+                "name": principal.name,
+                "role": principal.role.value,
+                "departments": list(principal.departments),
+            }
+        )
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True})

@@ -1,0 +1,51 @@
+"""The console's ASGI app: Admin > Billing pages and the admin API under ``/api/v1``, one code path
+(:mod:`console.readmodels` reads, :mod:`console.actions` changes), with routes from :mod:`console.pages`
+and :mod:`console.api`.
+
+Who is asking comes from the session cookie or an API token (``Authorization: Bearer``), never from
+the request: the org of every read and write is the principal's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.responses import RedirectResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from console.api import Api
+from console.pages import Pages
+from console.web import Web
+
+__all__ = ["create_app"]
+
+HERE = Path(__file__).parent
+
+
+def create_app(web: Web) -> Starlette:
+    pages, api = Pages(web), Api(web)
+    routes = [
+        Route("/", lambda request: RedirectResponse("/billing", 303)),
+        Route("/healthz", api.health),
+        Route("/login", pages.login_page, methods=["GET"]),
+        Route("/login", pages.login, methods=["POST"]),
+        Route("/logout", web.page(pages.logout), methods=["POST"]),
+        Route("/billing", web.page(pages.overview_page)),
+        Route("/billing/budgets", web.page(pages.budgets_page), methods=["GET"]),
+        Route("/billing/budgets", web.page(pages.budgets_save), methods=["POST"]),
+        Route("/billing/budgets/delete", web.page(pages.budgets_delete), methods=["POST"]),
+        Route("/billing/alerts", web.page(pages.alerts_page)),
+        Route("/billing/access", web.page(pages.access_page), methods=["GET", "POST"]),
+        Route("/static/vega.js", pages.vega),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+        Route("/api/v1/openapi.json", api.openapi),
+        Route("/api/v1/me", web.api(api.api_me)),
+        Route("/api/v1/overview", web.api(api.api_overview)),
+        Route("/api/v1/budgets", web.api(api.api_budgets), methods=["GET", "POST"]),
+        Route("/api/v1/budgets/{key:path}", web.api(api.api_budget), methods=["GET", "PUT", "DELETE"]),
+        Route("/api/v1/alerts", web.api(api.api_alerts)),
+        Route("/api/v1/audit", web.api(api.api_audit)),
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,139 @@
+"""The admin API's OpenAPI 3.1 document (``GET /api/v1/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["field", "reason"],
+            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+        }
+    },
+}
+_BUDGET = {
+    "type": "object",
+    "required": ["scope", "id", "period", "limit"],
+    "properties": {
+        "scope": {"enum": ["org", "department", "user", "feature", "model", "provider", "apikey"]},
+        "id": {"type": "string", "description": "the scope's id (an org budget: the org's own id)"},
+        "period": {"enum": ["daily", "weekly", "monthly"]},
+        "limit": {"type": "string", "description": "USD as a decimal string, such as '250.00'"},
+        "mode": {"enum": ["soft", "hard"], "default": "soft"},
+        "stages": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 1000}},
+        "alerts": {
+            "type": "object",
+            "description": "stage ('80'), cap_denied or projected_exceed -> channel names of the org",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+        "key": {"type": "string", "readOnly": True},
+        "limit_nanos": {"type": "integer", "readOnly": True},
+        "version": {"type": "string", "readOnly": True, "description": "also sent as the ETag"},
+    },
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "a field is wrong (named in error.field)",
+        401: "not signed in, or an unknown or revoked token",
+        403: "the role may not do this, or the target is outside the principal's org or departments",
+        404: "no such budget visible to the principal",
+        409: "it exists already",
+        412: "If-Match is not the current version: someone changed it meanwhile",
+        428: "If-Match is required",
+    }
+    return {
+        str(code): {"description": reasons[code], "content": {"application/json": {"schema": _ERROR}}} for code in codes
+    }
+
+
+def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    page = {
+        "type": "object",
+        "properties": {"items": {"type": "array", "items": _BUDGET}, "next_cursor": {"type": ["string", "null"]}},
+    }
+    key = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}, "example": "user/u1/monthly"}
+    if_match = {"name": "If-Match", "in": "header", "required": True, "schema": {"type": "string"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "spendstream admin API",
+            "version": "1",
+            "description": "Everything the console shows and changes. The org is the signed-in user's or the "
+            "token's, never the request's. Send a token as 'Authorization: Bearer ssc_...'.",
+        },
+        "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"token": []}],
+        "paths": {
+            "/api/v1/me": {
+                "get": {
+                    "summary": "who the token or session is",
+                    "responses": {"200": _ok("the principal", {"type": "object"}), **_errors(401)},
+                }
+            },
+            "/api/v1/overview": {
+                "get": {
+                    "summary": "Admin > Billing: month to date, budgets, forecast, tokens by model, cost drivers",
+                    "parameters": [{"name": "department", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": _ok("the overview", {"type": "object"}), **_errors(401, 403)},
+                }
+            },
+            "/api/v1/budgets": {
+                "get": {
+                    "summary": "the budgets the principal sees, by key, cursor-paginated",
+                    "parameters": [
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    ],
+                    "responses": {"200": _ok("a page of budgets", page), **_errors(400, 401)},
+                },
+                "post": {
+                    "summary": "create a budget (published to config.v1, enforced within seconds)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
+                    "responses": {"201": _ok("the budget", _BUDGET), **_errors(400, 401, 403, 409)},
+                },
+            },
+            "/api/v1/budgets/{key}": {
+                "get": {
+                    "summary": "one budget, with its version as the ETag",
+                    "parameters": [key],
+                    "responses": {"200": _ok("the budget", _BUDGET), **_errors(401, 404)},
+                },
+                "put": {
+                    "summary": "change a budget's limit, mode, stages or alerts",
+                    "parameters": [key, if_match],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
+                    "responses": {"200": _ok("the budget", _BUDGET), **_errors(400, 401, 403, 404, 412, 428)},
+                },
+                "delete": {
+                    "summary": "delete a budget",
+                    "parameters": [key, if_match],
+                    "responses": {"204": {"description": "deleted"}, **_errors(401, 403, 404, 412, 428)},
+                },
+            },
+            "/api/v1/alerts": {
+                "get": {
+                    "summary": "alert deliveries of the last 31 days, newest first",
+                    "responses": {"200": _ok("deliveries", {"type": "object"}), **_errors(401, 403)},
+                }
+            },
+            "/api/v1/audit": {
+                "get": {
+                    "summary": "who changed what (owners), newest first, cursor-paginated",
+                    "parameters": [{"name": "cursor", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": _ok("audit entries", {"type": "object"}), **_errors(400, 401, 403)},
+                }
+            },
+        },
+    }

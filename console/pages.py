@@ -1,0 +1,220 @@
+"""The console's pages: sign-in, Overview (Admin > Billing), Budget Settings, Alerts and Access."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from console import charts
+from console.actions import ConflictError, PreconditionError, require
+from console.budget_edit import ForbiddenError, budget_view
+from console.credentials import new_secret, same
+from console.roles import Principal, Right, Role
+from console.store import Session
+from console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Web
+from schemas.budgets import Period, ScopeKind
+from schemas.errors import SpendstreamError
+
+__all__ = ["Pages"]
+
+
+class Pages:
+    def __init__(self, web: Web) -> None:
+        self.web = web
+        self._vega: str | None = None
+
+    async def login_page(self, request: Request) -> Response:
+        token = new_secret()
+        response = self.web.render(
+            request, "login.html", None, None, {"login_csrf": token, "next": request.query_params.get("next", "")}
+        )
+        self._cookie(response, LOGIN_CSRF_COOKIE, token, max_age=3600)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        form = await request.form()
+        username, password = str(form.get("username", "")), str(form.get("password", ""))
+        address = request.client.host if request.client else "-"
+        cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not cookie or not same(cookie, str(form.get("csrf", ""))):
+            return self._login_again(request, "Your sign-in form expired; please try again.", username, 403)
+        now = time.time()
+        wait = self.web.throttle.wait_s(username, address, now)
+        if wait > 0:
+            self.web.metrics.sign_ins.labels("throttled").inc()
+            message = f"Too many failed sign-ins; try again in {int(wait) + 1} s."
+            return self._login_again(request, message, username, 429, {"Retry-After": str(int(wait) + 1)})
+        signed = await run_in_threadpool(self.web.access.sign_in, username, password)
+        if signed is None:
+            self.web.throttle.failed(username, address, now)
+            self.web.metrics.sign_ins.labels("failed").inc()
+            return self._login_again(request, "Wrong username or password.", username, 401)
+        self.web.throttle.succeeded(username, address)
+        self.web.metrics.sign_ins.labels("ok").inc()
+        session_id, _ = signed
+        target = str(form.get("next", ""))
+        response = RedirectResponse(
+            target if target.startswith("/") and not target.startswith("//") else "/billing", 303
+        )
+        self._cookie(response, SESSION_COOKIE, session_id)
+        response.delete_cookie(LOGIN_CSRF_COOKIE)
+        return response
+
+    def _login_again(
+        self, request: Request, error: str, username: str, status: int, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        token = new_secret()
+        response = self.web.render(
+            request, "login.html", None, None, {"login_csrf": token, "error": error, "username": username}, status
+        )
+        response.headers.update(headers or {})
+        self._cookie(response, LOGIN_CSRF_COOKIE, token, max_age=3600)
+        return response
+
+    def _cookie(self, response: Response, name: str, value: str, max_age: int | None = None) -> None:
+        response.set_cookie(
+            name, value, max_age=max_age, httponly=True, samesite="lax", secure=self.web.secure_cookies, path="/"
+        )
+
+    async def logout(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        session_id = request.cookies.get(SESSION_COOKIE)
+        if session_id:
+            await run_in_threadpool(self.web.access.sign_out, session_id)
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    # -- pages ----------------------------------------------------------------------------------------------------
+
+    async def overview_page(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        overview = await run_in_threadpool(self.web.reader.overview, principal, request.query_params.get("department"))
+        specs = {"daily": charts.daily_spend(overview.daily), "models": charts.tokens_by_model(overview.by_model)}
+        if overview.forecast:
+            f = overview.forecast
+            specs["forecast"] = charts.forecast_cone(
+                f["spent_nanos"],
+                f["p10_nanos"],
+                f["p50_nanos"],
+                f["p90_nanos"],
+                f["budget_nanos"],
+                "Projected month end",
+            )
+        return self.web.render(request, "overview.html", principal, session, {"o": overview, "specs": specs})
+
+    async def budgets_page(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        return await self._budgets(request, principal, session, {}, None, {})
+
+    async def _budgets(
+        self,
+        request: Request,
+        principal: Principal,
+        session: Session | None,
+        values: Mapping[str, Any],
+        error: SpendstreamError | None,
+        extra: Mapping[str, Any],
+        status: int = 200,
+    ) -> Response:
+        now = datetime.now(UTC)
+        budgets = await run_in_threadpool(self.web.reader.visible_budgets, principal, now)
+        editing = request.query_params.get("edit")
+        if editing and not values:
+            found = await run_in_threadpool(self.web.actions.budget, principal, editing)
+            view = budget_view(found)
+            values = {**view, "stages": ",".join(str(s) for s in found.stages)}
+        state = self.web.reader.config.state()
+        channels = sorted(name for org, name in state.channels if org == principal.org_id)
+        may_edit = principal.can(Right.EDIT_BUDGETS) or principal.can(Right.EDIT_USER_BUDGETS)
+        context = {
+            "budgets": [budget_view(b) for b in budgets],
+            "values": values,
+            "error": error,
+            "scopes": [k.value for k in ScopeKind] if principal.can(Right.EDIT_BUDGETS) else ["user"],
+            "periods": [p.value for p in Period],
+            "channels": channels,
+            "may_edit": may_edit,
+            **extra,
+        }
+        return self.web.render(request, "budgets.html", principal, session, context, status)
+
+    async def budgets_save(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        data = {k: v for k, v in form.items() if k not in ("csrf", "version", "route_stage", "route_channel")}
+        stage, channel = str(form.get("route_stage", "")), str(form.get("route_channel", ""))
+        if channel:
+            data["alerts"] = {stage or "100": [channel]}
+        version = str(form.get("version", "")) or None
+        try:
+            budget = await run_in_threadpool(self.web.actions.save_budget, principal, data, version, version is None)
+        except (PreconditionError, ConflictError) as exc:
+            return await self._budgets(
+                request, principal, session, dict(form), exc, {}, 409 if isinstance(exc, ConflictError) else 412
+            )
+        except ForbiddenError as exc:
+            return await self._budgets(request, principal, session, dict(form), exc, {}, 403)
+        except SpendstreamError as exc:
+            return await self._budgets(request, principal, session, dict(form), exc, {}, 400)
+        return RedirectResponse(f"/billing/budgets?saved={quote(budget.key)}", 303)
+
+    async def budgets_delete(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        key, version = str(form.get("key", "")), str(form.get("version", "")) or None
+        try:
+            await run_in_threadpool(self.web.actions.delete_budget, principal, key, version)
+        except (PreconditionError, ForbiddenError) as exc:
+            status = 412 if isinstance(exc, PreconditionError) else 403
+            return await self._budgets(request, principal, session, {}, exc, {}, status)
+        return RedirectResponse(f"/billing/budgets?deleted={quote(key)}", 303)
+
+    async def alerts_page(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        require(principal, Right.READ_ALL)
+        now = datetime.now(UTC)
+        alerts = await run_in_threadpool(self.web.reader.alerts, principal, now, 200)
+        spikes = await run_in_threadpool(self.web.reader.spikes, principal, now, 50)
+        return self.web.render(request, "alerts.html", principal, session, {"alerts": alerts, "spikes": spikes})
+
+    async def access_page(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        require(principal, Right.MANAGE_ACCESS)
+        context: dict[str, Any] = {"roles": [r.value for r in Role]}
+        if request.method == "POST":
+            actions = self.web.actions
+            try:
+                if form.get("action") == "revoke":
+                    await run_in_threadpool(actions.revoke_token, principal, str(form.get("id", "")))
+                else:
+                    departments = str(form.get("departments", ""))
+                    name, role = str(form.get("name", "")), str(form.get("role", ""))
+                    context["new_token"] = await run_in_threadpool(
+                        actions.create_token, principal, name, role, departments
+                    )
+            except SpendstreamError as exc:
+                context["error"] = exc
+        context["users"] = self.web.access.users(principal.org_id)
+        context["tokens"] = self.web.access.tokens(principal.org_id)
+        context["audit"] = self.web.access.audit_trail(principal.org_id, limit=30)
+        return self.web.render(request, "access.html", principal, session, context, 400 if "error" in context else 200)
+
+    async def vega(self, request: Request) -> Response:
+        if self._vega is None:
+            self._vega = await run_in_threadpool(self.web.vega_bundle) if self.web.vega_bundle else ""
+        return Response(self._vega, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+    # -- API ------------------------------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+"""``spendstream console serve``: the console with its parts built from settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from bus.admin import config_state
+from bus.config_publisher import publish_config
+from bus.topics import Topics
+from console.actions import Actions
+from console.app import create_app
+from console.config_cache import ConfigCache
+from console.metrics import ConsoleMetrics
+from console.readmodels import Reader
+from console.store import AccessStore
+from console.throttle import SignInThrottle
+from console.web import Web
+from schemas.config_records import ConfigRecord, ConfigState
+from schemas.settings import Settings
+from sinks.usage_store import UsageStore
+
+__all__ = ["access_store", "app_from_settings"]
+
+log = logging.getLogger("spendstream.console")
+
+
+def access_store(settings: Settings) -> AccessStore:
+    """The console's users, sessions, tokens and audit: ``console.database``, or console.db in the stack's home."""
+    return AccessStore(settings.console.database or Path(settings.stack.home) / "console.db")
+
+
+def _vega_bundle() -> str:
+    import vl_convert  # noqa: PLC0415 - its first bundle takes a second: only when a page asks
+
+    return str(vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;"))
+
+
+def app_from_settings(settings: Settings, metrics: ConsoleMetrics | None = None) -> Starlette:
+    topics = Topics(settings.kafka.topic_prefix)
+    bootstrap = settings.kafka.bootstrap
+
+    def read() -> ConfigState:
+        return config_state(bootstrap, topics.config, on_error=lambda exc: log.warning("%s", exc))
+
+    def publish(records: Sequence[ConfigRecord]) -> None:
+        publish_config(bootstrap, topics, records)
+
+    config = ConfigCache(read, publish, settings.console.config_max_age_s)
+    store = UsageStore.of(settings.clickhouse)
+    store.migrate()
+    access = access_store(settings)
+    reader = Reader(store, config)
+    web = Web(
+        Actions(reader, access),
+        access,
+        SignInThrottle(settings.console.sign_in_attempts, settings.console.sign_in_window_s),
+        metrics or ConsoleMetrics(),
+        secure_cookies=settings.console.secure_cookies,
+        vega_bundle=_vega_bundle,
+    )
+    return create_app(web)

@@ -1,0 +1,273 @@
+"""Console users, sessions, API tokens and the audit trail, in one SQLite file.
+
+Why SQLite: these are the console's own records, not derived state. Redis may lose its data and is
+rebuilt from Kafka and ClickHouse (``spendstream rebuild``), so it cannot hold them; ClickHouse is
+append-only and eventually merged, a poor fit for a session that must be revoked at once; the config
+topic would replicate password hashes to every worker. A file in the data directory survives restarts
+and rebuilds, needs no service, and is backed up by copying it (``sqlite3 console.db .backup``). Several
+console replicas need a shared database instead: the queries are plain SQL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from console.credentials import digest, hash_password, new_secret, new_token, verify_password
+from console.roles import Principal, Role
+from schemas.errors import SpendstreamError
+
+__all__ = ["AccessError", "AccessStore", "AuditEntry", "Session", "TokenInfo", "UserInfo"]
+
+SESSION_TTL_S = 12 * 3600
+_USERNAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY, org_id TEXT NOT NULL, role TEXT NOT NULL, departments TEXT NOT NULL DEFAULT '',
+    password TEXT NOT NULL, created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_digest TEXT PRIMARY KEY, username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+    csrf TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, digest TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL, name TEXT NOT NULL,
+    role TEXT NOT NULL, departments TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL, created_at REAL NOT NULL,
+    revoked_at REAL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, org_id TEXT NOT NULL, actor TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, before TEXT, after TEXT);
+CREATE INDEX IF NOT EXISTS audit_by_org ON audit (org_id, id);
+"""
+
+
+class AccessError(SpendstreamError):
+    """A user or token that cannot be created as asked; ``field`` names what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    principal: Principal
+    csrf: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    username: str
+    role: str
+    departments: tuple[str, ...]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    id: int
+    name: str
+    role: str
+    departments: tuple[str, ...]
+    created_by: str
+    created_at: float
+    revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str
+    action: str
+    target: str
+    before: Any
+    after: Any
+
+
+def _departments(text: str) -> tuple[str, ...]:
+    return tuple(d for d in text.split(",") if d)
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise AccessError("role", f"one of {', '.join(r.value for r in Role)}") from None
+
+
+class AccessStore:
+    """Thread-safe (one connection behind a lock; every call is a short transaction)."""
+
+    def __init__(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.executescript(_SCHEMA)  # its own transaction
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- users ----------------------------------------------------------------------------------------------------
+
+    def create_user(
+        self, org_id: str, username: str, password: str, role: str, departments: tuple[str, ...] = ()
+    ) -> None:
+        role_ = _role(role)
+        if (
+            not username
+            or len(username) > 64
+            or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        ):
+            raise AccessError("username", "1-64 letters, digits, '.', '-' or '_'")
+        if role_ is Role.MANAGER and not departments:
+            raise AccessError("departments", "a department manager needs at least one department")
+        try:
+            hashed = hash_password(password)
+        except ValueError as exc:
+            raise AccessError("password", str(exc).split(": ", 1)[1]) from None
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise AccessError("username", f"{username!r} exists already")
+            db.execute(
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, 0)",
+                (username, org_id, role_.value, ",".join(departments), hashed, time.time()),
+            )
+
+    def users(self, org_id: str) -> list[UserInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT username, role, departments, created_at FROM users WHERE org_id = ? AND disabled = 0 "
+                "ORDER BY username",
+                (org_id,),
+            ).fetchall()
+        return [UserInfo(u, r, _departments(d), c) for u, r, d, c in rows]
+
+    def delete_user(self, org_id: str, username: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM users WHERE org_id = ? AND username = ?", (org_id, username)).rowcount > 0
+
+    # -- sessions -------------------------------------------------------------------------------------------------
+
+    def sign_in(self, username: str, password: str, now: float | None = None) -> tuple[str, Session] | None:
+        """A new session (its id, to set as a cookie) for the right password; None otherwise."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT org_id, role, departments, password FROM users WHERE username = ? AND disabled = 0",
+                (username,),
+            ).fetchone()
+        if row is None:
+            verify_password(_DUMMY_HASH, password)  # the same time whether or not the user exists
+            return None
+        org_id, role, departments, hashed = row
+        if not verify_password(hashed, password):
+            return None
+        session_id, csrf = new_secret(), new_secret()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                (digest(session_id), username, csrf, (now or time.time()) + SESSION_TTL_S),
+            )
+        return session_id, Session(Principal(org_id, username, Role(role), _departments(departments)), csrf)
+
+    def session(self, session_id: str, now: float | None = None) -> Session | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT u.org_id, u.username, u.role, u.departments, s.csrf, s.expires_at FROM sessions s "
+                "JOIN users u ON u.username = s.username WHERE s.id_digest = ? AND u.disabled = 0",
+                (digest(session_id),),
+            ).fetchone()
+        if row is None or row[5] < (now or time.time()):
+            return None
+        org_id, username, role, departments, csrf, _ = row
+        return Session(Principal(org_id, username, Role(role), _departments(departments)), csrf)
+
+    def sign_out(self, session_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM sessions WHERE id_digest = ?", (digest(session_id),))
+
+    # -- API tokens -----------------------------------------------------------------------------------------------
+
+    def create_token(
+        self, org_id: str, name: str, role: str, created_by: str, departments: tuple[str, ...] = ()
+    ) -> tuple[int, str]:
+        """A new token (shown once) scoped to one org and role; returns (its id, the token)."""
+        role_ = _role(role)
+        if not name or len(name) > 100:
+            raise AccessError("name", "1 to 100 characters")
+        if role_ is Role.MANAGER and not departments:
+            raise AccessError("departments", "a department manager's token needs at least one department")
+        token = new_token()
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT INTO tokens (digest, org_id, name, role, departments, created_by, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (digest(token), org_id, name, role_.value, ",".join(departments), created_by, time.time()),
+            )
+        return int(cursor.lastrowid or 0), token
+
+    def token(self, token: str) -> Principal | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT org_id, name, role, departments FROM tokens WHERE digest = ? AND revoked_at IS NULL",
+                (digest(token),),
+            ).fetchone()
+        if row is None:
+            return None
+        return Principal(row[0], f"token:{row[1]}", Role(row[2]), _departments(row[3]))
+
+    def tokens(self, org_id: str) -> list[TokenInfo]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, role, departments, created_by, created_at, revoked_at FROM tokens "
+                "WHERE org_id = ? ORDER BY id",
+                (org_id,),
+            ).fetchall()
+        return [TokenInfo(i, n, r, _departments(d), b, c, v) for i, n, r, d, b, c, v in rows]
+
+    def revoke_token(self, org_id: str, token_id: int) -> bool:
+        with self._tx() as db:
+            return (
+                db.execute(
+                    "UPDATE tokens SET revoked_at = ? WHERE org_id = ? AND id = ? AND revoked_at IS NULL",
+                    (time.time(), org_id, token_id),
+                ).rowcount
+                > 0
+            )
+
+    # -- audit ----------------------------------------------------------------------------------------------------
+
+    def audit(self, org_id: str, actor: str, action: str, target: str, before: Any, after: Any) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO audit (at, org_id, actor, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), org_id, actor, action, target, json.dumps(before), json.dumps(after)),
+            )
+
+    def audit_trail(self, org_id: str, before_id: int | None = None, limit: int = 50) -> list[AuditEntry]:
+        """Newest first; ``before_id`` is the cursor (the last id of the previous page)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, at, actor, action, target, before, after FROM audit WHERE org_id = ? AND id < ? "
+                "ORDER BY id DESC LIMIT ?",
+                (org_id, before_id if before_id is not None else 2**62, limit),
+            ).fetchall()
+        return [AuditEntry(i, a, w, c, t, json.loads(b), json.loads(f)) for i, a, w, c, t, b, f in rows]
+
+
+_DUMMY_HASH = hash_password("not a real password, only for timing")

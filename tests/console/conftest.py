@@ -1,0 +1,133 @@
+"""The real console on the local stack: one deployment per module (its own topics, Redis prefix and
+ClickHouse database), seeded with a day of usage and the example budgets, a worker consuming, users
+of every role, and ``spendstream console serve`` as a process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from schemas.settings import Settings
+from tests.streams.conftest import Deployment, deployed, free_port, make_events
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PASSWORD = "correct horse battery staple"
+USERS = {  # username -> (org, role, departments)
+    "olivia": ("acme", "owner", ()),
+    "adam": ("acme", "admin", ()),
+    "fiona": ("acme", "finance", ()),
+    "mona": ("acme", "manager", ("eng",)),
+    "victor": ("acme", "viewer", ()),
+    "gary": ("globex", "owner", ()),
+}
+
+
+@dataclass
+class Console:
+    dep: Deployment
+    url: str
+    proc: subprocess.Popen[bytes]
+    database: Path
+
+    def signed_in(self, username: str) -> httpx.Client:
+        """A client with a session: the sign-in form posted as a browser does (its CSRF cookie and field)."""
+        client = httpx.Client(base_url=self.url, timeout=30, follow_redirects=False)
+        page = client.get("/login")
+        token = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        answer = client.post("/login", data={"username": username, "password": PASSWORD, "csrf": token})
+        assert answer.status_code == 303, answer.text
+        return client
+
+    def csrf(self, client: httpx.Client) -> str:
+        page = client.get("/billing/budgets")
+        return page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+    def month_to_date(self, org: str, department: str = "") -> int:
+        """What ClickHouse holds for the org's current month (in its time zone, Europe/Berlin for acme)."""
+        from schemas.budgets import Period, period_bounds
+
+        start, end = period_bounds(datetime.now(UTC), Period.MONTHLY, "Europe/Berlin" if org == "acme" else "UTC")
+        where = f" AND department_id = '{department}'" if department else ""
+        return int(
+            self.dep.ch().command(
+                f"SELECT sum(cost_nanos) FROM {self.dep.settings.clickhouse.database}.usage_events "
+                f"WHERE org_id = '{org}' AND occurred_at >= '{start:%Y-%m-%d %H:%M:%S}' "
+                f"AND occurred_at < '{end:%Y-%m-%d %H:%M:%S}'{where}"
+            )
+        )
+
+
+@pytest.fixture(scope="module")
+def console(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    with deployed(stack) as dep:
+        database = tmp_path_factory.mktemp("console") / "console.db"
+        port = free_port()
+        env = {
+            **dep.env,
+            "SPENDSTREAM_CONSOLE__DATABASE": str(database),
+            "SPENDSTREAM_CONSOLE__PORT": str(port),
+            "SPENDSTREAM_CONSOLE__CONFIG_MAX_AGE_S": "0.5",
+        }
+        dep.env = env
+        applied = dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml"))
+        assert applied.returncode == 0, applied.stderr
+        for username, (org, role, departments) in USERS.items():
+            made = subprocess.run(
+                [sys.executable, "-m", "admin.cli", "console", "create-user", "--org", org, "--username", username,
+                 "--role", role, *(arg for d in departments for arg in ("--department", d))],
+                env={**env, "SPENDSTREAM_CONSOLE_PASSWORD": PASSWORD},
+                capture_output=True, text=True, check=False, timeout=60,
+            )  # fmt: skip
+            assert made.returncode == 0, made.stderr
+        events = make_events(3_000, datetime.now(UTC), "console")
+        dep.start_worker()
+        dep.send(events)
+        dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
+        log = open(database.with_suffix(".log"), "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "admin.cli", "console", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, database.with_suffix(".log").read_text()
+            time.sleep(0.2)
+        try:
+            yield Console(dep, url, proc, database)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def tokens(console: Console) -> dict[str, str]:
+    """An API token per role of acme, and globex's owner's: made by each org's owner on the Access page."""
+    out = {}
+    for owner, org_roles in (("olivia", ["owner", "admin", "finance", "manager", "viewer"]), ("gary", ["owner"])):
+        client = console.signed_in(owner)
+        csrf = console.csrf(client)
+        for role in org_roles:
+            data = {
+                "csrf": csrf,
+                "name": f"{owner}-{role}",
+                "role": role,
+                "departments": "eng" if role == "manager" else "",
+            }
+            page = client.post("/billing/access", data=data)
+            assert page.status_code == 200, page.text
+            token = page.text.split('data-testid="new-token">', 1)[1].split("<", 1)[0]
+            out[role if owner == "olivia" else "globex"] = token
+    return out

@@ -1,0 +1,176 @@
+"""The admin API on the real console: every role against every endpoint, org isolation, versions
+(If-Match), field errors, CSRF, sign-in throttling, and a budget enforced by the caps within 2 s."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+
+from enforcement.client import CapClient
+from enforcement.decision import Outcome
+from enforcement.keys import Subject
+from tests.console.conftest import Console
+
+pytestmark = pytest.mark.stack
+
+USER_BUDGET = {"scope": "user", "id": "eng-user001", "period": "monthly", "limit": "20", "mode": "soft"}
+
+# endpoint -> the roles it admits (the rest are refused with 403)
+MATRIX = {
+    ("GET", "/api/v1/me"): {"owner", "admin", "finance", "manager", "viewer"},
+    ("GET", "/api/v1/overview"): {"owner", "admin", "finance", "manager", "viewer"},
+    ("GET", "/api/v1/budgets"): {"owner", "admin", "finance", "manager", "viewer"},
+    ("POST", "/api/v1/budgets"): {"owner", "admin", "manager"},  # a manager: a user of their department
+    ("PUT", "/api/v1/budgets/department/research/monthly"): {"owner", "admin"},
+    ("DELETE", "/api/v1/budgets/user/eng-user001/monthly"): {"owner", "admin", "manager"},
+    ("GET", "/api/v1/alerts"): {"owner", "admin", "finance", "viewer"},
+    ("GET", "/api/v1/audit"): {"owner"},
+}
+
+
+def api(console: Console, token: str) -> httpx.Client:
+    return httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def version(client: httpx.Client, key: str) -> str:
+    answer = client.get(f"/api/v1/budgets/{key}")
+    return answer.headers["ETag"] if answer.status_code == 200 else '"absent"'
+
+
+@pytest.mark.parametrize("role", ["owner", "admin", "finance", "manager", "viewer"])
+def test_every_role_against_every_endpoint(console: Console, tokens: dict[str, str], role: str) -> None:
+    owner = api(console, tokens["owner"])
+    for (method, path), allowed in MATRIX.items():
+        owner.delete(
+            "/api/v1/budgets/user/eng-user001/monthly", headers={"If-Match": version(owner, "user/eng-user001/monthly")}
+        )
+        if method == "DELETE":
+            assert owner.post("/api/v1/budgets", json=USER_BUDGET).status_code == 201
+        client = api(console, tokens[role])
+        key = path.removeprefix("/api/v1/budgets/")
+        headers = {"If-Match": version(owner, key)} if method in ("PUT", "DELETE") else {}
+        body = (
+            USER_BUDGET if method == "POST" else {"limit": "41", "stages": [25, 50, 100]} if method == "PUT" else None
+        )
+        answer = client.request(method, path, json=body, headers=headers)
+        if role in allowed:
+            assert answer.status_code < 300, (role, method, path, answer.text)
+        else:
+            assert answer.status_code == 403, (role, method, path, answer.status_code, answer.text)
+            assert json.loads(answer.text)["error"]["reason"]
+    owner.put(
+        "/api/v1/budgets/department/research/monthly",
+        json={"limit": "40", "stages": [25, 50, 100]},
+        headers={"If-Match": version(owner, "department/research/monthly")},
+    )
+
+
+def test_no_request_reaches_another_org(console: Console, tokens: dict[str, str]) -> None:
+    acme, globex = api(console, tokens["owner"]), api(console, tokens["globex"])
+    before = globex.get("/api/v1/budgets").json()
+    # ids of the other org in the body, the query and the path: refused or answered for one's own org only
+    assert acme.post("/api/v1/budgets", json={**USER_BUDGET, "org": "globex"}).status_code == 403
+    overview = acme.get("/api/v1/overview", params={"org": "globex"}).json()
+    assert overview["org_id"] == "acme"
+    assert acme.get("/api/v1/budgets/org/globex/monthly").status_code == 404
+    globex_budget = "org/globex/monthly"
+    assert globex.get(f"/api/v1/budgets/{globex_budget}").status_code == 200
+    answer = acme.put(f"/api/v1/budgets/{globex_budget}", json={"limit": "1"}, headers={"If-Match": '"absent"'})
+    assert answer.status_code in (400, 403), answer.text  # an org budget's id must be one's own org
+    assert (
+        acme.delete(
+            f"/api/v1/budgets/{globex_budget}", headers={"If-Match": version(globex, globex_budget)}
+        ).status_code
+        == 404
+    )
+    assert all(item["key"] != globex_budget for item in acme.get("/api/v1/budgets").json()["items"])
+    assert globex.get("/api/v1/budgets").json() == before  # nothing changed
+
+
+def test_a_concurrent_edit_is_refused_never_lost(console: Console, tokens: dict[str, str]) -> None:
+    admin = api(console, tokens["admin"])
+    key = "department/research/monthly"
+    seen = version(admin, key)
+    first = admin.put(
+        f"/api/v1/budgets/{key}", json={"limit": "41", "stages": [25, 50, 100]}, headers={"If-Match": seen}
+    )
+    assert first.status_code == 200, first.text
+    second = admin.put(f"/api/v1/budgets/{key}", json={"limit": "42"}, headers={"If-Match": seen})
+    assert second.status_code == 412 and second.json()["error"]["field"] == "version"
+    assert admin.put(f"/api/v1/budgets/{key}", json={"limit": "42"}).status_code == 428
+    assert admin.get(f"/api/v1/budgets/{key}").json()["limit"] == "41"
+    admin.put(
+        f"/api/v1/budgets/{key}",
+        json={"limit": "40", "stages": [25, 50, 100]},
+        headers={"If-Match": first.headers["ETag"]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**USER_BUDGET, "limit": "ten"}, "limit"),
+        ({**USER_BUDGET, "stages": [80, 50]}, "stages"),
+        ({**USER_BUDGET, "scope": "team"}, "scope"),
+        ({**USER_BUDGET, "alerts": {"100": ["no-such-channel"]}}, "alerts.100"),
+        ({**USER_BUDGET, "colour": "red"}, "colour"),
+    ],
+)
+def test_a_bad_budget_is_refused_naming_the_field(
+    console: Console, tokens: dict[str, str], body: dict, field: str
+) -> None:
+    answer = api(console, tokens["admin"]).post("/api/v1/budgets", json=body)
+    assert answer.status_code == 400 and answer.json()["error"]["field"] == field, answer.text
+
+
+def test_pages_need_the_csrf_token_and_sign_in_is_throttled(console: Console) -> None:
+    client = console.signed_in("adam")
+    form = {"scope": "user", "id": "eng-user002", "limit": "5"}
+    assert client.post("/billing/budgets", data=form).status_code == 403
+    assert client.post("/billing/budgets", data={**form, "csrf": "forged"}).status_code == 403
+    assert client.post("/api/v1/budgets", json={**USER_BUDGET, "id": "eng-user002"}).status_code == 403  # cookie alone
+    assert api(console, "ssc_not-a-token").get("/api/v1/me").status_code == 401
+    browser = httpx.Client(base_url=console.url, timeout=30)
+    statuses = []
+    for _ in range(7):
+        token = browser.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        statuses.append(
+            browser.post("/login", data={"username": "victor", "password": "wrong", "csrf": token}).status_code
+        )
+    assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
+
+
+def test_overview_total_equals_clickhouse_and_a_manager_sees_their_department(
+    console: Console, tokens: dict[str, str]
+) -> None:
+    overview = api(console, tokens["finance"]).get("/api/v1/overview").json()
+    assert overview["total_nanos"] == console.month_to_date("acme") > 0
+    assert {b["budget"]["key"] for b in overview["budgets"]} >= {"org/acme/monthly", "department/eng/daily"}
+    manager = api(console, tokens["manager"])
+    mine = manager.get("/api/v1/overview").json()
+    assert mine["department"] == "eng" and mine["total_nanos"] == console.month_to_date("acme", "eng")
+    assert all(d["user"].startswith("eng-") for d in mine["drivers"])
+    assert manager.get("/api/v1/overview", params={"department": "sales"}).status_code == 403
+    over = manager.post("/api/v1/budgets", json={**USER_BUDGET, "id": "eng-user003", "period": "daily", "limit": "301"})
+    assert over.status_code == 403 and over.json()["error"]["field"] == "limit"  # eng's daily budget is 300
+    assert manager.post("/api/v1/budgets", json={**USER_BUDGET, "id": "sales-user001"}).status_code == 403
+
+
+def test_a_hard_budget_made_in_the_console_is_enforced_within_2_s(console: Console, tokens: dict[str, str]) -> None:
+    settings = console.dep.settings
+    caps = CapClient.from_url(settings.redis.url, key_prefix=settings.redis.key_prefix, org_cache_s=0)
+    user = f"eng-{uuid.uuid4().hex[:6]}"
+    subject = Subject("acme", user, "eng")
+    assert caps.reserve(subject, f"r-{uuid.uuid4().hex}", 1_000_000).outcome is Outcome.ALLOWED
+    body = {"scope": "user", "id": user, "period": "daily", "limit": "0.0005", "mode": "hard"}
+    began = time.monotonic()
+    assert api(console, tokens["admin"]).post("/api/v1/budgets", json=body).status_code == 201
+    while caps.reserve(subject, f"r-{uuid.uuid4().hex}", 1_000_000).outcome is not Outcome.DENIED:
+        assert time.monotonic() - began < 2, "the new hard cap was not enforced within 2 s"
+        time.sleep(0.05)
+    audit = api(console, tokens["owner"]).get("/api/v1/audit").json()["items"]
+    assert any(e["target"] == f"user/{user}/daily" and e["actor"] == "token:olivia-admin" for e in audit)

@@ -1,0 +1,130 @@
+"""The console in a real browser (Debian's chromium, driven by Playwright): sign in, the overview's
+month to date against ClickHouse to the cent, a hard budget made in Budget Settings enforced within
+2 s, a manager kept to their department, a viewer who cannot save, and no serious or critical axe
+violation on any page. Screenshots of every page go to tests/console/screenshots/."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from enforcement.client import CapClient
+from enforcement.decision import Outcome
+from enforcement.keys import Subject
+from schemas.money import format_usd
+from tests.console.conftest import PASSWORD, Console
+
+pytestmark = pytest.mark.stack
+
+SHOTS = Path(__file__).parent / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PAGES = ["/billing", "/billing/budgets", "/billing/alerts", "/billing/access"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def sign_in(browser: Browser, console: Console, username: str) -> Page:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(console.url + "/billing")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/billing")
+    return page
+
+
+def test_sign_in_and_the_overview_total_equals_clickhouse(browser: Browser, console: Console) -> None:
+    page = browser.new_page()
+    page.goto(console.url + "/billing")
+    assert page.url.endswith("/login?next=/billing")
+    page.get_by_label("Username").fill("olivia")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    assert "Wrong username or password" in page.get_by_role("alert").inner_text()
+    page = sign_in(browser, console, "olivia")
+    shown = page.get_by_test_id("mtd-total").inner_text()
+    assert shown == format_usd(console.month_to_date("acme"))
+    assert page.get_by_role("heading", name="Token consumption by model").is_visible()
+    assert page.get_by_role("heading", name="Top cost drivers").is_visible()
+
+
+def test_a_hard_budget_saved_in_budget_settings_denies_within_2_s(browser: Browser, console: Console) -> None:
+    settings = console.dep.settings
+    caps = CapClient.from_url(settings.redis.url, key_prefix=settings.redis.key_prefix, org_cache_s=0)
+    user = f"eng-{uuid.uuid4().hex[:6]}"
+    subject = Subject("acme", user, "eng")
+    page = sign_in(browser, console, "adam")
+    page.goto(console.url + "/billing/budgets")
+    page.get_by_label("Applies to").select_option("user")
+    page.get_by_label("Id (user").fill(user)
+    page.get_by_label("Period", exact=True).select_option("daily")
+    page.get_by_label("Limit (USD)").fill("ten dollars")
+    page.get_by_role("button", name="Save budget").click()
+    assert "not a USD amount" in page.locator("#limit-error").inner_text()  # next to the field it names
+    assert page.get_by_label("Limit (USD)").get_attribute("aria-invalid") == "true"
+    page.get_by_label("Limit (USD)").fill("0.0005")
+    page.get_by_label("Mode", exact=True).select_option("hard")
+    began = time.monotonic()
+    page.get_by_role("button", name="Save budget").click()
+    assert f"Saved budget user/{user}/daily" in page.get_by_role("status").inner_text()
+    while caps.reserve(subject, f"r-{uuid.uuid4().hex}", 1_000_000).outcome is not Outcome.DENIED:
+        assert time.monotonic() - began < 2, "the hard cap saved in the console was not enforced within 2 s"
+        time.sleep(0.05)
+
+
+def test_a_manager_sees_only_their_department(browser: Browser, console: Console) -> None:
+    page = sign_in(browser, console, "mona")
+    assert "department eng" in page.get_by_role("heading", level=1).inner_text()
+    drivers = page.get_by_role("region", name="Top cost drivers").get_by_role("rowheader").all_inner_texts()
+    assert drivers and all(user.startswith("eng-") for user in drivers)
+    assert page.get_by_test_id("mtd-total").inner_text() == format_usd(console.month_to_date("acme", "eng"))
+    page.goto(console.url + "/billing?department=sales")
+    assert "cannot see department" in page.get_by_role("alert").inner_text()
+    page.goto(console.url + "/billing/budgets")
+    shown = page.get_by_role("region", name="Budgets").get_by_role("rowheader").all_inner_texts()
+    assert "department/eng" in shown and "department/research" not in shown and "org/acme" not in shown
+
+
+def test_a_viewer_cannot_save(browser: Browser, console: Console) -> None:
+    page = sign_in(browser, console, "victor")
+    page.goto(console.url + "/billing/budgets")
+    assert page.get_by_role("button", name="Save budget").count() == 0
+    assert "can read budgets but not change them" in page.inner_text("main")
+    csrf = page.locator("input[name=csrf]").first.get_attribute("value")
+    answer = page.request.post(
+        console.url + "/billing/budgets", form={"csrf": csrf or "", "scope": "user", "id": "x", "limit": "1"}
+    )
+    assert answer.status == 403
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_passes_axe_and_is_captured(browser: Browser, console: Console, path: str) -> None:
+    page = sign_in(browser, console, "olivia")
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.goto(console.url + path)
+    if path == "/billing":
+        page.wait_for_selector("body[data-charts-drawn=true]", timeout=30_000)
+        drawn = page.locator(".chart").evaluate_all("charts => charts.map(c => c.dataset.drawn)")
+        assert drawn and set(drawn) == {"true"}, (drawn, errors)
+    assert not errors, errors
+    SHOTS.mkdir(exist_ok=True)
+    name = path.strip("/").replace("/", "-") or "billing"
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    results = Axe().run(page)
+    serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+    assert not serious, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in serious]
