@@ -28,6 +28,7 @@ __all__ = [
     "dump_state",
     "fresh_state",
     "load_state",
+    "with_settings",
 ]
 
 STATE_VERSION = 2  # 1: unversioned pickles, before the header
@@ -81,6 +82,24 @@ def fresh_state(settings: InsightSettings) -> InsightState:
         # by hour of day: 24 baselines, each warm after ``spike_hourly_warmup`` days
         watches[HOUR] = Watch(HOUR, detector(settings.spike_hourly_warmup, 24, HOUR), HOUR_KINDS)
     return InsightState(watches=watches)
+
+
+def with_settings(state: InsightState, settings: InsightSettings) -> InsightState:
+    """A restored state under today's settings: each detector takes the current thresholds (ratio, k,
+    floor, warm-up, size limit), what they learnt stays; a bucket size no longer configured is dropped and
+    a new one starts fresh. Without this, a checkpoint would keep the settings it was written with."""
+    fresh = fresh_state(settings)
+    watches: dict[int, Watch] = {}
+    for size, wanted in fresh.watches.items():
+        kept = state.watches.get(size)
+        if kept is None or kept.kinds != wanted.kinds:
+            watches[size] = wanted
+            continue
+        for name in ("ratio", "k", "min_cost", "warmup", "max_entities"):
+            setattr(kept.detector, name, getattr(wanted.detector, name))
+        watches[size] = kept
+    state.watches = watches
+    return state
 
 
 def dump_state(state: InsightState) -> bytes:

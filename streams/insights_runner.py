@@ -44,7 +44,15 @@ from bus.topics import Send
 from enforcement.keys import KeyLayout
 from insights.forecast import SpendForecaster
 from insights.spikes import Spike
-from insights.state import CheckpointError, InsightState, Watch, dump_state, fresh_state, load_state
+from insights.state import (
+    CheckpointError,
+    InsightState,
+    Watch,
+    dump_state,
+    fresh_state,
+    load_state,
+    with_settings,
+)
 from schemas.alerts import ProjectedExceed, encode_alert
 from schemas.alerts import Spike as SpikeAlert
 from schemas.budgets import Budget, Period, period_bounds, period_key
@@ -139,7 +147,7 @@ class InsightsRunner:
             self.metrics.reset.inc()
             log.error("insights state not restored: %s", exc)
             return False
-        self.state = state
+        self.state = with_settings(state, self.settings)  # thresholds changed since are applied
         self.metrics.restored.inc()
         log.info(
             "insights resumed: %d forecasts, %s",

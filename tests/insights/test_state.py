@@ -6,7 +6,7 @@ from datetime import date
 import pytest
 
 from insights.forecast import SpendForecaster
-from insights.state import STATE_VERSION, CheckpointError, dump_state, fresh_state, load_state
+from insights.state import STATE_VERSION, CheckpointError, dump_state, fresh_state, load_state, with_settings
 from schemas.settings import InsightSettings
 
 
@@ -35,3 +35,15 @@ def test_other_versions_and_old_pickles_start_again_with_a_reason() -> None:
         load_state(older)
     with pytest.raises(CheckpointError, match="cannot be read"):
         load_state(raw[:-20])
+
+
+def test_a_restored_state_takes_todays_thresholds_and_keeps_what_it_learnt() -> None:
+    state = fresh_state(InsightSettings(spike_min_usd="0.01", spike_ratio=5.0))
+    state.watches[60].detector.observe("acme|user/u1", 0, 0.5)
+    back = with_settings(load_state(dump_state(state)), InsightSettings(spike_min_usd="1.00", spike_ratio=8.0))
+    minute = back.watches[60].detector
+    assert (minute.min_cost, minute.ratio) == (1e9, 8.0)  # nano-USD
+    assert "acme|user/u1" in minute.entities  # learnt before the restart, kept
+    assert sorted(back.watches) == [60, 3600]
+    moved = with_settings(load_state(dump_state(state)), InsightSettings(spike_bucket_s=2, spike_hourly=False))
+    assert sorted(moved.watches) == [2] and not moved.watches[2].detector.entities  # a new size starts fresh
