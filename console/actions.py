@@ -4,17 +4,21 @@ apply``, and audits who, when, before and after."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from console.budget_edit import ForbiddenError, budget_from_input, budget_view, check_may_save, version_of
+from console.channel_edit import channel_from_input, channel_view, routing_from_input
+from console.preview import PeriodPreview, preview, preview_window
 from console.readmodels import Reader
 from console.roles import Principal, Right
 from console.store import AccessStore
-from schemas.budgets import Budget, ScopeKind
+from schemas.budgets import Budget, BudgetMode, ScopeKind
 from schemas.config_records import ConfigRecord, budget_key, budget_record
 from schemas.errors import SpendstreamError
+from sinks import analysis
 
 __all__ = ["Actions", "ConflictError", "NotFoundError", "PreconditionError", "require"]
 
@@ -74,6 +78,26 @@ class Actions:
         )
         return budget
 
+    def preview(self, principal: Principal, data: Mapping[str, Any]) -> tuple[Budget, list[PeriodPreview]]:
+        """What the budget in ``data`` would have done over the last 30 days (nothing is saved)."""
+        budget = budget_from_input(principal, self.reader.org(principal), data)
+        self._check_rights(principal, budget, self.config.state().budgets)
+        start, end = preview_window(budget, datetime.now(UTC))
+        store, db, scope = self.reader.store, self.reader.db, budget.scope.value
+        days = store.query(
+            *analysis.budget_days(db, budget.org_id, scope, budget.scope_id, start, end, budget.timezone)
+        )
+        over: dict[Any, int] = {}
+        if budget.mode is BudgetMode.HARD:
+            found = store.query(
+                *analysis.requests_over_limit(
+                    db, budget.org_id, scope, budget.scope_id, budget.period.value, start, end, budget.timezone,
+                    budget.limit_nanos,
+                )
+            )  # fmt: skip
+            over = {first: int(count) for first, count in found}
+        return budget, preview(budget, ((d, int(c), int(n)) for d, c, n in days), over)
+
     def delete_budget(self, principal: Principal, key: str, if_match: str | None) -> None:
         with self.config.edit_lock:
             state = self.config.state(fresh=True)
@@ -85,6 +109,68 @@ class Actions:
             self._check_rights(principal, current, state.budgets)
             self.config.publish([ConfigRecord(f"budget/{principal.org_id}/{key}", None)])
         self.access.audit(principal.org_id, principal.name, "budget.delete", key, budget_view(current), None)
+
+    def save_channel(self, principal: Principal, data: Mapping[str, Any]) -> str:
+        """Create or replace an alert channel of the principal's org; returns its name."""
+        require(principal, Right.EDIT_CHANNELS)
+        record = channel_from_input(principal.org_id, data)
+        name = record.key.rsplit("/", 1)[1]
+        with self.config.edit_lock:
+            before = self.config.state(fresh=True).channels.get((principal.org_id, name))
+            self.config.publish([record])
+        after = json.loads(record.value or b"{}")
+        shown = {k: v for k, v in after.items() if k not in ("url", "routing_key")}  # secrets stay out of the audit
+        self.access.audit(
+            principal.org_id, principal.name, "channel.save", name, before and channel_view(before), shown
+        )
+        return name
+
+    def delete_channel(self, principal: Principal, name: str) -> None:
+        require(principal, Right.EDIT_CHANNELS)
+        with self.config.edit_lock:
+            state = self.config.state(fresh=True)
+            current = state.channels.get((principal.org_id, name))
+            if current is None:
+                raise NotFoundError("name", f"no alert channel {name!r}")
+            users = [b.key for b in state.budgets.values() if b.org_id == principal.org_id
+                     and any(name in names for names in b.alerts.values())]  # fmt: skip
+            routing = state.routing.get(principal.org_id)
+            if routing and (name in routing.default or any(name in n for n in routing.by_kind.values())):
+                users.append("the org's routing")
+            if users:
+                raise ConflictError("name", f"{name} is still used by {', '.join(users)}")
+            self.config.publish([ConfigRecord(f"channel/{principal.org_id}/{name}", None)])
+        self.access.audit(principal.org_id, principal.name, "channel.delete", name, channel_view(current), None)
+
+    def save_routing(self, principal: Principal, data: Mapping[str, Any]) -> None:
+        require(principal, Right.EDIT_CHANNELS)
+        with self.config.edit_lock:
+            state = self.config.state(fresh=True)
+            known = {name for org, name in state.channels if org == principal.org_id}
+            record = routing_from_input(principal.org_id, data, known)
+            before = state.routing.get(principal.org_id)
+            self.config.publish([record])
+        previous = (
+            {"default": list(before.default), **{k: list(v) for k, v in before.by_kind.items()}} if before else None
+        )
+        self.access.audit(
+            principal.org_id, principal.name, "routing.save", "routing", previous, json.loads(record.value or b"{}")
+        )
+
+    def create_user(self, principal: Principal, username: str, password: str, role: str, departments: str) -> None:
+        """A console user of the principal's org (owners only)."""
+        require(principal, Right.MANAGE_ACCESS)
+        scoped = tuple(d.strip() for d in departments.split(",") if d.strip())
+        self.access.create_user(principal.org_id, username, password, role, scoped)
+        self.access.audit(principal.org_id, principal.name, "user.create", username, None, {"role": role})
+
+    def delete_user(self, principal: Principal, username: str) -> None:
+        require(principal, Right.MANAGE_ACCESS)
+        if username == principal.name:
+            raise ForbiddenError("username", "you cannot remove yourself; ask another owner")
+        if not self.access.delete_user(principal.org_id, username):
+            raise NotFoundError("username", f"no user {username!r} in your org")
+        self.access.audit(principal.org_id, principal.name, "user.delete", username, None, None)
 
     def create_token(self, principal: Principal, name: str, role: str, departments: str) -> str:
         """A new API token of the principal's org (shown once); ``departments``: a manager's, comma-separated."""

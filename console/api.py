@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from console.actions import require
 from console.budget_edit import budget_view, version_of
+from console.channel_edit import channel_view
 from console.openapi import openapi_document
 from console.roles import Principal, Right
 from console.web import Web, error_response, json_response
@@ -47,6 +48,10 @@ class Api:
             {"items": [budget_view(b) for b in page], "next_cursor": page[-1].key if more and page else None}
         )
 
+    async def api_preview(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        budget, periods = await run_in_threadpool(self.web.actions.preview, principal, body)
+        return json_response({"budget": budget_view(budget), "periods": [asdict(p) for p in periods]})
+
     async def api_budget(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         key = request.path_params["key"]
         if request.method == "GET":
@@ -68,6 +73,28 @@ class Api:
         budget = await run_in_threadpool(self.web.actions.save_budget, principal, body, if_match, False)
         view = budget_view(budget)
         return json_response(view, headers={"ETag": view["version"]})
+
+    async def api_channels(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        state = self.web.reader.config.state()
+        items = [channel_view(spec) for (org, _), spec in sorted(state.channels.items()) if org == principal.org_id]
+        routing = state.routing.get(principal.org_id)
+        route = (
+            {"default": list(routing.default), **{k: list(v) for k, v in routing.by_kind.items()}} if routing else {}
+        )
+        return json_response({"items": items, "routing": route})
+
+    async def api_channel(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            await run_in_threadpool(self.web.actions.delete_channel, principal, name)
+            return Response(status_code=204)
+        await run_in_threadpool(self.web.actions.save_channel, principal, {**body, "name": name})
+        spec = self.web.reader.config.state().channels[(principal.org_id, name)]
+        return json_response(channel_view(spec))
+
+    async def api_routing(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        await run_in_threadpool(self.web.actions.save_routing, principal, body)
+        return json_response(body)
 
     async def api_alerts(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         require(principal, Right.READ_ALL)

@@ -15,6 +15,7 @@ from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from console.analysis_pages import AnalysisPages
 from console.api import Api
 from console.pages import Pages
 from console.web import Web
@@ -25,7 +26,7 @@ HERE = Path(__file__).parent
 
 
 def create_app(web: Web) -> Starlette:
-    pages, api = Pages(web), Api(web)
+    pages, api, analysis = Pages(web), Api(web), AnalysisPages(web)
     routes = [
         Route("/", lambda request: RedirectResponse("/billing", 303)),
         Route("/healthz", api.health),
@@ -35,7 +36,12 @@ def create_app(web: Web) -> Starlette:
         Route("/billing", web.page(pages.overview_page)),
         Route("/billing/budgets", web.page(pages.budgets_page), methods=["GET"]),
         Route("/billing/budgets", web.page(pages.budgets_save), methods=["POST"]),
+        Route("/billing/budgets/channels", web.page(pages.channels_save), methods=["POST"]),
         Route("/billing/budgets/delete", web.page(pages.budgets_delete), methods=["POST"]),
+        Route("/billing/costs", web.page(analysis.costs_page)),
+        Route("/billing/costs.csv", web.page(analysis.costs_csv)),
+        Route("/billing/patterns", web.page(analysis.patterns_page)),
+        Route("/billing/forecasts", web.page(analysis.forecasts_page)),
         Route("/billing/alerts", web.page(pages.alerts_page)),
         Route("/billing/access", web.page(pages.access_page), methods=["GET", "POST"]),
         Route("/static/vega.js", pages.vega),
@@ -44,7 +50,14 @@ def create_app(web: Web) -> Starlette:
         Route("/api/v1/me", web.api(api.api_me)),
         Route("/api/v1/overview", web.api(api.api_overview)),
         Route("/api/v1/budgets", web.api(api.api_budgets), methods=["GET", "POST"]),
+        Route("/api/v1/budgets/preview", web.api(api.api_preview), methods=["POST"]),
         Route("/api/v1/budgets/{key:path}", web.api(api.api_budget), methods=["GET", "PUT", "DELETE"]),
+        Route("/api/v1/channels", web.api(api.api_channels)),
+        Route("/api/v1/channels/{name}", web.api(api.api_channel), methods=["PUT", "DELETE"]),
+        Route("/api/v1/routing", web.api(api.api_routing), methods=["PUT"]),
+        Route("/api/v1/costs", web.api(analysis.api_costs)),
+        Route("/api/v1/patterns", web.api(analysis.api_patterns)),
+        Route("/api/v1/forecasts", web.api(analysis.api_forecasts)),
         Route("/api/v1/alerts", web.api(api.api_alerts)),
         Route("/api/v1/audit", web.api(api.api_audit)),
     ]

@@ -9,7 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["daily_spend", "forecast_cone", "tokens_by_model"]
+__all__ = [
+    "adoption",
+    "breakdown",
+    "cost_series",
+    "daily_spend",
+    "forecast_cone",
+    "forecast_cones",
+    "heatmap",
+    "tokens_by_model",
+    "weekday_profile",
+    "weekly_trend",
+]
 
 Spec = dict[str, Any]
 _SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"  # an identifier: nothing is fetched from it
@@ -108,4 +119,129 @@ def forecast_cone(
             }
         )
     spec["layer"] = layers
+    return spec
+
+
+def cost_series(series: Sequence[dict[str, Any]], granularity: str) -> Spec:
+    """Cost per day, week or month of a filtered view."""
+    values = [{"period": r["key"], "usd": r["cost_nanos"] * _USD} for r in series]
+    spec = _base(f"Cost per {granularity} (USD)", values, f"Bar chart of the cost of each {granularity}")
+    spec["mark"] = {"type": "bar", "color": "#2563eb", "tooltip": True}
+    spec["encoding"] = {
+        "x": {"field": "period", "type": "ordinal", "title": None},
+        "y": {"field": "usd", "type": "quantitative", "title": "USD", "axis": {"format": "$,.2f"}},
+    }
+    return spec
+
+
+def breakdown(rows: Sequence[dict[str, Any]], group: str, top: int = 15) -> Spec:
+    """The costliest values of a group (model, department ...), as horizontal bars."""
+    values = [{"key": r["key"] or "(none)", "usd": r["cost_nanos"] * _USD} for r in rows[:top]]
+    spec = _base(f"Cost by {group} (USD)", values, f"Horizontal bars of the cost of the top {top} by {group}")
+    spec["height"] = max(60, 24 * len(values))
+    spec["mark"] = {"type": "bar", "color": "#1d4ed8", "tooltip": True}
+    spec["encoding"] = {
+        "y": {"field": "key", "type": "nominal", "sort": "-x", "title": None},
+        "x": {"field": "usd", "type": "quantitative", "title": "USD", "axis": {"format": "$,.2f"}},
+    }
+    return spec
+
+
+def heatmap(cells: Sequence[dict[str, Any]]) -> Spec:
+    """Requests by weekday and hour of day (the org's time zone): peak hours."""
+    weekdays = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    spec = _base("Requests by weekday and hour", list(cells), "Heatmap of requests by weekday and hour of day")
+    spec["height"] = 200
+    spec["mark"] = {"type": "rect", "tooltip": True}
+    spec["encoding"] = {
+        "x": {"field": "hour", "type": "ordinal", "title": "hour of day"},
+        "y": {"field": "weekday", "type": "ordinal", "sort": weekdays, "title": None},
+        "color": {
+            "field": "requests",
+            "type": "quantitative",
+            "scale": {"scheme": "blues", "type": "sqrt"},  # one busy hour must not wash out the rest
+            "title": "requests",
+        },
+    }
+    return spec
+
+
+def weekday_profile(days: Sequence[dict[str, Any]]) -> Spec:
+    values = [{"weekday": d["weekday"], "usd": d["cost_nanos"] * _USD} for d in days]
+    spec = _base("Cost by weekday (USD)", values, "Bar chart of the cost of each weekday over the period")
+    spec["mark"] = {"type": "bar", "color": "#2563eb", "tooltip": True}
+    spec["encoding"] = {
+        "x": {"field": "weekday", "type": "ordinal", "sort": None, "title": None},
+        "y": {"field": "usd", "type": "quantitative", "title": "USD", "axis": {"format": "$,.2f"}},
+    }
+    return spec
+
+
+def weekly_trend(weeks: Sequence[dict[str, Any]]) -> Spec:
+    values = [{"week": w["week"], "usd": w["cost_nanos"] * _USD} for w in weeks]
+    spec = _base("Weekly cost (USD)", values, "Line chart of the cost of each week")
+    spec["mark"] = {"type": "line", "point": True, "color": "#1d4ed8", "tooltip": True}
+    spec["encoding"] = {
+        "x": {"field": "week", "type": "temporal", "title": "week starting", "axis": {"format": "%b %d"}},
+        "y": {"field": "usd", "type": "quantitative", "title": "USD", "axis": {"format": "$,.2f"}},
+    }
+    return spec
+
+
+def adoption(rows: Sequence[dict[str, Any]]) -> Spec:
+    """Active users of each feature per week: feature adoption."""
+    spec = _base("Active users per feature and week", list(rows), "Line chart of each feature's weekly users")
+    spec["mark"] = {"type": "line", "point": True, "tooltip": True}
+    spec["encoding"] = {
+        "x": {"field": "week", "type": "temporal", "title": "week starting", "axis": {"format": "%b %d"}},
+        "y": {"field": "users", "type": "quantitative", "title": "active users"},
+        "color": {"field": "feature", "type": "nominal", "title": "feature"},
+    }
+    return spec
+
+
+def forecast_cones(rows: Sequence[dict[str, Any]]) -> Spec:
+    """Every scope's projection on its own scale, one row each: spent so far, the P10-P90 band and the
+    median of the end-of-period cost, and the budget."""
+    values = [
+        {
+            "scope": f"{r['scope']} ({r['period']})",
+            "spent": r["spent_nanos"] * _USD,
+            "p10": r["p10_nanos"] * _USD,
+            "p50": r["p50_nanos"] * _USD,
+            "p90": r["p90_nanos"] * _USD,
+            "budget": r["budget_nanos"] * _USD if r["budget_nanos"] else None,
+        }
+        for r in rows
+    ]
+    spec = _base("Projected end of period (USD)", values, "Each scope's spend so far, projection band and budget")
+    del spec["width"], spec["height"], spec["autosize"]  # a facet sizes each row itself
+    x = {"type": "quantitative", "title": None, "axis": {"format": "$,.2f", "tickCount": 5}}
+    spec["facet"] = {
+        "row": {
+            "field": "scope",
+            "type": "nominal",
+            "title": None,
+            "sort": None,
+            "header": {"labelAngle": 0, "labelAlign": "left", "labelLimit": 260},
+        }
+    }
+    spec["spec"] = {
+        "width": 620,
+        "height": 26,
+        "layer": [
+            {
+                "mark": {"type": "bar", "color": "#bfdbfe"},
+                "encoding": {"x": {"field": "p10", **x}, "x2": {"field": "p90"}},
+            },
+            {"mark": {"type": "bar", "color": "#2563eb", "height": 8}, "encoding": {"x": {"field": "spent", **x}}},
+            {"mark": {"type": "tick", "color": "#111827", "thickness": 2}, "encoding": {"x": {"field": "p50", **x}}},
+            {
+                "transform": [{"filter": "datum.budget != null"}],
+                "mark": {"type": "tick", "color": "#b91c1c", "thickness": 3},
+                "encoding": {"x": {"field": "budget", **x}},
+            },
+        ],
+    }
+    spec["resolve"] = {"scale": {"x": "independent"}}
     return spec

@@ -38,6 +38,26 @@ _BUDGET = {
     },
 }
 
+_CHANNEL = {
+    "type": "object",
+    "required": ["type", "recipients"],
+    "properties": {
+        "type": {"enum": ["email", "slack", "teams", "sms", "pagerduty"]},
+        "recipients": {"description": "addresses or E.164 numbers (a list or comma-separated); a URL or key"},
+        "rate_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
+    },
+}
+_FILTERS = [
+    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
+    {"name": "granularity", "in": "query", "schema": {"enum": ["day", "week", "month"]}},
+    {"name": "group", "in": "query", "schema": {"enum": ["provider", "model", "feature", "department", "user"]}},
+    *(
+        {"name": name, "in": "query", "schema": {"type": "string"}}
+        for name in ("department", "user", "model", "feature", "provider")
+    ),
+]
+
 
 def _errors(*codes: int) -> dict[str, Any]:
     reasons = {
@@ -121,6 +141,59 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [key, if_match],
                     "responses": {"204": {"description": "deleted"}, **_errors(401, 403, 404, 412, 428)},
                 },
+            },
+            "/api/v1/budgets/preview": {
+                "post": {
+                    "summary": "what a budget would have done over the last 30 days (stages fired, requests denied)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
+                    "responses": {"200": _ok("per period", {"type": "object"}), **_errors(400, 401, 403)},
+                }
+            },
+            "/api/v1/costs": {
+                "get": {
+                    "summary": "cost analysis: by group (provider, model, feature, department, user) and per period",
+                    "parameters": _FILTERS,
+                    "responses": {"200": _ok("rows and series", {"type": "object"}), **_errors(400, 401, 403)},
+                }
+            },
+            "/api/v1/patterns": {
+                "get": {
+                    "summary": "peak hours, weekday profile, weekly trend, feature adoption, spikes",
+                    "parameters": _FILTERS,
+                    "responses": {"200": _ok("patterns", {"type": "object"}), **_errors(400, 401, 403)},
+                }
+            },
+            "/api/v1/forecasts": {
+                "get": {
+                    "summary": "every visible scope's latest end-of-period projection",
+                    "responses": {"200": _ok("projections", {"type": "object"}), **_errors(401)},
+                }
+            },
+            "/api/v1/channels": {
+                "get": {
+                    "summary": "the org's alert channels (secrets never shown) and routing",
+                    "responses": {"200": _ok("channels", {"type": "object"}), **_errors(401)},
+                }
+            },
+            "/api/v1/channels/{name}": {
+                "put": {
+                    "summary": "create or replace an alert channel: type, recipients (a webhook or key as env:NAME)",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _CHANNEL}}},
+                    "responses": {"200": _ok("the channel", {"type": "object"}), **_errors(400, 401, 403)},
+                },
+                "delete": {
+                    "summary": "delete an alert channel no budget or routing uses",
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {"204": {"description": "deleted"}, **_errors(401, 403, 404, 409)},
+                },
+            },
+            "/api/v1/routing": {
+                "put": {
+                    "summary": "where alerts go that their budget does not route: default and per kind",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"200": _ok("the routing", {"type": "object"}), **_errors(400, 401, 403)},
+                }
             },
             "/api/v1/alerts": {
                 "get": {

@@ -15,11 +15,13 @@ from starlette.responses import RedirectResponse, Response
 from console import charts
 from console.actions import ConflictError, PreconditionError, require
 from console.budget_edit import ForbiddenError, budget_view
+from console.channel_edit import channel_view
 from console.credentials import new_secret, same
 from console.roles import Principal, Right, Role
 from console.store import Session
 from console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Web
 from schemas.budgets import Period, ScopeKind
+from schemas.channels import ROUTABLE_KINDS
 from schemas.errors import SpendstreamError
 
 __all__ = ["Pages"]
@@ -134,8 +136,11 @@ class Pages:
             found = await run_in_threadpool(self.web.actions.budget, principal, editing)
             view = budget_view(found)
             values = {**view, "stages": ",".join(str(s) for s in found.stages)}
+            for route, names in found.alerts.items():  # the form edits one route; the API edits them all
+                values = {**values, "route_stage": route, "route_channel": names[0] if names else ""}
         state = self.web.reader.config.state()
         channels = sorted(name for org, name in state.channels if org == principal.org_id)
+        routing = state.routing.get(principal.org_id)
         may_edit = principal.can(Right.EDIT_BUDGETS) or principal.can(Right.EDIT_USER_BUDGETS)
         context = {
             "budgets": [budget_view(b) for b in budgets],
@@ -144,7 +149,11 @@ class Pages:
             "scopes": [k.value for k in ScopeKind] if principal.can(Right.EDIT_BUDGETS) else ["user"],
             "periods": [p.value for p in Period],
             "channels": channels,
+            "channel_views": [channel_view(state.channels[(principal.org_id, n)]) for n in channels],
+            "routing": {"default": routing.default, **routing.by_kind} if routing else {},
+            "routable": ("default", *ROUTABLE_KINDS),
             "may_edit": may_edit,
+            "may_edit_channels": principal.can(Right.EDIT_CHANNELS),
             **extra,
         }
         return self.web.render(request, "budgets.html", principal, session, context, status)
@@ -152,11 +161,20 @@ class Pages:
     async def budgets_save(
         self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
     ) -> Response:
-        data = {k: v for k, v in form.items() if k not in ("csrf", "version", "route_stage", "route_channel")}
+        ignored = ("csrf", "version", "route_stage", "route_channel", "action")
+        data = {k: v for k, v in form.items() if k not in ignored}
         stage, channel = str(form.get("route_stage", "")), str(form.get("route_channel", ""))
         if channel:
             data["alerts"] = {stage or "100": [channel]}
         version = str(form.get("version", "")) or None
+        if form.get("action") == "preview":
+            try:
+                budget, periods = await run_in_threadpool(self.web.actions.preview, principal, data)
+            except SpendstreamError as exc:
+                status = 403 if isinstance(exc, ForbiddenError) else 400
+                return await self._budgets(request, principal, session, dict(form), exc, {}, status)
+            extra = {"preview": periods, "previewed": budget}
+            return await self._budgets(request, principal, session, dict(form), None, extra)
         try:
             budget = await run_in_threadpool(self.web.actions.save_budget, principal, data, version, version is None)
         except (PreconditionError, ConflictError) as exc:
@@ -168,6 +186,29 @@ class Pages:
         except SpendstreamError as exc:
             return await self._budgets(request, principal, session, dict(form), exc, {}, 400)
         return RedirectResponse(f"/billing/budgets?saved={quote(budget.key)}", 303)
+
+    async def channels_save(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        """Save or delete an alert channel, or save the org's routing (``action``)."""
+        action, actions = str(form.get("action", "")), self.web.actions
+        try:
+            if action == "delete":
+                await run_in_threadpool(actions.delete_channel, principal, str(form.get("name", "")))
+                done = f"Deleted alert channel {form.get('name')}."
+            elif action == "routing":
+                await run_in_threadpool(actions.save_routing, principal, dict(form))
+                done = "Saved the org's alert routing."
+            else:
+                name = await run_in_threadpool(actions.save_channel, principal, dict(form))
+                done = f"Saved alert channel {name}."
+        except SpendstreamError as exc:
+            status = 403 if isinstance(exc, ForbiddenError) else 409 if isinstance(exc, ConflictError) else 400
+            key = "routing_error" if action == "routing" else "channel_error"
+            return await self._budgets(
+                request, principal, session, {}, None, {key: exc, "channel_values": form}, status
+            )
+        return RedirectResponse(f"/billing/budgets?done={quote(done)}#channels-h", 303)
 
     async def budgets_delete(
         self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
@@ -197,8 +238,16 @@ class Pages:
         if request.method == "POST":
             actions = self.web.actions
             try:
-                if form.get("action") == "revoke":
+                action = form.get("action")
+                if action == "revoke":
                     await run_in_threadpool(actions.revoke_token, principal, str(form.get("id", "")))
+                elif action == "add-user":
+                    fields = [str(form.get(k, "")) for k in ("username", "password", "role", "departments")]
+                    await run_in_threadpool(actions.create_user, principal, *fields)
+                    context["done"] = f"Added user {fields[0]}."
+                elif action == "remove-user":
+                    await run_in_threadpool(actions.delete_user, principal, str(form.get("username", "")))
+                    context["done"] = f"Removed user {form.get('username')}."
                 else:
                     departments = str(form.get("departments", ""))
                     name, role = str(form.get("name", "")), str(form.get("role", ""))

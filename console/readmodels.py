@@ -6,19 +6,19 @@ a department manager sees only their departments (and the users whose spend is c
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from console.budget_edit import ForbiddenError, budget_view
 from console.config_cache import ConfigCache
 from console.roles import Principal
 from schemas.budgets import Budget, OrgConfig, Period, ScopeKind, period_bounds, period_key
 from sinks import analysis, queries
-from sinks.queries import Narrow
-from sinks.usage_store import UsageStore
+from sinks.queries import Narrow, Query
 
-__all__ = ["BudgetProgress", "Overview", "Reader"]
+__all__ = ["BudgetProgress", "Overview", "Reader", "Store"]
 
 _ANY = "*"
 
@@ -51,8 +51,17 @@ class Overview:
     spikes: list[dict[str, Any]] = field(default_factory=list)
 
 
+class Store(Protocol):
+    """What the console reads ClickHouse through (a :class:`UsageStore`)."""
+
+    @property
+    def database(self) -> str: ...
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+
 class Reader:
-    def __init__(self, store: UsageStore, config: ConfigCache) -> None:
+    def __init__(self, store: Store, config: ConfigCache) -> None:
         self.store = store
         self.config = config
 
@@ -93,19 +102,36 @@ class Reader:
         )
 
     def overview(self, principal: Principal, asked_department: str | None, now: datetime | None = None) -> Overview:
+        """Admin > Billing. Its queries are independent and run at once (ClickHouse serves them in parallel)."""
         now = now or datetime.now(UTC)
         org = self.org(principal)
         department = self.department_for(principal, asked_department)
         start, end = period_bounds(now, Period.MONTHLY, org.timezone)
         narrow = Narrow(department=department)
-        total, requests, tokens = self.store.query(*analysis.usage_totals(self.db, org.org_id, start, end, department))[
-            0
-        ]
-        hour_start = start.replace(minute=0, second=0, microsecond=0)
         hour_end = (now + timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
-        forecasts = self._forecasts(org.org_id)
+        db, org_id = self.db, org.org_id
+        budgets = self.visible_budgets(principal, now, department)
+        asks: dict[str, Query] = {  # the totals are the models' sum, and the drivers' shares are taken from it
+            "forecasts": queries.latest_forecasts(db, org_id),
+            "daily": queries.series(db, org_id, "day", hour_end - timedelta(days=31), hour_end, org.timezone, narrow),
+            "models": queries.spend_by(db, "model", org_id, start, hour_end, narrow),
+            "drivers": queries.top_cost_drivers(db, org_id, start, hour_end, 10, narrow=narrow, with_share=False),
+        }
+        if budgets:
+            asks["budgets"] = self._budget_query(budgets, org, now)
+        if principal.sees_department(_ANY):  # alerts and spikes are org-wide: a manager sees their budgets' only
+            since = now - timedelta(days=31)
+            asks["alerts"] = analysis.recent_alerts(db, org_id, since, 10)
+            asks["spikes"] = analysis.recent_spikes(db, org_id, since, 10)
+        rows = self.all_at_once(asks)
+        models = rows["models"]
+        total = sum(int(r[7]) for r in models)
+        requests = sum(int(r[1]) for r in models)
+        tokens = sum(int(sum(r[2:7])) for r in models)
+        forecasts = _forecast_rows(rows["forecasts"])
+        scope = f"org/{org_id}" if department == _ANY else f"department/{department}"
         overview = Overview(
-            org.org_id,
+            org_id,
             department,
             org.timezone,
             period_key(now, Period.MONTHLY, org.timezone),
@@ -114,15 +140,12 @@ class Reader:
             int(total or 0),
             int(requests or 0),
             int(tokens or 0),
-            forecasts.get((f"org/{org.org_id}" if department == _ANY else f"department/{department}", "monthly")),
+            forecasts.get((scope, "monthly")),
         )
-        overview.budgets = self._progress(principal, org, now, department, forecasts)
-        daily_start = hour_start - timedelta(days=30)
+        if budgets:
+            overview.budgets = self._progress(budgets, org, now, rows["budgets"], forecasts)
         overview.daily = [
-            {"day": row[0].isoformat(), "cost_nanos": int(row[7]), "requests": int(row[1])}
-            for row in self.store.query(
-                *queries.series(self.db, org.org_id, "day", daily_start, hour_end, org.timezone, narrow)
-            )
+            {"day": row[0].isoformat(), "cost_nanos": int(row[7]), "requests": int(row[1])} for row in rows["daily"]
         ]
         overview.by_model = [
             {
@@ -133,7 +156,7 @@ class Reader:
                 "tokens": int(sum(row[2:7])),
                 "cost_nanos": int(row[7]),
             }
-            for row in self.store.query(*queries.spend_by(self.db, "model", org.org_id, hour_start, hour_end, narrow))
+            for row in models
         ]
         overview.drivers = [
             {
@@ -144,72 +167,94 @@ class Reader:
                 "requests": int(r[4]),
                 "share": r[5],
             }
-            for r in self.store.query(
-                *queries.top_cost_drivers(self.db, org.org_id, hour_start, hour_end, 10, narrow=narrow)
-            )
+            for r in rows["drivers"]
         ]
-        if principal.sees_department(_ANY):  # alerts and spikes are org-wide: a manager sees their budgets' only
-            overview.alerts = self.alerts(principal, now, limit=10)
-            overview.spikes = self.spikes(principal, now, limit=10)
+        overview.alerts = [
+            dict(zip(_ALERT_FIELDS, r[: len(_ALERT_FIELDS)], strict=True)) for r in rows.get("alerts", [])
+        ]
+        overview.spikes = [
+            dict(zip(_SPIKE_FIELDS, r[: len(_SPIKE_FIELDS)], strict=True)) for r in rows.get("spikes", [])
+        ]
         return overview
 
-    def _forecasts(self, org_id: str) -> dict[tuple[str, str], dict[str, Any]]:
-        out: dict[tuple[str, str], dict[str, Any]] = {}
-        for scope, period, key, spent, p10, p50, p90, budget, chance, runout, made in self.store.query(
-            *queries.latest_forecasts(self.db, org_id)
-        ):
-            out[(scope, period)] = {
-                "period_key": key,
-                "spent_nanos": int(spent),
-                "p10_nanos": int(p10),
-                "p50_nanos": int(p50),
-                "p90_nanos": int(p90),
-                "budget_nanos": int(budget),
-                "chance_over": float(chance),
-                "runout_date": runout.isoformat() if isinstance(runout, date) else None,
-                "made_at": made.isoformat(),
-            }
-        return out
+    def all_at_once(self, asks: dict[str, Query]) -> dict[str, list[tuple[Any, ...]]]:
+        """Run independent queries concurrently; their rows by name."""
+        return dict(zip(asks, _POOL.map(lambda q: self.store.query(*q), asks.values()), strict=True))
+
+    def forecasts(self, org_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+        return _forecast_rows(self.store.query(*queries.latest_forecasts(self.db, org_id)))
+
+    def _budget_query(self, budgets: list[Budget], org: OrgConfig, now: datetime) -> Query:
+        """Each budget's spend in its current period: one scan of the hourly rollup (of the raw events when
+        an API-key budget is among them, which the rollup cannot tell apart)."""
+        end = now + timedelta(days=1)
+        if any(b.scope is ScopeKind.API_KEY for b in budgets):
+            day, week, month = (period_bounds(now, p, org.timezone)[0] for p in Period)
+            return queries.period_spend_by_scopes(self.db, org.org_id, day, week, month, end)
+        starts = [(b.scope.value, b.scope_id, period_bounds(now, b.period, org.timezone)[0]) for b in budgets]
+        return analysis.budget_spend(self.db, org.org_id, starts, end)
 
     def _progress(
         self,
-        principal: Principal,
+        budgets: list[Budget],
         org: OrgConfig,
         now: datetime,
-        department: str,
+        rows: list[tuple[Any, ...]],
         forecasts: dict[tuple[str, str], dict[str, Any]],
     ) -> list[BudgetProgress]:
-        budgets = self.visible_budgets(principal, now, department)
-        if not budgets:
-            return []
-        day, week, month = (
-            period_bounds(now, p, org.timezone)[0] for p in (Period.DAILY, Period.WEEKLY, Period.MONTHLY)
-        )
-        rows = self.store.query(
-            *queries.period_spend_by_scopes(self.db, org.org_id, day, week, month, now + timedelta(days=1))
-        )
-        spent = {str(r[0]): {"daily": int(r[1]), "weekly": int(r[2]), "monthly": int(r[3])} for r in rows}
+        if any(b.scope is ScopeKind.API_KEY for b in budgets):  # rows of period_spend_by_scopes
+            by_scope = {str(r[0]): {"daily": int(r[1]), "weekly": int(r[2]), "monthly": int(r[3])} for r in rows}
+            spent = [by_scope.get(f"{b.scope.value}/{b.scope_id}", {}).get(b.period.value, 0) for b in budgets]
+        else:  # one row, a sum per budget
+            spent = [int(v) for v in rows[0]]
         progress = []
-        for budget in budgets:
-            scope = f"{budget.scope.value}/{budget.scope_id}"
+        for budget, amount in zip(budgets, spent, strict=True):
             key = period_key(now, budget.period, org.timezone)
-            forecast = forecasts.get((scope, budget.period.value))
-            progress.append(
-                BudgetProgress(
-                    budget_view(budget),
-                    key,
-                    spent.get(scope, {}).get(budget.period.value, 0),
-                    forecast if forecast and forecast["period_key"] == key else None,
-                )
-            )
+            forecast = forecasts.get((f"{budget.scope.value}/{budget.scope_id}", budget.period.value))
+            fits = forecast if forecast and forecast["period_key"] == key else None
+            progress.append(BudgetProgress(budget_view(budget), key, amount, fits))
         return progress
 
     def alerts(self, principal: Principal, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
-        names = ("at", "kind", "scope", "period_key", "stage", "channel", "channel_type", "target", "outcome")
         rows = self.store.query(*analysis.recent_alerts(self.db, principal.org_id, now - timedelta(days=31), limit))
-        return [dict(zip(names, row[: len(names)], strict=True)) for row in rows]
+        return [_named(_ALERT_FIELDS, row) for row in rows]
 
     def spikes(self, principal: Principal, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
-        names = ("bucket", "bucket_seconds", "entity", "observed_nanos", "expected_nanos", "ratio", "score", "driver")
         rows = self.store.query(*analysis.recent_spikes(self.db, principal.org_id, now - timedelta(days=31), limit))
-        return [dict(zip(names, row[: len(names)], strict=True)) for row in rows]
+        return [_named(_SPIKE_FIELDS, row) for row in rows]
+
+
+_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="console-query")
+_ALERT_FIELDS = ("at", "kind", "scope", "period_key", "stage", "channel", "channel_type", "target", "outcome")
+_SPIKE_FIELDS = (
+    "bucket",
+    "bucket_seconds",
+    "entity",
+    "observed_nanos",
+    "expected_nanos",
+    "ratio",
+    "score",
+    "driver",
+    "driver_share",
+)
+
+
+def _forecast_rows(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for scope, period, key, spent, p10, p50, p90, budget, chance, runout, made in rows:
+        out[(scope, period)] = {
+            "period_key": key,
+            "spent_nanos": int(spent),
+            "p10_nanos": int(p10),
+            "p50_nanos": int(p50),
+            "p90_nanos": int(p90),
+            "budget_nanos": int(budget),
+            "chance_over": float(chance),
+            "runout_date": runout.isoformat() if isinstance(runout, date) else None,
+            "made_at": made.isoformat(),
+        }
+    return out
+
+
+def _named(names: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(names, row[: len(names)], strict=True))

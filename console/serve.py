@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -15,7 +15,7 @@ from console.actions import Actions
 from console.app import create_app
 from console.config_cache import ConfigCache
 from console.metrics import ConsoleMetrics
-from console.readmodels import Reader
+from console.readmodels import Reader, Store
 from console.store import AccessStore
 from console.throttle import SignInThrottle
 from console.web import Web
@@ -39,7 +39,12 @@ def _vega_bundle() -> str:
     return str(vl_convert.javascript_bundle("window.vegaEmbed = vegaEmbed;"))
 
 
-def app_from_settings(settings: Settings, metrics: ConsoleMetrics | None = None) -> Starlette:
+def app_from_settings(
+    settings: Settings,
+    metrics: ConsoleMetrics | None = None,
+    store_wrapper: Callable[[UsageStore], Store] = lambda store: store,
+) -> Starlette:
+    """The console; ``store_wrapper`` lets a benchmark time every ClickHouse query."""
     topics = Topics(settings.kafka.topic_prefix)
     bootstrap = settings.kafka.bootstrap
 
@@ -50,10 +55,11 @@ def app_from_settings(settings: Settings, metrics: ConsoleMetrics | None = None)
         publish_config(bootstrap, topics, records)
 
     config = ConfigCache(read, publish, settings.console.config_max_age_s)
+    config.follow()
     store = UsageStore.of(settings.clickhouse)
     store.migrate()
     access = access_store(settings)
-    reader = Reader(store, config)
+    reader = Reader(store_wrapper(store), config)
     web = Web(
         Actions(reader, access),
         access,

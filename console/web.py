@@ -133,6 +133,8 @@ class Web:
                 response = self.render(request, "error.html", principal, session, {"error": exc}, 403)
             except NotFoundError as exc:
                 response = self.render(request, "error.html", principal, session, {"error": exc}, 404)
+            except SpendstreamError as exc:  # a filter or parameter that cannot be used
+                response = self.render(request, "error.html", principal, session, {"error": exc}, 400)
             self.metrics.observe(handler.__name__, began)
             return response
 

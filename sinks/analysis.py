@@ -1,30 +1,23 @@
-"""The views the console and the reports read besides the dashboards' (:mod:`sinks.queries`): exact
-totals, who belongs where, and the history of alerts and spikes. Pure SQL builders, like those."""
+"""The views the console and the reports read besides the dashboards' (:mod:`sinks.queries`): budget
+spend and previews, who belongs where, and the history of alerts and spikes. Pure SQL builders, like
+those."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sinks.queries import Query, time_range
 from sinks.schema import validate_database
 
-__all__ = ["EVENT_TOKENS", "recent_alerts", "recent_spikes", "usage_totals", "user_departments"]
-
-
-def usage_totals(database: str, org_id: str, start: datetime, end: datetime, department: str = "*") -> Query:
-    """Exact cost, requests and tokens of an org (or one department of it) in ``[start, end)``, from the
-    raw events: the figure the console shows as month to date, equal to what Redis counts."""
-    db = validate_database(database)
-    sql = (
-        f"SELECT sum(cost_nanos), count(), sum({EVENT_TOKENS}) FROM {db}.usage_events "
-        "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
-        "AND occurred_at < {end:DateTime64(6, 'UTC')} "
-        "AND ({department:String} = '*' OR department_id = {department:String})"
-    )
-    return sql, {**time_range(org_id, start, end), "department": department}
-
-
-EVENT_TOKENS = "input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + reasoning_tokens"
+__all__ = [
+    "budget_days",
+    "budget_spend",
+    "recent_alerts",
+    "recent_spikes",
+    "requests_over_limit",
+    "user_departments",
+]
 
 
 def user_departments(database: str, org_id: str, since: datetime) -> Query:
@@ -62,3 +55,89 @@ def recent_spikes(database: str, org_id: str, since: datetime, limit: int = 20) 
         "ORDER BY bucket DESC, score DESC LIMIT {limit:UInt32}"
     )
     return sql, {"org": org_id, "since": since, "limit": limit}
+
+
+PREVIEW_SCOPES = {
+    "org": "org_id",
+    "department": "department_id",
+    "user": "user_id",
+    "feature": "feature",
+    "model": "model",
+    "provider": "provider",
+    "apikey": "api_key_id",
+}
+_PERIOD_START = {"daily": "toDate", "weekly": "toMonday", "monthly": "toStartOfMonth"}
+
+
+def budget_days(
+    database: str, org_id: str, scope: str, scope_id: str, start: datetime, end: datetime, timezone: str
+) -> Query:
+    """Cost and requests per day (in ``timezone``) of one budget's scope: what a budget preview replays."""
+    db, column = validate_database(database), _scope_column(scope)
+    sql = (
+        "SELECT toDate(toTimeZone(occurred_at, {tz:String})) AS day, sum(cost_nanos), count() "
+        f"FROM {db}.usage_events "
+        "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
+        f"AND occurred_at < {{end:DateTime64(6, 'UTC')}} AND {column} = {{scope_id:String}} GROUP BY day ORDER BY day"
+    )
+    return sql, {**time_range(org_id, start, end), "tz": timezone, "scope_id": scope_id}
+
+
+def requests_over_limit(
+    database: str,
+    org_id: str,
+    scope: str,
+    scope_id: str,
+    period: str,
+    start: datetime,
+    end: datetime,
+    timezone: str,
+    limit_nanos: int,
+) -> Query:
+    """Per period (its first day): the requests that arrived once the scope's spend in that period, counting
+    them, passed ``limit_nanos``; what a hard cap of that limit would have refused."""
+    db, column = validate_database(database), _scope_column(scope)
+    if period not in _PERIOD_START:
+        raise ValueError("period: daily, weekly or monthly")
+    sql = (
+        "SELECT period_start, countIf(running > {limit:Int64}) FROM ("
+        f"SELECT {_PERIOD_START[period]}(toTimeZone(occurred_at, {{tz:String}})) AS period_start, "
+        "sum(cost_nanos) OVER (PARTITION BY period_start ORDER BY occurred_at, event_id "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running "
+        f"FROM {db}.usage_events WHERE org_id = {{org:String}} AND occurred_at >= {{start:DateTime64(6, 'UTC')}} "
+        f"AND occurred_at < {{end:DateTime64(6, 'UTC')}} AND {column} = {{scope_id:String}}) "
+        "GROUP BY period_start ORDER BY period_start"
+    )
+    return sql, {**time_range(org_id, start, end), "tz": timezone, "scope_id": scope_id, "limit": limit_nanos}
+
+
+ROLLUP_SCOPES = {k: v for k, v in PREVIEW_SCOPES.items() if k != "apikey"}  # the rollups have no API key
+
+
+def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datetime]], end: datetime) -> Query:
+    """The spend of each budget's scope in its current period, in one scan of the hourly rollup: ``budgets``
+    lists (scope kind, scope id, period start); the one row holds a sum per budget, in that order."""
+    db = validate_database(database)
+    if not budgets:
+        raise ValueError("budgets: at least one")
+    params: dict[str, Any] = {"org": org_id, "end": end}
+    sums = []
+    for i, (kind, ident, start) in enumerate(budgets):
+        if kind not in ROLLUP_SCOPES:
+            raise ValueError(f"scope: one of {', '.join(ROLLUP_SCOPES)}")
+        sums.append(
+            f"sumIf(cost_nanos, {ROLLUP_SCOPES[kind]} = {{id{i}:String}} AND bucket >= {{start{i}:DateTime('UTC')}})"
+        )
+        params[f"id{i}"], params[f"start{i}"] = ident, start
+    params["start"] = min(start for _, _, start in budgets)
+    sql = (
+        f"SELECT {', '.join(sums)} FROM {db}.usage_hourly WHERE org_id = {{org:String}} "
+        "AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}"
+    )
+    return sql, params
+
+
+def _scope_column(scope: str) -> str:
+    if scope not in PREVIEW_SCOPES:
+        raise ValueError(f"scope: one of {', '.join(PREVIEW_SCOPES)}")
+    return PREVIEW_SCOPES[scope]

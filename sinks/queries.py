@@ -37,11 +37,13 @@ Query = tuple[str, dict[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class Narrow:
-    """A department, user and model to narrow a view to; ``*`` is any."""
+    """A department, user, model, feature and provider to narrow a view to; ``*`` is any."""
 
     department: str = "*"
     user: str = "*"
     model: str = "*"
+    feature: str = "*"
+    provider: str = "*"
 
 
 _TOTALS = (
@@ -120,10 +122,12 @@ def top_cost_drivers(
     limit: int = 10,
     scope: str | None = None,
     narrow: Narrow | None = None,
+    with_share: bool = True,
 ) -> Query:
     """The (user, model, feature) combinations that cost most, with their share of the total.
 
-    ``scope`` (``"department/eng"``, ``"user/u1"``, ...) narrows both to one scope of the org."""
+    ``scope`` (``"department/eng"``, ``"user/u1"``, ...) narrows both to one scope of the org. Without
+    ``with_share`` the share is 0 and the query scans once: for a caller that knows the total already."""
     db = validate_database(database)
     if not 1 <= limit <= 1000:
         raise ValueError("limit: 1 to 1000")
@@ -136,9 +140,11 @@ def top_cost_drivers(
                 raise ValueError(f"scope: {scope!r} is not <department|user|feature|model|provider>/<id>")
             where += f" AND {SCOPE_COLUMNS[kind]} = {{scope_id:String}}"
             params["scope_id"] = ident
+    share = (
+        f"round(cost_nanos / (SELECT sum(cost_nanos) FROM {db}.usage_hourly WHERE {where}), 6)" if with_share else "0"
+    )
     sql = (
-        f"SELECT user_id, model, feature, sum(cost_nanos) AS cost_nanos, sum(requests) AS requests, "
-        f"round(cost_nanos / (SELECT sum(cost_nanos) FROM {db}.usage_hourly WHERE {where}), 6) AS share "
+        f"SELECT user_id, model, feature, sum(cost_nanos) AS cost_nanos, sum(requests) AS requests, {share} AS share "
         f"FROM {db}.usage_hourly WHERE {where} "
         "GROUP BY user_id, model, feature ORDER BY cost_nanos DESC, user_id, model, feature LIMIT {limit:UInt32}"
     )
@@ -170,13 +176,17 @@ def top_cost_drivers_by_scope(
 
 
 def _narrowed(org_id: str, start: datetime, end: datetime, narrow: Narrow | None) -> tuple[str, dict[str, Any]]:
-    """The org and time range, and optionally a department, user and model (``*``: any)."""
+    """The org and time range, and optionally a department, user, model, feature and provider (``*``: any)."""
     where = "org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}"
     params = time_range(org_id, start, end)
     if narrow is not None:
         for name, column in (("department", "department_id"), ("user", "user_id"), ("model", "model")):
             where += f" AND ({{{name}:String}} = '*' OR {column} = {{{name}:String}})"
             params[name] = getattr(narrow, name)
+        for name, column in (("feature", "feature"), ("provider", "provider")):  # only when set: the dashboards
+            if getattr(narrow, name) != "*":  # have no variable for them
+                where += f" AND {column} = {{{name}:String}}"
+                params[name] = getattr(narrow, name)
     return where, params
 
 

@@ -28,6 +28,12 @@ MATRIX = {
     ("PUT", "/api/v1/budgets/department/research/monthly"): {"owner", "admin"},
     ("DELETE", "/api/v1/budgets/user/eng-user001/monthly"): {"owner", "admin", "manager"},
     ("GET", "/api/v1/alerts"): {"owner", "admin", "finance", "viewer"},
+    ("GET", "/api/v1/costs"): {"owner", "admin", "finance", "manager", "viewer"},
+    ("GET", "/api/v1/patterns"): {"owner", "admin", "finance", "manager", "viewer"},
+    ("GET", "/api/v1/forecasts"): {"owner", "admin", "finance", "manager", "viewer"},
+    ("GET", "/api/v1/channels"): {"owner", "admin", "finance", "manager", "viewer"},
+    ("PUT", "/api/v1/channels/matrix"): {"owner", "admin"},
+    ("PUT", "/api/v1/routing"): {"owner", "admin"},
     ("GET", "/api/v1/audit"): {"owner"},
 }
 
@@ -52,10 +58,16 @@ def test_every_role_against_every_endpoint(console: Console, tokens: dict[str, s
             assert owner.post("/api/v1/budgets", json=USER_BUDGET).status_code == 201
         client = api(console, tokens[role])
         key = path.removeprefix("/api/v1/budgets/")
-        headers = {"If-Match": version(owner, key)} if method in ("PUT", "DELETE") else {}
-        body = (
-            USER_BUDGET if method == "POST" else {"limit": "41", "stages": [25, 50, 100]} if method == "PUT" else None
-        )
+        headers = {"If-Match": version(owner, key)} if path.startswith("/api/v1/budgets/") else {}
+        body: dict | None = None
+        if method == "POST":
+            body = USER_BUDGET
+        elif path.startswith("/api/v1/budgets/"):
+            body = {"limit": "41", "stages": [25, 50, 100]}
+        elif path.startswith("/api/v1/channels/"):
+            body = {"type": "email", "recipients": ["matrix@acme.example"]}
+        elif path == "/api/v1/routing":
+            body = {"default": ["matrix"]}
         answer = client.request(method, path, json=body, headers=headers)
         if role in allowed:
             assert answer.status_code < 300, (role, method, path, answer.text)
@@ -174,3 +186,89 @@ def test_a_hard_budget_made_in_the_console_is_enforced_within_2_s(console: Conso
         time.sleep(0.05)
     audit = api(console, tokens["owner"]).get("/api/v1/audit").json()["items"]
     assert any(e["target"] == f"user/{user}/daily" and e["actor"] == "token:olivia-admin" for e in audit)
+
+
+def test_cost_analysis_equals_clickhouse_drills_down_and_downloads(console: Console, tokens: dict[str, str]) -> None:
+    finance = api(console, tokens["finance"])
+    by_department = finance.get("/api/v1/costs", params={"group": "department"}).json()
+    assert by_department["total_nanos"] == console.month_to_date("acme")
+    assert {r["key"] for r in by_department["rows"]} == {"eng", "sales", "support", "research"}
+    eng = next(r for r in by_department["rows"] if r["key"] == "eng")
+    users = finance.get("/api/v1/costs", params={"group": "user", "department": "eng"}).json()
+    assert sum(r["cost_nanos"] for r in users["rows"]) == eng["cost_nanos"] == console.month_to_date("acme", "eng")
+    assert all(r["key"].startswith("eng-") for r in users["rows"])
+    weekly = finance.get("/api/v1/costs", params={"granularity": "week"}).json()
+    assert sum(r["cost_nanos"] for r in weekly["series"]) == by_department["total_nanos"]
+    download = finance.get("/billing/costs.csv", params={"group": "department"})
+    assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+    assert "attachment" in download.headers["content-disposition"]
+    lines = download.text.strip().split("\r\n")
+    assert lines[0] == "key,requests,input_tokens,output_tokens,tokens,cost_nanos,cost_usd"
+    assert sum(int(line.split(",")[5]) for line in lines[1:]) == by_department["total_nanos"]
+    assert all(line.split(",")[6] == f"{int(line.split(',')[5]) / 1e9:.9f}" for line in lines[1:])
+    for params, field in (
+        ({"from": "2026-13-01"}, "from"),
+        ({"group": "colour"}, "group"),
+        ({"granularity": "hour"}, "granularity"),
+    ):
+        answer = finance.get("/api/v1/costs", params=params)
+        assert answer.status_code == 400 and answer.json()["error"]["field"] == field, answer.text
+    manager = api(console, tokens["manager"])
+    pinned = manager.get("/api/v1/costs", params={"group": "department"}).json()
+    assert [r["key"] for r in pinned["rows"]] == ["eng"]
+    assert manager.get("/api/v1/costs", params={"department": "sales"}).status_code == 403
+
+
+def test_patterns_and_forecasts_answer_for_the_principal(console: Console, tokens: dict[str, str]) -> None:
+    patterns = api(console, tokens["viewer"]).get("/api/v1/patterns").json()
+    assert sum(c["requests"] for c in patterns["heatmap"]) == sum(d["requests"] for d in patterns["weekdays"]) > 0
+    assert {a["feature"] for a in patterns["adoption"]}
+    forecasts = api(console, tokens["viewer"]).get("/api/v1/forecasts")
+    assert forecasts.status_code == 200 and isinstance(forecasts.json()["items"], list)
+
+
+def test_channels_and_routing_are_validated_published_and_kept_in_use(console: Console, tokens: dict[str, str]) -> None:
+    admin = api(console, tokens["admin"])
+    bad = admin.put("/api/v1/channels/leads", json={"type": "email", "recipients": ["not-an-address"]})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "recipients"
+    assert (
+        admin.put("/api/v1/channels/Leads", json={"type": "email", "recipients": "a@b.co"}).json()["error"]["field"]
+        == "name"
+    )
+    saved = admin.put(
+        "/api/v1/channels/leads", json={"type": "email", "recipients": "lead@acme.example, cfo@acme.example"}
+    )
+    assert saved.status_code == 200 and saved.json()["recipients"] == ["lead@acme.example", "cfo@acme.example"]
+    hook = admin.put("/api/v1/channels/eng-slack", json={"type": "slack", "recipients": "env:ACME_SLACK_WEBHOOK"})
+    assert hook.json()["recipients"] == ["(secret)"]
+    assert admin.put("/api/v1/routing", json={"default": ["nope"]}).json()["error"]["field"] == "default"
+    assert admin.put("/api/v1/routing", json={"default": ["leads"], "spike": ["eng-slack"]}).status_code == 200
+    listed = admin.get("/api/v1/channels").json()
+    assert listed["routing"] == {"default": ["leads"], "spike": ["eng-slack"]}
+    assert {c["name"] for c in listed["items"]} >= {"leads", "eng-slack"}
+    in_use = admin.delete("/api/v1/channels/leads")
+    assert in_use.status_code == 409 and "routing" in in_use.json()["error"]["reason"]
+    routed = admin.post("/api/v1/budgets", json={**USER_BUDGET, "id": "eng-user009", "alerts": {"80": ["eng-slack"]}})
+    assert routed.status_code == 201, routed.text
+    assert admin.get("/api/v1/budgets/user/eng-user009/monthly").json()["alerts"] == {"80": ["eng-slack"]}
+
+
+def test_a_preview_replays_the_last_30_days_without_saving(console: Console, tokens: dict[str, str]) -> None:
+    admin = api(console, tokens["admin"])
+    spent = console.month_to_date("acme", "eng")
+    limit = f"{spent / 2 / 1e9:.9f}"
+    body = {
+        "scope": "department",
+        "id": "eng",
+        "period": "monthly",
+        "limit": limit,
+        "mode": "hard",
+        "stages": [50, 100],
+    }
+    answer = admin.post("/api/v1/budgets/preview", json=body)
+    assert answer.status_code == 200, answer.text
+    (month,) = [p for p in answer.json()["periods"] if p["spent_nanos"]]
+    assert month["spent_nanos"] == spent
+    assert [stage for stage, _ in month["stages"]] == [50, 100]
+    assert 0 < month["denied"] < month["requests"]  # the later half of the month's requests, about
+    assert admin.get("/api/v1/budgets/department/eng/monthly").status_code == 404  # nothing saved

@@ -25,7 +25,15 @@ pytestmark = pytest.mark.stack
 
 SHOTS = Path(__file__).parent / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PAGES = ["/billing", "/billing/budgets", "/billing/alerts", "/billing/access"]
+PAGES = [
+    "/billing",
+    "/billing/costs",
+    "/billing/patterns",
+    "/billing/forecasts",
+    "/billing/budgets",
+    "/billing/alerts",
+    "/billing/access",
+]
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +125,7 @@ def test_every_page_passes_axe_and_is_captured(browser: Browser, console: Consol
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.goto(console.url + path)
-    if path == "/billing":
+    if page.locator(".chart").count():
         page.wait_for_selector("body[data-charts-drawn=true]", timeout=30_000)
         drawn = page.locator(".chart").evaluate_all("charts => charts.map(c => c.dataset.drawn)")
         assert drawn and set(drawn) == {"true"}, (drawn, errors)
@@ -128,3 +136,24 @@ def test_every_page_passes_axe_and_is_captured(browser: Browser, console: Consol
     results = Axe().run(page)
     serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
     assert not serious, [(v["id"], v["help"], [n["target"] for n in v["nodes"]][:3]) for v in serious]
+
+
+def test_cost_analysis_drills_from_a_department_to_its_users(browser: Browser, console: Console) -> None:
+    page = sign_in(browser, console, "fiona")
+    page.goto(console.url + "/billing/costs?group=department")
+    page.get_by_role("link", name="eng", exact=True).click()
+    assert "department eng" in page.get_by_role("heading", level=1).inner_text()
+    users = page.get_by_role("region", name="Cost by user").get_by_role("rowheader").all_inner_texts()
+    assert users and all(user.startswith("eng-") for user in users)
+    assert page.get_by_test_id("cost-total").inner_text() == format_usd(console.month_to_date("acme", "eng"))
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV of the cost by user").click()
+    assert download.value.suggested_filename.endswith(".csv")
+
+
+def test_the_sign_in_page_passes_axe(browser: Browser, console: Console) -> None:
+    page = browser.new_page()
+    page.goto(console.url + "/login")
+    page.screenshot(path=str(SHOTS / "login.png"))
+    results = Axe().run(page)
+    assert not [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]

@@ -1,0 +1,95 @@
+"""Cost analysis, Usage patterns and Forecasts: pages, their CSV downloads and their API, on one
+:class:`console.analysis.Analyst`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from console import charts
+from console.analysis import Analyst, to_csv
+from console.filters import GROUPS, CostFilter, parse_filter
+from console.roles import Principal
+from console.store import Session
+from console.web import Web, json_response
+
+__all__ = ["AnalysisPages"]
+
+COST_COLUMNS = ("key", "requests", "input_tokens", "output_tokens", "tokens", "cost_nanos")
+
+
+class AnalysisPages:
+    def __init__(self, web: Web) -> None:
+        self.web = web
+        self.analyst = Analyst(web.reader)
+
+    def _filter(self, request: Request, principal: Principal) -> CostFilter:
+        org = self.web.reader.org(principal)
+        today = datetime.now(ZoneInfo(org.timezone)).date()
+        return parse_filter(dict(request.query_params), org.timezone, today)
+
+    async def costs_page(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        view = await run_in_threadpool(self.analyst.costs, principal, self._filter(request, principal))
+        specs = {
+            "series": charts.cost_series(view.series, view.filter.granularity),
+            "breakdown": charts.breakdown(view.rows, view.filter.group),
+        }
+        context = {"v": view, "f": view.filter, "groups": list(GROUPS), "specs": specs}
+        return self.web.render(request, "costs.html", principal, session, context)
+
+    async def costs_csv(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        view = await run_in_threadpool(self.analyst.costs, principal, self._filter(request, principal))
+        table = request.query_params.get("table", "breakdown")
+        rows = view.series if table == "series" else view.rows
+        f = view.filter
+        name = f"spendstream-{principal.org_id}-{table}-{f.group if table != 'series' else f.granularity}"
+        return Response(
+            to_csv(rows, COST_COLUMNS),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}-{f.first}-{f.last}.csv"'},
+        )
+
+    async def patterns_page(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        view = await run_in_threadpool(self.analyst.patterns, principal, self._filter(request, principal))
+        specs = {
+            "heatmap": charts.heatmap(view.heatmap),
+            "weekdays": charts.weekday_profile(view.weekdays),
+            "trend": charts.weekly_trend(view.trend),
+            "adoption": charts.adoption(view.adoption),
+        }
+        return self.web.render(
+            request, "patterns.html", principal, session, {"v": view, "f": view.filter, "specs": specs}
+        )
+
+    async def forecasts_page(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        rows = await run_in_threadpool(self.analyst.forecasts, principal)
+        specs = {"cones": charts.forecast_cones(rows)} if rows else {}
+        return self.web.render(request, "forecasts.html", principal, session, {"rows": rows, "specs": specs})
+
+    # -- API ------------------------------------------------------------------------------------------------------
+
+    async def api_costs(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        view = await run_in_threadpool(self.analyst.costs, principal, self._filter(request, principal))
+        return json_response(asdict(view))
+
+    async def api_patterns(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        view = await run_in_threadpool(self.analyst.patterns, principal, self._filter(request, principal))
+        return json_response(asdict(view))
+
+    async def api_forecasts(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        return json_response({"items": await run_in_threadpool(self.analyst.forecasts, principal)})
