@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import signal
+import subprocess
 import sys
+import time
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 from admin.environment import settings_from_env
+from retries.policy import Retry
+from schemas.settings import Settings
 
-__all__ = ["console_parser"]
+__all__ = ["console_parser", "start_console", "stop_console"]
 
 
 def console_parser(commands: Any) -> None:
@@ -18,9 +25,10 @@ def console_parser(commands: Any) -> None:
         "console",
         help="the admin console (Admin > Billing) and its admin API, and its users",
         description="serve: the console on SPENDSTREAM_CONSOLE__HOST:PORT (/billing, /api/v1, /metrics); "
-        "create-user: a console user (the password from SPENDSTREAM_CONSOLE_PASSWORD, or asked for)",
+        "create-user: a console user (the password from SPENDSTREAM_CONSOLE_PASSWORD, or asked for); "
+        "stop: stop the console that `spendstream demo` left running",
     )
-    console.add_argument("action", choices=["serve", "create-user"])
+    console.add_argument("action", choices=["serve", "create-user", "stop"])
     console.add_argument("--port", type=int, help="serve: overrides SPENDSTREAM_CONSOLE__PORT")
     console.add_argument("--org", help="create-user: the user's org")
     console.add_argument("--username", help="create-user: the name they sign in with")
@@ -33,6 +41,9 @@ def console_parser(commands: Any) -> None:
 
 def cmd_console(args: argparse.Namespace) -> int:
     settings = settings_from_env()
+    if args.action == "stop":
+        print("stopped the console" if stop_console(settings) else "no console was running")
+        return 0
     if args.action == "create-user":
         from console.serve import access_store  # noqa: PLC0415
         from console.store import AccessError  # noqa: PLC0415
@@ -61,3 +72,65 @@ def cmd_console(args: argparse.Namespace) -> int:
     print(f"console: http://{settings.console.host}:{port}/billing", file=sys.stderr)
     uvicorn.run(app, host=settings.console.host, port=port, log_level="warning", access_log=False)
     return 0
+
+
+def _pid_file(settings: Settings) -> Path:
+    return Path(settings.stack.home) / "console.pid"
+
+
+def stop_console(settings: Settings) -> bool:
+    """Stop the console a demo started (its pid file); whether one was running."""
+    pid_file = _pid_file(settings)
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    pid_file.unlink(missing_ok=True)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def start_console(settings: Settings, username: str, password: str, org: str) -> str:
+    """Start ``spendstream console serve`` in the background (replacing one a demo started before), with a
+    sign-in for ``username`` when there is none yet; returns its URL once it answers."""
+    from console.serve import access_store  # noqa: PLC0415
+    from console.store import AccessError  # noqa: PLC0415
+
+    try:
+        access_store(settings).create_user(org, username, password, "owner")
+    except AccessError as exc:
+        if exc.field != "username":  # it exists already: keep it, with whatever password it has now
+            raise
+    stop_console(settings)
+    home = Path(settings.stack.home)
+    with (home / "console.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "admin.cli", "console", "serve"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # it outlives the command that started it
+        )
+    _pid_file(settings).write_text(str(proc.pid))
+    url = f"http://{settings.console.host}:{settings.console.port}"
+
+    def answers() -> None:
+        with urllib.request.urlopen(url + "/healthz", timeout=1):  # noqa: S310 - our own loopback URL
+            return
+
+    patience = Retry((OSError,), base_s=0.2, max_s=0.2, attempts=300, stop=lambda: proc.poll() is not None)
+    try:
+        patience.call(answers)
+    except OSError:
+        raise SystemExit(f"error: the console did not start; see {home / 'console.log'}") from None
+    return url

@@ -1,7 +1,18 @@
-"""The main job after the stack is up: publish the example config, run a worker, replay the trace, report."""
+"""The main job after the stack is up: every feature on the local stack, fed by a sample workload.
+
+1. publish the example prices and budgets, and a demo alert channel: email to a local inbox;
+2. start the inbox and a stream worker (forecasting every few seconds, scoring spikes in 2 s buckets);
+3. replay 60 days of synthetic history (weekdays busier than weekends, one day of heavy use) and then
+   the LLM trace as today's traffic;
+4. send a minute of live traffic with one burst in it, until the worker has made forecasts, flagged
+   the spike and delivered alerts to the inbox;
+5. start the console with a demo sign-in, leave it running, and say where to look.
+"""
 
 from __future__ import annotations
 
+import os
+import random
 import subprocess
 import sys
 import time
@@ -10,19 +21,31 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from admin.console_cli import start_console
+from admin.inbox import Inbox
 from bus.admin import ensure_topics
 from bus.producer import UsageProducer
 from bus.topics import Topics
 from retries.policy import Retry
 from schemas.budget_file import parse_budget_file
-from schemas.config_records import ConfigState, file_records, prices_overrides_record
+from schemas.config_records import ConfigState, channel_record, file_records, prices_overrides_record, routing_record
+from schemas.events import UsageEvent
 from schemas.money import format_usd
 from schemas.settings import Settings
 from sinks import queries
 from sinks.usage_store import UsageStore
-from workloads.generators import DEFAULT_ORGS, trace_events
+from workloads.generators import DEFAULT_ORGS, synthetic, trace_events
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_PASSWORD", "DEMO_USER", "run_demo"]
+
+DEMO_USER = "admin"
+DEMO_PASSWORD = "spendstream-demo"  # noqa: S105 - the local demo's sign-in, printed for the user
+HISTORY_DAYS = 60
+HISTORY_PER_DAY = 1_200
+SPIKE_DAY = 45  # of the 60: a day of heavy use in the history
+HISTORY = "demo-history"  # the history's event ids start with it
+
+Publish = Callable[[Settings, list[Any]], None]
 
 
 def _wait_for_tables(store: UsageStore, worker: subprocess.Popen[bytes], timeout_s: float) -> int | None:
@@ -36,85 +59,193 @@ def _wait_for_tables(store: UsageStore, worker: subprocess.Popen[bytes], timeout
         return None
 
 
-def _wait_for_rows(store: UsageStore, worker: subprocess.Popen[bytes], target: int, timeout_s: float) -> bool:
+def _wait(what: Callable[[], bool], worker: subprocess.Popen[bytes], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while store.count_usage() < target:
+    while not what():
         if time.monotonic() > deadline or worker.poll() is not None:
             return False
-        time.sleep(0.25)
+        time.sleep(0.5)
     return True
 
 
-def _report(settings: Settings, store: UsageStore, topics: Topics) -> None:
+def _count(store: UsageStore, table: str, where: str = "1") -> int:
+    try:  # fixed names and conditions only
+        return int(store.query(f"SELECT count() FROM {store.database}.{table} WHERE {where}")[0][0])
+    except Exception:  # noqa: BLE001 - the worker creates its tables as it goes
+        return 0
+
+
+def _live(producer: UsageProducer, seconds: float, burst_at: float) -> None:
+    """Steady traffic of acme's engineers occurring now, with one user's burst of long prompts at ``burst_at``."""
+    rng = random.Random(3)  # noqa: S311 - a repeatable workload
+    began, n = time.monotonic(), 0
+    burst_sent = False
+    while time.monotonic() - began < seconds:
+        for _ in range(4):
+            n += 1
+            producer.send(
+                UsageEvent(
+                    event_id=f"live-{int(began)}-{n}",
+                    occurred_at=datetime.now(UTC),
+                    org_id="acme",
+                    department_id="eng",
+                    user_id=f"eng-user{rng.randrange(25):03d}",
+                    feature=rng.choice(["chat", "code-review", "search"]),
+                    provider="openai",
+                    model="gpt-4o-mini",
+                    input_tokens=rng.randrange(500, 3000),
+                    output_tokens=rng.randrange(100, 600),
+                )
+            )
+        if not burst_sent and time.monotonic() - began >= burst_at:
+            for i in range(60):  # a runaway agent: long prompts to the dearest model, in two seconds
+                producer.send(
+                    UsageEvent(
+                        event_id=f"live-{int(began)}-burst-{i}",
+                        occurred_at=datetime.now(UTC),
+                        org_id="acme",
+                        department_id="eng",
+                        user_id="eng-user007",
+                        feature="agent",
+                        provider="anthropic",
+                        model="claude-3-5-sonnet-20240620",
+                        input_tokens=150_000,
+                        output_tokens=4_000,
+                    )
+                )
+            burst_sent = True
+        producer.producer.poll(0)
+        time.sleep(0.2)
+    producer.flush()
+
+
+def _report(settings: Settings, store: UsageStore, inbox: Inbox, url: str, took_s: float) -> None:
     now = datetime.now(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     month_end = (month_start + timedelta(days=32)).replace(day=1)
-    print(f"\n5/5 spend this month (UTC), from ClickHouse {store.database}.usage_hourly:")
+    print(f"\nspend this month (UTC), from ClickHouse {store.database}:")
     for org in DEFAULT_ORGS:
-        for dimension, title in (("department_id", "department"), ("model", "model")):
-            rows = store.query(*queries.spend_by(store.database, dimension, org.org_id, month_start, month_end))
-            total = sum(int(r[-1]) for r in rows)
-            print(f"\n  {org.org_id} by {title} (total {format_usd(total)})")
-            for row in rows:
-                print(f"    {row[0]:<30} {int(row[1]):>8,} requests {format_usd(int(row[-1])):>14}")
+        rows = store.query(*queries.spend_by(store.database, "department_id", org.org_id, month_start, month_end))
+        total = sum(int(r[-1]) for r in rows)
+        parts = ", ".join(f"{r[0]} {format_usd(int(r[-1]))}" for r in rows)
+        print(f"  {org.org_id:<8} {format_usd(total):>12}   {parts}")
+    print(
+        f"\nforecasts {_count(store, 'forecasts'):,} · spikes {_count(store, 'anomalies'):,} · "
+        f"alert deliveries {_count(store, 'alert_history'):,} · messages in the demo inbox {inbox.received:,}"
+    )
+    for subject in inbox.subjects(3):
+        print(f"  mail: {subject}")
     ch = settings.clickhouse
     print(f"""
-Where to look next:
-  budgets and live caps   spendstream budgets list; spendstream decision serve (GET /v1/spend/...)
-  ClickHouse              http://{ch.host}:{ch.port} with clickhouse-connect or curl, e.g.
-                          SELECT * FROM {ch.database}.usage_daily ORDER BY bucket DESC LIMIT 10
-  forecasts and spikes    SELECT * FROM {ch.database}.forecasts ORDER BY at DESC LIMIT 10 (and .anomalies);
-                          the worker projects every {settings.insights.forecast_every_s:.0f} s and scores each minute
-  alerts raised           topic {topics.alerts}, deliveries in {ch.database}.alert_history
-  dead letters            topic {topics.dlq}
-  dashboards              docker-compose.yml provisions Grafana with dashboards/grafana/dashboards/*.json
+Done in {took_s:.0f} s. Look at it in the console (left running):
+
+  {url}/billing        sign in as {DEMO_USER} / {DEMO_PASSWORD}  (owner of org acme)
+
+  Overview, Cost analysis, Usage patterns, Forecasts, Budget Settings, Alerts and Access;
+  the admin API is under {url}/api/v1 (OpenAPI: {url}/api/v1/openapi.json).
+
+Also:
+  the demo inbox          {inbox.folder} (one .eml per alert delivered)
+  ClickHouse              http://{ch.host}:{ch.port}, e.g. SELECT * FROM {ch.database}.usage_daily LIMIT 10
   keep consuming          spendstream worker   (Prometheus metrics on :{settings.metrics_port}/metrics)
   more traffic            spendstream replay trace --now --count 50000
+  stop the console        spendstream console stop
   stop the stack          spendstream stack down""")
 
 
-def run_demo(
-    settings: Settings, count: int, trace: Path, examples: Path, publish: Callable[[Settings, list[Any]], None]
-) -> int:
+def _publish_config(settings: Settings, topics: Topics, examples: Path, publish: Publish) -> None:
+    print(f"\n2/6 publishing prices, budgets and a demo alert channel from {examples} to {topics.config}")
+    budgets = parse_budget_file((examples / "budgets.yaml").read_text())
+    records = [
+        prices_overrides_record((examples / "prices.yaml").read_text()),
+        *file_records(budgets, ConfigState())[0],
+    ]
+    for org in budgets.orgs:  # every alert of the demo goes to the local inbox
+        records.append(channel_record(org, "demo-inbox", {"type": "email", "to": [f"finance@{org}.example"]}))
+        records.append(routing_record(org, {"default": ["demo-inbox"]}))
+    publish(settings, records)
+
+
+def _worker_env(inbox: Inbox, console_url: str) -> dict[str, str]:
+    """The worker's settings for the demo: mail to the inbox, links to the console, insights every few seconds."""
+    return {
+        **os.environ,
+        "SPENDSTREAM_ALERTS__SMTP_HOST": "127.0.0.1",
+        "SPENDSTREAM_ALERTS__SMTP_PORT": str(inbox.port),
+        "SPENDSTREAM_ALERTS__SMTP_SECURITY": "none",
+        "SPENDSTREAM_ALERTS__DASHBOARD_URL": f"{console_url}/billing",
+        "SPENDSTREAM_INSIGHTS__FORECAST_EVERY_S": "5",
+        "SPENDSTREAM_INSIGHTS__SPIKE_BUCKET_S": "2",
+        "SPENDSTREAM_INSIGHTS__SPIKE_LAG_S": "1",
+        "SPENDSTREAM_INSIGHTS__SPIKE_WARMUP": "6",
+        "SPENDSTREAM_INSIGHTS__SPIKE_MIN_USD": "1.00",  # 2 s buckets: only a real burst, not one dear request
+        "SPENDSTREAM_INSIGHTS__SPIKE_HOURLY": "false",
+    }
+
+
+def _feed(
+    settings: Settings, topics: Topics, store: UsageStore, worker: subprocess.Popen[bytes], count: int, trace: Path
+) -> bool:
+    """History, then today's trace, until ClickHouse holds all of it; then the live minute."""
+    before = _wait_for_tables(store, worker, 90)
+    if before is None:
+        return False
+    time.sleep(3)  # the worker joins its consumer group
+    producer = UsageProducer(settings.kafka.bootstrap, topics.usage, compression=settings.kafka.compression)
+    first_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=HISTORY_DAYS)
+    run = int(time.time())
+    history: list[UsageEvent] = []
+    if _count(store, "usage_events", f"event_id LIKE '{HISTORY}-%'") == 0:  # once: a second run adds no history
+        history = list(synthetic(HISTORY_DAYS, HISTORY_PER_DAY, first_day, spike_days=(SPIKE_DAY,), prefix=HISTORY))
+        print(f"4/6 replaying {HISTORY_DAYS} days of history ({len(history):,} requests)")
+        producer.replay(history, len(history))
+    else:
+        print(f"4/6 the {HISTORY_DAYS} days of history are there from an earlier run")
+    print(f"    and {count:,} requests of the LLM trace in {trace.name} as the last 20 minutes")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
+    producer.replay(trace_events(trace.read_text(), count, start=start, speedup=4.0, prefix=f"demo{run}t"), count)
+    if not _wait(lambda: store.count_usage() >= before + len(history) + count, worker, 300):
+        return False
+    print("5/6 live traffic for 40 s with one burst in it: waiting for forecasts, the spike and alerts")
+    _live(producer, 40, burst_at=24)
+    return True
+
+
+def _insights_ready(store: UsageStore, inbox: Inbox) -> bool:
+    return _count(store, "forecasts") > 0 and _count(store, "anomalies") > 0 and inbox.received > 0
+
+
+def run_demo(settings: Settings, count: int, trace: Path, examples: Path, publish: Publish) -> int:
+    began = time.monotonic()
     topics = Topics(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka.bootstrap, topics)
-    print(f"\n2/5 publishing prices and budgets from {examples} to {topics.config}")
-    budgets = parse_budget_file((examples / "budgets.yaml").read_text())
-    publish(
-        settings,
-        [
-            prices_overrides_record((examples / "prices.yaml").read_text()),
-            *file_records(budgets, ConfigState())[0],
-        ],
-    )
+    _publish_config(settings, topics, examples, publish)
     log_path = settings.stack.home / "worker.log"
-    print(f"3/5 starting the stream worker (log: {log_path})")
-    with log_path.open("ab") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"], stdout=log, stderr=subprocess.STDOUT
-        )
-    ch = settings.clickhouse
-    store = UsageStore.of(ch)
-    try:
-        before = _wait_for_tables(store, worker, 90)
-        if before is None:
-            print(f"error: the worker did not start; see {log_path}", file=sys.stderr)
-            return 1
-        time.sleep(3)  # the worker joins its consumer group
-        print(f"4/5 replaying {count:,} requests of the LLM trace in {trace.name}, shifted to the last 20 minutes")
-        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=20)
-        events = trace_events(trace.read_text(), count, start=start, speedup=4.0, prefix=f"demo{int(time.time())}")
-        UsageProducer(settings.kafka.bootstrap, topics.usage, compression=settings.kafka.compression).replay(
-            events, count
-        )
-        if not _wait_for_rows(store, worker, before + count, 300):
-            print(f"error: not every event arrived in ClickHouse; see {log_path}", file=sys.stderr)
-            return 1
-    finally:
-        worker.terminate()
+    console_url = f"http://{settings.console.host}:{settings.console.port}"
+    store = UsageStore.of(settings.clickhouse)
+    with Inbox(settings.stack.home / "demo-inbox") as inbox:
+        print(f"3/6 starting the stream worker (log: {log_path}) and a local inbox on :{inbox.port}")
+        with log_path.open("ab") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_worker_env(inbox, console_url),
+            )
         try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-    _report(settings, store, topics)
+            if not _feed(settings, topics, store, worker, count, trace):
+                print(f"error: not every event arrived in ClickHouse; see {log_path}", file=sys.stderr)
+                return 1
+            if not _wait(lambda: _insights_ready(store, inbox), worker, 60):
+                print("warning: not every insight arrived in time; the console shows what there is", file=sys.stderr)
+            time.sleep(2)  # the last deliveries reach alert_history
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        print("6/6 starting the console")
+        url = start_console(settings, DEMO_USER, DEMO_PASSWORD, "acme")
+        _report(settings, store, inbox, url, time.monotonic() - began)
     return 0
