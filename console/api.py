@@ -99,7 +99,8 @@ class Api:
     async def api_alerts(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         require(principal, Right.READ_ALL)
         alerts = await run_in_threadpool(self.web.reader.alerts, principal, datetime.now(UTC), 200)
-        return json_response({"items": alerts})
+        incidents = await run_in_threadpool(self.web.reader.incidents, principal)
+        return json_response({"items": alerts, "open_incidents": incidents})
 
     async def api_audit(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         require(principal, Right.MANAGE_ACCESS)

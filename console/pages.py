@@ -228,7 +228,9 @@ class Pages:
         now = datetime.now(UTC)
         alerts = await run_in_threadpool(self.web.reader.alerts, principal, now, 200)
         spikes = await run_in_threadpool(self.web.reader.spikes, principal, now, 50)
-        return self.web.render(request, "alerts.html", principal, session, {"alerts": alerts, "spikes": spikes})
+        incidents = await run_in_threadpool(self.web.reader.incidents, principal)
+        context = {"alerts": alerts, "spikes": spikes, "incidents": incidents}
+        return self.web.render(request, "alerts.html", principal, session, context)
 
     async def access_page(
         self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]

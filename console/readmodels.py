@@ -6,6 +6,8 @@ a department manager sees only their departments (and the users whose spend is c
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -61,9 +63,15 @@ class Store(Protocol):
 
 
 class Reader:
-    def __init__(self, store: Store, config: ConfigCache) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: ConfigCache,
+        open_incidents: Callable[[str], dict[Any, Any]] = lambda org_id: {},
+    ) -> None:
         self.store = store
         self.config = config
+        self._open_incidents = open_incidents  # an org's open PagerDuty incidents (from Redis)
 
     @property
     def db(self) -> str:
@@ -214,6 +222,19 @@ class Reader:
             fits = forecast if forecast and forecast["period_key"] == key else None
             progress.append(BudgetProgress(budget_view(budget), key, amount, fits))
         return progress
+
+    def incidents(self, principal: Principal) -> list[dict[str, Any]] | None:
+        """The org's open PagerDuty incidents (they clear when their budget's spend does); None when Redis,
+        which keeps them, cannot be read."""
+        try:
+            found = self._open_incidents(principal.org_id)
+        except Exception:  # noqa: BLE001 - Redis away: the page says so instead of failing
+            return None
+        out = []
+        for key, value in sorted(found.items()):
+            incident = json.loads(value)
+            out.append({"alert": key.decode() if isinstance(key, bytes) else str(key), **incident})
+        return out
 
     def alerts(self, principal: Principal, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
         rows = self.store.query(*analysis.recent_alerts(self.db, principal.org_id, now - timedelta(days=31), limit))

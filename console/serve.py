@@ -19,6 +19,8 @@ from console.readmodels import Reader, Store
 from console.store import AccessStore
 from console.throttle import SignInThrottle
 from console.web import Web
+from enforcement.connect import redis_sync
+from enforcement.keys import KeyLayout
 from schemas.config_records import ConfigRecord, ConfigState
 from schemas.settings import Settings
 from sinks.usage_store import UsageStore
@@ -59,7 +61,11 @@ def app_from_settings(
     store = UsageStore.of(settings.clickhouse)
     store.migrate()
     access = access_store(settings)
-    reader = Reader(store_wrapper(store), config)
+    redis = redis_sync(
+        settings.redis.url, password=settings.redis.password_text(), cluster=settings.redis.cluster, socket_timeout=1
+    )
+    layout = KeyLayout(settings.redis.key_prefix)
+    reader = Reader(store_wrapper(store), config, lambda org_id: dict(redis.hgetall(layout.alerts_open(org_id))))
     web = Web(
         Actions(reader, access),
         access,

@@ -272,3 +272,22 @@ def test_a_preview_replays_the_last_30_days_without_saving(console: Console, tok
     assert [stage for stage, _ in month["stages"]] == [50, 100]
     assert 0 < month["denied"] < month["requests"]  # the later half of the month's requests, about
     assert admin.get("/api/v1/budgets/department/eng/monthly").status_code == 404  # nothing saved
+
+
+def test_the_alerts_page_lists_open_incidents_of_ones_own_org(console: Console, tokens: dict[str, str]) -> None:
+    client, layout = console.dep.redis(), console.dep.layout
+    incident = {
+        "channel": "oncall",
+        "budget": "budget/acme/org/monthly",
+        "scope": "org/acme",
+        "period_key": "2026-11",
+        "stage": 100,
+    }
+    client.hset(layout.alerts_open("acme"), "acme|org/acme|monthly|2026-11|budget_stage|100", json.dumps(incident))
+    client.hset(
+        layout.alerts_open("globex"), "globex|org/globex|monthly|2026-11|budget_stage|100", json.dumps(incident)
+    )
+    answer = api(console, tokens["finance"]).get("/api/v1/alerts").json()
+    assert [i["alert"] for i in answer["open_incidents"]] == ["acme|org/acme|monthly|2026-11|budget_stage|100"]
+    page = console.signed_in("fiona").get("/billing/alerts")
+    assert "oncall" in page.text and "Open incidents" in page.text
