@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.errors import ERROR_BODY_SCHEMA
+
 __all__ = ["openapi_document"]
 
-_ERROR = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["field", "reason"],
-            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
-        }
-    },
-}
+_ERROR = ERROR_BODY_SCHEMA
 _BUDGET = {
     "type": "object",
     "required": ["scope", "id", "period", "limit"],

@@ -38,6 +38,7 @@ from enforcement.access import ApiKey, KeyRing, Right
 from enforcement.client import AsyncCapClient, CapUnavailableError
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
+from schemas.errors import ERROR_BODY_SCHEMA
 from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, UsageEvent, decode_event, error_of
 
 __all__ = ["OPENAPI", "Publish", "create_app"]
@@ -253,17 +254,7 @@ def create_app(
 _COMPONENTS: dict[str, Any] = msgspec.json.schema_components(
     [ReserveBody, ReleaseBody, UsageEvent], ref_template="#/components/schemas/{name}"
 )[1]
-_COMPONENTS["Error"] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["field", "reason"],
-            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
-        }
-    },
-}
+_COMPONENTS["Error"] = ERROR_BODY_SCHEMA
 _BUDGET_STATE = {
     "type": "object",
     "properties": {

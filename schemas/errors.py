@@ -14,7 +14,10 @@ why, so every caller, from the CLI to the HTTP services, reports it the same way
     ├── schemas.channels.AlertConfigError    an alert channel or routing record
     ├── enforcement.keys.SubjectError        a subject, id or amount the caps cannot meter
     ├── enforcement.access.KeyFileError      the decision service's keys file
-    └── integrations.litellm_mapping.IdentityError  a proxy request whose identity is refused (403)
+    ├── integrations.litellm_mapping.IdentityError  a proxy request whose identity is refused (403)
+    ├── console.store.AccessError            a console user or API token
+    ├── console.filters.FilterError          a filter of the console's views
+    └── console.budget_edit.ForbiddenError   what the console principal may not do (403)
 
 Conditions that are not bad input have their own roots: ``enforcement.client.CapUnavailableError``
 (Redis cannot answer), ``enforcement.core.StateNotLoadedError`` (an org's cap state is not in
@@ -25,7 +28,7 @@ the client cannot read).
 
 from __future__ import annotations
 
-__all__ = ["SpendstreamError"]
+__all__ = ["ERROR_BODY_SCHEMA", "SpendstreamError"]
 
 
 class SpendstreamError(ValueError):
@@ -35,3 +38,17 @@ class SpendstreamError(ValueError):
         super().__init__(f"{field}: {reason}" if field else reason)
         self.field = field
         self.reason = reason
+
+
+ERROR_BODY_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["field", "reason"],
+            "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
+        }
+    },
+}
+"""How the HTTP services (the decision service, the console's API) answer a SpendstreamError: its JSON Schema."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sinks.queries import Query, time_range
+from sinks.queries import COUNTED_SCOPES, SCOPE_COLUMNS, Query, time_range
 from sinks.schema import validate_database
 
 __all__ = [
@@ -57,15 +57,6 @@ def recent_spikes(database: str, org_id: str, since: datetime, limit: int = 20) 
     return sql, {"org": org_id, "since": since, "limit": limit}
 
 
-PREVIEW_SCOPES = {
-    "org": "org_id",
-    "department": "department_id",
-    "user": "user_id",
-    "feature": "feature",
-    "model": "model",
-    "provider": "provider",
-    "apikey": "api_key_id",
-}
 _PERIOD_START = {"daily": "toDate", "weekly": "toMonday", "monthly": "toStartOfMonth"}
 
 
@@ -111,7 +102,6 @@ def requests_over_limit(
     return sql, {**time_range(org_id, start, end), "tz": timezone, "scope_id": scope_id, "limit": limit_nanos}
 
 
-ROLLUP_SCOPES = {k: v for k, v in PREVIEW_SCOPES.items() if k != "apikey"}  # the rollups have no API key
 
 
 def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datetime]], end: datetime) -> Query:
@@ -123,10 +113,10 @@ def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datet
     params: dict[str, Any] = {"org": org_id, "end": end}
     sums = []
     for i, (kind, ident, start) in enumerate(budgets):
-        if kind not in ROLLUP_SCOPES:
-            raise ValueError(f"scope: one of {', '.join(ROLLUP_SCOPES)}")
+        if kind not in SCOPE_COLUMNS:
+            raise ValueError(f"scope: one of {', '.join(SCOPE_COLUMNS)}")
         sums.append(
-            f"sumIf(cost_nanos, {ROLLUP_SCOPES[kind]} = {{id{i}:String}} AND bucket >= {{start{i}:DateTime('UTC')}})"
+            f"sumIf(cost_nanos, {SCOPE_COLUMNS[kind]} = {{id{i}:String}} AND bucket >= {{start{i}:DateTime('UTC')}})"
         )
         params[f"id{i}"], params[f"start{i}"] = ident, start
     params["start"] = min(start for _, _, start in budgets)
@@ -138,6 +128,6 @@ def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datet
 
 
 def _scope_column(scope: str) -> str:
-    if scope not in PREVIEW_SCOPES:
-        raise ValueError(f"scope: one of {', '.join(PREVIEW_SCOPES)}")
-    return PREVIEW_SCOPES[scope]
+    if scope not in COUNTED_SCOPES:
+        raise ValueError(f"scope: one of {', '.join(COUNTED_SCOPES)}")
+    return COUNTED_SCOPES[scope]

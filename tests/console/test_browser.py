@@ -25,15 +25,15 @@ pytestmark = pytest.mark.stack
 
 SHOTS = Path(__file__).parent / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PAGES = [
-    "/billing",
-    "/billing/costs",
-    "/billing/patterns",
-    "/billing/forecasts",
-    "/billing/budgets",
-    "/billing/alerts",
-    "/billing/access",
-]
+PAGES = {  # path: its title
+    "/billing": "Overview",
+    "/billing/costs": "Cost analysis",
+    "/billing/patterns": "Usage patterns",
+    "/billing/forecasts": "Forecasts",
+    "/billing/budgets": "Budget Settings",
+    "/billing/alerts": "Alerts",
+    "/billing/access": "Access",
+}
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,7 @@ def test_every_page_passes_axe_and_is_captured(browser: Browser, console: Consol
         drawn = page.locator(".chart").evaluate_all("charts => charts.map(c => c.dataset.drawn)")
         assert drawn and set(drawn) == {"true"}, (drawn, errors)
     assert not errors, errors
+    assert page.title() == f"{PAGES[path]} · spendstream"
     SHOTS.mkdir(exist_ok=True)
     name = path.strip("/").replace("/", "-") or "billing"
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
