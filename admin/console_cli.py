@@ -117,6 +117,7 @@ def start_console(settings: Settings, username: str, password: str, org: str) ->
     with (home / "console.log").open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "admin.cli", "console", "serve"],
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # it outlives the command that started it
