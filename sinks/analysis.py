@@ -102,8 +102,6 @@ def requests_over_limit(
     return sql, {**time_range(org_id, start, end), "tz": timezone, "scope_id": scope_id, "limit": limit_nanos}
 
 
-
-
 def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datetime]], end: datetime) -> Query:
     """The spend of each budget's scope in its current period, in one scan of the hourly rollup: ``budgets``
     lists (scope kind, scope id, period start); the one row holds a sum per budget, in that order."""
