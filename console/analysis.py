@@ -6,19 +6,17 @@ manager's filters are pinned to their departments.
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from console.filters import CostFilter
 from console.readmodels import Reader
 from console.roles import Principal
+from reports.filters import CostFilter
 from sinks import queries
 
-__all__ = ["Analyst", "CostView", "PatternView", "to_csv"]
+__all__ = ["Analyst", "CostView", "PatternView"]
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -152,25 +150,3 @@ def _manager_sees(principal: Principal, scope: str, homes: dict[str, str]) -> bo
     if kind == "department":
         return ident in principal.departments
     return kind == "user" and homes.get(ident) in principal.departments
-
-
-def to_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as CSV (RFC 4180, a header line); ``cost_nanos`` also as exact USD in ``cost_usd``."""
-    out = io.StringIO()
-    names = [*columns, "cost_usd"] if "cost_nanos" in columns else list(columns)
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(names)
-    for row in rows:
-        values = [row.get(c, "") for c in columns]
-        if "cost_nanos" in columns:
-            nanos = int(row["cost_nanos"])
-            values.append(f"{'-' if nanos < 0 else ''}{abs(nanos) // 10**9}.{abs(nanos) % 10**9:09d}")
-        writer.writerow(_safe(v) for v in values)
-    return out.getvalue()
-
-
-def _safe(value: Any) -> Any:
-    """A text cell that a spreadsheet would run as a formula is quoted with a leading apostrophe."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value

@@ -13,16 +13,25 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from console import charts
-from console.analysis import Analyst, to_csv
-from console.filters import GROUPS, CostFilter, parse_filter
+from console.analysis import Analyst
 from console.roles import Principal
 from console.store import Session
 from console.web import Web, json_response
+from reports import charts
+from reports.filters import GROUPS, CostFilter, parse_filter
+from reports.model import Column, Kind
+from reports.render_csv import csv_lines
 
 __all__ = ["AnalysisPages"]
 
-COST_COLUMNS = ("key", "requests", "input_tokens", "output_tokens", "tokens", "cost_nanos")
+COST_COLUMNS = (
+    Column("key", "Key"),
+    Column("requests", "Requests", Kind.INT),
+    Column("input_tokens", "Input tokens", Kind.INT),
+    Column("output_tokens", "Output tokens", Kind.INT),
+    Column("tokens", "All tokens", Kind.INT),
+    Column("cost", "Cost", Kind.USD),
+)
 
 
 class AnalysisPages:
@@ -54,8 +63,12 @@ class AnalysisPages:
         rows = view.series if table == "series" else view.rows
         f = view.filter
         name = f"spendstream-{principal.org_id}-{table}-{f.group if table != 'series' else f.granularity}"
+        cells = [
+            (r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["tokens"], r["cost_nanos"]) for r in rows
+        ]
+        bom = request.query_params.get("bom") == "1"
         return Response(
-            to_csv(rows, COST_COLUMNS),
+            "".join(csv_lines(COST_COLUMNS, cells, bom)),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{name}-{f.first}-{f.last}.csv"'},
         )

@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from console import charts
 from console.actions import ConflictError, PreconditionError, require
 from console.budget_edit import ForbiddenError, budget_view
 from console.channel_edit import channel_view
@@ -20,6 +19,7 @@ from console.credentials import new_secret, same
 from console.roles import Principal, Right, Role
 from console.store import Session
 from console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Web
+from reports import charts
 from schemas.budgets import Period, ScopeKind
 from schemas.channels import ROUTABLE_KINDS
 from schemas.errors import SpendstreamError

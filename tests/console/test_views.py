@@ -3,21 +3,18 @@ chart definition rendering (the same spec the PDF reports will render)."""
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 import vl_convert
 
-from console import charts
-from console.analysis import to_csv
 from console.budget_edit import budget_from_input
 from console.channel_edit import channel_from_input, routing_from_input
-from console.filters import CostFilter, FilterError, parse_filter
 from console.preview import preview, preview_window
 from console.roles import Principal, Role
+from reports import charts
+from reports.filters import CostFilter, FilterError, parse_filter
 from schemas.budgets import OrgConfig
 from schemas.channels import AlertConfigError
 
@@ -89,20 +86,6 @@ def test_channel_and_routing_input_name_the_form_field() -> None:
         routing_from_input("acme", {"default": "leads, nope"}, {"leads"})
     assert info.value.field == "default"
     assert routing_from_input("acme", {"default": "leads", "spike": ""}, {"leads"}).value == b'{"default": ["leads"]}'
-
-
-def test_csv_carries_exact_usd_and_defuses_formulas() -> None:
-    text = to_csv(
-        [{"key": "=HYPERLINK(1)", "cost_nanos": 1_500_000_001}, {"key": "gpt-4o", "cost_nanos": 7}],
-        ("key", "cost_nanos"),
-    )
-    rows = list(csv.reader(io.StringIO(text)))
-    assert rows == [
-        ["key", "cost_nanos", "cost_usd"],
-        ["'=HYPERLINK(1)", "1500000001", "1.500000001"],
-        ["gpt-4o", "7", "0.000000007"],
-    ]
-    assert text.endswith("\r\n")
 
 
 def test_every_chart_definition_renders() -> None:

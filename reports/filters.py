@@ -1,4 +1,4 @@
-"""The filters of Cost analysis and Usage patterns (pure): from query parameters to a checked
+"""The filters of Cost analysis, Usage patterns and custom reports (pure): from query parameters to a checked
 :class:`CostFilter`, with errors that name the parameter.
 
 Dates are the org's calendar days: ``from`` is the first day shown, ``to`` the last (both included);

@@ -1,0 +1,104 @@
+"""What a report is, whatever it is rendered to (pure): a title, figures, and sections of tables and
+charts. Money is integer nano-USD here; each renderer formats it (exactly, where the format allows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Cell", "Chart", "Column", "Figure", "Kind", "Report", "Section", "Table"]
+
+Cell = str | int | float | date | None
+
+
+class Kind(StrEnum):
+    TEXT = "text"
+    INT = "int"
+    USD = "usd"  # integer nano-USD
+    PCT = "pct"  # a fraction: 0.25 is 25 %
+    FLOAT = "float"
+    DATE = "date"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    name: str
+    label: str
+    kind: Kind = Kind.TEXT
+    total: bool = False  # summed in the table's totals row
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str  # also the sheet name in a workbook and the file name of its CSV
+    title: str
+    columns: tuple[Column, ...]
+    rows: Sequence[Sequence[Cell]]
+    note: str = ""
+
+    @property
+    def totalled(self) -> bool:
+        return any(c.total for c in self.columns)
+
+    def totals(self) -> list[Cell]:
+        """The totals row: sums of the totalled columns (exact integers for money), blanks elsewhere."""
+        out: list[Cell] = []
+        for i, column in enumerate(self.columns):
+            if column.total:
+                out.append(sum(row[i] or 0 for row in self.rows))  # type: ignore[misc]
+            else:
+                out.append("Total" if i == 0 else None)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    title: str
+    spec: dict[str, Any]  # Vega-Lite, from reports.charts
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """A headline number: ``value`` in the column kind's unit."""
+
+    label: str
+    value: Cell
+    kind: Kind = Kind.USD
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    title: str
+    text: str = ""
+    figures: tuple[Figure, ...] = ()
+    tables: tuple[Table, ...] = ()
+    charts: tuple[Chart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    kind: str  # monthly, custom, chargeback ...
+    title: str
+    org_id: str
+    first: date
+    last: date  # included
+    timezone: str
+    generated_at: datetime
+    figures: tuple[Figure, ...] = ()
+    sections: tuple[Section, ...] = field(default_factory=tuple)
+
+    @property
+    def tables(self) -> list[Table]:
+        return [table for section in self.sections for table in section.tables]
+
+    @property
+    def slug(self) -> str:
+        if self.kind == "monthly":
+            period = f"{self.first:%Y-%m}"
+        else:
+            period = self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
+        return f"spendstream-{self.org_id}-{self.kind}-{period}"
