@@ -13,6 +13,7 @@ from typing import Any
 
 from admin.console_cli import console_parser
 from admin.environment import settings_from_env
+from admin.reports_cli import reports_parser
 from schemas.settings import Settings
 from stack import manager
 from stack.process import StartError
@@ -356,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decision.set_defaults(func=cmd_decision)
     console_parser(commands)
+    reports_parser(commands)
     demo = commands.add_parser("demo", help="the main job: the whole pipeline on the local stack, fed by a replay")
     demo.add_argument("--count", type=int, default=20_000, help="requests to replay (default 20,000)")
     demo.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default: examples/trace)")

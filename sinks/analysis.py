@@ -11,6 +11,7 @@ from sinks.queries import COUNTED_SCOPES, SCOPE_COLUMNS, Query, time_range
 from sinks.schema import validate_database
 
 __all__ = [
+    "alerts_between",
     "budget_days",
     "budget_spend",
     "recent_alerts",
@@ -129,3 +130,14 @@ def _scope_column(scope: str) -> str:
     if scope not in COUNTED_SCOPES:
         raise ValueError(f"scope: one of {', '.join(COUNTED_SCOPES)}")
     return COUNTED_SCOPES[scope]
+
+
+def alerts_between(database: str, org_id: str, start: datetime, end: datetime) -> Query:
+    """The org's alert deliveries in ``[start, end)``, oldest first: what a report lists as raised."""
+    db = validate_database(database)
+    sql = (
+        "SELECT at, kind, scope, period_key, stage, channel, outcome "
+        f"FROM {db}.alert_history WHERE org_id = {{org:String}} AND at >= {{start:DateTime64(3, 'UTC')}} "
+        "AND at < {end:DateTime64(3, 'UTC')} ORDER BY at"
+    )
+    return sql, time_range(org_id, start, end)

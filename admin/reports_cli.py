@@ -1,0 +1,107 @@
+"""``spendstream reports``: generate a report to files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from admin.environment import settings_from_env
+
+__all__ = ["reports_parser"]
+
+
+def reports_parser(commands: Any) -> None:
+    reports = commands.add_parser(
+        "reports",
+        help="generate reports (the monthly usage summary, custom reports) as PDF, XLSX and CSV",
+        description="generate: read ClickHouse and config.v1 and write the report's files to --out "
+        "(PDF, XLSX, and one CSV per table; each file is written whole or not at all)",
+    )
+    reports.add_argument("action", choices=["generate"])
+    reports.add_argument(
+        "--kind", default="monthly", choices=["monthly", "custom"], help="the report (default monthly)"
+    )
+    reports.add_argument("--org", required=True, help="the org")
+    reports.add_argument("--month", help="monthly: YYYY-MM (default: the month before this one)")
+    reports.add_argument("--from", dest="first", help="custom: the first day, YYYY-MM-DD (default: this month's first)")
+    reports.add_argument("--to", dest="last", help="custom: the last day, included (default: today)")
+    reports.add_argument("--group", help="custom: provider, model, feature, department or user (default model)")
+    reports.add_argument("--granularity", help="custom: day, week or month (default day)")
+    for name in ("department", "user", "model", "feature", "provider"):
+        reports.add_argument(f"--{name}", help=f"custom: only this {name}")
+    reports.add_argument(
+        "--format", action="append", default=[], help="pdf, xlsx or csv; repeat or separate with commas (default pdf)"
+    )
+    reports.add_argument("--out", default="reports-out", help="the folder (default ./reports-out)")
+    reports.add_argument("--bom", action="store_true", help="CSV: start with a UTF-8 byte-order mark, for Excel")
+    reports.set_defaults(func=cmd_reports)
+
+
+def _month(value: str | None, today: date) -> date:
+    if value is None:
+        return date.fromordinal(today.replace(day=1).toordinal() - 1).replace(day=1)
+    from reports.generate import ReportError  # noqa: PLC0415
+
+    try:
+        month = datetime.strptime(value, "%Y-%m").date()
+    except ValueError:
+        raise ReportError("month", f"{value!r} is not YYYY-MM") from None
+    if month > today:
+        raise ReportError("month", f"{value} has not begun")
+    return month
+
+
+def cmd_reports(args: argparse.Namespace) -> int:
+    from bus.admin import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
+    from bus.topics import Topics  # noqa: PLC0415
+    from reports.custom import custom_report  # noqa: PLC0415
+    from reports.data import custom_data, monthly_data  # noqa: PLC0415
+    from reports.filters import FilterError, parse_filter  # noqa: PLC0415
+    from reports.generate import ReportError, parse_formats, write_report  # noqa: PLC0415
+    from reports.monthly import monthly_report  # noqa: PLC0415
+    from schemas.budgets import OrgConfig  # noqa: PLC0415
+    from sinks.usage_store import UsageStore  # noqa: PLC0415
+
+    settings = settings_from_env()
+    now = datetime.now(UTC)
+    try:
+        formats = parse_formats(args.format)
+        month = _month(args.month, now.date())
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    began = time.monotonic()
+    state = config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=lambda e: None)
+    if args.org not in state.orgs and args.org not in _orgs_with_usage(UsageStore.of(settings.clickhouse)):
+        print(f"error: org: {args.org!r} has no config and no usage", file=sys.stderr)
+        return 2
+    store = UsageStore.of(settings.clickhouse)
+    if args.kind == "monthly":
+        print(f"reading {args.org} {month:%Y-%m} from ClickHouse", file=sys.stderr)
+        report = monthly_report(monthly_data(store, state, args.org, month, now))
+    else:
+        tz = state.orgs.get(args.org, OrgConfig(args.org)).timezone
+        params = {k: v for k, v in vars(args).items() if v is not None}
+        params.update({"from": args.first or "", "to": args.last or ""})
+        try:
+            wanted = parse_filter(params, tz, datetime.now(ZoneInfo(tz)).date())
+        except FilterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"reading {args.org} {wanted.first} to {wanted.last} from ClickHouse", file=sys.stderr)
+        report = custom_report(custom_data(store, args.org, wanted, now))
+    write_report(report, formats, Path(args.out), bom=args.bom, progress=lambda line: print(line, file=sys.stderr))
+    print(f"done in {time.monotonic() - began:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _orgs_with_usage(store: Any) -> set[str]:
+    try:
+        return {str(r[0]) for r in store.query(f"SELECT DISTINCT org_id FROM {store.database}.usage_daily")}  # noqa: S608
+    except Exception:  # noqa: BLE001 - no tables yet: no org has usage
+        return set()

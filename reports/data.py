@@ -1,0 +1,123 @@
+"""Reading what a report shows from ClickHouse (and the config topic's state), for one org and period."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from insights.forecast import SpendForecaster
+from reports.custom import CustomData
+from reports.filters import CostFilter
+from reports.monthly import BudgetActual, MonthlyData
+from schemas.budgets import Budget, OrgConfig, Period
+from schemas.config_records import ConfigState
+from sinks import analysis, queries
+
+__all__ = ["Store", "custom_data", "month_bounds", "monthly_data"]
+
+HISTORY_DAYS = 120  # what the next month's forecast learns from
+
+
+class Store(Protocol):
+    @property
+    def database(self) -> str: ...
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+
+
+def month_bounds(month: date, timezone: str) -> tuple[datetime, datetime]:
+    """The month's [start, end) in UTC, cut at midnights in ``timezone``."""
+    zone = ZoneInfo(timezone)
+    nxt = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+    start = datetime(month.year, month.month, 1, tzinfo=zone).astimezone(UTC)
+    return start, datetime(nxt.year, nxt.month, 1, tzinfo=zone).astimezone(UTC)
+
+
+def _totals(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, int, int, int]]:
+    return [(str(r[0]), int(r[1]), int(sum(r[2:7])), int(r[7])) for r in rows]
+
+
+def monthly_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> MonthlyData:
+    org = state.orgs.get(org_id, OrgConfig(org_id))
+    tz, db = org.timezone, store.database
+    start, end = month_bounds(month, tz)
+    data = MonthlyData(org_id, month, tz, now)
+    for dimension, target in (
+        ("department_id", data.by_department),
+        ("model", data.by_model),
+        ("provider", data.by_provider),
+        ("feature", data.by_feature),
+    ):
+        target.extend(_totals(store.query(*queries.spend_by(db, dimension, org_id, start, end))))
+    data.top_users = _totals(store.query(*queries.spend_by(db, "user_id", org_id, start, end)))[:15]
+    data.daily = [(r[0], int(r[7])) for r in store.query(*queries.series(db, org_id, "day", start, end, tz))]
+    previous = month_bounds(date.fromordinal(month.toordinal() - 1).replace(day=1), tz)
+    for row in store.query(*queries.series(db, org_id, "month", previous[0], previous[1], tz)):
+        data.previous_cost += int(row[7])
+        data.previous_requests += int(row[1])
+    data.forecast = _next_month(store, org_id, tz, month, end, now)
+    org_budgets = sorted((b for b in state.budgets.values() if b.org_id == org_id), key=lambda b: b.key)
+    data.budgets = [_actual(store, b, start, end) for b in org_budgets]
+    data.alerts = store.query(*analysis.alerts_between(db, org_id, start, end))
+    return data
+
+
+def _next_month(
+    store: Store, org_id: str, tz: str, month: date, end: datetime, now: datetime
+) -> tuple[float, float, float] | None:
+    """P10, P50, P90 of next month's total, from the days learnt up to the month's end (or yesterday)."""
+    since = end - timedelta(days=HISTORY_DAYS)
+    days: dict[date, float] = defaultdict(float)
+    for day, _, _, cost in store.query(*queries.daily_costs(store.database, org_id, since, tz)):
+        days[day] += float(cost)
+    today = now.astimezone(ZoneInfo(tz)).date()
+    first_next = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+    learn_until = min(first_next, today)  # closed days only
+    learnt = [d for d in sorted(days) if d < learn_until]
+    if len(learnt) < 14:
+        return None
+    model = SpendForecaster()
+    for day in learnt:
+        model.learn_day(day, days[day])
+    last_next = date(first_next.year + (first_next.month == 12), first_next.month % 12 + 1, 1) - timedelta(days=1)
+    projection = model.project(max(first_next, learn_until), last_next, 0.0, 0.0, 0.0)
+    return projection.p10, projection.p50, projection.p90
+
+
+def _actual(store: Store, budget: Budget, start: datetime, end: datetime) -> BudgetActual:
+    rows = store.query(
+        *analysis.budget_days(
+            store.database, budget.org_id, budget.scope.value, budget.scope_id, start, end, budget.timezone
+        )
+    )
+    per_period: dict[date, int] = defaultdict(int)
+    for day, cost, _ in rows:
+        key = (
+            day
+            if budget.period is Period.DAILY
+            else day - timedelta(days=day.weekday())
+            if budget.period is Period.WEEKLY
+            else day.replace(day=1)
+        )
+        per_period[key] += int(cost)
+    zone = ZoneInfo(budget.timezone)
+    first, last = start.astimezone(zone).date(), (end - timedelta(seconds=1)).astimezone(zone).date()
+    periods = {Period.DAILY: (last - first).days + 1, Period.MONTHLY: 1}.get(
+        budget.period, len({(first + timedelta(days=i)).isocalendar()[:2] for i in range((last - first).days + 1)})
+    )
+    peak = max(per_period.values(), default=0)
+    over = sum(1 for v in per_period.values() if v > budget.limit_nanos)
+    return BudgetActual(budget.key, budget.mode.value, budget.limit_nanos, peak, periods, over)
+
+
+def custom_data(store: Store, org_id: str, f: CostFilter, now: datetime) -> CustomData:
+    db = store.database
+    data = CustomData(org_id, f, now)
+    for row in store.query(*queries.spend_by(db, f.column, org_id, f.start, f.end, f.narrow())):
+        data.rows.append((str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))
+    for row in store.query(*queries.series(db, org_id, f.granularity, f.start, f.end, f.timezone, f.narrow())):
+        data.series.append((row[0].isoformat(), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))
+    return data

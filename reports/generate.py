@@ -1,0 +1,72 @@
+"""Rendering a report to files: PDF, XLSX and CSV (one file per table), each written whole or not at
+all (a temporary file renamed into place), so that a failed render leaves nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from pathlib import Path
+
+from reports.model import Report
+from reports.render_csv import table_csv
+from reports.render_pdf import render_pdf
+from reports.render_xlsx import render_xlsx
+from schemas.errors import SpendstreamError
+
+__all__ = ["Format", "ReportError", "parse_formats", "write_report"]
+
+
+class Format(StrEnum):
+    PDF = "pdf"
+    XLSX = "xlsx"
+    CSV = "csv"
+
+
+class ReportError(SpendstreamError):
+    """A report that cannot be made as asked; ``field`` names what is wrong."""
+
+
+def parse_formats(values: Sequence[str]) -> list[Format]:
+    formats = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                formats.append(Format(part.strip().lower()))
+            except ValueError:
+                raise ReportError("format", f"{part.strip()!r}: one of pdf, xlsx, csv") from None
+    return list(dict.fromkeys(formats)) or [Format.PDF]
+
+
+def _write(target: Path, content: bytes) -> Path:
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def write_report(
+    report: Report, formats: Sequence[Format], folder: Path, bom: bool = False, progress: Callable[[str], None] = print
+) -> list[Path]:
+    """The files of ``report`` in ``folder``; every render happens before the first file is written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rendered: list[tuple[Path, bytes]] = []
+    for fmt in formats:
+        if fmt is Format.PDF:
+            rendered.append((folder / f"{report.slug}.pdf", render_pdf(report)))
+        elif fmt is Format.XLSX:
+            rendered.append((folder / f"{report.slug}.xlsx", render_xlsx(report)))
+        else:
+            for table in report.tables:
+                rendered.append((folder / f"{report.slug}-{table.name}.csv", table_csv(table, bom).encode()))
+    paths = []
+    for path, content in rendered:
+        paths.append(_write(path, content))
+        progress(f"wrote {path} ({len(content):,} bytes)")
+    return paths

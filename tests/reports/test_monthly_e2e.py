@@ -1,0 +1,138 @@
+"""The monthly summary end to end: usage through the worker into ClickHouse, `spendstream reports
+generate` to PDF, XLSX and CSV, and every total read back from every file equal to ClickHouse's raw
+events to the nano-USD."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import openpyxl
+import pypdf
+import pytest
+
+from reports.data import month_bounds
+from reports.money import usd_exact
+from tests.console.conftest import EXAMPLES
+from tests.streams.conftest import Deployment
+from workloads.generators import synthetic
+
+pytestmark = pytest.mark.stack
+
+
+def raw_total(dep: Deployment, org: str, start: datetime, end: datetime, where: str = "") -> int:
+    db = dep.settings.clickhouse.database
+    return int(
+        dep.ch().command(
+            f"SELECT sum(cost_nanos) FROM {db}.usage_events WHERE org_id = '{org}' "
+            f"AND occurred_at >= '{start:%Y-%m-%d %H:%M:%S}' AND occurred_at < '{end:%Y-%m-%d %H:%M:%S}'{where}"
+        )
+    )
+
+
+def test_every_format_of_the_monthly_summary_equals_clickhouse(deployment: Deployment, tmp_path: Path) -> None:
+    dep = deployment
+    assert dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml")).returncode == 0
+    today = datetime.now(UTC).date()
+    month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)  # the month before this one
+    first = datetime(month.year, month.month, 1, tzinfo=UTC) - timedelta(days=20)
+    events = list(synthetic(50, 120, first, prefix="report"))
+    dep.start_worker()
+    dep.send(events)
+    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
+    out = tmp_path / "out"
+    made = dep.cli(
+        "reports",
+        "generate",
+        "--org",
+        "acme",
+        "--month",
+        f"{month:%Y-%m}",
+        "--format",
+        "pdf,xlsx,csv",
+        "--out",
+        str(out),
+    )
+    assert made.returncode == 0, made.stderr
+    start, end = month_bounds(month, "Europe/Berlin")  # acme's time zone
+    total = raw_total(dep, "acme", start, end)
+    eng = raw_total(dep, "acme", start, end, " AND department_id = 'eng'")
+    assert total > eng > 0
+    pdf_name = f"spendstream-acme-monthly-{month:%Y-%m}.pdf"
+    assert (out / pdf_name).exists(), sorted(p.name for p in out.iterdir())
+
+    # CSV: each breakdown sums to the month; department eng to its own
+    for name in ("department", "model", "provider", "feature"):
+        path = out / pdf_name.replace(".pdf", f"-{name}.csv")
+        rows = list(csv.DictReader(io.StringIO(path.read_text())))
+        assert sum(int(r["cost_nanos"]) for r in rows) == total, name
+        assert all(r["cost_usd"] == usd_exact(int(r["cost_nanos"])) for r in rows)
+    departments = {
+        r["department"]: int(r["cost_nanos"])
+        for r in csv.DictReader(io.StringIO((out / pdf_name.replace(".pdf", "-department.csv")).read_text()))
+    }
+    assert departments["eng"] == eng
+
+    # XLSX: the totals row of each breakdown, exact in nano-USD
+    book = openpyxl.load_workbook(out / pdf_name.replace(".pdf", ".xlsx"), data_only=True)
+    for sheet_name in ("By department", "By model", "By provider", "By feature"):
+        sheet = book[sheet_name]
+        header = [c.value for c in sheet[4]]
+        nanos = header.index("Cost (nano-USD)")
+        rows = list(sheet.iter_rows(min_row=5, values_only=True))
+        total_row = next(r for r in rows if r[0] == "Total")
+        assert total_row[nanos] == total, sheet_name
+        assert sum(r[nanos] for r in rows if r[0] != "Total") == total
+
+    # PDF: the headline and every breakdown's total, exact
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(out / pdf_name).pages)
+    assert text.count(usd_exact(total)) >= 5  # the headline and four breakdown totals
+    assert usd_exact(eng) in text or f"{eng / 1e9:,.2f}" in text
+    assert "Budgets against actuals" in text and "department/eng/daily" in text
+
+
+def test_bad_input_names_the_field(deployment: Deployment) -> None:
+    dep = deployment
+    future = date.today().replace(day=1) + timedelta(days=40)
+    cases = [
+        (["--month", "2026-13"], "month"),
+        (["--month", f"{future:%Y-%m}"], "month"),
+        (["--format", "docx"], "format"),
+        (["--org", "nobody-here"], "org"),
+    ]
+    for args, field in cases:
+        argv = (
+            ["reports", "generate", "--org", "acme", *args] if "--org" not in args else ["reports", "generate", *args]
+        )
+        answer = dep.cli(*argv)
+        assert answer.returncode == 2 and f"error: {field}:" in answer.stderr, (args, answer.stderr)
+
+
+def test_a_custom_report_narrows_groups_and_cuts_as_asked(deployment: Deployment, tmp_path: Path) -> None:
+    dep = deployment
+    today = datetime.now(UTC).date()
+    first = datetime(today.year, today.month, 1, tzinfo=UTC) - timedelta(days=40)
+    events = list(synthetic(40, 80, first, prefix="custom"))
+    dep.start_worker()
+    dep.send(events)
+    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
+    start = (first + timedelta(days=5)).date()
+    last = (first + timedelta(days=30)).date()
+    args = ["--kind", "custom", "--org", "acme", "--from", start.isoformat(), "--to", last.isoformat()]
+    args += ["--group", "user", "--granularity", "week", "--department", "eng", "--format", "csv,xlsx"]
+    made = dep.cli("reports", "generate", *args, "--out", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    # acme has no config here: UTC days
+    begin = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    eng = raw_total(dep, "acme", begin, end, " AND department_id = 'eng'")
+    by_user = next(tmp_path.glob("*-by_user.csv"))
+    rows = list(csv.DictReader(io.StringIO(by_user.read_text())))
+    assert rows and all(r["user"].startswith("eng-") for r in rows)
+    assert sum(int(r["cost_nanos"]) for r in rows) == eng
+    by_week = next(tmp_path.glob("*-by_week.csv"))
+    assert sum(int(r["cost_nanos"]) for r in csv.DictReader(io.StringIO(by_week.read_text()))) == eng
+    bad = dep.cli("reports", "generate", "--kind", "custom", "--org", "acme", "--group", "team")
+    assert bad.returncode == 2 and "error: group:" in bad.stderr
