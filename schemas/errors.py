@@ -16,7 +16,7 @@ why, so every caller, from the CLI to the HTTP services, reports it the same way
     ├── enforcement.access.KeyFileError      the decision service's keys file
     ├── integrations.litellm_mapping.IdentityError  a proxy request whose identity is refused (403)
     ├── console.store.AccessError            a console user or API token
-    ├── console.filters.FilterError          a filter of the console's views
+    ├── reports.filters.FilterError          a filter of the console's views
     └── console.budget_edit.ForbiddenError   what the console principal may not do (403)
 
 Conditions that are not bad input have their own roots: ``enforcement.client.CapUnavailableError``
