@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from console.analysis_pages import AnalysisPages
 from console.api import Api
 from console.pages import Pages
+from console.report_pages import ReportPages
 from console.web import Web
 
 __all__ = ["create_app"]
@@ -26,7 +27,7 @@ HERE = Path(__file__).parent
 
 
 def create_app(web: Web) -> Starlette:
-    pages, api, analysis = Pages(web), Api(web), AnalysisPages(web)
+    pages, api, analysis, reports = Pages(web), Api(web), AnalysisPages(web), ReportPages(web)
     routes = [
         Route("/", lambda request: RedirectResponse("/billing", 303)),
         Route("/healthz", api.health),
@@ -42,6 +43,7 @@ def create_app(web: Web) -> Starlette:
         Route("/billing/costs.csv", web.page(analysis.costs_csv)),
         Route("/billing/patterns", web.page(analysis.patterns_page)),
         Route("/billing/forecasts", web.page(analysis.forecasts_page)),
+        Route("/billing/reports", web.page(reports.reports_page), methods=["GET", "POST"]),
         Route("/billing/alerts", web.page(pages.alerts_page)),
         Route("/billing/access", web.page(pages.access_page), methods=["GET", "POST"]),
         Route("/static/vega.js", pages.vega),
@@ -58,6 +60,7 @@ def create_app(web: Web) -> Starlette:
         Route("/api/v1/costs", web.api(analysis.api_costs)),
         Route("/api/v1/patterns", web.api(analysis.api_patterns)),
         Route("/api/v1/forecasts", web.api(analysis.api_forecasts)),
+        Route("/api/v1/reports", web.api(reports.api_reports), methods=["POST"]),
         Route("/api/v1/alerts", web.api(api.api_alerts)),
         Route("/api/v1/audit", web.api(api.api_audit)),
     ]

@@ -187,6 +187,27 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _ok("the routing", {"type": "object"}), **_errors(400, 401, 403)},
                 }
             },
+            "/api/v1/reports": {
+                "post": {
+                    "summary": "generate a report: the monthly summary or a custom one, as PDF, XLSX or CSV (zip)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "kind": {"enum": ["monthly", "custom"]},
+                                        "month": {"type": "string", "description": "monthly: YYYY-MM"},
+                                        "format": {"enum": ["pdf", "xlsx", "csv"]},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": {"description": "the file"}, **_errors(400, 401, 403)},
+                }
+            },
             "/api/v1/alerts": {
                 "get": {
                     "summary": "alert deliveries of the last 31 days, newest first",

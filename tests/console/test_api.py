@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 import uuid
+import zipfile
 
 import httpx
 import pytest
@@ -291,3 +294,24 @@ def test_the_alerts_page_lists_open_incidents_of_ones_own_org(console: Console, 
     assert [i["alert"] for i in answer["open_incidents"]] == ["acme|org/acme|monthly|2026-11|budget_stage|100"]
     page = console.signed_in("fiona").get("/billing/alerts")
     assert "oncall" in page.text and "Open incidents" in page.text
+
+
+def test_generate_report_answers_files_for_the_roles_that_may(console: Console, tokens: dict[str, str]) -> None:
+    finance = api(console, tokens["finance"])
+    pdf = finance.post("/api/v1/reports", json={"kind": "custom", "group": "department", "format": "pdf"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+    assert "attachment" in pdf.headers["content-disposition"]
+    zipped = finance.post("/api/v1/reports", json={"kind": "custom", "group": "department", "format": "csv"})
+    with zipfile.ZipFile(io.BytesIO(zipped.content)) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("-by_department.csv"))
+        rows = list(csv.DictReader(io.StringIO(archive.read(name).decode())))
+    assert sum(int(r["cost_nanos"]) for r in rows) == console.month_to_date("acme")
+    for body, field in (
+        ({"kind": "custom", "format": "docx"}, "format"),
+        ({"kind": "monthly", "month": "2099-01"}, "month"),
+    ):
+        assert finance.post("/api/v1/reports", json=body).json()["error"]["field"] == field
+    for role in ("manager", "viewer"):
+        assert api(console, tokens[role]).post("/api/v1/reports", json={"kind": "monthly"}).status_code == 403
+    page = console.signed_in("fiona").get("/billing/reports")
+    assert page.status_code == 200 and "Monthly usage summary" in page.text

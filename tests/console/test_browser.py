@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import pypdf
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -31,6 +32,7 @@ PAGES = {  # path: its title
     "/billing/patterns": "Usage patterns",
     "/billing/forecasts": "Forecasts",
     "/billing/budgets": "Budget Settings",
+    "/billing/reports": "Generate Report",
     "/billing/alerts": "Alerts",
     "/billing/access": "Access",
 }
@@ -158,3 +160,17 @@ def test_the_sign_in_page_passes_axe(browser: Browser, console: Console) -> None
     page.screenshot(path=str(SHOTS / "login.png"))
     results = Axe().run(page)
     assert not [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_generate_report_downloads_a_custom_pdf(browser: Browser, console: Console, tmp_path: Path) -> None:
+    page = sign_in(browser, console, "fiona")
+    page.goto(console.url + "/billing/reports")
+    custom = page.get_by_role("region", name="Custom report")
+    custom.get_by_label("Group by").select_option("department")
+    with page.expect_download() as download:
+        custom.get_by_role("button", name="Generate").click()
+    target = tmp_path / download.value.suggested_filename
+    download.value.save_as(target)
+    assert target.suffix == ".pdf" and target.read_bytes().startswith(b"%PDF")
+    text = "\n".join(p.extract_text() for p in pypdf.PdfReader(target).pages)
+    assert "Usage report" in text and "By department" in text
