@@ -162,7 +162,7 @@ def _alert_summary(alerts: list[tuple[Any, ...]]) -> str:
     for _, kind, *_ in alerts:
         counts[kind] = counts.get(kind, 0) + 1
     parts = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(counts.items()))
-    return f"{len(alerts)} deliveries: {parts}."
+    return f"{len(alerts)} {'delivery' if len(alerts) == 1 else 'deliveries'}: {parts}."
 
 
 def _last_day(first: date) -> date:

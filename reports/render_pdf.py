@@ -105,7 +105,11 @@ def render_pdf(report: Report) -> bytes:
         "figures": [_figure(f) for f in report.figures],
         "sections": sections,
     }
-    pdf = typst.compile(TEMPLATE, sys_inputs={"report": json.dumps(data), **charts}, timestamp=report.generated_at)
+    pdf = typst.compile(
+        TEMPLATE,
+        sys_inputs={"report": json.dumps(data), **charts},
+        timestamp=report.generated_at.replace(microsecond=0),
+    )
     if not isinstance(pdf, bytes):
         raise RuntimeError("typst returned no PDF")
     return pdf

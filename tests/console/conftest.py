@@ -27,6 +27,7 @@ USERS = {  # username -> (org, role, departments)
     "mona": ("acme", "manager", ("eng",)),
     "victor": ("acme", "viewer", ()),
     "gary": ("globex", "owner", ()),
+    "tess": ("acme", "viewer", ()),  # the sign-in throttling test locks her out; nobody else signs in as her
 }
 
 
@@ -65,7 +66,7 @@ class Console:
         )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")  # one console for the API and browser tests: its set-up takes 20 s
 def console(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     with deployed(stack) as dep:
         database = tmp_path_factory.mktemp("console") / "console.db"
@@ -112,7 +113,7 @@ def console(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def tokens(console: Console) -> dict[str, str]:
     """An API token per role of acme, and globex's owner's: made by each org's owner on the Access page."""
     out = {}

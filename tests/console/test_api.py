@@ -154,7 +154,7 @@ def test_pages_need_the_csrf_token_and_sign_in_is_throttled(console: Console) ->
     for _ in range(7):
         token = browser.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
         statuses.append(
-            browser.post("/login", data={"username": "victor", "password": "wrong", "csrf": token}).status_code
+            browser.post("/login", data={"username": "tess", "password": "wrong", "csrf": token}).status_code
         )
     assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
 

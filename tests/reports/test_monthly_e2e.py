@@ -90,7 +90,7 @@ def test_every_format_of_the_monthly_summary_equals_clickhouse(deployment: Deplo
     text = "\n".join(page.extract_text() for page in pypdf.PdfReader(out / pdf_name).pages)
     assert text.count(usd_exact(total)) >= 5  # the headline and four breakdown totals
     assert usd_exact(eng) in text or f"{eng / 1e9:,.2f}" in text
-    assert "Budgets against actuals" in text and "department/eng/daily" in text
+    assert "Budgets against actuals" in text and "department/eng/daily" in text.replace("\n", "")  # a cell may wrap
 
 
 def test_bad_input_names_the_field(deployment: Deployment) -> None:
