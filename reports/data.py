@@ -9,14 +9,16 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from insights.forecast import SpendForecaster
+from reports.chargeback import ChargebackData
 from reports.custom import CustomData
 from reports.filters import CostFilter
 from reports.monthly import BudgetActual, MonthlyData
 from schemas.budgets import Budget, OrgConfig, Period
+from schemas.chargeback import Chargeback
 from schemas.config_records import ConfigState
 from sinks import analysis, queries
 
-__all__ = ["Store", "custom_data", "month_bounds", "monthly_data"]
+__all__ = ["Store", "chargeback_data", "custom_data", "month_bounds", "monthly_data"]
 
 HISTORY_DAYS = 120  # what the next month's forecast learns from
 
@@ -120,4 +122,14 @@ def custom_data(store: Store, org_id: str, f: CostFilter, now: datetime) -> Cust
         data.rows.append((str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))
     for row in store.query(*queries.series(db, org_id, f.granularity, f.start, f.end, f.timezone, f.narrow())):
         data.series.append((row[0].isoformat(), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))
+    return data
+
+
+def chargeback_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> ChargebackData:
+    org = state.orgs.get(org_id, OrgConfig(org_id))
+    start, end = month_bounds(month, org.timezone)
+    last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(org.timezone)).date()
+    data = ChargebackData(org_id, month, last, org.timezone, now, org.chargeback or Chargeback())
+    for row in store.query(*queries.spend_by(store.database, "department_id", org_id, start, end)):
+        data.spend[str(row[0])] = (int(row[1]), int(row[7]))
     return data

@@ -97,7 +97,7 @@ class Report:
 
     @property
     def slug(self) -> str:
-        if self.kind == "monthly":
+        if self.kind in ("monthly", "chargeback"):
             period = f"{self.first:%Y-%m}"
         else:
             period = self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"

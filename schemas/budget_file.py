@@ -38,6 +38,7 @@ import yaml
 
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
+from schemas.chargeback import ChargebackError, parse_chargeback
 from schemas.errors import SpendstreamError
 from schemas.money import MoneyError, parse_usd
 
@@ -131,7 +132,7 @@ def parse_budget_spec(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budg
 
 
 _SPEC_FIELD = {"org_id": "org", "scope_id": "id", "limit_nanos": "limit", "timezone": "org"}
-_ORG_KEYS = {"timezone", "on_redis_unavailable", "min_estimate", "unpriced_models"}
+_ORG_KEYS = {"timezone", "on_redis_unavailable", "min_estimate", "unpriced_models", "chargeback"}
 
 
 def _org(org_id: str, spec: Any) -> OrgConfig:
@@ -153,8 +154,14 @@ def _org(org_id: str, spec: Any) -> OrgConfig:
             floor = parse_usd(str(spec["min_estimate"]))
         except ValueError as exc:
             raise BudgetFileError(f"{where}.min_estimate", str(exc)) from None
+    chargeback = None
+    if "chargeback" in spec:
+        try:
+            chargeback = parse_chargeback(spec["chargeback"], f"{where}.chargeback")
+        except ChargebackError as exc:
+            raise BudgetFileError(exc.field, exc.reason) from None
     try:
-        return OrgConfig(org_id, str(spec.get("timezone", "UTC")), policy, floor, unpriced)
+        return OrgConfig(org_id, str(spec.get("timezone", "UTC")), policy, floor, unpriced, chargeback)
     except BudgetError as exc:
         raise BudgetFileError(where, str(exc)) from None
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from schemas.chargeback import Chargeback
 from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN
 
@@ -84,6 +85,7 @@ class OrgConfig:
     on_redis_unavailable: str = "closed"  # closed: deny (the default) | open: allow, counted
     min_estimate_nanos: int = DEFAULT_MIN_ESTIMATE_NANOS
     unpriced_models: str = "deny"  # deny: refused under a hard cap (the default) | allow: reserved at the floor
+    chargeback: Chargeback | None = None  # cost centres and the rule for spend no department owns
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.org_id):

@@ -22,6 +22,7 @@ from typing import Any
 from schemas.budget_file import BudgetFile
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
+from schemas.chargeback import parse_chargeback
 from schemas.price_sources import load_overrides, parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, PriceEntry
 
@@ -55,6 +56,8 @@ def org_record(org: OrgConfig) -> ConfigRecord:
         "min_estimate_nanos": org.min_estimate_nanos,
         "unpriced_models": org.unpriced_models,
     }
+    if org.chargeback is not None:
+        body["chargeback"] = org.chargeback.body()
     return ConfigRecord(f"org/{org.org_id}", json.dumps(body).encode())
 
 
@@ -140,6 +143,7 @@ def parse_org(key: str, value: bytes) -> OrgConfig:
         body.get("on_redis_unavailable", "closed"),
         int(body.get("min_estimate_nanos", DEFAULT_MIN_ESTIMATE_NANOS)),
         body.get("unpriced_models", "deny"),
+        parse_chargeback(body["chargeback"], f"{key}.chargeback") if "chargeback" in body else None,
     )
 
 

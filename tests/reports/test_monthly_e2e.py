@@ -9,6 +9,7 @@ import io
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import openpyxl
 import pypdf
 import pytest
@@ -136,3 +137,49 @@ def test_a_custom_report_narrows_groups_and_cuts_as_asked(deployment: Deployment
     assert sum(int(r["cost_nanos"]) for r in csv.DictReader(io.StringIO(by_week.read_text()))) == eng
     bad = dep.cli("reports", "generate", "--kind", "custom", "--org", "acme", "--group", "team")
     assert bad.returncode == 2 and "error: group:" in bad.stderr
+
+
+def test_the_chargeback_charges_every_nano_usd_to_a_cost_centre(deployment: Deployment, tmp_path: Path) -> None:
+    dep = deployment
+    assert dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml")).returncode == 0
+    today = datetime.now(UTC).date()
+    month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    first = datetime(month.year, month.month, 3, tzinfo=UTC)
+    events = list(synthetic(10, 60, first, prefix="charge"))
+    events += [
+        msgspec.structs.replace(e, event_id=e.event_id + "-x", department_id=None)
+        for e in events[:25]
+        if e.org_id == "acme"
+    ]
+    dep.start_worker()
+    dep.send(events)
+    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
+    made = dep.cli(
+        "reports",
+        "generate",
+        "--kind",
+        "chargeback",
+        "--org",
+        "acme",
+        "--month",
+        f"{month:%Y-%m}",
+        "--format",
+        "csv,pdf",
+        "--out",
+        str(tmp_path),
+    )
+    assert made.returncode == 0, made.stderr
+    start, end = month_bounds(month, "Europe/Berlin")
+    total = raw_total(dep, "acme", start, end)
+    unowned = raw_total(dep, "acme", start, end, " AND department_id = ''")
+    assert total > unowned > 0
+    rows = list(
+        csv.DictReader(io.StringIO((tmp_path / f"spendstream-acme-chargeback-{month:%Y-%m}-charges.csv").read_text()))
+    )
+    assert sum(int(r["charged_nanos"]) for r in rows) == total
+    assert sum(int(r["allocated_nanos"]) for r in rows) == unowned
+    assert {r["department"]: r["cost_centre"] for r in rows}["eng"] == "CC-1010"
+    text = "\n".join(
+        p.extract_text() for p in pypdf.PdfReader(tmp_path / f"spendstream-acme-chargeback-{month:%Y-%m}.pdf").pages
+    )
+    assert usd_exact(total) in text and "proportional to usage" in text

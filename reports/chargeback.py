@@ -1,0 +1,89 @@
+"""Department chargeback for a month (pure): each department's own spend, its cost-centre code, and its
+part of the spend no department owns, shared by the org's rule and shown; the charges add up to the
+month's spend exactly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from reports.model import Column, Figure, Kind, Report, Section, Table
+from schemas.chargeback import Chargeback, allocate
+
+__all__ = ["ChargebackData", "chargeback_report"]
+
+UNOWNED = ""  # the department of spend that names none
+
+
+@dataclass(slots=True)
+class ChargebackData:
+    org_id: str
+    month: date
+    last: date
+    timezone: str
+    generated_at: datetime
+    rule: Chargeback
+    spend: dict[str, tuple[int, int]] = field(default_factory=dict)  # department -> (requests, cost nano-USD)
+
+
+def chargeback_report(data: ChargebackData) -> Report:
+    owned = {d: cost for d, (_, cost) in data.spend.items() if d != UNOWNED}
+    unowned = data.spend.get(UNOWNED, (0, 0))[1]
+    if data.rule.shares:
+        weights = dict(data.rule.shares)
+        basis = "the org's fixed shares"
+    else:
+        weights = owned
+        basis = "each department's own spend this month"
+    shared = allocate(unowned, weights)
+    departments = sorted(set(owned) | {d for d, v in shared.items() if v})
+    rows = []
+    for department in departments:
+        own, part = owned.get(department, 0), shared.get(department, 0)
+        requests = data.spend.get(department, (0, 0))[0]
+        rows.append((department, data.rule.code(department) or "(none)", requests, own, part, own + part))
+    columns = (
+        Column("department", "Department"),
+        Column("cost_centre", "Cost centre"),
+        Column("requests", "Requests", Kind.INT, total=True),
+        Column("direct", "Direct spend", Kind.USD, total=True),
+        Column("allocated", "Allocated", Kind.USD, total=True),
+        Column("charged", "Charged", Kind.USD, total=True),
+    )
+    weight_total = sum(weights.values())
+    allocation = [
+        (d, weights[d] / weight_total if weight_total else 0.0, shared.get(d, 0)) for d in sorted(weights) if weights[d]
+    ]
+    allocation_table = Table(
+        "allocation",
+        "How the unallocated spend was shared",
+        (
+            Column("department", "Department"),
+            Column("weight", "Share", Kind.PCT),
+            Column("amount", "Allocated", Kind.USD, total=True),
+        ),
+        allocation,
+        f"Spend with no department: shared by {basis} ({data.rule.rule}); every nano-USD is allocated.",
+    )
+    total = sum(owned.values()) + unowned
+    return Report(
+        "chargeback",
+        "Department chargeback",
+        data.org_id,
+        data.month,
+        data.last,
+        data.timezone,
+        data.generated_at,
+        (
+            Figure("Charged this month", total),
+            Figure("Spend with no department", unowned, Kind.USD, f"shared {data.rule.rule}"),
+        ),
+        (
+            Section(
+                "Charges",
+                text="What each department is charged: its own spend and its share of the rest.",
+                tables=(Table("charges", "Charges by department", columns, rows),),
+            ),
+            Section("Allocation", tables=(allocation_table,)),
+        ),
+    )

@@ -1,0 +1,76 @@
+"""Department chargeback: the org's cost centres and rule, parsed with errors that name the field, and
+an allocation that never loses or invents a nano-USD."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reports.chargeback import ChargebackData, chargeback_report
+from schemas.budget_file import BudgetFileError, parse_budget_file
+from schemas.chargeback import Chargeback, ChargebackError, allocate, parse_chargeback
+from schemas.config_records import ConfigState, file_records
+
+
+@given(st.integers(0, 10**15), st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 10**12), max_size=8))
+def test_allocation_is_exact(amount: int, weights: dict[str, int]) -> None:
+    shares = allocate(amount, weights)
+    assert set(shares) == set(weights)
+    if sum(weights.values()):
+        assert sum(shares.values()) == amount
+        for k, w in weights.items():  # each within one nano-USD of its exact share
+            assert abs(shares[k] * sum(weights.values()) - amount * w) < sum(weights.values())
+    else:
+        assert not any(shares.values())
+
+
+def test_the_rule_is_read_from_the_budgets_file_and_survives_the_config_topic() -> None:
+    text = """
+orgs:
+  acme:
+    timezone: Europe/Berlin
+    chargeback: {cost_centres: {eng: CC-1010, sales: CC-2020}, unallocated: {eng: 70, sales: 30}}
+budgets: []
+"""
+    parsed = parse_budget_file(text)
+    state = ConfigState()
+    for record in file_records(parsed, ConfigState())[0]:
+        state.apply(record)
+    chargeback = state.orgs["acme"].chargeback
+    assert chargeback == Chargeback((("eng", "CC-1010"), ("sales", "CC-2020")), (("eng", 70), ("sales", 30)))
+    assert chargeback.code("eng") == "CC-1010" and chargeback.rule == "fixed shares"
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"unallocated": {"eng": 70, "sales": 20}}, "c.unallocated"),
+        ({"unallocated": "evenly"}, "c.unallocated"),
+        ({"unallocated": {"eng": -1, "sales": 101}}, "c.unallocated"),
+        ({"cost_centres": {"eng": ""}}, "c.cost_centres"),
+        ({"colour": "red"}, "c.colour"),
+    ],
+)
+def test_a_bad_rule_names_the_field(spec: dict[str, object], field: str) -> None:
+    with pytest.raises(ChargebackError) as info:
+        parse_chargeback(spec, "c")
+    assert info.value.field == field
+    with pytest.raises(BudgetFileError) as file_error:
+        parse_budget_file(f"orgs: {{acme: {{chargeback: {spec}}}}}".replace("'", '"'))
+    assert file_error.value.field.startswith("orgs.acme.chargeback")
+
+
+def test_the_charges_add_up_to_the_month_and_show_the_allocation() -> None:
+    rule = Chargeback((("eng", "CC-1010"),), ())
+    data = ChargebackData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC), rule)
+    data.spend = {"eng": (10, 2_000_000_001), "sales": (5, 1_000_000_000), "": (3, 100)}
+    report = chargeback_report(data)
+    charges = report.tables[0]
+    assert [r[0] for r in charges.rows] == ["eng", "sales"]
+    assert charges.rows[0][1] == "CC-1010" and charges.rows[1][1] == "(none)"
+    assert [r[4] for r in charges.rows] == [67, 33]  # 100 nano-USD shared 2:1, the odd one to the larger remainder
+    assert charges.totals()[5] == 3_000_000_101  # everything, exactly
+    assert report.figures[1].value == 100 and "proportional" in report.tables[1].note
