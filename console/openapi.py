@@ -189,7 +189,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/reports": {
                 "post": {
-                    "summary": "generate a report: the monthly summary or a custom one, as PDF, XLSX or CSV (zip)",
+                    "summary": "generate a report: monthly summary, chargeback or custom, as PDF, XLSX or CSV (zip)",
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -197,7 +197,7 @@ def openapi_document() -> dict[str, Any]:
                                 "schema": {
                                     "type": "object",
                                     "properties": {
-                                        "kind": {"enum": ["monthly", "custom"]},
+                                        "kind": {"enum": ["monthly", "chargeback", "custom"]},
                                         "month": {"type": "string", "description": "monthly: YYYY-MM"},
                                         "format": {"enum": ["pdf", "xlsx", "csv"]},
                                     },

@@ -1,5 +1,6 @@
-"""Generate Report: the monthly summary or a custom report, as PDF, XLSX or CSV (a zip of one file per
-table), from the page and from ``POST /api/v1/reports``; owners, admins and finance."""
+"""Generate Report: the monthly summary, the department chargeback or a custom report, as PDF, XLSX or
+CSV (a zip of one file per table), from the page and from ``POST /api/v1/reports``; owners, admins and
+finance."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from console.budget_edit import ForbiddenError
 from console.roles import Principal, Right
 from console.store import Session
 from console.web import Web
+from reports.chargeback import chargeback_report
 from reports.custom import custom_report
-from reports.data import custom_data, monthly_data
+from reports.data import chargeback_data, custom_data, monthly_data
 from reports.filters import GROUPS, parse_filter
 from reports.generate import Format, ReportError
 from reports.model import Report
@@ -47,12 +49,15 @@ class ReportPages:
         reader = self.web.reader
         org = reader.org(principal)
         today = datetime.now(ZoneInfo(org.timezone)).date()
-        if data.get("kind", "monthly") == "monthly":
+        kind = data.get("kind", "monthly")
+        if kind in ("monthly", "chargeback"):
             month = _month(str(data.get("month") or ""), today)
-            state = reader.config.state()
-            return monthly_report(monthly_data(reader.store, state, principal.org_id, month, datetime.now(UTC)))
-        if data.get("kind") != "custom":
-            raise ReportError("kind", "monthly or custom")
+            state, now = reader.config.state(), datetime.now(UTC)
+            if kind == "chargeback":
+                return chargeback_report(chargeback_data(reader.store, state, principal.org_id, month, now))
+            return monthly_report(monthly_data(reader.store, state, principal.org_id, month, now))
+        if kind != "custom":
+            raise ReportError("kind", "monthly, chargeback or custom")
         wanted = parse_filter({k: str(v) for k, v in data.items() if v not in (None, "")}, org.timezone, today)
         return custom_report(custom_data(reader.store, principal.org_id, wanted, datetime.now(UTC)))
 
