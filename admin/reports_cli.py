@@ -18,16 +18,21 @@ __all__ = ["reports_parser"]
 def reports_parser(commands: Any) -> None:
     reports = commands.add_parser(
         "reports",
-        help="generate reports (monthly summary, department chargeback, custom) as PDF, XLSX and CSV",
+        help="generate reports (monthly summary, department chargeback, feature ROI, custom) as PDF, XLSX and CSV",
         description="generate: read ClickHouse and config.v1 and write the report's files to --out "
         "(PDF, XLSX, and one CSV per table; each file is written whole or not at all)",
     )
     reports.add_argument("action", choices=["generate"])
     reports.add_argument(
-        "--kind", default="monthly", choices=["monthly", "chargeback", "custom"], help="the report (default monthly)"
+        "--kind",
+        default="monthly",
+        choices=["monthly", "chargeback", "feature-roi", "custom"],
+        help="the report (default monthly)",
     )
     reports.add_argument("--org", required=True, help="the org")
-    reports.add_argument("--month", help="monthly, chargeback: YYYY-MM (default: the month before this one)")
+    reports.add_argument(
+        "--month", help="monthly, chargeback, feature-roi: YYYY-MM (default: the month before this one)"
+    )
     reports.add_argument("--from", dest="first", help="custom: the first day, YYYY-MM-DD (default: this month's first)")
     reports.add_argument("--to", dest="last", help="custom: the last day, included (default: today)")
     reports.add_argument("--group", help="custom: provider, model, feature, department or user (default model)")
@@ -59,9 +64,8 @@ def _month(value: str | None, today: date) -> date:
 def cmd_reports(args: argparse.Namespace) -> int:
     from bus.admin import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
     from bus.topics import Topics  # noqa: PLC0415
-    from reports.chargeback import chargeback_report  # noqa: PLC0415
     from reports.custom import custom_report  # noqa: PLC0415
-    from reports.data import chargeback_data, custom_data, monthly_data  # noqa: PLC0415
+    from reports.data import MONTHLY_KINDS, custom_data, monthly_data  # noqa: PLC0415
     from reports.filters import FilterError, parse_filter  # noqa: PLC0415
     from reports.generate import ReportError, parse_formats, write_report  # noqa: PLC0415
     from reports.monthly import monthly_report  # noqa: PLC0415
@@ -85,9 +89,10 @@ def cmd_reports(args: argparse.Namespace) -> int:
     if args.kind == "monthly":
         print(f"reading {args.org} {month:%Y-%m} from ClickHouse", file=sys.stderr)
         report = monthly_report(monthly_data(store, state, args.org, month, now))
-    elif args.kind == "chargeback":
+    elif args.kind in MONTHLY_KINDS:
         print(f"reading {args.org} {month:%Y-%m} from ClickHouse", file=sys.stderr)
-        report = chargeback_report(chargeback_data(store, state, args.org, month, now))
+        read, build = MONTHLY_KINDS[args.kind]
+        report = build(read(store, state, args.org, month, now))
     else:
         tz = state.orgs.get(args.org, OrgConfig(args.org)).timezone
         params = {k: v for k, v in vars(args).items() if v is not None}

@@ -20,9 +20,8 @@ from console.budget_edit import ForbiddenError
 from console.roles import Principal, Right
 from console.store import Session
 from console.web import Web
-from reports.chargeback import chargeback_report
 from reports.custom import custom_report
-from reports.data import chargeback_data, custom_data, monthly_data
+from reports.data import MONTHLY_KINDS, custom_data, monthly_data
 from reports.filters import GROUPS, parse_filter
 from reports.generate import Format, ReportError
 from reports.model import Report
@@ -50,14 +49,15 @@ class ReportPages:
         org = reader.org(principal)
         today = datetime.now(ZoneInfo(org.timezone)).date()
         kind = data.get("kind", "monthly")
-        if kind in ("monthly", "chargeback"):
+        if kind == "monthly" or kind in MONTHLY_KINDS:
             month = _month(str(data.get("month") or ""), today)
             state, now = reader.config.state(), datetime.now(UTC)
-            if kind == "chargeback":
-                return chargeback_report(chargeback_data(reader.store, state, principal.org_id, month, now))
+            if kind in MONTHLY_KINDS:
+                read, build = MONTHLY_KINDS[kind]
+                return build(read(reader.store, state, principal.org_id, month, now))
             return monthly_report(monthly_data(reader.store, state, principal.org_id, month, now))
         if kind != "custom":
-            raise ReportError("kind", "monthly, chargeback or custom")
+            raise ReportError("kind", "monthly, chargeback, feature-roi or custom")
         wanted = parse_filter({k: str(v) for k, v in data.items() if v not in (None, "")}, org.timezone, today)
         return custom_report(custom_data(reader.store, principal.org_id, wanted, datetime.now(UTC)))
 

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from insights.forecast import SpendForecaster
-from reports.chargeback import ChargebackData
+from reports.chargeback import ChargebackData, chargeback_report
 from reports.custom import CustomData
+from reports.feature_roi import FeatureData, FeatureUsage, feature_roi_report
 from reports.filters import CostFilter
+from reports.model import Report
 from reports.monthly import BudgetActual, MonthlyData
 from schemas.budgets import Budget, OrgConfig, Period
 from schemas.chargeback import Chargeback
 from schemas.config_records import ConfigState
 from sinks import analysis, queries
 
-__all__ = ["Store", "chargeback_data", "custom_data", "month_bounds", "monthly_data"]
+__all__ = ["MONTHLY_KINDS", "Store", "chargeback_data", "custom_data", "feature_data", "month_bounds", "monthly_data"]
 
 HISTORY_DAYS = 120  # what the next month's forecast learns from
 
@@ -133,3 +135,29 @@ def chargeback_data(store: Store, state: ConfigState, org_id: str, month: date, 
     for row in store.query(*queries.spend_by(store.database, "department_id", org_id, start, end)):
         data.spend[str(row[0])] = (int(row[1]), int(row[7]))
     return data
+
+
+def feature_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> FeatureData:
+    org = state.orgs.get(org_id, OrgConfig(org_id))
+    start, end = month_bounds(month, org.timezone)
+    before, _ = month_bounds(date.fromordinal(month.toordinal() - 1).replace(day=1), org.timezone)
+    last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(org.timezone)).date()
+    data = FeatureData(org_id, month, last, org.timezone, now)
+    db = store.database
+    retention = {
+        str(r[0]): (int(r[1]), int(r[2]))
+        for r in store.query(*analysis.feature_retention(db, org_id, before, start, end))
+    }
+    for feature, cost, requests, tokens, users in store.query(*analysis.feature_usage(db, org_id, start, end)):
+        kept, then = retention.get(str(feature), (0, 0))
+        data.features.append(FeatureUsage(str(feature), int(cost), int(requests), int(tokens), int(users), kept, then))
+    for feature, week, users, requests in store.query(*queries.feature_adoption(db, org_id, start, end)):
+        data.weekly.append((str(feature), week if isinstance(week, date) else week.date(), int(users), int(requests)))
+    return data
+
+
+MONTHLY_KINDS: dict[str, tuple[Callable[..., Any], Callable[..., Report]]] = {
+    "chargeback": (chargeback_data, chargeback_report),
+    "feature-roi": (feature_data, feature_roi_report),
+}
+"""The reports of one month besides the summary: how each is read, and built."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -96,8 +96,12 @@ class Report:
         return [table for section in self.sections for table in section.tables]
 
     @property
+    def whole_month(self) -> bool:
+        return self.first.day == 1 and (self.last + timedelta(days=1)).day == 1 and self.first.month == self.last.month
+
+    @property
     def slug(self) -> str:
-        if self.kind in ("monthly", "chargeback"):
+        if self.whole_month:
             period = f"{self.first:%Y-%m}"
         else:
             period = self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"

@@ -94,7 +94,7 @@ def render_pdf(report: Report) -> bytes:
             }
         )
     period = report.first.isoformat() if report.first == report.last else f"{report.first} to {report.last}"
-    if report.kind in ("monthly", "chargeback"):
+    if report.whole_month:
         period = report.first.strftime("%B %Y")
     data = {
         "title": report.title,

@@ -14,6 +14,8 @@ __all__ = [
     "alerts_between",
     "budget_days",
     "budget_spend",
+    "feature_retention",
+    "feature_usage",
     "recent_alerts",
     "recent_spikes",
     "requests_over_limit",
@@ -141,3 +143,29 @@ def alerts_between(database: str, org_id: str, start: datetime, end: datetime) -
         "AND at < {end:DateTime64(3, 'UTC')} ORDER BY at"
     )
     return sql, time_range(org_id, start, end)
+
+
+def feature_usage(database: str, org_id: str, start: datetime, end: datetime) -> Query:
+    """Per feature in ``[start, end)``: cost, requests, tokens and distinct users."""
+    db = validate_database(database)
+    sql = (
+        "SELECT feature, sum(cost_nanos), sum(requests), "
+        "sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + reasoning_tokens), "
+        f"uniqExact(user_id) FROM {db}.usage_hourly WHERE org_id = {{org:String}} "
+        "AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')} GROUP BY feature ORDER BY feature"
+    )
+    return sql, time_range(org_id, start, end)
+
+
+def feature_retention(database: str, org_id: str, before: datetime, start: datetime, end: datetime) -> Query:
+    """Per feature: the users active in ``[before, start)`` (the month before) who were also active in
+    ``[start, end)``, and all the users of ``[before, start)``."""
+    db = validate_database(database)
+    sql = (
+        "SELECT feature, countIf(now_ AND then_), countIf(then_) FROM ("
+        "SELECT feature, user_id, max(bucket >= {start:DateTime('UTC')}) AS now_, "
+        "max(bucket < {start:DateTime('UTC')}) AS then_ "
+        f"FROM {db}.usage_hourly WHERE org_id = {{org:String}} AND bucket >= {{before:DateTime('UTC')}} "
+        "AND bucket < {end:DateTime('UTC')} GROUP BY feature, user_id) GROUP BY feature ORDER BY feature"
+    )
+    return sql, {**time_range(org_id, start, end), "before": before}

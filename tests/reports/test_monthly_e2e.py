@@ -93,6 +93,52 @@ def test_every_format_of_the_monthly_summary_equals_clickhouse(deployment: Deplo
     assert usd_exact(eng) in text or f"{eng / 1e9:,.2f}" in text
     assert "Budgets against actuals" in text and "department/eng/daily" in text.replace("\n", "")  # a cell may wrap
 
+    # Feature ROI of the same month: cost per feature and retention from the month before, as ClickHouse counts them
+    roi = dep.cli(
+        "reports",
+        "generate",
+        "--kind",
+        "feature-roi",
+        "--org",
+        "acme",
+        "--month",
+        f"{month:%Y-%m}",
+        "--format",
+        "csv",
+        "--out",
+        str(out),
+    )
+    assert roi.returncode == 0, roi.stderr
+    before, _ = month_bounds((month - timedelta(days=1)).replace(day=1), "Europe/Berlin")
+    db = dep.settings.clickhouse.database
+    users = (
+        dep.ch()
+        .query(
+            "SELECT feature, groupUniqArrayIf(user_id, occurred_at >= %(s)s), "
+            "groupUniqArrayIf(user_id, occurred_at < %(s)s), sumIf(cost_nanos, occurred_at >= %(s)s) "
+            f"FROM {db}.usage_events WHERE org_id = 'acme' AND occurred_at >= %(b)s "
+            "AND occurred_at < %(e)s GROUP BY feature",
+            parameters={"s": start, "b": before, "e": end},
+        )
+        .result_rows
+    )
+    rows = {
+        r["feature"]: r
+        for r in csv.DictReader(
+            io.StringIO((out / f"spendstream-acme-feature-roi-{month:%Y-%m}-features.csv").read_text())
+        )
+    }
+    assert sum(int(r["cost_nanos"]) for r in rows.values()) == total
+    for feature, now_users, then_users, cost in users:
+        if not cost:
+            continue
+        row = rows[feature]
+        assert int(row["cost_nanos"]) == cost and int(row["users"]) == len(now_users)
+        kept = len(set(now_users) & set(then_users))
+        assert (
+            float(row["retention"]) == pytest.approx(kept / len(then_users)) if then_users else row["retention"] == ""
+        )
+
 
 def test_bad_input_names_the_field(deployment: Deployment) -> None:
     dep = deployment

@@ -1,4 +1,4 @@
-"""Department chargeback: the org's cost centres and rule, parsed with errors that name the field, and
+"""Department chargeback and feature ROI: the org's cost centres and rule, parsed with errors that name the
 an allocation that never loses or invents a nano-USD."""
 
 from __future__ import annotations
@@ -74,3 +74,17 @@ def test_the_charges_add_up_to_the_month_and_show_the_allocation() -> None:
     assert [r[4] for r in charges.rows] == [67, 33]  # 100 nano-USD shared 2:1, the odd one to the larger remainder
     assert charges.totals()[5] == 3_000_000_101  # everything, exactly
     assert report.figures[1].value == 100 and "proportional" in report.tables[1].note
+
+
+def test_feature_roi_rows_cost_per_user_and_retention() -> None:
+    from reports.feature_roi import FeatureData, FeatureUsage, feature_roi_report
+
+    data = FeatureData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC))
+    data.features = [FeatureUsage("chat", 9_000, 30, 300, 3, 2, 4), FeatureUsage("search", 1_000, 10, 100, 0, 0, 0)]
+    data.weekly = [("chat", date(2026, 11, 2), 3, 30)]
+    report = feature_roi_report(data)
+    rows = report.tables[0].rows
+    assert rows[0] == ("chat", 9_000, 30, 3, 3_000, 300, 0.5, 4)
+    assert rows[1][4] is None and rows[1][6] is None  # no users: no cost per user, no retention
+    assert report.figures[2].value == 3_000 and report.figures[2].detail == "chat"
+    assert report.slug == "spendstream-acme-feature-roi-2026-11"
