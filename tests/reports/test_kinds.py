@@ -1,5 +1,5 @@
-"""Department chargeback and feature ROI: the org's cost centres and rule, parsed with errors that name the
-an allocation that never loses or invents a nano-USD."""
+"""Department chargeback and feature ROI: the org's cost centres and rule, parsed with errors naming the field,
+an allocation that never loses or invents a nano-USD, and feature ROI's per-user figures."""
 
 from __future__ import annotations
 
