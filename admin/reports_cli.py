@@ -18,7 +18,7 @@ __all__ = ["reports_parser"]
 def reports_parser(commands: Any) -> None:
     reports = commands.add_parser(
         "reports",
-        help="generate reports (monthly summary, department chargeback, feature ROI, custom) as PDF, XLSX and CSV",
+        help="generate reports (monthly summary, chargeback, feature ROI, model value, custom) as PDF, XLSX and CSV",
         description="generate: read ClickHouse and config.v1 and write the report's files to --out "
         "(PDF, XLSX, and one CSV per table; each file is written whole or not at all)",
     )
@@ -26,13 +26,11 @@ def reports_parser(commands: Any) -> None:
     reports.add_argument(
         "--kind",
         default="monthly",
-        choices=["monthly", "chargeback", "feature-roi", "custom"],
+        choices=["monthly", "chargeback", "feature-roi", "model-value", "custom"],
         help="the report (default monthly)",
     )
     reports.add_argument("--org", required=True, help="the org")
-    reports.add_argument(
-        "--month", help="monthly, chargeback, feature-roi: YYYY-MM (default: the month before this one)"
-    )
+    reports.add_argument("--month", help="the month's reports: YYYY-MM (default: the month before this one)")
     reports.add_argument("--from", dest="first", help="custom: the first day, YYYY-MM-DD (default: this month's first)")
     reports.add_argument("--to", dest="last", help="custom: the last day, included (default: today)")
     reports.add_argument("--group", help="custom: provider, model, feature, department or user (default model)")

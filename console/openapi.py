@@ -197,7 +197,9 @@ def openapi_document() -> dict[str, Any]:
                                 "schema": {
                                     "type": "object",
                                     "properties": {
-                                        "kind": {"enum": ["monthly", "chargeback", "feature-roi", "custom"]},
+                                        "kind": {
+                                            "enum": ["monthly", "chargeback", "feature-roi", "model-value", "custom"]
+                                        },
                                         "month": {"type": "string", "description": "monthly: YYYY-MM"},
                                         "format": {"enum": ["pdf", "xlsx", "csv"]},
                                     },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -14,13 +15,23 @@ from reports.custom import CustomData
 from reports.feature_roi import FeatureData, FeatureUsage, feature_roi_report
 from reports.filters import CostFilter
 from reports.model import Report
+from reports.model_value import ModelStats, ModelValueData, model_value_report
 from reports.monthly import BudgetActual, MonthlyData
 from schemas.budgets import Budget, OrgConfig, Period
 from schemas.chargeback import Chargeback
 from schemas.config_records import ConfigState
 from sinks import analysis, queries
 
-__all__ = ["MONTHLY_KINDS", "Store", "chargeback_data", "custom_data", "feature_data", "month_bounds", "monthly_data"]
+__all__ = [
+    "MONTHLY_KINDS",
+    "Store",
+    "chargeback_data",
+    "custom_data",
+    "feature_data",
+    "model_data",
+    "month_bounds",
+    "monthly_data",
+]
 
 HISTORY_DAYS = 120  # what the next month's forecast learns from
 
@@ -156,8 +167,34 @@ def feature_data(store: Store, state: ConfigState, org_id: str, month: date, now
     return data
 
 
+def model_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> ModelValueData:
+    org = state.orgs.get(org_id, OrgConfig(org_id))
+    start, end = month_bounds(month, org.timezone)
+    last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(org.timezone)).date()
+    data = ModelValueData(org_id, month, last, org.timezone, now)
+    catalogue = state.catalogue()
+    for row in store.query(*analysis.model_value(store.database, org_id, start, end)):
+        feature, provider, model, requests, errors, *tokens, cost, latency = row
+        p50, p95 = (
+            (float(latency[0]), float(latency[1]))
+            if latency and not any(math.isnan(x) for x in latency)
+            else (None, None)
+        )
+        t = [int(x) for x in tokens]  # input, output, cache read, cache write, reasoning
+        names = (str(feature), str(provider), str(model))
+        data.stats.append(
+            ModelStats(*names, int(requests), int(errors), t[0], t[1], t[2], t[3], t[4], int(cost), p50, p95)
+        )
+    for provider, model in {(s.provider, s.model) for s in data.stats}:
+        entry = catalogue.lookup(provider, model, end - timedelta(seconds=1))
+        if entry is not None:
+            data.prices[(provider, model)] = entry.prices
+    return data
+
+
 MONTHLY_KINDS: dict[str, tuple[Callable[..., Any], Callable[..., Report]]] = {
     "chargeback": (chargeback_data, chargeback_report),
     "feature-roi": (feature_data, feature_roi_report),
+    "model-value": (model_data, model_value_report),
 }
 """The reports of one month besides the summary: how each is read, and built."""

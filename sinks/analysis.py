@@ -16,6 +16,7 @@ __all__ = [
     "budget_spend",
     "feature_retention",
     "feature_usage",
+    "model_value",
     "recent_alerts",
     "recent_spikes",
     "requests_over_limit",
@@ -169,3 +170,17 @@ def feature_retention(database: str, org_id: str, before: datetime, start: datet
         "AND bucket < {end:DateTime('UTC')} GROUP BY feature, user_id) GROUP BY feature ORDER BY feature"
     )
     return sql, {**time_range(org_id, start, end), "before": before}
+
+
+def model_value(database: str, org_id: str, start: datetime, end: datetime) -> Query:
+    """Per feature and model in ``[start, end)``, from the raw events: requests, failed requests, tokens by
+    type, cost, and latency p50 and p95 (of the events that report one)."""
+    db = validate_database(database)
+    sql = (
+        "SELECT feature, provider, model, count(), countIf(status != 'success'), sum(input_tokens), "
+        "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), "
+        "sum(cost_nanos), quantilesExact(0.5, 0.95)(latency_ms) "
+        f"FROM {db}.usage_events WHERE org_id = {{org:String}} AND occurred_at >= {{start:DateTime64(6, 'UTC')}} "
+        "AND occurred_at < {end:DateTime64(6, 'UTC')} GROUP BY feature, provider, model ORDER BY feature, model"
+    )
+    return sql, time_range(org_id, start, end)

@@ -88,3 +88,37 @@ def test_feature_roi_rows_cost_per_user_and_retention() -> None:
     assert rows[1][4] is None and rows[1][6] is None  # no users: no cost per user, no retention
     assert report.figures[2].value == 3_000 and report.figures[2].detail == "chat"
     assert report.slug == "spendstream-acme-feature-roi-2026-11"
+
+
+def test_model_value_suggests_only_a_cheaper_comparable_model() -> None:
+    from decimal import Decimal
+
+    from reports.model_value import ModelStats, ModelValueData, model_value_report, priced
+    from schemas.pricing import TokenPrices
+
+    def stats(model: str, requests: int, errors: int, p95: float | None) -> ModelStats:
+        return ModelStats(
+            "chat", "openai", model, requests, errors, 1_000_000, 100_000, 0, 0, 0, 9_000_000_000, 100.0, p95
+        )
+
+    data = ModelValueData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC))
+    big, small, flaky, slow = (
+        stats("big", 100, 1, 900.0),
+        stats("small", 100, 1, 950.0),
+        stats("flaky", 100, 9, 500.0),
+        stats("slow", 100, 0, 5000.0),
+    )
+    data.stats = [big, small, flaky, slow]
+    data.prices = {
+        ("openai", "big"): TokenPrices(Decimal("0.000005"), Decimal("0.000015")),
+        ("openai", "small"): TokenPrices(Decimal("0.000001"), Decimal("0.000002")),
+        ("openai", "flaky"): TokenPrices(Decimal("0.0000001"), Decimal("0.0000001")),  # cheapest, but 9 % errors
+        ("openai", "slow"): TokenPrices(Decimal("0.0000002"), Decimal("0.0000002")),  # cheap, but a p95 of 5 s
+    }
+    assert priced(big, data.prices[("openai", "big")]) == 5_000_000_000 + 1_500_000_000
+    report = model_value_report(data)
+    moves = {row[1]: row for row in report.tables[1].rows}
+    assert moves["big"][2] == "openai/small" and moves["big"][5] == 6_500_000_000 - 1_200_000_000
+    assert "flaky" not in moves or moves["flaky"][2] != "openai/slow"  # slow is 10x flaky's p95
+    assert report.figures[1].detail.startswith("an estimate")
+    assert report.tables[0].rows[0][4] == 90_000_000 and report.tables[0].rows[0][6] == 0.01
