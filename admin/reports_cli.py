@@ -20,9 +20,14 @@ def reports_parser(commands: Any) -> None:
         "reports",
         help="generate reports (monthly summary, chargeback, feature ROI, model value, custom) as PDF, XLSX and CSV",
         description="generate: read ClickHouse and config.v1 and write the report's files to --out "
-        "(PDF, XLSX, and one CSV per table; each file is written whole or not at all)",
+        "(PDF, XLSX, and one CSV per table; each file is written whole or not at all), as asked or as a saved "
+        "template says (--template); save, list, delete: the org's saved templates on config.v1",
     )
-    reports.add_argument("action", choices=["generate"])
+    reports.add_argument("action", choices=["generate", "save", "list", "delete"])
+    reports.add_argument("--template", help="generate: the saved template to run; save, delete: its name")
+    reports.add_argument("--recipient", action="append", default=[], help="save: an email address (repeat)")
+    reports.add_argument("--schedule", help="save: when to run, as cron in the org's time zone ('0 8 1 * *')")
+    reports.add_argument("--days", type=int, default=30, help="save: a custom template's days up to yesterday")
     reports.add_argument(
         "--kind",
         default="monthly",
@@ -71,7 +76,16 @@ def cmd_reports(args: argparse.Namespace) -> int:
     from sinks.usage_store import UsageStore  # noqa: PLC0415
 
     settings = settings_from_env()
+    if args.action != "generate":
+        from admin.report_templates_cli import templates_command  # noqa: PLC0415
+
+        return templates_command(settings, args)
     now = datetime.now(UTC)
+    if args.template:
+        from admin.report_templates_cli import apply_template  # noqa: PLC0415
+
+        if (code := apply_template(settings, args, now)) != 0:
+            return code
     try:
         formats = parse_formats(args.format)
         month = _month(args.month, now.date())

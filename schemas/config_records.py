@@ -25,6 +25,7 @@ from schemas.channels import ChannelSpec, Routing, parse_budget_routes, parse_ch
 from schemas.chargeback import parse_chargeback
 from schemas.price_sources import load_overrides, parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, PriceEntry
+from schemas.report_templates import ReportTemplate, parse_template, template_record_body
 
 __all__ = [
     "ConfigRecord",
@@ -106,6 +107,10 @@ def file_records(parsed: BudgetFile, current: ConfigState) -> tuple[list[ConfigR
     return records + [ConfigRecord(key, None) for key in removed], len(removed)
 
 
+def template_record(template: ReportTemplate) -> ConfigRecord:
+    return ConfigRecord(f"report/{template.org_id}/{template.name}", template_record_body(template))
+
+
 def prices_litellm_record(text: str, effective_from: datetime) -> ConfigRecord:
     parse_litellm_price_map(text, effective_from)  # refuse a bad map before it is published
     body = {"effective_from": effective_from.isoformat(), "map": text}
@@ -170,6 +175,7 @@ class ConfigState:
         self.budgets: dict[str, Budget] = {}
         self.channels: dict[tuple[str, str], ChannelSpec] = {}
         self.routing: dict[str, Routing] = {}
+        self.reports: dict[tuple[str, str], ReportTemplate] = {}  # saved report templates by (org, name)
         self._litellm: dict[str, tuple[datetime, str]] = {}
         self._overrides: str | None = None
         self._catalogue: PriceCatalogue | None = None
@@ -194,6 +200,9 @@ class ConfigState:
         elif kind == "routing":
             org_id = key.split("/", 1)[1]
             _put(self.routing, org_id, value, lambda v: parse_routing(org_id, json.loads(v)))
+        elif kind == "report":
+            _, org_id, name = key.split("/", 2)
+            _put(self.reports, (org_id, name), value, lambda v: parse_template(org_id, name, json.loads(v)))
         elif key.startswith("prices/litellm/"):
             _put(self._litellm, key, value, _litellm_entry)
             self._catalogue = None

@@ -8,6 +8,7 @@ import csv
 import io
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import msgspec
 import openpyxl
@@ -229,3 +230,33 @@ def test_the_chargeback_charges_every_nano_usd_to_a_cost_centre(deployment: Depl
         p.extract_text() for p in pypdf.PdfReader(tmp_path / f"spendstream-acme-chargeback-{month:%Y-%m}.pdf").pages
     )
     assert usd_exact(total) in text and "proportional to usage" in text
+
+
+def test_a_saved_template_is_listed_run_and_deleted(deployment: Deployment, tmp_path: Path) -> None:
+    dep = deployment
+    assert dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml")).returncode == 0
+    berlin = ZoneInfo("Europe/Berlin")  # acme's zone: the template's days are its days
+    today = datetime.now(berlin).date()
+    midnight = datetime(today.year, today.month, today.day, tzinfo=berlin)
+    events = list(synthetic(9, 40, (midnight - timedelta(days=8)).astimezone(UTC), prefix="tmpl"))
+    dep.start_worker()
+    dep.send(events)
+    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
+    save = ["reports", "save", "--org", "acme", "--template", "eng-week", "--kind", "custom", "--days", "7"]
+    save += ["--group", "user", "--department", "eng", "--format", "csv"]
+    save += ["--recipient", "cfo@acme.example", "--schedule", "0 8 * * 1"]
+    saved = dep.cli(*save)
+    assert saved.returncode == 0 and "next run" in saved.stdout, saved.stderr
+    bad = dep.cli("reports", "save", "--org", "acme", "--template", "x", "--schedule", "every monday")
+    assert bad.returncode == 2 and "error: schedule:" in bad.stderr
+    listed = dep.cli("reports", "list", "--org", "acme")
+    assert "eng-week" in listed.stdout and "0 8 * * 1" in listed.stdout
+    ran = dep.cli("reports", "generate", "--org", "acme", "--template", "eng-week", "--out", str(tmp_path))
+    assert ran.returncode == 0, ran.stderr
+    first, last = today - timedelta(days=7), today - timedelta(days=1)
+    zone_start = datetime(first.year, first.month, first.day, tzinfo=berlin)
+    eng = raw_total(dep, "acme", zone_start.astimezone(UTC), midnight.astimezone(UTC), " AND department_id = 'eng'")
+    rows = list(csv.DictReader(io.StringIO(next(tmp_path.glob("*-by_user.csv")).read_text())))
+    assert sum(int(r["cost_nanos"]) for r in rows) == eng > 0 and f"{first}_{last}" in next(tmp_path.glob("*.csv")).name
+    assert dep.cli("reports", "delete", "--org", "acme", "--template", "eng-week").returncode == 0
+    assert "eng-week" not in dep.cli("reports", "list", "--org", "acme").stdout

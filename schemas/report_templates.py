@@ -1,0 +1,93 @@
+"""Saved report templates (pure): what to generate (a kind, its filters), in which formats, for whom, and
+when (a cron expression read in the org's time zone). They live on ``config.v1`` as
+``report/<org>/<name>`` records, beside the budgets, so every process reads the same ones.
+
+A monthly kind (monthly, chargeback, feature-roi, model-value) covers the last complete month when it
+runs; a custom template covers the ``days`` up to yesterday."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+
+from schemas.errors import SpendstreamError
+
+__all__ = ["KINDS", "ReportTemplate", "TemplateError", "parse_template", "template_record_body"]
+
+KINDS = ("monthly", "chargeback", "feature-roi", "model-value", "custom")
+FORMATS = ("pdf", "xlsx", "csv")
+FILTERS = ("group", "granularity", "department", "user", "model", "feature", "provider")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+class TemplateError(SpendstreamError):
+    """A report template that cannot be saved; ``field`` names what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTemplate:
+    org_id: str
+    name: str
+    kind: str
+    formats: tuple[str, ...] = ("pdf",)
+    recipients: tuple[str, ...] = ()
+    schedule: str | None = None  # cron, in the org's time zone
+    days: int = 30  # custom: the days up to yesterday
+    filters: tuple[tuple[str, str], ...] = field(default=())  # custom: group, granularity, narrowing
+
+    def next_run(self, after: datetime) -> datetime | None:
+        """The first scheduled time after ``after`` (tz-aware, in the org's zone); None without a schedule."""
+        if self.schedule is None:
+            return None
+        found: datetime = croniter(self.schedule, after).get_next(datetime)
+        return found
+
+
+def parse_template(org_id: str, name: str, body: Mapping[str, Any]) -> ReportTemplate:
+    if not _NAME.fullmatch(name):
+        raise TemplateError("name", "lower-case letters, digits, '-' and '_' (at most 63)")
+    unknown = set(body) - {"kind", "formats", "recipients", "schedule", "days", "filters"}
+    if unknown:
+        raise TemplateError(sorted(unknown)[0], "unknown field")
+    kind = body.get("kind")
+    if kind not in KINDS:
+        raise TemplateError("kind", f"one of {', '.join(KINDS)}")
+    formats = tuple(body.get("formats") or ("pdf",))
+    if not formats or any(f not in FORMATS for f in formats):
+        raise TemplateError("formats", "pdf, xlsx and/or csv")
+    recipients = tuple(body.get("recipients") or ())
+    for i, address in enumerate(recipients):
+        if not isinstance(address, str) or not _EMAIL.fullmatch(address):
+            raise TemplateError(f"recipients[{i}]", f"{address!r} is not an email address")
+    schedule = body.get("schedule") or None
+    if schedule is not None and (not isinstance(schedule, str) or not croniter.is_valid(schedule)):
+        raise TemplateError("schedule", f"{schedule!r} is not a cron expression (minute hour day month weekday)")
+    days = body.get("days", 30)
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 400:
+        raise TemplateError("days", "a whole number of days from 1 to 400")
+    filters = body.get("filters") or {}
+    if not isinstance(filters, Mapping) or any(k not in FILTERS or not isinstance(v, str) for k, v in filters.items()):
+        raise TemplateError("filters", f"a mapping of {', '.join(FILTERS)} to values")
+    if filters and kind != "custom":
+        raise TemplateError("filters", "only a custom report takes filters")
+    return ReportTemplate(org_id, name, kind, formats, recipients, schedule, days, tuple(sorted(filters.items())))
+
+
+def template_record_body(template: ReportTemplate) -> bytes:
+    body: dict[str, Any] = {
+        "kind": template.kind,
+        "formats": list(template.formats),
+        "recipients": list(template.recipients),
+        "days": template.days,
+        "filters": dict(template.filters),
+    }
+    if template.schedule:
+        body["schedule"] = template.schedule
+    return json.dumps(body).encode()
