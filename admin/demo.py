@@ -23,9 +23,12 @@ from typing import Any
 
 from admin.console_cli import start_console
 from admin.inbox import Inbox
-from bus.admin import ensure_topics
+from bus.admin import config_state, ensure_topics
 from bus.producer import UsageProducer
 from bus.topics import Topics
+from reports.data import monthly_data
+from reports.generate import Format, write_report
+from reports.monthly import monthly_report
 from retries.policy import Retry
 from schemas.budget_file import parse_budget_file
 from schemas.config_records import ConfigState, channel_record, file_records, prices_overrides_record, routing_record
@@ -211,6 +214,16 @@ def _feed(
     return True
 
 
+def _summary(settings: Settings, store: UsageStore) -> Path:
+    """acme's monthly summary of last month as PDF, in the stack's home."""
+    now = datetime.now(UTC)
+    month = (now.date().replace(day=1) - timedelta(days=1)).replace(day=1)
+    state = config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=lambda e: None)
+    report = monthly_report(monthly_data(store, state, "acme", month, now))
+    (path,) = write_report(report, [Format.PDF], settings.stack.home / "reports", progress=lambda line: None)
+    return path
+
+
 def _insights_ready(store: UsageStore, inbox: Inbox) -> bool:
     return _count(store, "forecasts") > 0 and _count(store, "anomalies") > 0 and inbox.received > 0
 
@@ -245,7 +258,9 @@ def run_demo(settings: Settings, count: int, trace: Path, examples: Path, publis
                 worker.wait(15)
             except subprocess.TimeoutExpired:
                 worker.kill()
-        print("6/6 starting the console")
+        print("6/6 writing last month's summary of acme, and starting the console")
+        summary = _summary(settings, store)
         url = start_console(settings, DEMO_USER, DEMO_PASSWORD, "acme")
         _report(settings, store, inbox, url, time.monotonic() - began)
+        print(f"  last month's summary     {summary}  (spendstream reports generate --help)")
     return 0
