@@ -31,7 +31,7 @@ def reports_parser(commands: Any) -> None:
     reports.add_argument(
         "--kind",
         default="monthly",
-        choices=["monthly", "chargeback", "feature-roi", "model-value", "custom"],
+        choices=["monthly", "chargeback", "ledger", "feature-roi", "model-value", "custom"],
         help="the report (default monthly)",
     )
     reports.add_argument("--org", required=True, help="the org")

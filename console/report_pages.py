@@ -57,7 +57,7 @@ class ReportPages:
                 return build(read(reader.store, state, principal.org_id, month, now))
             return monthly_report(monthly_data(reader.store, state, principal.org_id, month, now))
         if kind != "custom":
-            raise ReportError("kind", "monthly, chargeback, feature-roi, model-value or custom")
+            raise ReportError("kind", "monthly, chargeback, ledger, feature-roi, model-value or custom")
         wanted = parse_filter({k: str(v) for k, v in data.items() if v not in (None, "")}, org.timezone, today)
         return custom_report(custom_data(reader.store, principal.org_id, wanted, datetime.now(UTC)))
 

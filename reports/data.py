@@ -14,6 +14,7 @@ from reports.chargeback import ChargebackData, chargeback_report
 from reports.custom import CustomData
 from reports.feature_roi import FeatureData, FeatureUsage, feature_roi_report
 from reports.filters import CostFilter
+from reports.ledger import ledger_report
 from reports.model import Report
 from reports.model_value import ModelStats, ModelValueData, model_value_report
 from reports.monthly import BudgetActual, MonthlyData
@@ -196,5 +197,6 @@ MONTHLY_KINDS: dict[str, tuple[Callable[..., Any], Callable[..., Report]]] = {
     "chargeback": (chargeback_data, chargeback_report),
     "feature-roi": (feature_data, feature_roi_report),
     "model-value": (model_data, model_value_report),
+    "ledger": (chargeback_data, ledger_report),
 }
 """The reports of one month besides the summary: how each is read, and built."""

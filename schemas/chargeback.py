@@ -21,6 +21,8 @@ class ChargebackError(SpendstreamError):
 class Chargeback:
     cost_centres: tuple[tuple[str, str], ...] = ()  # (department, code)
     shares: tuple[tuple[str, int], ...] = ()  # (department, percent); empty: proportional to usage
+    expense_account: str = "6000"  # the general-ledger journal debits the charges here ...
+    accrual_account: str = "2000"  # ... and credits their total here
 
     @property
     def rule(self) -> str:
@@ -32,14 +34,16 @@ class Chargeback:
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cost_centres": dict(self.cost_centres)}
         out["unallocated"] = dict(self.shares) if self.shares else "proportional"
+        out["accounts"] = {"expense": self.expense_account, "accrual": self.accrual_account}
         return out
 
 
 def parse_chargeback(spec: Any, where: str) -> Chargeback:
-    """``{cost_centres: {eng: CC-100}, unallocated: proportional | {eng: 60, sales: 40}}``."""
+    """``{cost_centres: {eng: CC-100}, unallocated: proportional | {eng: 60, sales: 40},
+    accounts: {expense: "6420", accrual: "2100"}}``."""
     if not isinstance(spec, Mapping):
         raise ChargebackError(where, "expected a mapping with cost_centres and unallocated")
-    unknown = set(spec) - {"cost_centres", "unallocated"}
+    unknown = set(spec) - {"cost_centres", "unallocated", "accounts"}
     if unknown:
         raise ChargebackError(f"{where}.{sorted(unknown)[0]}", "unknown key")
     centres = spec.get("cost_centres", {})
@@ -55,7 +59,17 @@ def parse_chargeback(spec: Any, where: str) -> Chargeback:
         shares = tuple(sorted((str(k), int(v)) for k, v in rule.items()))
     elif rule != "proportional":
         raise ChargebackError(f"{where}.unallocated", "proportional, or a mapping of department to percent")
-    return Chargeback(tuple(sorted((str(k), str(v)) for k, v in centres.items())), shares)
+    accounts = spec.get("accounts", {})
+    if not isinstance(accounts, Mapping) or set(accounts) - {"expense", "accrual"}:
+        raise ChargebackError(f"{where}.accounts", "a mapping with expense and accrual account codes")
+    if any(not isinstance(v, str) or not v for v in accounts.values()):
+        raise ChargebackError(f"{where}.accounts", "account codes are non-empty strings")
+    return Chargeback(
+        tuple(sorted((str(k), str(v)) for k, v in centres.items())),
+        shares,
+        accounts.get("expense", "6000"),
+        accounts.get("accrual", "2000"),
+    )
 
 
 def allocate(amount: int, weights: Mapping[str, int]) -> dict[str, int]:

@@ -20,7 +20,7 @@ from schemas.errors import SpendstreamError
 
 __all__ = ["KINDS", "ReportTemplate", "TemplateError", "parse_template", "template_record_body"]
 
-KINDS = ("monthly", "chargeback", "feature-roi", "model-value", "custom")
+KINDS = ("monthly", "chargeback", "ledger", "feature-roi", "model-value", "custom")
 FORMATS = ("pdf", "xlsx", "csv")
 FILTERS = ("group", "granularity", "department", "user", "model", "feature", "provider")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

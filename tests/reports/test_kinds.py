@@ -122,3 +122,27 @@ def test_model_value_suggests_only_a_cheaper_comparable_model() -> None:
     assert "flaky" not in moves or moves["flaky"][2] != "openai/slow"  # slow is 10x flaky's p95
     assert report.figures[1].detail.startswith("an estimate")
     assert report.tables[0].rows[0][4] == 90_000_000 and report.tables[0].rows[0][6] == 0.01
+
+
+def test_the_ledger_journal_balances_in_cents_and_maps_cost_centres_and_accounts() -> None:
+    from reports.ledger import ledger_report
+
+    rule = parse_chargeback(
+        {"cost_centres": {"eng": "CC-1010", "sales": "CC-2020"}, "accounts": {"expense": "6420", "accrual": "2100"}},
+        "c",
+    )
+    data = ChargebackData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC), rule)
+    data.spend = {"eng": (3, 1_004_999_999), "sales": (2, 2_004_999_999), "": (1, 1)}  # 3.009999999 USD in all
+    lines = ledger_report(data).tables[0].rows
+    debits = {row[3]: row[4] for row in lines if row[4]}
+    credit = next(row for row in lines if row[5])
+    assert (
+        set(debits) == {"CC-1010", "CC-2020"}
+        and credit[2] == "2100"
+        and all(row[2] == "6420" for row in lines if row[4])
+    )
+    assert sum(debits.values()) == credit[5] == 301 * 10**7  # 3.01 USD: the total rounded once, and balanced
+    assert all(v % 10**7 == 0 for v in debits.values())  # whole cents
+    with pytest.raises(ChargebackError) as info:
+        parse_chargeback({"accounts": {"expense": ""}}, "c")
+    assert info.value.field == "c.accounts"

@@ -231,6 +231,30 @@ def test_the_chargeback_charges_every_nano_usd_to_a_cost_centre(deployment: Depl
     )
     assert usd_exact(total) in text and "proportional to usage" in text
 
+    # the same month as a general-ledger journal: balanced, in cents, the total rounded once
+    journal = dep.cli(
+        "reports",
+        "generate",
+        "--kind",
+        "ledger",
+        "--org",
+        "acme",
+        "--month",
+        f"{month:%Y-%m}",
+        "--format",
+        "csv",
+        "--out",
+        str(tmp_path),
+    )
+    assert journal.returncode == 0, journal.stderr
+    lines = list(
+        csv.DictReader(io.StringIO((tmp_path / f"spendstream-acme-ledger-{month:%Y-%m}-journal.csv").read_text()))
+    )
+    debits = sum(int(r["debit_nanos"]) for r in lines if r["debit_nanos"])
+    credits = sum(int(r["credit_nanos"]) for r in lines if r["credit_nanos"])
+    assert debits == credits == round(total / 10**7) * 10**7
+    assert {r["account"] for r in lines} == {"6420", "2100"} and "CC-1010" in {r["cost_centre"] for r in lines}
+
 
 def test_a_saved_template_is_listed_run_and_deleted(deployment: Deployment, tmp_path: Path) -> None:
     dep = deployment
