@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,11 +18,34 @@ import pytest
 
 from reports.data import month_bounds
 from reports.money import usd_exact
+from schemas.settings import Settings
 from tests.console.conftest import EXAMPLES
-from tests.streams.conftest import Deployment
+from tests.streams.conftest import Deployment, deployed
 from workloads.generators import synthetic
 
 pytestmark = pytest.mark.stack
+BERLIN = ZoneInfo("Europe/Berlin")  # acme's zone (examples/budgets.yaml)
+
+
+@pytest.fixture(scope="module")
+def seeded(stack: Settings) -> Iterator[Deployment]:
+    """One deployment for every report test: the example budgets, and usage from 20 days before last
+    month to yesterday (some of last month's with no department), through the worker."""
+    with deployed(stack) as dep:
+        assert dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml")).returncode == 0
+        today = datetime.now(UTC).date()
+        month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+        first = datetime(month.year, month.month, 1, tzinfo=UTC) - timedelta(days=20)
+        events = list(synthetic((datetime.now(UTC) - first).days, 110, first, prefix="report"))
+        events += [
+            msgspec.structs.replace(e, event_id=e.event_id + "-x", department_id=None)
+            for e in events
+            if e.org_id == "acme" and e.occurred_at.month == month.month and e.occurred_at.day in (3, 4)
+        ]
+        dep.start_worker()
+        dep.send(events)
+        dep.wait_for(lambda: dep.ch_rows() == len(events), 180, "the events in ClickHouse")
+        yield dep
 
 
 def raw_total(dep: Deployment, org: str, start: datetime, end: datetime, where: str = "") -> int:
@@ -34,16 +58,10 @@ def raw_total(dep: Deployment, org: str, start: datetime, end: datetime, where: 
     )
 
 
-def test_every_format_of_the_monthly_summary_equals_clickhouse(deployment: Deployment, tmp_path: Path) -> None:
-    dep = deployment
-    assert dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml")).returncode == 0
+def test_every_format_of_the_monthly_summary_equals_clickhouse(seeded: Deployment, tmp_path: Path) -> None:
+    dep = seeded
     today = datetime.now(UTC).date()
     month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)  # the month before this one
-    first = datetime(month.year, month.month, 1, tzinfo=UTC) - timedelta(days=20)
-    events = list(synthetic(50, 120, first, prefix="report"))
-    dep.start_worker()
-    dep.send(events)
-    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
     out = tmp_path / "out"
     made = dep.cli(
         "reports",
@@ -141,8 +159,8 @@ def test_every_format_of_the_monthly_summary_equals_clickhouse(deployment: Deplo
         )
 
 
-def test_bad_input_names_the_field(deployment: Deployment) -> None:
-    dep = deployment
+def test_bad_input_names_the_field(seeded: Deployment) -> None:
+    dep = seeded
     future = date.today().replace(day=1) + timedelta(days=40)
     cases = [
         (["--month", "2026-13"], "month"),
@@ -158,23 +176,18 @@ def test_bad_input_names_the_field(deployment: Deployment) -> None:
         assert answer.returncode == 2 and f"error: {field}:" in answer.stderr, (args, answer.stderr)
 
 
-def test_a_custom_report_narrows_groups_and_cuts_as_asked(deployment: Deployment, tmp_path: Path) -> None:
-    dep = deployment
+def test_a_custom_report_narrows_groups_and_cuts_as_asked(seeded: Deployment, tmp_path: Path) -> None:
+    dep = seeded
     today = datetime.now(UTC).date()
     first = datetime(today.year, today.month, 1, tzinfo=UTC) - timedelta(days=40)
-    events = list(synthetic(40, 80, first, prefix="custom"))
-    dep.start_worker()
-    dep.send(events)
-    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
     start = (first + timedelta(days=5)).date()
     last = (first + timedelta(days=30)).date()
     args = ["--kind", "custom", "--org", "acme", "--from", start.isoformat(), "--to", last.isoformat()]
     args += ["--group", "user", "--granularity", "week", "--department", "eng", "--format", "csv,xlsx"]
     made = dep.cli("reports", "generate", *args, "--out", str(tmp_path))
     assert made.returncode == 0, made.stderr
-    # acme has no config here: UTC days
-    begin = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    end = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    begin = datetime(start.year, start.month, start.day, tzinfo=BERLIN).astimezone(UTC)  # acme's days
+    end = (datetime(last.year, last.month, last.day, tzinfo=BERLIN) + timedelta(days=1)).astimezone(UTC)
     eng = raw_total(dep, "acme", begin, end, " AND department_id = 'eng'")
     by_user = next(tmp_path.glob("*-by_user.csv"))
     rows = list(csv.DictReader(io.StringIO(by_user.read_text())))
@@ -186,21 +199,10 @@ def test_a_custom_report_narrows_groups_and_cuts_as_asked(deployment: Deployment
     assert bad.returncode == 2 and "error: group:" in bad.stderr
 
 
-def test_the_chargeback_charges_every_nano_usd_to_a_cost_centre(deployment: Deployment, tmp_path: Path) -> None:
-    dep = deployment
-    assert dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml")).returncode == 0
+def test_the_chargeback_charges_every_nano_usd_to_a_cost_centre(seeded: Deployment, tmp_path: Path) -> None:
+    dep = seeded
     today = datetime.now(UTC).date()
     month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    first = datetime(month.year, month.month, 3, tzinfo=UTC)
-    events = list(synthetic(10, 60, first, prefix="charge"))
-    events += [
-        msgspec.structs.replace(e, event_id=e.event_id + "-x", department_id=None)
-        for e in events[:25]
-        if e.org_id == "acme"
-    ]
-    dep.start_worker()
-    dep.send(events)
-    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
     made = dep.cli(
         "reports",
         "generate",
@@ -256,16 +258,11 @@ def test_the_chargeback_charges_every_nano_usd_to_a_cost_centre(deployment: Depl
     assert {r["account"] for r in lines} == {"6420", "2100"} and "CC-1010" in {r["cost_centre"] for r in lines}
 
 
-def test_a_saved_template_is_listed_run_and_deleted(deployment: Deployment, tmp_path: Path) -> None:
-    dep = deployment
-    assert dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml")).returncode == 0
-    berlin = ZoneInfo("Europe/Berlin")  # acme's zone: the template's days are its days
+def test_a_saved_template_is_listed_run_and_deleted(seeded: Deployment, tmp_path: Path) -> None:
+    dep = seeded
+    berlin = BERLIN  # the template's days are acme's days
     today = datetime.now(berlin).date()
     midnight = datetime(today.year, today.month, today.day, tzinfo=berlin)
-    events = list(synthetic(9, 40, (midnight - timedelta(days=8)).astimezone(UTC), prefix="tmpl"))
-    dep.start_worker()
-    dep.send(events)
-    dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "the events in ClickHouse")
     save = ["reports", "save", "--org", "acme", "--template", "eng-week", "--kind", "custom", "--days", "7"]
     save += ["--group", "user", "--department", "eng", "--format", "csv"]
     save += ["--recipient", "cfo@acme.example", "--schedule", "0 8 * * 1"]
