@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -50,26 +50,12 @@ def reports_parser(commands: Any) -> None:
     reports.set_defaults(func=cmd_reports)
 
 
-def _month(value: str | None, today: date) -> date:
-    if value is None:
-        return date.fromordinal(today.replace(day=1).toordinal() - 1).replace(day=1)
-    from reports.generate import ReportError  # noqa: PLC0415
-
-    try:
-        month = datetime.strptime(value, "%Y-%m").date()
-    except ValueError:
-        raise ReportError("month", f"{value!r} is not YYYY-MM") from None
-    if month > today:
-        raise ReportError("month", f"{value} has not begun")
-    return month
-
-
 def cmd_reports(args: argparse.Namespace) -> int:
     from bus.admin import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
     from bus.topics import Topics  # noqa: PLC0415
     from reports.custom import custom_report  # noqa: PLC0415
     from reports.data import MONTHLY_KINDS, custom_data, monthly_data  # noqa: PLC0415
-    from reports.filters import FilterError, parse_filter  # noqa: PLC0415
+    from reports.filters import FilterError, parse_filter, parse_month  # noqa: PLC0415
     from reports.generate import ReportError, parse_formats, write_report  # noqa: PLC0415
     from reports.monthly import monthly_report  # noqa: PLC0415
     from schemas.budgets import OrgConfig  # noqa: PLC0415
@@ -88,8 +74,8 @@ def cmd_reports(args: argparse.Namespace) -> int:
             return code
     try:
         formats = parse_formats(args.format)
-        month = _month(args.month, now.date())
-    except ReportError as exc:
+        month = parse_month(args.month, now.date())
+    except (ReportError, FilterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     began = time.monotonic()

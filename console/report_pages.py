@@ -22,7 +22,7 @@ from console.store import Session
 from console.web import Web
 from reports.custom import custom_report
 from reports.data import MONTHLY_KINDS, custom_data, monthly_data
-from reports.filters import GROUPS, parse_filter
+from reports.filters import GROUPS, parse_filter, parse_month
 from reports.generate import Format, ReportError
 from reports.model import Report
 from reports.monthly import monthly_report
@@ -50,7 +50,7 @@ class ReportPages:
         today = datetime.now(ZoneInfo(org.timezone)).date()
         kind = data.get("kind", "monthly")
         if kind == "monthly" or kind in MONTHLY_KINDS:
-            month = _month(str(data.get("month") or ""), today)
+            month = parse_month(str(data.get("month") or ""), today)
             state, now = reader.config.state(), datetime.now(UTC)
             if kind in MONTHLY_KINDS:
                 read, build = MONTHLY_KINDS[kind]
@@ -108,15 +108,3 @@ class ReportPages:
 
     async def api_reports(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         return await run_in_threadpool(self._file, principal, body)
-
-
-def _month(value: str, today: date) -> date:
-    if not value:
-        return date.fromordinal(today.replace(day=1).toordinal() - 1).replace(day=1)
-    try:
-        month = datetime.strptime(value, "%Y-%m").date()
-    except ValueError:
-        raise ReportError("month", f"{value!r} is not YYYY-MM") from None
-    if month > today:
-        raise ReportError("month", f"{value} has not begun")
-    return month

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from schemas.errors import SpendstreamError
 from sinks.queries import Narrow
 
-__all__ = ["GRANULARITIES", "GROUPS", "MAX_DAYS", "CostFilter", "FilterError", "parse_filter"]
+__all__ = ["GRANULARITIES", "GROUPS", "MAX_DAYS", "CostFilter", "FilterError", "parse_filter", "parse_month"]
 
 GROUPS = {
     "provider": "provider",
@@ -118,3 +118,16 @@ def parse_filter(params: Mapping[str, str], timezone: str, today: date) -> CostF
             raise FilterError(name, f"{value!r} is not a valid {name}")
         narrowed[name] = value
     return CostFilter(first, last, timezone, granularity, group, **narrowed)
+
+
+def parse_month(value: str | None, today: date) -> date:
+    """``YYYY-MM`` as its first day; none: the month before ``today``'s. A month not begun is refused."""
+    if not value:
+        return date.fromordinal(today.replace(day=1).toordinal() - 1).replace(day=1)
+    try:
+        month = datetime.strptime(value, "%Y-%m").date()
+    except ValueError:
+        raise FilterError("month", f"{value!r} is not YYYY-MM") from None
+    if month > today:
+        raise FilterError("month", f"{value} has not begun")
+    return month
