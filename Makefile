@@ -12,7 +12,7 @@ help: ## list the targets
 setup: ## install system packages, .venv and the Kafka jars (idempotent)
 	@./scripts/setup
 
-run: setup ## the main job: the whole pipeline on the local stack, fed by a replay of the trace
+run: setup ## the main job: every feature on the local stack fed by a sample workload; leaves the console running
 	@$(BIN)/spendstream demo
 
 test: setup check ## lint, type-check and run every test against the local stack
