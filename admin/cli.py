@@ -358,7 +358,10 @@ def build_parser() -> argparse.ArgumentParser:
     decision.set_defaults(func=cmd_decision)
     console_parser(commands)
     reports_parser(commands)
-    demo = commands.add_parser("demo", help="the main job: the whole pipeline on the local stack, fed by a replay")
+    demo = commands.add_parser(
+        "demo",
+        help="the main job: every feature on the local stack, fed by a sample workload; leaves the console running",
+    )
     demo.add_argument("--count", type=int, default=20_000, help="requests to replay (default 20,000)")
     demo.add_argument("--trace", default=str(DEFAULT_TRACE), help="the LLM trace CSV (default: examples/trace)")
     demo.set_defaults(func=cmd_demo)
