@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from admin.console_cli import start_console
+from admin.environment import warn_refused
 from admin.inbox import Inbox
 from bus.admin import config_state, ensure_topics
 from bus.producer import UsageProducer
@@ -218,7 +219,7 @@ def _summary(settings: Settings, store: UsageStore) -> Path:
     """acme's monthly summary of last month as PDF, in the stack's home."""
     now = datetime.now(UTC)
     month = (now.date().replace(day=1) - timedelta(days=1)).replace(day=1)
-    state = config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=lambda e: None)
+    state = config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=warn_refused)
     report = monthly_report(monthly_data(store, state, "acme", month, now))
     (path,) = write_report(report, [Format.PDF], settings.stack.home / "reports", progress=lambda line: None)
     return path

@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from admin.environment import warn_refused
 from schemas.config_records import ConfigState
 from schemas.settings import Settings
 
@@ -20,7 +21,7 @@ def _state(settings: Settings) -> ConfigState:
     from bus.admin import config_state  # noqa: PLC0415 - reading Kafka only here
     from bus.topics import Topics  # noqa: PLC0415
 
-    return config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=lambda e: None)
+    return config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=warn_refused)
 
 
 def templates_command(settings: Settings, args: argparse.Namespace) -> int:

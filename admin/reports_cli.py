@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from admin.environment import settings_from_env
+from admin.environment import settings_from_env, warn_refused
 
 __all__ = ["reports_parser"]
 
@@ -79,7 +79,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     began = time.monotonic()
-    state = config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=lambda e: None)
+    state = config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=warn_refused)
     if args.org not in state.orgs and args.org not in _orgs_with_usage(UsageStore.of(settings.clickhouse)):
         print(f"error: org: {args.org!r} has no config and no usage", file=sys.stderr)
         return 2

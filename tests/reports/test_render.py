@@ -89,16 +89,14 @@ def test_pdf_has_a_title_page_numbers_a_repeating_header_and_exact_totals(tmp_pa
     assert len(feature_pages) >= 2 and all("Feature" in text and "Requests" in text for text in feature_pages)
     text = "\n".join(pages)
     assert "13.345678902" in text and "$*#[gpt]" in text  # the exact total; markup printed as text
-    if shutil.which("pdftoppm"):
-        (tmp_path / "r.pdf").write_bytes(pdf)
-        subprocess.run(
-            ["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "2", str(tmp_path / "r.pdf"), str(tmp_path / "p")],
-            check=True,
-        )
-        assert (
-            sorted(p.name for p in tmp_path.glob("p-*.png"))[:2] == ["p-1.png", "p-2.png"]
-            or len(list(tmp_path.glob("p*.png"))) == 2
-        )
+    pdftoppm = shutil.which("pdftoppm")
+    assert pdftoppm, "scripts/setup installs poppler-utils"
+    (tmp_path / "r.pdf").write_bytes(pdf)
+    subprocess.run(
+        [pdftoppm, "-png", "-r", "40", "-f", "1", "-l", "2", str(tmp_path / "r.pdf"), str(tmp_path / "p")], check=True
+    )
+    images = sorted(tmp_path.glob("p-*.png"))
+    assert len(images) == 2 and all(image.read_bytes().startswith(b"\x89PNG") for image in images)
 
 
 def test_files_are_written_whole_or_not_at_all(tmp_path: Path) -> None:
