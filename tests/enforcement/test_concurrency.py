@@ -46,6 +46,7 @@ async def run_clients(
                 request_id = f"c{index}-r{op}"
                 estimate = rng.randint(1, max_estimate)
                 decision = await caps.reserve(SUBJECT, request_id, estimate)
+                reserved_at = time.monotonic()
                 if not decision.allowed:
                     ledger["denied"] += 1
                     continue
@@ -63,7 +64,9 @@ async def run_clients(
                     ledger["settled"] += actual
                     ledger["overshoot"] += max(0, actual - estimate)
                 elif choice < 0.85:
-                    assert await caps.release("acme", request_id) is True
+                    released = await caps.release("acme", request_id)
+                    if time.monotonic() - reserved_at < 0.9:  # within its 1 s TTL: it was still held
+                        assert released is True  # (on a loaded machine it may have expired first: both are right)
                     assert await caps.release("acme", request_id) is False
                 # else: abandoned, left to expire
         finally:
