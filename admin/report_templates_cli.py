@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from admin.environment import warn_refused
@@ -55,6 +55,7 @@ def templates_command(settings: Settings, args: argparse.Namespace) -> int:
         "recipients": args.recipient,
         "schedule": args.schedule,
         "days": args.days,
+        "saved_at": datetime.now(UTC).isoformat(),
         "filters": {k: getattr(args, k) for k in _FILTERS if getattr(args, k, None)},
     }
     try:

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from admin.environment import settings_from_env, warn_refused
+from schemas.settings import Settings
 
 __all__ = ["reports_parser"]
 
@@ -21,9 +22,12 @@ def reports_parser(commands: Any) -> None:
         help="generate reports (monthly summary, chargeback, feature ROI, model value, custom) as PDF, XLSX and CSV",
         description="generate: read ClickHouse and config.v1 and write the report's files to --out "
         "(PDF, XLSX, and one CSV per table; each file is written whole or not at all), as asked or as a saved "
-        "template says (--template); save, list, delete: the org's saved templates on config.v1",
+        "template says (--template); save, list, delete: the org's saved templates on config.v1; "
+        "scheduler: run every scheduled template once per scheduled time and email its files (runs until "
+        "stopped; several may run); runs: an org's runs and their outcome; fetch: a run's files again",
     )
-    reports.add_argument("action", choices=["generate", "save", "list", "delete"])
+    reports.add_argument("action", choices=["generate", "save", "list", "delete", "scheduler", "runs", "fetch"])
+    reports.add_argument("--run", help="fetch: the run whose files to download again (from `reports runs`)")
     reports.add_argument("--template", help="generate: the saved template to run; save, delete: its name")
     reports.add_argument("--recipient", action="append", default=[], help="save: an email address (repeat)")
     reports.add_argument("--schedule", help="save: when to run, as cron in the org's time zone ('0 8 1 * *')")
@@ -34,7 +38,7 @@ def reports_parser(commands: Any) -> None:
         choices=["monthly", "chargeback", "ledger", "feature-roi", "model-value", "custom"],
         help="the report (default monthly)",
     )
-    reports.add_argument("--org", required=True, help="the org")
+    reports.add_argument("--org", help="the org (every action but scheduler)")
     reports.add_argument("--month", help="the month's reports: YYYY-MM (default: the month before this one)")
     reports.add_argument("--from", dest="first", help="custom: the first day, YYYY-MM-DD (default: this month's first)")
     reports.add_argument("--to", dest="last", help="custom: the last day, included (default: today)")
@@ -51,21 +55,30 @@ def reports_parser(commands: Any) -> None:
 
 
 def cmd_reports(args: argparse.Namespace) -> int:
-    from bus.admin import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
-    from bus.topics import Topics  # noqa: PLC0415
-    from reports.custom import custom_report  # noqa: PLC0415
-    from reports.data import MONTHLY_KINDS, custom_data, monthly_data  # noqa: PLC0415
-    from reports.filters import FilterError, parse_filter, parse_month  # noqa: PLC0415
-    from reports.generate import ReportError, parse_formats, write_report  # noqa: PLC0415
-    from reports.monthly import monthly_report  # noqa: PLC0415
-    from schemas.budgets import OrgConfig  # noqa: PLC0415
-    from sinks.usage_store import UsageStore  # noqa: PLC0415
-
     settings = settings_from_env()
+    if args.action != "scheduler" and not args.org:
+        print("error: org: --org is required", file=sys.stderr)
+        return 2
+    if args.action in ("scheduler", "runs", "fetch"):
+        from admin.report_runs_cli import runs_command  # noqa: PLC0415
+
+        return runs_command(settings, args)
     if args.action != "generate":
         from admin.report_templates_cli import templates_command  # noqa: PLC0415
 
         return templates_command(settings, args)
+    return _generate(settings, args)
+
+
+def _generate(settings: Settings, args: argparse.Namespace) -> int:
+    from bus.admin import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
+    from bus.topics import Topics  # noqa: PLC0415
+    from reports.build import build_report  # noqa: PLC0415
+    from reports.filters import FilterError, parse_month  # noqa: PLC0415
+    from reports.generate import ReportError, parse_formats, write_report  # noqa: PLC0415
+    from schemas.budgets import OrgConfig  # noqa: PLC0415
+    from sinks.usage_store import UsageStore  # noqa: PLC0415
+
     now = datetime.now(UTC)
     if args.template:
         from admin.report_templates_cli import apply_template  # noqa: PLC0415
@@ -84,24 +97,15 @@ def cmd_reports(args: argparse.Namespace) -> int:
         print(f"error: org: {args.org!r} has no config and no usage", file=sys.stderr)
         return 2
     store = UsageStore.of(settings.clickhouse)
-    if args.kind == "monthly":
-        print(f"reading {args.org} {month:%Y-%m} from ClickHouse", file=sys.stderr)
-        report = monthly_report(monthly_data(store, state, args.org, month, now))
-    elif args.kind in MONTHLY_KINDS:
-        print(f"reading {args.org} {month:%Y-%m} from ClickHouse", file=sys.stderr)
-        read, build = MONTHLY_KINDS[args.kind]
-        report = build(read(store, state, args.org, month, now))
-    else:
-        tz = state.orgs.get(args.org, OrgConfig(args.org)).timezone
-        params = {k: v for k, v in vars(args).items() if v is not None}
-        params.update({"from": args.first or "", "to": args.last or ""})
-        try:
-            wanted = parse_filter(params, tz, datetime.now(ZoneInfo(tz)).date())
-        except FilterError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"reading {args.org} {wanted.first} to {wanted.last} from ClickHouse", file=sys.stderr)
-        report = custom_report(custom_data(store, args.org, wanted, now))
+    today = datetime.now(ZoneInfo(state.orgs.get(args.org, OrgConfig(args.org)).timezone)).date()
+    params = {k: str(v) for k, v in vars(args).items() if v is not None and not isinstance(v, list | bool)}
+    params.update({"from": args.first or "", "to": args.last or "", "month": f"{month:%Y-%m}"})
+    print(f"reading {args.org} from ClickHouse", file=sys.stderr)
+    try:
+        report = build_report(store, state, args.org, args.kind, today, now, params)
+    except (ReportError, FilterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     write_report(report, formats, Path(args.out), bom=args.bom, progress=lambda line: print(line, file=sys.stderr))
     print(f"done in {time.monotonic() - began:.1f} s", file=sys.stderr)
     return 0

@@ -14,6 +14,7 @@ import smtplib
 import ssl
 import time
 from dataclasses import dataclass
+from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from schemas.alerts import Alert, Resolved
 from schemas.budgets import Channel
 from schemas.channels import ChannelSpec
 
-__all__ = ["DeliveryError", "Senders", "SmtpConfig", "TwilioConfig", "classify", "retry_after_seconds"]
+__all__ = ["DeliveryError", "Senders", "SmtpConfig", "TwilioConfig", "classify", "retry_after_seconds", "send_smtp"]
 
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
@@ -99,6 +100,37 @@ class TwilioConfig:
         return f"TwilioConfig({self.account_sid} from {self.from_number})"
 
 
+def send_smtp(config: SmtpConfig, message: EmailMessage) -> None:
+    """Hand ``message`` to the SMTP server, once; raises DeliveryError (retryable or not)."""
+    context = ssl.create_default_context()
+    if not config.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    try:
+        smtp: smtplib.SMTP
+        if config.security == "tls":
+            smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_s, context=context)
+        else:
+            smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
+        with smtp:
+            if config.security == "starttls":
+                smtp.starttls(context=context)
+            if config.username:
+                smtp.login(config.username, config.password)
+            smtp.send_message(message)
+    except smtplib.SMTPResponseException as exc:
+        raise DeliveryError(
+            f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:200], retryable=400 <= exc.smtp_code < 500
+        ) from None
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        transient = all(400 <= c < 500 for c in codes)
+        refused = ", ".join(sorted(exc.recipients))
+        raise DeliveryError(f"SMTP refused {refused}: {codes}", retryable=transient) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}"[:200], retryable=True) from None
+
+
 class Senders:
     def __init__(
         self,
@@ -147,32 +179,7 @@ class Senders:
         if config is None:
             raise DeliveryError("email is not configured (SPENDSTREAM_ALERTS__SMTP_HOST)", retryable=False)
         message = email_message(view, alert, config.sender, recipient)
-        context = ssl.create_default_context()
-        if not config.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        try:
-            smtp: smtplib.SMTP
-            if config.security == "tls":
-                smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_s, context=context)
-            else:
-                smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
-            with smtp:
-                if config.security == "starttls":
-                    smtp.starttls(context=context)
-                if config.username:
-                    smtp.login(config.username, config.password)
-                smtp.send_message(message)
-        except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(
-                f"SMTP {exc.smtp_code}: {exc.smtp_error!r}"[:200], retryable=400 <= exc.smtp_code < 500
-            ) from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            transient = all(400 <= c < 500 for c in codes)
-            raise DeliveryError(f"SMTP refused {recipient}: {codes}", retryable=transient) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"SMTP unreachable: {type(exc).__name__}: {exc}"[:200], retryable=True) from None
+        send_smtp(config, message)
 
     def _sms(self, number: str, view: AlertView) -> None:
         config = self.twilio

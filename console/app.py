@@ -61,6 +61,8 @@ def create_app(web: Web) -> Starlette:
         Route("/api/v1/patterns", web.api(analysis.api_patterns)),
         Route("/api/v1/forecasts", web.api(analysis.api_forecasts)),
         Route("/api/v1/reports", web.api(reports.api_reports), methods=["POST"]),
+        Route("/api/v1/reports/runs", web.api(reports.api_runs)),
+        Route("/api/v1/reports/runs/{run_id}/files/{name}", web.api(reports.api_run_file)),
         Route("/api/v1/alerts", web.api(api.api_alerts)),
         Route("/api/v1/audit", web.api(api.api_audit)),
     ]

@@ -66,6 +66,10 @@ def _errors(*codes: int) -> dict[str, Any]:
     }
 
 
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
 def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -198,7 +202,7 @@ def openapi_document() -> dict[str, Any]:
                                     "type": "object",
                                     "properties": {
                                         "kind": {
-                                            "enum": ["monthly", "chargeback", "feature-roi", "model-value", "custom"]
+                                            "enum": ["monthly", "chargeback", "ledger", "feature-roi", "model-value", "custom"]
                                         },
                                         "month": {"type": "string", "description": "monthly: YYYY-MM"},
                                         "format": {"enum": ["pdf", "xlsx", "csv"]},
@@ -208,6 +212,19 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {"200": {"description": "the file"}, **_errors(400, 401, 403)},
+                }
+            },
+            "/api/v1/reports/runs": {
+                "get": {
+                    "summary": "scheduled report runs of the org, newest first: outcome, period and file links",
+                    "responses": {"200": _ok("runs", {"type": "object"}), **_errors(401, 403)},
+                }
+            },
+            "/api/v1/reports/runs/{run_id}/files/{name}": {
+                "get": {
+                    "summary": "a file a run made, again (PDF, XLSX or CSV)",
+                    "parameters": [_path("run_id"), _path("name")],
+                    "responses": {"200": {"description": "the file"}, **_errors(401, 403, 404)},
                 }
             },
             "/api/v1/alerts": {

@@ -15,21 +15,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from console.actions import require
+from console.actions import NotFoundError, require
 from console.budget_edit import ForbiddenError
 from console.roles import Principal, Right
 from console.store import Session
-from console.web import Web
-from reports.custom import custom_report
-from reports.data import MONTHLY_KINDS, custom_data, monthly_data
-from reports.filters import GROUPS, parse_filter, parse_month
+from console.web import Web, json_response
+from reports.build import build_report
+from reports.filters import GROUPS
 from reports.generate import Format, ReportError
 from reports.model import Report
-from reports.monthly import monthly_report
 from reports.render_csv import table_csv
 from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
 from schemas.errors import SpendstreamError
+from sinks.report_runs import run_file, runs_of
 
 __all__ = ["ReportPages"]
 
@@ -48,18 +47,11 @@ class ReportPages:
         reader = self.web.reader
         org = reader.org(principal)
         today = datetime.now(ZoneInfo(org.timezone)).date()
-        kind = data.get("kind", "monthly")
-        if kind == "monthly" or kind in MONTHLY_KINDS:
-            month = parse_month(str(data.get("month") or ""), today)
-            state, now = reader.config.state(), datetime.now(UTC)
-            if kind in MONTHLY_KINDS:
-                read, build = MONTHLY_KINDS[kind]
-                return build(read(reader.store, state, principal.org_id, month, now))
-            return monthly_report(monthly_data(reader.store, state, principal.org_id, month, now))
-        if kind != "custom":
-            raise ReportError("kind", "monthly, chargeback, ledger, feature-roi, model-value or custom")
-        wanted = parse_filter({k: str(v) for k, v in data.items() if v not in (None, "")}, org.timezone, today)
-        return custom_report(custom_data(reader.store, principal.org_id, wanted, datetime.now(UTC)))
+        params = {k: str(v) for k, v in data.items() if v not in (None, "")}
+        kind = params.pop("kind", "monthly")
+        return build_report(
+            reader.store, reader.config.state(), principal.org_id, kind, today, datetime.now(UTC), params
+        )
 
     def _file(self, principal: Principal, data: Mapping[str, Any]) -> Response:
         try:
@@ -108,3 +100,36 @@ class ReportPages:
 
     async def api_reports(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         return await run_in_threadpool(self._file, principal, body)
+
+    def _runs(self, principal: Principal) -> list[dict[str, Any]]:
+        require(principal, Right.REPORTS)
+        return [
+            {
+                "run_id": run.run_id,
+                "template": run.template,
+                "due_at": run.due_at.isoformat(),
+                "period": run.period,
+                "attempt": run.attempt,
+                "outcome": run.outcome,
+                "error": run.error,
+                "files": [f"/api/v1/reports/runs/{run.run_id}/files/{name}" for name in run.files],
+                "recipients": run.recipients,
+                "finished_at": run.finished_at.isoformat(),
+            }
+            for run in runs_of(self.web.reader.store, principal.org_id)
+        ]
+
+    async def api_runs(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        """The org's scheduled report runs, newest first, each with links to its files."""
+        return json_response({"items": await run_in_threadpool(self._runs, principal)})
+
+    async def api_run_file(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        """A file of a run, again."""
+        require(principal, Right.REPORTS)
+        run_id, name = request.path_params["run_id"], request.path_params["name"]
+        content = await run_in_threadpool(run_file, self.web.reader.store, principal.org_id, run_id, name)
+        if content is None:
+            raise NotFoundError("name", f"run {run_id!r} has no file {name!r}")
+        suffix = name.rsplit(".", 1)[-1]
+        media = {"pdf": _TYPES[Format.PDF], "xlsx": _TYPES[Format.XLSX]}.get(suffix, "text/csv; charset=utf-8")
+        return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})

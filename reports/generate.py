@@ -15,7 +15,7 @@ from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
 from schemas.errors import SpendstreamError
 
-__all__ = ["Format", "ReportError", "parse_formats", "write_report"]
+__all__ = ["Format", "ReportError", "parse_formats", "render_files", "write_report"]
 
 
 class Format(StrEnum):
@@ -51,22 +51,28 @@ def _write(target: Path, content: bytes) -> Path:
     return target
 
 
+def render_files(report: Report, formats: Sequence[Format], bom: bool = False) -> list[tuple[str, bytes]]:
+    """Each file of ``report`` (its name and its bytes): a PDF, an XLSX, one CSV per table."""
+    rendered: list[tuple[str, bytes]] = []
+    for fmt in formats:
+        if fmt is Format.PDF:
+            rendered.append((f"{report.slug}.pdf", render_pdf(report)))
+        elif fmt is Format.XLSX:
+            rendered.append((f"{report.slug}.xlsx", render_xlsx(report)))
+        else:
+            for table in report.tables:
+                rendered.append((f"{report.slug}-{table.name}.csv", table_csv(table, bom).encode()))
+    return rendered
+
+
 def write_report(
     report: Report, formats: Sequence[Format], folder: Path, bom: bool = False, progress: Callable[[str], None] = print
 ) -> list[Path]:
     """The files of ``report`` in ``folder``; every render happens before the first file is written."""
     folder.mkdir(parents=True, exist_ok=True)
-    rendered: list[tuple[Path, bytes]] = []
-    for fmt in formats:
-        if fmt is Format.PDF:
-            rendered.append((folder / f"{report.slug}.pdf", render_pdf(report)))
-        elif fmt is Format.XLSX:
-            rendered.append((folder / f"{report.slug}.xlsx", render_xlsx(report)))
-        else:
-            for table in report.tables:
-                rendered.append((folder / f"{report.slug}-{table.name}.csv", table_csv(table, bom).encode()))
+    rendered = render_files(report, formats, bom)
     paths = []
-    for path, content in rendered:
-        paths.append(_write(path, content))
-        progress(f"wrote {path} ({len(content):,} bytes)")
+    for name, content in rendered:
+        paths.append(_write(folder / name, content))
+        progress(f"wrote {folder / name} ({len(content):,} bytes)")
     return paths

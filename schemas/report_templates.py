@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from croniter import croniter
@@ -41,6 +41,17 @@ class ReportTemplate:
     schedule: str | None = None  # cron, in the org's time zone
     days: int = 30  # custom: the days up to yesterday
     filters: tuple[tuple[str, str], ...] = field(default=())  # custom: group, granularity, narrowing
+    saved_at: datetime | None = None  # a schedule's first run is its first time after this
+
+    def last_due(self, now: datetime, done: datetime | None = None) -> datetime | None:
+        """The latest scheduled time at or before ``now`` (tz-aware, in the org's zone) that is after both
+        ``saved_at`` and ``done`` (the last time already run): the run that is due, or None. Several missed
+        times give one run, of the latest: a missed run is caught up once."""
+        if self.schedule is None:
+            return None
+        latest: datetime = croniter(self.schedule, now + timedelta(microseconds=1)).get_prev(datetime)
+        floors = [t for t in (self.saved_at, done) if t is not None]
+        return latest if all(latest > t for t in floors) else None
 
     def next_run(self, after: datetime) -> datetime | None:
         """The first scheduled time after ``after`` (tz-aware, in the org's zone); None without a schedule."""
@@ -53,7 +64,7 @@ class ReportTemplate:
 def parse_template(org_id: str, name: str, body: Mapping[str, Any]) -> ReportTemplate:
     if not _NAME.fullmatch(name):
         raise TemplateError("name", "lower-case letters, digits, '-' and '_' (at most 63)")
-    unknown = set(body) - {"kind", "formats", "recipients", "schedule", "days", "filters"}
+    unknown = set(body) - {"kind", "formats", "recipients", "schedule", "days", "filters", "saved_at"}
     if unknown:
         raise TemplateError(sorted(unknown)[0], "unknown field")
     kind = body.get("kind")
@@ -77,7 +88,15 @@ def parse_template(org_id: str, name: str, body: Mapping[str, Any]) -> ReportTem
         raise TemplateError("filters", f"a mapping of {', '.join(FILTERS)} to values")
     if filters and kind != "custom":
         raise TemplateError("filters", "only a custom report takes filters")
-    return ReportTemplate(org_id, name, kind, formats, recipients, schedule, days, tuple(sorted(filters.items())))
+    saved_at = body.get("saved_at")
+    try:
+        saved = None if saved_at is None else datetime.fromisoformat(str(saved_at))
+    except ValueError:
+        raise TemplateError("saved_at", f"{saved_at!r} is not an ISO 8601 time") from None
+    if saved is not None and saved.tzinfo is None:
+        raise TemplateError("saved_at", "needs a UTC offset")
+    sorted_filters = tuple(sorted(filters.items()))
+    return ReportTemplate(org_id, name, kind, formats, recipients, schedule, days, sorted_filters, saved)
 
 
 def template_record_body(template: ReportTemplate) -> bytes:
@@ -90,4 +109,6 @@ def template_record_body(template: ReportTemplate) -> bytes:
     }
     if template.schedule:
         body["schedule"] = template.schedule
+    if template.saved_at is not None:
+        body["saved_at"] = template.saved_at.isoformat()
     return json.dumps(body).encode()

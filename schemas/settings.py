@@ -205,6 +205,15 @@ class ConsoleSettings(BaseModel):
     sign_in_window_s: float = Field(300.0, gt=0, description="... within this many seconds, before it waits")
 
 
+class ReportSettings(BaseModel):
+    """The report scheduler (``spendstream reports scheduler``): saved templates run on their schedule."""
+
+    poll_s: float = Field(30.0, gt=0, le=3600, description="how often it looks for a template that is due")
+    lease_s: float = Field(900.0, ge=1, le=86_400, description="how long a worker holds a run before another may")
+    max_attempts: int = Field(3, ge=1, le=20, description="failed attempts of one run before it is given up")
+    metrics_port: Port = Field(9467, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SPENDSTREAM_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
@@ -218,4 +227,5 @@ class Settings(BaseSettings):
     stream: StreamSettings = StreamSettings()
     litellm: LiteLLMSettings = LiteLLMSettings()
     console: ConsoleSettings = ConsoleSettings()
+    reports: ReportSettings = ReportSettings()
     metrics_port: Port = Field(9400, ge=0, le=65535, description="Prometheus /metrics; 0 picks a free port")

@@ -31,6 +31,8 @@ from sinks.tables import (
     ANOMALIES,
     CONFIG_AUDIT,
     FORECASTS,
+    REPORT_FILES,
+    REPORT_RUNS,
     USAGE_DAILY,
     USAGE_EVENTS,
     USAGE_HOURLY,
@@ -94,4 +96,6 @@ def migrations(database: str) -> list[str]:
         *_added(db, ALERT_HISTORY),
         FORECASTS.create(db),
         ANOMALIES.create(db),
+        REPORT_RUNS.create(db),
+        REPORT_FILES.create(db),
     ]

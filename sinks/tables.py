@@ -21,6 +21,8 @@ __all__ = [
     "ANOMALIES",
     "CONFIG_AUDIT",
     "FORECASTS",
+    "REPORT_FILES",
+    "REPORT_RUNS",
     "TABLES",
     "USAGE_DAILY",
     "USAGE_EVENTS",
@@ -29,6 +31,8 @@ __all__ = [
     "AnomalyRow",
     "ConfigAuditRow",
     "ForecastRow",
+    "ReportFileRow",
+    "ReportRunRow",
     "RollupRow",
     "Table",
     "UsageRow",
@@ -303,6 +307,43 @@ ANOMALIES: Table[AnomalyRow] = Table(
     defaulted=("detected_at DateTime64(3, 'UTC') DEFAULT now64(3)",),
 )
 
+
+class ReportRunRow(NamedTuple):
+    """One attempt at a scheduled (or on-demand) report run: its outcome, files and recipients."""
+
+    run_id: Text
+    org_id: Label
+    template: Text
+    due_at: Seconds  # the scheduled time it ran for; with the template, what makes a run unique
+    period: Text  # what it covered: YYYY-MM, or first..last
+    attempt: UInt16
+    outcome: Label  # sent | rendered | failed
+    error: Text
+    files: Annotated[list[str], "Array(String)"]
+    recipients: Annotated[list[str], "Array(String)"]
+    worker: Text
+    started_at: Millis
+    finished_at: Millis
+
+
+REPORT_RUNS: Table[ReportRunRow] = Table(
+    "report_runs", ReportRunRow, engine="MergeTree", order_by="org_id, template, due_at, attempt"
+)
+
+
+class ReportFileRow(NamedTuple):
+    """A file a run made, kept so that it can be downloaded again from any console."""
+
+    run_id: Text
+    org_id: Label
+    name: Text
+    content: Annotated[bytes, "String CODEC(ZSTD(3))"]
+
+
+REPORT_FILES: Table[ReportFileRow] = Table(
+    "report_files", ReportFileRow, engine="ReplacingMergeTree", order_by="org_id, run_id, name"
+)
+
 TABLES: tuple[Table[Any], ...] = (
     USAGE_EVENTS,
     USAGE_HOURLY,
@@ -311,4 +352,6 @@ TABLES: tuple[Table[Any], ...] = (
     ALERT_HISTORY,
     FORECASTS,
     ANOMALIES,
+    REPORT_RUNS,
+    REPORT_FILES,
 )

@@ -12,7 +12,7 @@ from alerting.channels import Senders, SmtpConfig, TwilioConfig
 from enforcement.connect import redis_async, redis_sync
 from schemas.settings import RedisSettings, Settings
 
-__all__ = ["async_redis", "senders", "sync_redis"]
+__all__ = ["async_redis", "senders", "smtp_config", "sync_redis"]
 
 
 def sync_redis(settings: RedisSettings, **options: Any) -> Any:
@@ -25,21 +25,27 @@ def async_redis(settings: RedisSettings, **options: Any) -> Any:
     return redis_async(settings.url, password=settings.password_text(), cluster=settings.cluster, **options)
 
 
+def smtp_config(settings: Settings) -> SmtpConfig | None:
+    """The SMTP server that alerts and reports go out through; None when none is set."""
+    alerts = settings.alerts
+    if not alerts.smtp_host:
+        return None
+    return SmtpConfig(
+        alerts.smtp_host,
+        alerts.smtp_port,
+        alerts.smtp_security,
+        alerts.smtp_username,
+        alerts.smtp_password.get_secret_value(),
+        alerts.smtp_from,
+        alerts.http_timeout_s,
+        alerts.smtp_verify,
+    )
+
+
 def senders(settings: Settings) -> Senders:
     """The alert channels' clients, from settings (credentials come from the environment)."""
     alerts = settings.alerts
-    smtp = None
-    if alerts.smtp_host:
-        smtp = SmtpConfig(
-            alerts.smtp_host,
-            alerts.smtp_port,
-            alerts.smtp_security,
-            alerts.smtp_username,
-            alerts.smtp_password.get_secret_value(),
-            alerts.smtp_from,
-            alerts.http_timeout_s,
-            alerts.smtp_verify,
-        )
+    smtp = smtp_config(settings)
     twilio = None
     if alerts.twilio_account_sid:
         twilio = TwilioConfig(

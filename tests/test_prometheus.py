@@ -75,7 +75,12 @@ def test_compose_scrape_config_and_metric_ports_agree() -> None:
     assert jobs["console"]["static_configs"][0]["targets"] == [f"console:{console_port}"]
     assert f"{console_port}:{console_port}" in services["console"]["ports"]
 
-    for name in ("worker", "decision", "console", "grafana", "prometheus"):
+    reports_port = int(services["reports"]["environment"]["SPENDSTREAM_REPORTS__METRICS_PORT"])
+    assert reports_port == settings.reports.metrics_port
+    (reports_sd,) = jobs["reports"]["dns_sd_configs"]
+    assert reports_sd["names"] == ["reports"] and reports_sd["port"] == reports_port
+
+    for name in ("worker", "decision", "console", "reports", "grafana", "prometheus"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
     assert scrape["rule_files"] == ["rules.yml"]
     assert "./dashboards/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]

@@ -38,6 +38,7 @@ MATRIX = {
     ("PUT", "/api/v1/channels/matrix"): {"owner", "admin"},
     ("PUT", "/api/v1/routing"): {"owner", "admin"},
     ("GET", "/api/v1/audit"): {"owner"},
+    ("GET", "/api/v1/reports/runs"): {"owner", "admin", "finance"},
 }
 
 

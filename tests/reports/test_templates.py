@@ -53,3 +53,18 @@ def test_a_template_round_trips_through_the_config_topic_and_schedules_in_the_or
     assert (
         parse_template("acme", "on-demand", {"kind": "monthly"}).next_run(datetime(2026, 1, 1, tzinfo=berlin)) is None
     )
+
+
+def test_the_due_run_is_the_latest_missed_time_after_the_save_and_the_last_run() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    saved = datetime(2026, 9, 15, tzinfo=berlin)
+    template = parse_template("acme", "t", {"kind": "monthly", "schedule": "0 8 1 * *", "saved_at": saved.isoformat()})
+    now = datetime(2026, 11, 30, 12, tzinfo=berlin)
+    # October's and November's runs were both missed: one run, of November's
+    assert template.last_due(now) == datetime(2026, 11, 1, 8, tzinfo=berlin)
+    assert template.last_due(now, done=datetime(2026, 11, 1, 8, tzinfo=berlin)) is None
+    assert template.last_due(datetime(2026, 11, 1, 8, tzinfo=berlin)) == datetime(2026, 11, 1, 8, tzinfo=berlin)
+    assert template.last_due(datetime(2026, 9, 30, tzinfo=berlin)) is None  # nothing since it was saved
+    with pytest.raises(TemplateError) as info:
+        parse_template("acme", "t", {"kind": "monthly", "saved_at": "2026-09-15T00:00:00"})
+    assert info.value.field == "saved_at"
