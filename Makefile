@@ -49,4 +49,4 @@ jsonschema: setup ## regenerate schemas/jsonschema from the Python model
 	@$(PY) scripts/gen_jsonschema.py
 
 clean: ## remove the virtualenv and caches (not the stack's data)
-	rm -rf $(VENV) .venv-litellm .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-litellm .venv-focus .mypy_cache .ruff_cache .pytest_cache

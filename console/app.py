@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from console.analysis_pages import AnalysisPages
 from console.api import Api
+from console.export_api import Exports
 from console.pages import Pages
 from console.report_pages import ReportPages
 from console.web import Web
@@ -26,7 +27,7 @@ __all__ = ["create_app"]
 HERE = Path(__file__).parent
 
 
-def create_app(web: Web) -> Starlette:
+def create_app(web: Web, exports: Exports | None = None) -> Starlette:
     pages, api, analysis, reports = Pages(web), Api(web), AnalysisPages(web), ReportPages(web)
     routes = [
         Route("/", lambda request: RedirectResponse("/billing", 303)),
@@ -66,4 +67,9 @@ def create_app(web: Web) -> Starlette:
         Route("/api/v1/alerts", web.api(api.api_alerts)),
         Route("/api/v1/audit", web.api(api.api_audit)),
     ]
+    if exports is not None:
+        routes += [
+            Route("/api/v1/export/focus", web.api(exports.focus)),
+            Route("/api/v1/export/closes", web.api(exports.closes), methods=["GET", "POST"]),
+        ]
     return Starlette(routes=routes)

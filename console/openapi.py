@@ -202,7 +202,14 @@ def openapi_document() -> dict[str, Any]:
                                     "type": "object",
                                     "properties": {
                                         "kind": {
-                                            "enum": ["monthly", "chargeback", "ledger", "feature-roi", "model-value", "custom"]
+                                            "enum": [
+                                                "monthly",
+                                                "chargeback",
+                                                "ledger",
+                                                "feature-roi",
+                                                "model-value",
+                                                "custom",
+                                            ]
                                         },
                                         "month": {"type": "string", "description": "monthly: YYYY-MM"},
                                         "format": {"enum": ["pdf", "xlsx", "csv"]},
@@ -226,6 +233,52 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [_path("run_id"), _path("name")],
                     "responses": {"200": {"description": "the file"}, **_errors(401, 403, 404)},
                 }
+            },
+            "/api/v1/export/focus": {
+                "get": {
+                    "summary": "the org's charges as FOCUS rows (1.2, or 1.0), in the export's order, a page a call: "
+                    "start without a cursor, then pass each X-Next-Cursor; every row comes exactly once, late ones "
+                    "included (rows stored less than export_settle_s ago wait for the next page)",
+                    "parameters": [
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                        {"name": "format", "in": "query", "schema": {"enum": ["csv", "jsonl"]}},
+                        {"name": "focus_version", "in": "query", "schema": {"enum": ["1.2", "1.0"]}},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the rows (CSV with a header, or JSON lines); X-Next-Cursor: where the "
+                            "next page starts; X-Row-Count: the rows in this one",
+                        },
+                        **_errors(400, 401, 403),
+                    },
+                }
+            },
+            "/api/v1/export/closes": {
+                "get": {
+                    "summary": "the org's closed months",
+                    "responses": {"200": _ok("closed months", {"type": "object"}), **_errors(401, 403)},
+                },
+                "post": {
+                    "summary": "close a month that has ended at a cursor (default: everything stored so far): its rows "
+                    "after the cursor come as corrections (ChargeClass Correction) billed to a later open month",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["month"],
+                                    "properties": {
+                                        "month": {"type": "string", "description": "YYYY-MM"},
+                                        "cursor": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"201": _ok("the close", {"type": "object"}), **_errors(400, 401, 403, 409)},
+                },
             },
             "/api/v1/alerts": {
                 "get": {

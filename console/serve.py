@@ -14,6 +14,7 @@ from bus.topics import Topics
 from console.actions import Actions
 from console.app import create_app
 from console.config_cache import ConfigCache
+from console.export_api import Exports
 from console.metrics import ConsoleMetrics
 from console.readmodels import Reader, Store
 from console.store import AccessStore
@@ -74,4 +75,5 @@ def app_from_settings(
         secure_cookies=settings.console.secure_cookies,
         vega_bundle=_vega_bundle,
     )
-    return create_app(web)
+    exports = Exports(web, store, settings.console.export_settle_s, settings.console.export_max_rows)
+    return create_app(web, exports)

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from schemas.budget_file import BudgetFile
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.chargeback import parse_chargeback
+from schemas.period_close import PeriodClose, close_record_body, parse_close
 from schemas.price_sources import load_overrides, parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, PriceEntry
 from schemas.report_templates import ReportTemplate, parse_template, template_record_body
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigState",
     "budget_record",
     "channel_record",
+    "close_record",
     "file_records",
     "org_record",
     "prices_litellm_record",
@@ -107,6 +109,10 @@ def file_records(parsed: BudgetFile, current: ConfigState) -> tuple[list[ConfigR
     return records + [ConfigRecord(key, None) for key in removed], len(removed)
 
 
+def close_record(close: PeriodClose) -> ConfigRecord:
+    return ConfigRecord(f"close/{close.org_id}/{close.month:%Y-%m}", close_record_body(close))
+
+
 def template_record(template: ReportTemplate) -> ConfigRecord:
     return ConfigRecord(f"report/{template.org_id}/{template.name}", template_record_body(template))
 
@@ -176,6 +182,7 @@ class ConfigState:
         self.channels: dict[tuple[str, str], ChannelSpec] = {}
         self.routing: dict[str, Routing] = {}
         self.reports: dict[tuple[str, str], ReportTemplate] = {}  # saved report templates by (org, name)
+        self.closes: dict[tuple[str, date], PeriodClose] = {}  # closed billing months by (org, first day)
         self._litellm: dict[str, tuple[datetime, str]] = {}
         self._overrides: str | None = None
         self._catalogue: PriceCatalogue | None = None
@@ -203,6 +210,11 @@ class ConfigState:
         elif kind == "report":
             _, org_id, name = key.split("/", 2)
             _put(self.reports, (org_id, name), value, lambda v: parse_template(org_id, name, json.loads(v)))
+        elif kind == "close":
+            _, org_id, month = key.split("/", 2)
+            if value is not None:  # a close is permanent: a deletion is ignored
+                close = parse_close(org_id, month, json.loads(value))
+                self.closes.setdefault((org_id, close.month), close)
         elif key.startswith("prices/litellm/"):
             _put(self._litellm, key, value, _litellm_entry)
             self._catalogue = None

@@ -203,6 +203,10 @@ class ConsoleSettings(BaseModel):
     config_max_age_s: float = Field(2.0, gt=0, le=3600, description="how stale the budgets it shows may be")
     sign_in_attempts: int = Field(5, ge=1, le=1000, description="failed sign-ins per user and address ...")
     sign_in_window_s: float = Field(300.0, gt=0, description="... within this many seconds, before it waits")
+    export_settle_s: float = Field(
+        30.0, ge=0, le=3600, description="the export API hands out rows ClickHouse stored at least this long ago"
+    )
+    export_max_rows: int = Field(1_000_000, ge=1, le=50_000_000, description="the most rows of one export page")
 
 
 class ReportSettings(BaseModel):

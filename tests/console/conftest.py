@@ -76,6 +76,7 @@ def console(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "SPENDSTREAM_CONSOLE__DATABASE": str(database),
             "SPENDSTREAM_CONSOLE__PORT": str(port),
             "SPENDSTREAM_CONSOLE__CONFIG_MAX_AGE_S": "0.5",
+            "SPENDSTREAM_CONSOLE__EXPORT_SETTLE_S": "1",
         }
         dep.env = env
         applied = dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml"))

@@ -135,6 +135,7 @@ def test_the_openapi_document_describes_every_api_route() -> None:
     from starlette.routing import Route
 
     from console.app import create_app
+    from console.export_api import Exports
     from console.metrics import ConsoleMetrics
     from console.openapi import openapi_document
     from console.throttle import SignInThrottle
@@ -143,7 +144,7 @@ def test_the_openapi_document_describes_every_api_route() -> None:
     parts: Any = SimpleNamespace(reader=None)
     web = Web(parts, parts, SignInThrottle(5, 60), ConsoleMetrics(CollectorRegistry()))
     documented = openapi_document()["paths"]
-    for route in create_app(web).routes:
+    for route in create_app(web, Exports(web, parts, 1, 10)).routes:
         if not isinstance(route, Route) or not route.path.startswith("/api/v1/") or route.path.endswith("openapi.json"):
             continue
         path = route.path.replace("{key:path}", "{key}")
