@@ -6,7 +6,9 @@
    the LLM trace as today's traffic;
 4. send a minute of live traffic with one burst in it, until the worker has made forecasts, flagged
    the spike and delivered alerts to the inbox;
-5. start the console with a demo sign-in, leave it running, and say where to look.
+5. write last month's summary, run a saved monthly template once as the report scheduler would (its
+   files emailed to the inbox), start the console with a demo sign-in, leave it running, and say where
+   to look.
 """
 
 from __future__ import annotations
@@ -225,6 +227,36 @@ def _summary(settings: Settings, store: UsageStore) -> Path:
     return path
 
 
+def _scheduled(settings: Settings, store: UsageStore, inbox: Inbox) -> str:
+    """A saved template, due on the 1st of this month at 08:00, run by one poll of the report scheduler:
+    its files go to the demo inbox as an email, as ``spendstream reports scheduler`` sends them."""
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
+
+    from admin.report_scheduler import ReportScheduler  # noqa: PLC0415
+    from alerting.channels import SmtpConfig, send_smtp  # noqa: PLC0415
+    from bus.config_publisher import publish_config  # noqa: PLC0415
+    from schemas.config_records import template_record  # noqa: PLC0415
+    from schemas.report_templates import parse_template  # noqa: PLC0415
+    from streams.clients import sync_redis  # noqa: PLC0415
+
+    topics = Topics(settings.kafka.topic_prefix)
+    saved = (datetime.now(UTC).replace(day=1) - timedelta(days=20)).isoformat()
+    body = {"kind": "monthly", "formats": ["pdf", "xlsx"], "recipients": ["cfo@acme.example"],
+            "schedule": "0 8 1 * *", "saved_at": saved}  # fmt: skip
+    if ("acme", "monthly-finance") not in config_state(settings.kafka.bootstrap, topics.config).reports:
+        publish_config(
+            settings.kafka.bootstrap, topics, [template_record(parse_template("acme", "monthly-finance", body))]
+        )
+    smtp = SmtpConfig("127.0.0.1", inbox.port, "none")
+    scheduler = ReportScheduler(
+        settings.reports, store, sync_redis(settings.redis), settings.redis.key_prefix,
+        lambda: config_state(settings.kafka.bootstrap, topics.config, on_error=warn_refused),
+        lambda message: send_smtp(smtp, message), registry=CollectorRegistry(),
+    )  # fmt: skip
+    ran = scheduler.poll()
+    return f"ran {', '.join(ran)}" if ran else "ran before (each scheduled time runs once)"
+
+
 def _insights_ready(store: UsageStore, inbox: Inbox) -> bool:
     return _count(store, "forecasts") > 0 and _count(store, "anomalies") > 0 and inbox.received > 0
 
@@ -261,7 +293,11 @@ def run_demo(settings: Settings, count: int, trace: Path, examples: Path, publis
                 worker.kill()
         print("6/6 writing last month's summary of acme, and starting the console")
         summary = _summary(settings, store)
+        scheduled = _scheduled(settings, store, inbox)
         url = start_console(settings, DEMO_USER, DEMO_PASSWORD, "acme")
         _report(settings, store, inbox, url, time.monotonic() - began)
         print(f"  last month's summary     {summary}  (spendstream reports generate --help)")
+        print(f"  a scheduled report       monthly-finance {scheduled}, emailed to the demo inbox")
+        print("                           (spendstream reports runs --org acme)")
+        print(f"  the FOCUS export         {url}/api/v1/export/focus  (an API token with the finance role)")
     return 0

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from insights.forecast import SpendForecaster
 from reports.chargeback import ChargebackData, chargeback_report
 from reports.custom import CustomData
 from reports.feature_roi import FeatureData, FeatureUsage, feature_roi_report
@@ -95,6 +94,8 @@ def _next_month(
     learnt = [d for d in sorted(days) if d < learn_until]
     if len(learnt) < 14:
         return None
+    from insights.forecast import SpendForecaster  # noqa: PLC0415 - River, SciPy, pandas: ~150 MiB, only here
+
     model = SpendForecaster()
     for day in learnt:
         model.learn_day(day, days[day])

@@ -173,7 +173,8 @@ def close_parameters(closes: Sequence[PeriodClose]) -> dict[str, Any]:
 
 
 # decimals keep their scale ("1.0", "0.123000000"), so that a reader that guesses types sees decimals
-_OUTPUT = {
+CHUNK_BYTES = 256 * 1024
+OUTPUT_SETTINGS = {
     "format_csv_null_representation": "",
     "output_format_csv_crlf_end_of_line": 1,  # RFC 4180
     "output_format_json_escape_forward_slashes": 0,
@@ -251,8 +252,9 @@ def focus_rows(
         **close_parameters(closes),
     }
     sql = focus_query(store.database, version, fmt.startswith("CSV"), closes)
-    stream = store.client.raw_stream(sql, parameters=parameters, fmt=fmt, settings=_OUTPUT)
-    try:
-        yield from stream
+    stream = store.client.raw_stream(sql, parameters=parameters, fmt=fmt, settings=OUTPUT_SETTINGS)
+    try:  # read in large pieces: iterating the stream would yield it line by line
+        while chunk := stream.read(CHUNK_BYTES):
+            yield chunk
     finally:
         stream.close()
