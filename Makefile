@@ -16,6 +16,7 @@ run: setup ## the main job: every feature on the local stack fed by a sample wor
 	@$(BIN)/spendstream demo
 
 test: setup check ## lint, type-check and run every test against the local stack
+	@./scripts/setup-focus-validator
 	@$(PY) -m pytest
 
 check: setup ## ruff, mypy and deptry (every import declared; import-linter runs inside the tests)
