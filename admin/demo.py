@@ -151,7 +151,7 @@ Done in {took_s:.0f} s. Look at it in the console (left running):
   the admin API is under {url}/api/v1 (OpenAPI: {url}/api/v1/openapi.json).
 
 Also:
-  the demo inbox          {inbox.folder} (one .eml per alert delivered)
+  the demo inbox          {inbox.folder} (one .eml per message: alerts and the scheduled report)
   ClickHouse              http://{ch.host}:{ch.port}, e.g. SELECT * FROM {ch.database}.usage_daily LIMIT 10
   keep consuming          spendstream worker   (Prometheus metrics on :{settings.metrics_port}/metrics)
   more traffic            spendstream replay trace --now --count 50000
