@@ -43,7 +43,7 @@ from bus.topics import Topics
 from enforcement.client import AsyncCapClient
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
-from integrations.litellm_mapping import Identity, IdentityError, KeyView, identity, usage_event
+from integrations.litellm_mapping import Identity, IdentityError, KeyView, identity, prompt_tokens_bound, usage_event
 from schemas.events import EventError, UsageEvent, decode_event, encode_event
 from schemas.price_sources import parse_litellm_price_map
 from schemas.pricing import PriceCatalogue
@@ -149,12 +149,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             raise HTTPException(status_code=exc.status, detail={"error": f"spendstream: {exc}"}) from exc
         except SubjectError as exc:
             raise HTTPException(status_code=400, detail={"error": f"spendstream: {exc}"}) from exc
-        try:
-            prompt_tokens = litellm.token_counter(
-                model=str(data.get("model") or ""), messages=data.get("messages") or []
-            )
-        except Exception:  # noqa: BLE001 - an unknown tokenizer: estimate from the output alone
-            prompt_tokens = 0
+        prompt_tokens = prompt_tokens_bound(data.get("messages"))
         estimate = self.estimator.estimate(
             provider, model, who.feature, prompt_tokens, data.get("max_tokens"), datetime.now(UTC), who.org_id
         )

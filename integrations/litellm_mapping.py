@@ -29,7 +29,20 @@ from schemas.errors import SpendstreamError
 from schemas.events import UsageEvent
 from schemas.money import round_nanos
 
-__all__ = ["Identity", "IdentityError", "KeyView", "Tokens", "identity", "occurred_at", "tokens_of", "usage_event"]
+__all__ = [
+    "Identity",
+    "IdentityError",
+    "KeyView",
+    "Tokens",
+    "identity",
+    "occurred_at",
+    "prompt_tokens_bound",
+    "tokens_of",
+    "usage_event",
+]
+
+BYTES_PER_TOKEN = 3  # tokenizers average ~4 bytes of English and ~3 of CJK text a token: 3 errs high
+TOKENS_PER_MESSAGE = 4  # the role and the chat template's separators
 
 _STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "on_demand"})
 
@@ -131,6 +144,28 @@ class Tokens:
     cache_read: int
     cache_write: int
     reasoning: int
+
+
+def _text_bytes(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, Mapping):
+        return sum(_text_bytes(v) for k, v in value.items() if k not in ("image_url", "input_audio"))
+    if isinstance(value, list | tuple):
+        return sum(_text_bytes(v) for v in value)
+    return 0
+
+
+def prompt_tokens_bound(messages: Any) -> int:
+    """How many prompt tokens ``messages`` may take, from their UTF-8 size alone: an estimate that errs
+    high (for the reservation, which the real usage replaces), without running a tokenizer (which costs
+    ~25 us for a line and ~0.4 ms for 10 KB of prompt, on every request)."""
+    if not isinstance(messages, list):
+        return 0
+    size = sum(
+        _text_bytes(m.get("content")) + _text_bytes(m.get("tool_calls")) for m in messages if isinstance(m, Mapping)
+    )
+    return -(-size // BYTES_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
 
 
 def _count(value: Any) -> int:

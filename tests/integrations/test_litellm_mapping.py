@@ -113,3 +113,21 @@ def test_a_naive_end_time_is_the_hosts_local_time(berlin: None) -> None:
     local = datetime(2026, 7, 1, 0, 30)  # half past midnight in Berlin (CEST) is 22:30 UTC the day before
     assert occurred_at(local) == datetime(2026, 6, 30, 22, 30, tzinfo=UTC)
     assert occurred_at(datetime(2026, 7, 1, 0, 30, tzinfo=UTC)) == datetime(2026, 7, 1, 0, 30, tzinfo=UTC)
+
+
+def test_the_prompt_bound_counts_text_bytes_not_images_and_errs_high() -> None:
+    from integrations.litellm_mapping import prompt_tokens_bound
+
+    assert prompt_tokens_bound(None) == 0 and prompt_tokens_bound("not a list") == 0
+    english = "The quick brown fox jumps over the lazy dog. " * 20  # 180 words: about 200 tokens
+    assert prompt_tokens_bound([{"role": "user", "content": english}]) == -(-len(english) // 3) + 4
+    assert prompt_tokens_bound([{"role": "user", "content": english}]) >= 200
+    cjk = "漢字のテキスト" * 10  # 70 characters, 210 bytes: at most about one token a character
+    assert prompt_tokens_bound([{"role": "user", "content": cjk}]) >= 70
+    parts = [
+        {"type": "text", "text": "describe this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100_000}},
+    ]
+    assert prompt_tokens_bound([{"role": "user", "content": parts}]) < 20  # the image is priced elsewhere
+    calls = [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": "x" * 30}}]}]
+    assert prompt_tokens_bound(calls) == 10 + 4
