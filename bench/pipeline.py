@@ -1,7 +1,8 @@
 """End-to-end pipeline throughput and freshness on the local stack, against a raw-consumer baseline.
 
 In one run, on its own topics, Redis prefix and ClickHouse database:
-1. baseline: 200k replayed trace events consumed by a bare aiokafka consumer (no work);
+1. baselines: 200k replayed trace events consumed by a bare aiokafka consumer (no work), and by a
+   Faust agent that only counts them, with the worker's consumer settings (``bench/ceilings.py``);
 2. end-to-end: the worker running, the same 200k events produced as fast as possible; the clock
    runs from the first send until every event is counted in Redis and stored in ClickHouse;
 3. freshness: events produced at a steady 2,000/s for 15 s; every 20th is a probe with a user of its
@@ -217,6 +218,10 @@ def main() -> None:
     produce(producer(bootstrap), baseline_topic, payloads)
     raw_rate = raw_consume_rate(bootstrap, baseline_topic, EVENTS)
     print(f"raw consume: {raw_rate:,.0f} events/s", file=sys.stderr)
+    from bench.ceilings import faust_rate  # noqa: PLC0415 - it imports this module
+
+    faust_rate_s = faust_rate(bootstrap, baseline_topic, EVENTS)  # a Faust agent that only counts
+    print(f"Faust consume-only: {faust_rate_s:,.0f} events/s", file=sys.stderr)
 
     # 2. end to end
     log = open(f"/tmp/{tag}-worker.log", "wb")  # noqa: SIM115
@@ -279,6 +284,8 @@ def main() -> None:
             "redis_applied_events_per_s": round(EVENTS / applied_s),
             "raw_consume_events_per_s": round(raw_rate),
             "end_to_end_over_raw": round(e2e_rate / raw_rate, 3),
+            "faust_consume_only_events_per_s": round(faust_rate_s),
+            "end_to_end_over_faust": round(e2e_rate / faust_rate_s, 3),
             "freshness_rate_events_per_s": round(achieved_rate),
             "freshness_probes": probes,
             "freshness_probes_seen": len(delays),

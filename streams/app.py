@@ -10,6 +10,7 @@ check Redis's state, measure drift and run the insights on the leader.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -335,6 +336,12 @@ class Worker:
         """Run until stopped (SIGTERM or SIGINT); flushes what it holds on the way out. The exit code: 0 after a
         stop; 1 when the usage or alerts agent, the consumer or its fetcher failed (see :meth:`_crash`)."""
         worker = faust.Worker(self.app, loglevel="WARNING", quiet=True)
+        # What is built by now (modules, Faust, the parts, ~200k objects) lives as long as the worker: moved
+        # out of the collector's reach, a full collection no longer walks it. Measured in bench/pipeline.py:
+        # full collections paused the event loop 120-175 ms every few seconds (freshness p99 ~500 ms); frozen,
+        # 60-77 ms (p99 ~124 ms).
+        gc.collect()
+        gc.freeze()
         try:
             worker.execute_from_commandline()
         except SystemExit as stopped:
