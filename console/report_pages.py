@@ -81,10 +81,10 @@ class ReportPages:
             except ForbiddenError:
                 raise
             except SpendstreamError as exc:  # a month, filter or format that cannot be used
-                return self._form(request, principal, session, dict(form), exc, 400)
-        return self._form(request, principal, session, {}, None, 200)
+                return await self._form(request, principal, session, dict(form), exc, 400)
+        return await self._form(request, principal, session, {}, None, 200)
 
-    def _form(
+    async def _form(
         self,
         request: Request,
         principal: Principal,
@@ -95,7 +95,16 @@ class ReportPages:
     ) -> Response:
         today = datetime.now(UTC).date()
         previous = date.fromordinal(today.replace(day=1).toordinal() - 1)
-        context = {"values": values, "error": error, "groups": list(GROUPS), "default_month": f"{previous:%Y-%m}"}
+        state = self.web.reader.config.state()
+        templates = [t for (org, _), t in sorted(state.reports.items()) if org == principal.org_id]
+        context = {
+            "values": values,
+            "error": error,
+            "groups": list(GROUPS),
+            "default_month": f"{previous:%Y-%m}",
+            "templates": templates,
+            "runs": (await run_in_threadpool(self._runs, principal))[:20],
+        }
         return self.web.render(request, "reports.html", principal, session, context, status)
 
     async def api_reports(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:

@@ -35,3 +35,6 @@ def test_a_runs_files_download_again_for_its_org_only(console: Console, tokens: 
     globex = httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {tokens['globex']}"}, timeout=30)
     assert globex.get(run["files"][0]).status_code == 404
     assert all(item["run_id"] != run["run_id"] for item in globex.get("/api/v1/reports/runs").json()["items"])
+    page = console.signed_in("fiona").get("/billing/reports")
+    assert page.status_code == 200
+    assert "close@2026-11-01T07:00Z" in page.text and f'href="{run["files"][0]}"' in page.text
