@@ -39,7 +39,7 @@ def redis_sync(stack: Settings) -> Iterator[redis.Redis]:
 
 
 @schema.parametrize()
-@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))  # per operation (120: 2 min)
 def test_no_5xx_and_a_refused_request_changes_nothing(
     case: Any,
     app_client: AppClient,  # noqa: F811 - the fixture
