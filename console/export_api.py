@@ -79,8 +79,13 @@ class Exports:
             position = decode_cursor(cursor)
         config = self.web.reader.config
         with config.edit_lock:
-            if (principal.org_id, month) in config.state(fresh=True).closes:
+            closes = {m: c for (org, m), c in config.state(fresh=True).closes.items() if org == principal.org_id}
+            if month in closes:
                 raise ConflictError("month", f"{month:%Y-%m} is already closed; a close is permanent")
+            latest = max((c.position for c in closes.values()), default=None)
+            if latest is not None and position < latest:
+                # rows between the two were exported as open-month rows: closing before them would reclassify them
+                raise ExportError("cursor", "is before an earlier close's cursor; pass the last cursor you pulled")
             close = PeriodClose(principal.org_id, month, position, principal.name, datetime.now(UTC))
             config.publish([close_record(close)])
         self.web.access.audit(principal.org_id, principal.name, "export.close", f"{month:%Y-%m}", None, None)

@@ -130,6 +130,7 @@ def test_the_cursor_returns_each_row_once_across_late_arrivals_and_a_period_clos
     mid_last = datetime.combine(last_month + timedelta(days=14), datetime.min.time(), BERLIN)
 
     first, first_text, cursor = pull(finance, "")
+    first_cursor = cursor
     ids = [r["x_EventId"] for r in first]
     assert len(ids) == len(set(ids))
     total, stored = ch_total(console, "acme")
@@ -152,6 +153,9 @@ def test_the_cursor_returns_each_row_once_across_late_arrivals_and_a_period_clos
     assert again.status_code == 409 and again.json()["error"]["field"] == "month"
     current = finance.post("/api/v1/export/closes", json={"month": f"{this_month:%Y-%m}"})
     assert current.status_code == 400 and current.json()["error"]["field"] == "month"
+    before_last = (last_month - timedelta(days=1)).replace(day=1)
+    behind = finance.post("/api/v1/export/closes", json={"month": f"{before_last:%Y-%m}", "cursor": first_cursor})
+    assert behind.status_code == 400 and behind.json()["error"]["field"] == "cursor", behind.text
     corrections = late(25, mid_last + timedelta(days=1), "late3")
     console.dep.send(corrections)
     settle(console, {e.event_id for e in corrections})
