@@ -10,11 +10,10 @@ from zoneinfo import ZoneInfo
 
 from admin.environment import warn_refused
 from schemas.config_records import ConfigState
+from schemas.report_templates import FILTERS
 from schemas.settings import Settings
 
 __all__ = ["apply_template", "templates_command"]
-
-_FILTERS = ("group", "granularity", "department", "user", "model", "feature", "provider")
 
 
 def _state(settings: Settings) -> ConfigState:
@@ -56,7 +55,7 @@ def templates_command(settings: Settings, args: argparse.Namespace) -> int:
         "schedule": args.schedule,
         "days": args.days,
         "saved_at": datetime.now(UTC).isoformat(),
-        "filters": {k: getattr(args, k) for k in _FILTERS if getattr(args, k, None)},
+        "filters": {k: getattr(args, k) for k in FILTERS if getattr(args, k, None)},
     }
     try:
         template = parse_template(args.org, args.template, body)

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from admin.environment import settings_from_env, warn_refused
+from schemas.report_templates import FILTERS
 from schemas.settings import Settings
 
 __all__ = ["reports_parser"]
@@ -98,7 +99,7 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     store = UsageStore.of(settings.clickhouse)
     today = datetime.now(ZoneInfo(state.orgs.get(args.org, OrgConfig(args.org)).timezone)).date()
-    params = {k: str(v) for k, v in vars(args).items() if v is not None and not isinstance(v, list | bool)}
+    params = {k: str(getattr(args, k)) for k in FILTERS if getattr(args, k, None)}
     params.update({"from": args.first or "", "to": args.last or "", "month": f"{month:%Y-%m}"})
     print(f"reading {args.org} from ClickHouse", file=sys.stderr)
     try:

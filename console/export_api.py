@@ -51,7 +51,9 @@ class Exports:
             headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
         if count == 0:
             return Response(b"", media_type=asked.media_type, headers=headers)
-        self.web.access.audit(principal.org_id, principal.name, "export.focus", f"{count} rows", None, None)
+        await run_in_threadpool(
+            self.web.access.audit, principal.org_id, principal.name, "export.focus", f"{count} rows", None, None
+        )
         rows = focus_rows(
             self.store,
             principal.org_id,
@@ -68,18 +70,22 @@ class Exports:
         require(principal, Right.REPORTS)
         if request.method == "GET":
             return json_response({"items": [_close_view(c) for c in self._closes(principal.org_id)]})
+        close = await run_in_threadpool(self._close, principal, body)  # reads and publishes config.v1
+        return json_response(_close_view(close), status=201)
+
+    def _close(self, principal: Principal, body: dict[str, Any]) -> PeriodClose:
         org = self.web.reader.config.state().orgs.get(principal.org_id, OrgConfig(principal.org_id))
         month = closable_month(str(body.get("month", "")), datetime.now(ZoneInfo(org.timezone)).date())
         cursor = body.get("cursor")
         if cursor is None:  # everything stored up to now belongs to the month
-            position = await run_in_threadpool(settled_end, self.store, principal.org_id, self.settle_s)
+            position = settled_end(self.store, principal.org_id, self.settle_s)
         elif not isinstance(cursor, str) or not cursor:
             raise ExportError("cursor", "the X-Next-Cursor of the last page pulled, or none for everything so far")
         else:
             position = decode_cursor(cursor)
         config = self.web.reader.config
         with config.edit_lock:
-            closes = {m: c for (org, m), c in config.state(fresh=True).closes.items() if org == principal.org_id}
+            closes = {m: c for (o, m), c in config.state(fresh=True).closes.items() if o == principal.org_id}
             if month in closes:
                 raise ConflictError("month", f"{month:%Y-%m} is already closed; a close is permanent")
             latest = max((c.position for c in closes.values()), default=None)
@@ -89,7 +95,7 @@ class Exports:
             close = PeriodClose(principal.org_id, month, position, principal.name, datetime.now(UTC))
             config.publish([close_record(close)])
         self.web.access.audit(principal.org_id, principal.name, "export.close", f"{month:%Y-%m}", None, None)
-        return json_response(_close_view(close), status=201)
+        return close
 
 
 def _close_view(close: PeriodClose) -> dict[str, Any]:
