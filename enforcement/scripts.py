@@ -192,8 +192,9 @@ SETTLE = (
 --   spent:d, spent:w, spent:m (consecutive)  hash <kind>/<id> -> committed nano-USD
 --   seen    hash  fingerprint -> "<partition>:<offset>" of its first application, or "direct"
 --   stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "direct") that crossed it
--- ARGV[1] number of events, ARGV[2] the duplicate window (s), then per event:
---   request_id ('' for none), cost (nano-USD), fingerprint, end of its UTC hour of occurrence (unix s),
+-- ARGV[1] number of events, ARGV[2] the duplicate window (s), ARGV[3] the events' fields, each followed
+-- by a tab, ARGV[4] the events' fingerprints (16 bytes each, in event order); per event, in ARGV[3]:
+--   request_id ('' for none), cost (nano-USD), end of its UTC hour of occurrence (unix s),
 --   spent:d, spent:w, spent:m expire at (unix s), period keys "<day>|<week>|<month>",
 --   partition ('' outside the stream), offset, index of spent:d in KEYS, index of seen,
 --   index of stages, number of scopes, the scopes "<kind>/<id>"
@@ -323,18 +324,24 @@ local function settle(a, scopes)
   return result
 end
 
-local at = 3
-for _ = 1, tonumber(ARGV[1]) do
-  local a = {}
-  for i = 0, 13 do
-    a[i + 1] = ARGV[at + i]
+local F, count = {}, 0
+for field in string.gmatch(ARGV[3], '([^\\t]*)\\t') do
+  count = count + 1
+  F[count] = field
+end
+local at = 1
+for e = 1, tonumber(ARGV[1]) do
+  -- a: request_id, cost, fingerprint, then the fields after it, as one argument each used to be
+  local a = {F[at], F[at + 1], string.sub(ARGV[4], e * 16 - 15, e * 16)}
+  for i = 2, 12 do
+    a[i + 2] = F[at + i]
   end
   local n = tonumber(a[14])
   local scopes = {}
   for i = 1, n do
-    scopes[i] = ARGV[at + 13 + i]
+    scopes[i] = F[at + 12 + i]
   end
-  at = at + 14 + n
+  at = at + 13 + n
   for _, value in ipairs(settle(a, scopes)) do
     out[#out + 1] = value
   end

@@ -109,6 +109,7 @@ class RedisApplier:
             by_org.setdefault(rated.event.org_id, []).append(position)
         calls: list[core.ScriptCall] = []
         order: list[tuple[str, list[int]]] = []
+        subjects: dict[tuple[str | None, ...], Subject] = {}  # one object per subject: its scopes are made once
         for org_id, positions in by_org.items():
             for start in range(0, len(positions), self.chunk):
                 chunk = positions[start : start + self.chunk]
@@ -116,7 +117,7 @@ class RedisApplier:
                 for position in chunk:
                     rated = batch[position]
                     event = rated.event
-                    subject = Subject.unchecked(
+                    fields = (
                         event.org_id,
                         event.user_id,
                         event.department_id,
@@ -125,6 +126,9 @@ class RedisApplier:
                         event.provider,
                         event.api_key_id,
                     )
+                    subject = subjects.get(fields)
+                    if subject is None:
+                        subject = subjects[fields] = Subject.unchecked(*fields)
                     items.append(
                         core.SettleItem(
                             subject,

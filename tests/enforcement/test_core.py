@@ -6,7 +6,7 @@ import pytest
 
 from enforcement import core
 from enforcement.budget_store import encode_budget
-from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError
+from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError, fingerprint
 from schemas import Budget, BudgetMode, Period, ScopeKind
 
 PERIODS = PeriodKeys.at(datetime(2024, 5, 17, 12, tzinfo=UTC), "UTC")
@@ -64,8 +64,13 @@ def test_every_key_of_an_org_shares_its_hash_tag() -> None:
         "ss:{acme}:spent:m:2024-05",
     ]
     assert call.args[:2] == [1, core.DUPLICATE_WINDOW_S]  # events, then the window
-    assert call.args[12] == 8  # Lua's index of spent:d
-    assert call.args[-6:] == [5, "org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]
+    fields = str(call.args[2]).split("\t")
+    assert fields[-1] == ""  # every field ends with a tab
+    assert fields[0] == "r1"
+    assert fields[7:9] == ["3", "10"]  # partition and offset
+    assert fields[9] == "8"  # Lua's index of spent:d
+    assert call.args[3] == fingerprint("e1")  # the fingerprints, apart: they are raw bytes
+    assert fields[-7:-1] == ["5", "org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]
 
 
 def test_a_batch_shares_keys_and_refuses_mixed_orgs() -> None:
@@ -73,6 +78,9 @@ def test_a_batch_shares_keys_and_refuses_mixed_orgs() -> None:
     items = [core.SettleItem(SUBJECT, f"e{i}", at, 5, PERIODS, None, 0, i) for i in range(3)]
     call = core.settle_batch_call(LAYOUT, items)
     assert call.args[0] == 3
+    assert len(call.args) == 4  # the count, the window, every event's fields, their fingerprints
+    assert str(call.args[2]).count("\t") == 3 * (13 + len(SUBJECT.scopes()))
+    assert call.args[3] == b"".join(fingerprint(f"e{i}") for i in range(3))
     assert len(call.keys) == len(set(call.keys))
     other = core.SettleItem(Subject(org_id="globex", user_id="u"), "x", at, 5, PERIODS)
     with pytest.raises(ValueError, match="one org"):
