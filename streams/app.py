@@ -103,6 +103,7 @@ class Worker:
         self.topics = self.parts.topics
         self.metrics = self.parts.metrics
         self.pipeline = self.parts.pipeline
+        self.pipeline.on_failure = partial(self._crash, "the usage agent")  # a batch applied after its agent moved on
         self.dispatcher = self.parts.dispatcher
         self.insights = self.parts.insights
         self.recovery = self.parts.recovery
@@ -148,7 +149,7 @@ class Worker:
                     messages.append(
                         Message(message.partition, message.offset, event.value, int(message.timestamp * 1000))
                     )
-                await pipeline.handle(messages, events)
+                await pipeline.submit(messages, events)  # applied while the next batch is taken and rated
                 last = events[-1].message
                 self._last_batch = (time.time(), float(last.timestamp))
                 highwater = app.consumer.highwater(last.tp)

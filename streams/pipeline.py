@@ -144,6 +144,8 @@ class Pipeline:
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Future[None] | None = None
         self._handling = asyncio.Lock()  # held while a batch is under way: a drain waits for it to be buffered
+        self._inflight: asyncio.Future[None] | None = None  # the batch being applied (see submit)
+        self.on_failure: Callable[[BaseException], None] | None = None  # a batch failed with none after it
         self.stopping = False
         self.open: asyncio.Event | None = None  # when set by the worker: usage is applied only while it is set
         self.on_not_loaded: Callable[[str], Awaitable[None]] | None = None  # restores an org's missing state
@@ -162,16 +164,45 @@ class Pipeline:
                 self.ch_watermarks = stored
 
     async def handle(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
-        """Process one batch; ``acks`` are acknowledged once the batch is durable everywhere."""
-        async with self._handling:
-            await self._handle(messages, acks)
-        if self.buffered_rows() >= self.max_buffered_rows:
-            await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
+        """Process one batch, to the end; ``acks`` are acknowledged once the batch is durable everywhere."""
+        await self.submit(messages, acks)
+        await self.settled()
 
-    async def _handle(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
+    async def submit(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
+        """Rate one batch and start applying it, returning while Redis applies it: the agent takes and rates
+        the next batch meanwhile, so the worker's CPU and Redis's work side by side. Batches are applied one
+        after another, in order (a batch waits here for the one before it). Raises what the batch before
+        failed with; a failure with no batch after it goes to ``on_failure``."""
         self.metrics.consumed.inc(len(messages))
         self.metrics.batch_size.observe(len(messages))
         rated, dead = process_batch(messages, self.catalogue, datetime.now(UTC), self.bounds)
+        await self.settled()
+        task = asyncio.ensure_future(self._finish(messages, acks, rated, dead))
+        task.add_done_callback(self._finished)
+        self._inflight = task
+
+    async def settled(self) -> None:
+        """Wait until the batch under way is applied and buffered; raises what it failed with."""
+        task = self._inflight
+        if task is not None and task is not asyncio.current_task():
+            await task
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None and self.on_failure is not None:
+            self.on_failure(failure)
+
+    async def _finish(
+        self, messages: Sequence[Message], acks: Sequence[Any], rated: list[Rated], dead: list[DeadLetter]
+    ) -> None:
+        async with self._handling:
+            await self._handle(messages, acks, rated, dead)
+        if self.buffered_rows() >= self.max_buffered_rows:
+            await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
+
+    async def _handle(
+        self, messages: Sequence[Message], acks: Sequence[Any], rated: list[Rated], dead: list[DeadLetter]
+    ) -> None:
         deliveries: list[Awaitable[None]] = [self._dead_letter(letter) for letter in dead]
         for letter in dead:
             self.metrics.dead_lettered.labels(letter.field.split("[")[0][:40]).inc()
@@ -270,6 +301,7 @@ class Pipeline:
         Faust does not wait for the agent at a rebalance: a batch still being applied would otherwise be
         buffered after the drain, and inserted after another worker (or this one, reassigned) read the
         watermarks and took the same events again."""
+        await asyncio.gather(self.settled(), return_exceptions=True)  # a failure ends the worker (on_failure)
         async with self._handling:
             if self._flushing is not None:
                 await asyncio.gather(self._flushing, return_exceptions=True)
