@@ -2,7 +2,8 @@
 
 The parts (pipeline, config follower, alert dispatcher, insights, Redis recovery) come from
 :mod:`streams.wiring`; this module adds the transport. The usage agent takes batches
-(``take_events``), holds each message's acknowledgement until the pipeline says the batch is durable,
+(``take_events``) and rates each while the batch before is applied (``Pipeline.submit``), holds each
+message's acknowledgement until the pipeline says the batch is durable,
 and Faust commits acknowledged offsets only. The alerts agent delivers ``alerts.v1``; timers flush,
 check Redis's state, measure drift and run the insights on the leader.
 """
