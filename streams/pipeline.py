@@ -25,15 +25,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bus.topics import Send, Topics
 from enforcement.core import StateNotLoadedError
-from enforcement.decision import SettleResult, StageCrossing
+from enforcement.decision import SettleResult
 from enforcement.keys import PeriodKeys
 from retries.policy import Retry
-from schemas.alerts import AlertKind, BudgetStage, encode_alert, unpriced_alert
+from schemas.alerts import AlertKind, encode_alert, unpriced_alert
 from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
 from sinks.tables import UsageRow, usage_row
 from streams.metrics import WorkerMetrics
-from streams.processing import Bounds, DeadLetter, Message, Rated, process_batch
+from streams.processing import Bounds, DeadLetter, Message, Rated, alert_record, process_batch
 
 __all__ = ["Applier", "Pipeline", "Store"]
 
@@ -69,23 +69,6 @@ class _Pending:
     last_offsets: dict[int, int] = field(default_factory=dict)
     buffered_to: dict[int, int] = field(default_factory=dict)  # highest offset among ``rows``, per partition
     since: float = 0.0
-
-
-def alert_record(rated: Rated, crossing: StageCrossing, period_key: str) -> tuple[bytes, bytes]:
-    event = rated.event
-    alert = BudgetStage(
-        org_id=event.org_id,
-        scope=crossing.scope,
-        period=crossing.period,
-        period_key=period_key,
-        stage=crossing.stage,
-        limit_nanos=crossing.limit,
-        spent_nanos=crossing.spent,
-        event_id=event.event_id,
-        occurred_at=event.occurred_at.isoformat(),
-        detected_at=datetime.now(UTC).isoformat(),
-    )
-    return event.org_id.encode(), encode_alert(alert)
 
 
 class Applier(Protocol):

@@ -6,20 +6,23 @@ dead-lettered by reference, its size and source kept), the reason, the field and
 its source offset. Bounds checked here, beyond the event's own schema: the
 record's size, the cost (an event rated above one million USD is a pricing
 error, such as a per-million price imported as per-token), and how far
-``occurred_at`` lies in the future or the past of the worker's clock.
+``occurred_at`` lies in the future or the past of the worker's clock. Also what a
+budget stage crossing of a rated event becomes on ``alerts.v1`` (:func:`alert_record`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from enforcement.decision import StageCrossing
+from schemas.alerts import BudgetStage, encode_alert
 from schemas.events import MAX_COST_NANOS, EventError, UsageEvent, decode_event
 from schemas.money import format_usd
 from schemas.pricing import PriceCatalogue, UnpricedModelError, rate
 
-__all__ = ["DLQ_PAYLOAD_BYTES", "Bounds", "DeadLetter", "Message", "Rated", "process_batch"]
+__all__ = ["DLQ_PAYLOAD_BYTES", "Bounds", "DeadLetter", "Message", "Rated", "alert_record", "process_batch"]
 
 DLQ_PAYLOAD_BYTES = 16 * 1024  # a dead letter carries at most this much of the original record
 
@@ -127,3 +130,20 @@ def process_batch(
             )
         )
     return rated, dead
+
+
+def alert_record(rated: Rated, crossing: StageCrossing, period_key: str) -> tuple[bytes, bytes]:
+    event = rated.event
+    alert = BudgetStage(
+        org_id=event.org_id,
+        scope=crossing.scope,
+        period=crossing.period,
+        period_key=period_key,
+        stage=crossing.stage,
+        limit_nanos=crossing.limit,
+        spent_nanos=crossing.spent,
+        event_id=event.event_id,
+        occurred_at=event.occurred_at.isoformat(),
+        detected_at=datetime.now(UTC).isoformat(),
+    )
+    return event.org_id.encode(), encode_alert(alert)

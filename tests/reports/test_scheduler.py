@@ -98,7 +98,9 @@ def _attachments(message: Message) -> dict[str, bytes]:
 def test_a_scheduled_template_runs_once_across_two_schedulers_a_kill_and_a_restart(dep: Deployment) -> None:
     controller, mailbox = start_smtp()
     try:
-        today = datetime.now(BERLIN).date()
+        now = datetime.now(BERLIN)
+        # the month of the latest scheduled time (the 1st, 08:00 Berlin): before 08:00 on the 1st, last month's
+        today = now.date() if now.hour >= 8 or now.day > 1 else _first_of_month(now.date(), 1)
         # saved before the last two scheduled times (the 1st of last month and of this one, 08:00 Berlin):
         # both were missed, and the latest is caught up once
         saved = datetime.combine(_first_of_month(today, 2), datetime.min.time(), BERLIN) + timedelta(days=3)
