@@ -128,13 +128,20 @@ class TierPrices:
             raise PricingError("context_tiers", "distinct thresholds >= 0, in ascending order")
 
     def for_prompt(self, prompt_tokens: int) -> TokenPrices:
-        chosen = self.base
-        for threshold, prices in self.above:
-            if prompt_tokens > threshold or (self.inclusive and prompt_tokens == threshold):
-                chosen = prices
-            else:
-                break
-        return chosen
+        return _for_prompt(self.base, self.above, self.inclusive, prompt_tokens)
+
+
+def _for_prompt(
+    base: TokenPrices, above: tuple[tuple[int, TokenPrices], ...], inclusive: bool, prompt_tokens: int
+) -> TokenPrices:
+    """The prices of a prompt this long: the highest context tier it exceeds (or reaches, when inclusive)."""
+    chosen = base
+    for threshold, prices in above:
+        if prompt_tokens > threshold or (inclusive and prompt_tokens == threshold):
+            chosen = prices
+        else:
+            break
+    return chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +169,7 @@ class PriceEntry:
             for tier_name, prices in self.service_tiers:
                 if tier_name == name:
                     return prices.for_prompt(prompt)
-        return TierPrices(self.prices, self.above, self.inclusive).for_prompt(prompt)
+        return _for_prompt(self.prices, self.above, self.inclusive, prompt)  # validated in __post_init__
 
 
 class UnpricedPolicy(StrEnum):

@@ -295,16 +295,15 @@ class Pipeline:
     ) -> tuple[list[UsageRow], list[Rated]]:
         rows: list[UsageRow] = []
         stored: list[Rated] = []
+        counts = [0, 0, 0]  # applied, duplicates, redelivered: counted into the metrics once per batch
         for item, result in zip(rated, results, strict=True):
             if result.applied:
-                self.metrics.applied.inc()
+                counts[0] += 1
                 if item.price_source != "catalogue":
                     self.metrics.unpriced.labels(item.price_source).inc()
                     self._alert_unpriced(item, deliveries)
-            elif result.duplicate:
-                self.metrics.duplicates.inc()
-            elif result.stale:
-                self.metrics.redelivered.inc()
+            elif result.duplicate or result.stale:
+                counts[1 if result.duplicate else 2] += 1
             if result.sink and item.offset > self.ch_watermarks.get(item.partition, -1):
                 rows.append(usage_row(item.event, item.cost_nanos, item.price_source, item.partition, item.offset))
                 stored.append(item)
@@ -314,6 +313,9 @@ class Pipeline:
                 key, value = alert_record(item, crossing, period_key)
                 deliveries.append(self.send(self.topics.alerts, key, value, None))
                 self.metrics.alerts.labels("budget_stage").inc()
+        metrics = (self.metrics.applied, self.metrics.duplicates, self.metrics.redelivered)
+        for counter, count in zip(metrics, counts, strict=True):
+            counter.inc(count)
         return rows, stored
 
     def _alert_unpriced(self, item: Rated, deliveries: list[Awaitable[None]]) -> None:
