@@ -73,6 +73,13 @@ def test_every_key_of_an_org_shares_its_hash_tag() -> None:
     assert fields[-7:-1] == ["5", "org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]
 
 
+def test_a_settle_call_refuses_an_identifier_holding_its_separator() -> None:
+    at = datetime(2024, 5, 17, 12, tzinfo=UTC)
+    tabbed = Subject.unchecked("acme", "ada\tlovelace", None, None, None, None)  # as if never validated
+    with pytest.raises(SubjectError, match="settle"):
+        core.settle_batch_call(LAYOUT, [core.SettleItem(tabbed, "e1", at, 5, PERIODS)], validate=False)
+
+
 def test_a_batch_shares_keys_and_refuses_mixed_orgs() -> None:
     at = datetime(2024, 5, 17, 12, tzinfo=UTC)
     items = [core.SettleItem(SUBJECT, f"e{i}", at, 5, PERIODS, None, 0, i) for i in range(3)]
