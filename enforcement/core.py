@@ -97,10 +97,6 @@ def _split_field(budget_field: str) -> tuple[str, str]:
     return scope, period
 
 
-def _resets(periods: PeriodKeys, period: str) -> int:
-    return periods.end_ms(period)
-
-
 class StateNotLoadedError(RuntimeError):
     """The org's cap state is not in Redis (Redis lost its data, or the org's config was never applied)."""
 
@@ -118,22 +114,14 @@ def parse_reserve(reply: list[object], request_id: str, estimate: int, periods: 
         reason = f"request_id {request_id} already holds a reservation for another subject or estimate"
         return Decision(False, Outcome.DENIED, reason, request_id, estimate)
     budgets = []
-    rest = reply[4:]
-    for i in range(0, len(rest), 5):
-        name = _text(rest[i])
-        mode = _text(rest[i + 2])
-        scope, period = _split_field(name)
-        budgets.append(
-            BudgetState(
-                scope=scope,
-                period=period,
-                limit=int(rest[i + 1]),  # type: ignore[call-overload]
-                mode=mode,
-                spent=int(rest[i + 3]),  # type: ignore[call-overload]
-                reserved=int(rest[i + 4]),  # type: ignore[call-overload]
-                resets_at_ms=_resets(periods, period),
-            )
-        )
+    ends: dict[str, int] = {}
+    for i in range(4, len(reply), 5):
+        scope, period = _split_field(_text(reply[i]))
+        end = ends.get(period)
+        if end is None:
+            end = ends[period] = periods.end_ms(period)
+        limit, mode, spent, reserved = reply[i + 1 : i + 5]
+        budgets.append(BudgetState(scope, period, int(limit), _text(mode), int(spent), int(reserved), end))  # type: ignore[call-overload]
     if outcome in (0, 3):
         blocking = budgets[blocking_index - 1]
         if outcome == 3:

@@ -31,7 +31,7 @@ import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from enforcement.access import ApiKey, KeyRing, Right
@@ -81,8 +81,16 @@ class ReleaseBody(msgspec.Struct, forbid_unknown_fields=True):
     request_id: Id
 
 
-def _error(status: int, field: str, reason: str) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "reason": reason}}, status_code=status)
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def _json(content: object, status_code: int = 200) -> Response:
+    """A JSON answer, encoded by msgspec (a fifth of what the standard library's encoder takes)."""
+    return Response(_ENCODE(content), status_code, media_type="application/json")
+
+
+def _error(status: int, field: str, reason: str) -> Response:
+    return _json({"error": {"field": field, "reason": reason}}, status)
 
 
 class _RefusedError(Exception):
@@ -178,7 +186,7 @@ def create_app(
         subject = body.subject()
         _authorised(keys, request, body.org_id, Right.RESERVE)
         decision = await client.reserve(subject, body.request_id, estimate_of(body))
-        return JSONResponse(decision.to_dict())
+        return _json(decision.to_dict())
 
     @_answers
     async def usage(request: Request) -> Response:
@@ -201,13 +209,13 @@ def create_app(
             await publish(event)
         except Exception as exc:
             raise _RefusedError(503, "kafka", f"the event was not published: {exc}") from exc
-        return JSONResponse({"accepted": True, "event_id": event.event_id}, status_code=202)
+        return _json({"accepted": True, "event_id": event.event_id}, 202)
 
     @_answers
     async def release(request: Request) -> Response:
         body = release_decoder.decode(await request.body())
         _authorised(keys, request, body.org_id, Right.RELEASE)
-        return JSONResponse({"released": await client.release(body.org_id, body.request_id)})
+        return _json({"released": await client.release(body.org_id, body.request_id)})
 
     @_answers
     async def spend(request: Request) -> Response:
@@ -216,20 +224,20 @@ def create_app(
         org_id, scope, scope_id = _spend_target(request)
         _authorised(keys, request, org_id, Right.SPEND)
         spent = await client.spend(org_id, f"{scope}/{scope_id}")
-        return JSONResponse({"org_id": org_id, "scope": scope, "id": scope_id, "nanos": spent})
+        return _json({"org_id": org_id, "scope": scope, "id": scope_id, "nanos": spent})
 
     async def health(request: Request) -> Response:
         try:
             await client.redis.ping()
         except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
-            return JSONResponse({"status": "unhealthy", "redis": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok"})
+            return _json({"status": "unhealthy", "redis": str(exc)}, 503)
+        return _json({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(OPENAPI)
+        return _json(OPENAPI)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _error(404, "path", f"no such route: {request.url.path}")
