@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import time
@@ -270,6 +271,10 @@ def cmd_decision(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     port = args.port or settings.decision.port
+    # What is built by now lives as long as the service: out of the collector's reach, a full collection
+    # no longer walks it in the middle of a request (the worker does the same, streams/app.py).
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=settings.decision.host, port=port, log_level="warning", access_log=False)
     return 0
 

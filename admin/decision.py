@@ -139,7 +139,7 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
         finally:
             task.cancel()
             await asyncio.to_thread(publisher.close)
-            await client.redis.aclose()
+            await client.aclose()
 
     app.router.lifespan_context = lifespan
     return app

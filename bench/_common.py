@@ -1,8 +1,9 @@
-"""Helpers shared by the benchmarks: percentiles and writing the JSON result."""
+"""Helpers shared by the benchmarks: percentiles, a process's CPU time and writing the JSON result."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from datetime import UTC, datetime
@@ -17,6 +18,13 @@ def percentile(sorted_values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[index]
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and of its children that it waited for (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def write_result(name: str, result: dict[str, Any]) -> Path:

@@ -6,15 +6,19 @@ answering a constant JSON body without Redis, the baseline of the same run. A sm
 HTTP/1.1 client (asyncio streams, one request in flight per connection) drives each at 1, 8 and 32
 connections for ``SECONDS`` per round, in interleaved rounds; the figures are the median over rounds.
 
-Writes bench/results/decision.json: per connection count, p50/p99 (ms) and requests/s of both, and
-the headline keys ``decision_p99_ms`` (8 connections) and ``decision_over_constant`` (the decision
-service's requests/s over the constant answer's, at 8 connections). Targets: p99 <= 2 ms at 8
-connections, >= 0.5x the constant answer's throughput.
+Writes bench/results/decision.json: per connection count, p50/p99 (ms), requests/s and the server
+process's CPU per request (from /proc, which the load generator on the same cores touches least) of
+both, and the headline keys ``decision_p99_ms`` (8 connections), ``decision_over_constant`` (the
+decision service's requests/s over the constant answer's, at 8 connections) and, at 8 connections,
+``decision_cpu_us_per_request`` and ``constant_cpu_us_per_request``. Both servers freeze what they
+built before serving, as ``spendstream decision serve`` does. Targets: p99 <= 2 ms at 8 connections,
+>= 0.5x the constant answer's throughput.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import socket
@@ -29,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from bench._common import percentile, write_result
+from bench._common import percentile, process_cpu_s, write_result
 from enforcement.access import hash_key, new_key
 from enforcement.budget_store import apply_budgets
 from enforcement.keys import KeyLayout
@@ -71,6 +75,8 @@ def serve(kind: str, port: int, redis_url: str, prefix: str, keys_file: str) -> 
             return JSONResponse(answer)
 
         app = Starlette(routes=[Route("/v1/reserve", constant, methods=["POST"])])
+    gc.collect()  # as `spendstream decision serve` does, for both servers
+    gc.freeze()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -142,7 +148,7 @@ def main() -> None:
     entry = {"name": "bench", "sha256": hash_key(key), "orgs": ["acme"], "rights": ["reserve"]}
     keys_file.write_text("keys:\n  - " + json.dumps(entry) + "\n")
     servers: dict[str, tuple[int, subprocess.Popen[bytes]]] = {}
-    results: dict[str, dict[int, list[tuple[float, float, float]]]] = {"decision": {}, "constant": {}}
+    results: dict[str, dict[int, list[tuple[float, float, float, float]]]] = {"decision": {}, "constant": {}}
     try:
         for kind in ("decision", "constant"):
             port = _free_port()
@@ -153,12 +159,15 @@ def main() -> None:
         for _ in range(ROUNDS):
             for connections in CONNECTIONS:
                 for kind in ("decision", "constant"):
-                    latencies, count = asyncio.run(_drive(servers[kind][0], key, connections, SECONDS))
+                    port, proc = servers[kind]
+                    cpu_before = process_cpu_s(proc.pid)
+                    latencies, count = asyncio.run(_drive(port, key, connections, SECONDS))
+                    cpu_us = (process_cpu_s(proc.pid) - cpu_before) * 1e6 / count
                     ordered = sorted(latencies)
                     p50, p99 = percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000
-                    results[kind].setdefault(connections, []).append((p50, p99, count / SECONDS))
+                    results[kind].setdefault(connections, []).append((p50, p99, count / SECONDS, cpu_us))
                     print(f"  {kind:<9} {connections:>2} connections: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-                          f"{count / SECONDS:,.0f}/s", file=sys.stderr)  # fmt: skip
+                          f"{count / SECONDS:,.0f}/s, {cpu_us:.0f} us of server CPU each", file=sys.stderr)  # fmt: skip
     finally:
         for _, proc in servers.values():
             proc.terminate()
@@ -174,7 +183,7 @@ def main() -> None:
         str(c): {
             f"{kind}_{name}": round(median(kind, c, i), 3 if i < 2 else 0)
             for kind in ("decision", "constant")
-            for i, name in enumerate(("p50_ms", "p99_ms", "per_s"))
+            for i, name in enumerate(("p50_ms", "p99_ms", "per_s", "cpu_us_per_request"))
         }
         for c in CONNECTIONS
     }
@@ -187,6 +196,9 @@ def main() -> None:
             "by_connections": table,
             "decision_p99_ms": round(median("decision", 8, 1), 3),
             "decision_over_constant": round(median("decision", 8, 2) / median("constant", 8, 2), 3),
+            # the server's own CPU per request (least touched by the load generator sharing the cores)
+            "decision_cpu_us_per_request": round(median("decision", 8, 3)),
+            "constant_cpu_us_per_request": round(median("constant", 8, 3)),
             "targets": {"decision_p99_ms": 2.0, "decision_over_constant": 0.5},
         },
     )

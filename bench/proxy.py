@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import redis
 
-from bench._common import percentile, write_result
+from bench._common import percentile, process_cpu_s, write_result
 from bus.admin import ensure_topics
 from bus.topics import Topics
 from enforcement.budget_store import apply_budgets
@@ -105,13 +105,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children that it waited for."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def _round(port: int) -> tuple[list[float], float]:
@@ -254,9 +247,9 @@ def main() -> None:
             order = list(proxies) if r % 2 == 0 else list(reversed(proxies))
             for name in order:
                 port, proc = proxies[name]
-                cpu_before = _cpu_s(proc.pid)
+                cpu_before = process_cpu_s(proc.pid)
                 latencies, took = asyncio.run(_round(port))
-                cpu_ms = (_cpu_s(proc.pid) - cpu_before) * 1000 / REQUESTS
+                cpu_ms = (process_cpu_s(proc.pid) - cpu_before) * 1000 / REQUESTS
                 ordered = sorted(latencies)
                 row = (percentile(ordered, 0.5) * 1000, percentile(ordered, 0.99) * 1000, REQUESTS / took, cpu_ms)
                 results[name].append(row)

@@ -220,9 +220,9 @@ class _Adapter:
         self._core = _Core(
             KeyLayout(key_prefix), reservation_ttl_s, on_redis_unavailable, org_cache_s, metrics or CapMetrics.default()
         )
-        sender = client if scripts is None else scripts
-        self._reserve = sender.register_script(RESERVE)
-        self._release = sender.register_script(RELEASE)
+        self._scripts = client if scripts is None else scripts
+        self._reserve = self._scripts.register_script(RESERVE)
+        self._release = self._scripts.register_script(RELEASE)
 
     @property
     def layout(self) -> KeyLayout:
@@ -331,6 +331,12 @@ class AsyncCapClient(_Adapter):
         if not cluster:
             kwargs.setdefault("scripts", PipelinedRedis.from_url(url, password=password, timeout_s=timeout_s))
         return cls(client, **kwargs)
+
+    async def aclose(self) -> None:
+        """Close its connections: redis-py's client, and the pipelined one when it has one."""
+        await self.redis.aclose()
+        if isinstance(self._scripts, PipelinedRedis):
+            await self._scripts.aclose()
 
     async def _org(self, org_id: str) -> _OrgEntry:
         entry = self._core.cached_org(org_id)

@@ -64,7 +64,8 @@ class _SubjectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_key_id: Id | None = None
 
     def subject(self) -> Subject:
-        return Subject(
+        # msgspec checked every field against the same patterns as Subject does
+        return Subject.unchecked(
             self.org_id, self.user_id, self.department_id, self.feature, self.model, self.provider, self.api_key_id
         )
 

@@ -78,9 +78,7 @@ async def run_clients(
                     assert await caps.release("acme", request_id) is False
                 # else: abandoned, left to expire
         finally:
-            await caps.redis.aclose()
-            if sender is not None:
-                await sender.aclose()
+            await caps.aclose()
 
     await asyncio.gather(*(client(i) for i in range(CLIENTS)))
     return ledger

@@ -212,7 +212,7 @@ def test_the_async_cap_client_pipelines_its_scripts_on_a_standalone_redis(
         decisions = await asyncio.gather(*(caps.reserve(subject, f"r{i}", 4_000) for i in range(3)))
         released = await caps.release("acme", "r0")
         again = await caps.reserve(subject, "r3", 4_000)
-        await caps.redis.aclose()
+        await caps.aclose()
         return [(d.allowed, d.reason) for d in decisions] + [(released, ""), (again.allowed, again.reason)]
 
     outcomes = asyncio.run(main())

@@ -63,7 +63,7 @@ class AppClient:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.http.aclose())
-        self.loop.run_until_complete(self.caps.redis.aclose())
+        self.loop.run_until_complete(self.caps.aclose())
         self.loop.close()
 
 
