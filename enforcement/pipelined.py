@@ -31,6 +31,7 @@ from redis.connection import SSLConnection, parse_url
 __all__ = ["PipelinedRedis", "PipelinedScript", "pack"]
 
 Arg = str | bytes | int
+_GRACE_S = 0.001  # a late send is looked at once more this much later, after the loop has read
 
 
 def pack(args: Sequence[Arg]) -> bytes:
@@ -50,14 +51,22 @@ def pack(args: Sequence[Arg]) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    """The replies of one connection, matched to its calls in the order they were written."""
+    """The replies of one connection, matched to its calls in the order they were written.
+
+    A call's time runs from when it is handed to the transport. One timer watches the oldest send not
+    yet answered in full; when it finds it late it looks once more after the loop has read what
+    arrived (uvloop runs due timers before it reads, so a loop stalled by a long callback or a garbage
+    collection would otherwise take a reply waiting in the socket for a timeout)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
         self._loop = loop
         self._timeout_s = timeout_s
         self._reader = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=rx.ResponseError)
-        self._waiting: deque[tuple[asyncio.Future[Any], float]] = deque()  # (call, deadline), oldest first
-        self._out: list[bytes] = []
+        self._waiting: deque[asyncio.Future[Any]] = deque()  # one per call not yet answered, oldest first
+        self._out: list[bytes] = []  # calls of this loop turn, sent together
+        self._written = 0  # calls handed to the transport so far
+        self._answered = 0  # replies read so far
+        self._deadlines: deque[tuple[int, float]] = deque()  # (calls written by the end of a send, its deadline)
         self._transport: asyncio.Transport | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self.lost: BaseException | None = None
@@ -69,17 +78,19 @@ class _Protocol(asyncio.Protocol):
         if self.lost is not None:
             raise rx.ConnectionError(f"the connection to Redis was lost: {self.lost}")
         future = self._loop.create_future()
-        self._waiting.append((future, self._loop.time() + self._timeout_s))
+        self._waiting.append(future)
         if not self._out:
             self._loop.call_soon(self._flush)
         self._out.append(packed)
-        if self._watchdog is None:
-            self._arm()
         return future
 
     def _flush(self) -> None:
         if self._out and self._transport is not None and self.lost is None:
             self._transport.write(b"".join(self._out))
+            self._written += len(self._out)
+            self._deadlines.append((self._written, self._loop.time() + self._timeout_s))
+            if self._watchdog is None:
+                self._arm()
         self._out.clear()
 
     def data_received(self, data: bytes) -> None:
@@ -89,7 +100,8 @@ class _Protocol(asyncio.Protocol):
             if not waiting:
                 self._fail(rx.InvalidResponse("Redis sent a reply nothing asked for"))
                 return
-            future, _ = waiting.popleft()
+            future = waiting.popleft()
+            self._answered += 1
             if future.done():  # its caller gave up (cancelled)
                 continue
             if isinstance(reply, rx.ResponseError):
@@ -102,15 +114,27 @@ class _Protocol(asyncio.Protocol):
         if self.lost is None:
             self._fail(rx.ConnectionError(f"Redis closed the connection ({exc or 'end of stream'})"))
 
+    def _oldest_deadline(self) -> float | None:
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= self._answered:
+            deadlines.popleft()
+        return deadlines[0][1] if deadlines else None
+
     def _arm(self) -> None:
-        """One timer for the oldest call: calls are answered in order, so it is always the first one late."""
-        self._watchdog = self._loop.call_at(self._waiting[0][1], self._check) if self._waiting else None
+        deadline = self._oldest_deadline()
+        self._watchdog = None if deadline is None else self._loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
-        self._watchdog = None
-        if self._waiting and self._waiting[0][1] <= self._loop.time():
-            self._fail(rx.TimeoutError(f"Redis did not answer within {self._timeout_s:g} s"))
+        deadline = self._oldest_deadline()
+        if deadline is not None and deadline <= self._loop.time():
+            self._watchdog = self._loop.call_later(_GRACE_S, self._expire, self._answered)
         else:
+            self._arm()
+
+    def _expire(self, answered_before: int) -> None:
+        if self._answered == answered_before and self._oldest_deadline() is not None:
+            self._fail(rx.TimeoutError(f"Redis did not answer within {self._timeout_s:g} s"))
+        else:  # replies came meanwhile: the loop was late, not Redis
             self._arm()
 
     def _fail(self, exc: Exception) -> None:
@@ -120,9 +144,10 @@ class _Protocol(asyncio.Protocol):
             self._watchdog.cancel()
             self._watchdog = None
         while self._waiting:
-            future, _ = self._waiting.popleft()
+            future = self._waiting.popleft()
             if not future.done():
                 future.set_exception(exc)
+        self._deadlines.clear()
         self._out.clear()
         if self._transport is not None:
             self._transport.abort()

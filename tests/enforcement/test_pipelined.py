@@ -113,6 +113,27 @@ def test_a_killed_connection_fails_its_calls_and_the_next_one_reconnects(
     assert second_id != first_id
 
 
+def test_a_stalled_loop_is_not_taken_for_a_late_redis(stack: Settings, run: Callable[[Awaitable[Any]], Any]) -> None:
+    """A proxy's loop can stall for longer than the timeout (a long callback, a garbage collection); the
+    call's time starts when it is sent, and a reply that arrived meanwhile is read before it is judged
+    late (uvloop runs due timers before it reads)."""
+
+    async def main() -> tuple[Any, Any]:
+        conn = PipelinedRedis.from_url(stack.redis.url, timeout_s=0.2)
+        await conn.execute("PING")
+        loop = asyncio.get_running_loop()
+        loop.call_soon(time.sleep, 0.3)  # stalls the turn in which the call is made, before it is sent
+        first = await conn.execute("ECHO", "a")
+        pending = asyncio.ensure_future(conn.execute("ECHO", "b"))
+        await asyncio.sleep(0)  # the call is queued to be sent ...
+        loop.call_soon(time.sleep, 0.4)  # ... and the loop stalls right after sending it, the reply arriving
+        second = await pending
+        await conn.aclose()
+        return first, second
+
+    assert run(main()) == (b"a", b"b")
+
+
 def test_a_silent_server_times_out_and_the_next_call_connects_again(run: Callable[[Awaitable[Any]], Any]) -> None:
     async def main() -> tuple[int, float]:
         accepted = 0
