@@ -42,8 +42,16 @@ class UsageProducer:
         if self.producer.flush(timeout_s) != 0:
             raise RuntimeError("usage events still undelivered after flush")
 
-    def replay(self, events: Iterable[UsageEvent], total: int, rate: float | None = None, progress: bool = True) -> int:
-        """Send events, at most ``rate`` per second when given; a progress bar on stderr."""
+    def replay(
+        self,
+        events: Iterable[UsageEvent],
+        total: int,
+        rate: float | None = None,
+        progress: bool = True,
+        flush_timeout_s: float = 60,
+    ) -> int:
+        """Send events, at most ``rate`` per second when given; a progress bar on stderr. Raises when what
+        was sent is not delivered within ``flush_timeout_s`` after the last one."""
         began = time.monotonic()
         sent = 0
         for event in events:
@@ -57,7 +65,7 @@ class UsageProducer:
                         time.sleep(ahead)
                 if progress:
                     _bar(sent, total, began)
-        self.flush()
+        self.flush(flush_timeout_s)
         if progress:
             _bar(sent, total, began)
             sys.stderr.write("\n")

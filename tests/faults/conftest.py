@@ -104,7 +104,9 @@ class Faulty:
 
         def run() -> None:
             producer = UsageProducer(self.dep.settings.kafka.bootstrap, self.dep.topics.usage, linger_ms=5)
-            replay.sent.append(producer.replay(chosen, len(chosen), rate, progress=False))
+            # a broker restarted after SIGKILL first recovers every partition's log: wait as long as the
+            # producer itself keeps a message (librdkafka's message.timeout.ms, 300 s)
+            replay.sent.append(producer.replay(chosen, len(chosen), rate, progress=False, flush_timeout_s=300))
 
         replay.thread = threading.Thread(target=run, daemon=True)
         replay.thread.start()
