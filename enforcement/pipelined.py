@@ -59,7 +59,7 @@ class _Protocol(asyncio.Protocol):
     collection would otherwise take a reply waiting in the socket for a timeout)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
-        self._loop = loop
+        self.loop = self._loop = loop
         self._timeout_s = timeout_s
         self._reader = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=rx.ResponseError)
         self._waiting: deque[asyncio.Future[Any]] = deque()  # one per call not yet answered, oldest first
@@ -175,6 +175,7 @@ class PipelinedRedis:
         self.timeout_s = timeout_s
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Lock | None = None
+        self._connecting_loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(cls, url: str, *, password: str | None = None, timeout_s: float = 0.25) -> PipelinedRedis:
@@ -193,9 +194,10 @@ class PipelinedRedis:
         )
 
     async def execute(self, *args: Arg) -> Any:
-        """Send one command and return its reply (bytes, int, list, None)."""
+        """Send one command and return its reply (bytes, int, list, None). A connection belongs to the
+        event loop that made it: called from another one (a second ``asyncio.run``), it connects anew."""
         protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
+        if protocol is None or protocol.lost is not None or protocol.loop is not asyncio.get_running_loop():
             protocol = await self._connect()
         return await protocol.call(pack(args))
 
@@ -208,12 +210,13 @@ class PipelinedRedis:
         self._protocol = None
 
     async def _connect(self) -> _Protocol:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._connecting is None or self._connecting_loop is not loop:
+            self._connecting, self._connecting_loop = asyncio.Lock(), loop
         async with self._connecting:  # callers arriving while one connects share its connection
-            if self._protocol is not None and self._protocol.lost is None:
-                return self._protocol
-            loop = asyncio.get_running_loop()
+            current = self._protocol
+            if current is not None and current.lost is None and current.loop is loop:
+                return current
             protocol = _Protocol(loop, self.timeout_s)
             try:
                 if self._path:

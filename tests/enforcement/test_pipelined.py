@@ -113,6 +113,16 @@ def test_a_killed_connection_fails_its_calls_and_the_next_one_reconnects(
     assert second_id != first_id
 
 
+def test_a_second_event_loop_gets_a_connection_of_its_own(stack: Settings) -> None:
+    conn = PipelinedRedis.from_url(stack.redis.url)
+
+    async def client_id() -> int:
+        return int(await conn.execute("CLIENT", "ID"))
+
+    first, second = asyncio.run(client_id()), asyncio.run(client_id())  # the first loop is closed by now
+    assert first != second
+
+
 def test_a_stalled_loop_is_not_taken_for_a_late_redis(stack: Settings, run: Callable[[Awaitable[Any]], Any]) -> None:
     """A proxy's loop can stall for longer than the timeout (a long callback, a garbage collection); the
     call's time starts when it is sent, and a reply that arrived meanwhile is read before it is judged
