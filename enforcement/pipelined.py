@@ -59,7 +59,7 @@ class _Protocol(asyncio.Protocol):
     collection would otherwise take a reply waiting in the socket for a timeout)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
-        self.loop = self._loop = loop
+        self.loop = loop  # the event loop that owns the connection
         self._timeout_s = timeout_s
         self._reader = hiredis.Reader(protocolError=rx.InvalidResponse, replyError=rx.ResponseError)
         self._waiting: deque[asyncio.Future[Any]] = deque()  # one per call not yet answered, oldest first
@@ -77,10 +77,10 @@ class _Protocol(asyncio.Protocol):
     def call(self, packed: bytes) -> asyncio.Future[Any]:
         if self.lost is not None:
             raise rx.ConnectionError(f"the connection to Redis was lost: {self.lost}")
-        future = self._loop.create_future()
+        future = self.loop.create_future()
         self._waiting.append(future)
         if not self._out:
-            self._loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self._out.append(packed)
         return future
 
@@ -88,7 +88,7 @@ class _Protocol(asyncio.Protocol):
         if self._out and self._transport is not None and self.lost is None:
             self._transport.write(b"".join(self._out))
             self._written += len(self._out)
-            self._deadlines.append((self._written, self._loop.time() + self._timeout_s))
+            self._deadlines.append((self._written, self.loop.time() + self._timeout_s))
             if self._watchdog is None:
                 self._arm()
         self._out.clear()
@@ -122,12 +122,12 @@ class _Protocol(asyncio.Protocol):
 
     def _arm(self) -> None:
         deadline = self._oldest_deadline()
-        self._watchdog = None if deadline is None else self._loop.call_at(deadline, self._check)
+        self._watchdog = None if deadline is None else self.loop.call_at(deadline, self._check)
 
     def _check(self) -> None:
         deadline = self._oldest_deadline()
-        if deadline is not None and deadline <= self._loop.time():
-            self._watchdog = self._loop.call_later(_GRACE_S, self._expire, self._answered)
+        if deadline is not None and deadline <= self.loop.time():
+            self._watchdog = self.loop.call_later(_GRACE_S, self._expire, self._answered)
         else:
             self._arm()
 
