@@ -60,13 +60,14 @@ class Actions:
             self._check_channels(budget, state.channels)
             key = budget_key(budget.org_id, budget.scope.value, budget.scope_id, budget.period.value)
             current = state.budgets.get(key)
+            # rights first: one who may not change the budget learns nothing of its version
+            self._check_rights(principal, budget, state.budgets)
+            if current is not None:
+                self._check_rights(principal, current, state.budgets)
             if creating and current is not None:
                 raise ConflictError("key", f"budget {budget.key} exists already; change it instead")
             if if_match is not None and if_match != version_of(current):
                 raise PreconditionError("version", "the budget was changed by someone else; reload and try again")
-            self._check_rights(principal, budget, state.budgets)
-            if current is not None:
-                self._check_rights(principal, current, state.budgets)
             self.config.publish([budget_record(budget)])
         self.access.audit(
             principal.org_id,
@@ -104,9 +105,9 @@ class Actions:
             current = state.budgets.get(f"budget/{principal.org_id}/{key}")
             if current is None:
                 raise NotFoundError("key", f"no budget {key!r}")
+            self._check_rights(principal, current, state.budgets)
             if if_match is not None and if_match != version_of(current):
                 raise PreconditionError("version", "the budget was changed by someone else; reload and try again")
-            self._check_rights(principal, current, state.budgets)
             self.config.publish([ConfigRecord(f"budget/{principal.org_id}/{key}", None)])
         self.access.audit(principal.org_id, principal.name, "budget.delete", key, budget_view(current), None)
 

@@ -29,6 +29,7 @@ class ConfigCache:
         self._read_at = 0.0
         self._lock = threading.Lock()
         self._following = False
+        self._published = 0  # how many publishes so far: a follower's read begun before one is dropped
         self.edit_lock = threading.Lock()  # one check-then-publish at a time (If-Match)
 
     def state(self, fresh: bool = False) -> ConfigState:
@@ -48,18 +49,23 @@ class ConfigCache:
     def _follow(self) -> None:
         while True:
             time.sleep(self.max_age_s)
+            with self._lock:
+                published = self._published
             try:
                 state = self._read()
             except Exception:
                 log.warning("reading config.v1 failed; the console keeps the last config it read", exc_info=True)
                 continue
             with self._lock:
-                self._state, self._read_at = state, time.monotonic()
+                # A publish while reading was folded in already and the read may have missed it: keep that.
+                if self._published == published:
+                    self._state, self._read_at = state, time.monotonic()
 
     def publish(self, records: Sequence[ConfigRecord]) -> ConfigState:
         """Publish and fold the records in at once, so the next page shows them."""
         self._publish(records)
         with self._lock:
+            self._published += 1
             state = self._state or self._read()
             for record in records:
                 state.apply(record)

@@ -118,6 +118,14 @@ def test_a_concurrent_edit_is_refused_never_lost(console: Console, tokens: dict[
     second = admin.put(f"/api/v1/budgets/{key}", json={"limit": "42"}, headers={"If-Match": seen})
     assert second.status_code == 412 and second.json()["error"]["field"] == "version"
     assert admin.put(f"/api/v1/budgets/{key}", json={"limit": "42"}).status_code == 428
+    # one who may not change the budget is refused as such, whatever version they name
+    for role in ("viewer", "finance"):
+        refused = api(console, tokens[role]).put(
+            f"/api/v1/budgets/{key}", json={"limit": "42"}, headers={"If-Match": seen}
+        )
+        assert refused.status_code == 403, (role, refused.text)
+        gone = api(console, tokens[role]).delete(f"/api/v1/budgets/{key}", headers={"If-Match": seen})
+        assert gone.status_code == 403, (role, gone.text)
     assert admin.get(f"/api/v1/budgets/{key}").json()["limit"] == "41"
     admin.put(
         f"/api/v1/budgets/{key}",

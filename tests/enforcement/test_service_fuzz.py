@@ -1,7 +1,9 @@
 """Fuzz the decision service from its own OpenAPI document (Schemathesis), against the real Redis.
 
 Whatever a caller sends, the service answers without a 5xx, and a request it refuses (4xx) changes
-nothing in Redis. Requests go through the ASGI app on one event loop, as a server runs them."""
+nothing in Redis. Requests go through the ASGI app on one event loop, as a server runs them. The fuzzed
+deployment lives in a Redis database of its own, so comparing its keys before and after each example
+walks only its keys, however many the rest of the suite has left in database 0."""
 
 from __future__ import annotations
 
@@ -29,6 +31,16 @@ def snapshot(client: redis.Redis, prefix: str) -> dict[bytes, Any]:
         kind = client.type(key)
         out[key] = client.hgetall(key) if kind == b"hash" else client.zrange(key, 0, -1, withscores=True)
     return out
+
+
+FUZZ_DB = 13
+
+
+@pytest.fixture
+def stack(stack: Settings) -> Settings:
+    """The suite's services, with Redis on database ``FUZZ_DB``: what ``app_client`` builds uses it."""
+    base, _, _ = stack.redis.url.rpartition("/")
+    return stack.model_copy(update={"redis": stack.redis.model_copy(update={"url": f"{base}/{FUZZ_DB}"})})
 
 
 @pytest.fixture
