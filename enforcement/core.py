@@ -162,77 +162,102 @@ def _check_item(item: SettleItem) -> None:
         raise SubjectError("event_id", "required")
 
 
+class _SettleArgs:
+    """The KEYS of one SETTLE call and its period and subject groups, each written once."""
+
+    def __init__(self, layout: KeyLayout, org: str) -> None:
+        self.layout, self.org = layout, org
+        resv, resv_exp = layout.reservations(org)
+        self.keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org)]
+        self.keys += [layout.watermarks(org), layout.org_settings(org)]
+        self._index: dict[str, int] = {}
+        self.periods: list[str] = []
+        self.subjects: list[str] = []
+        self.subject_tabs = 0
+        self._by_periods: dict[int, int] = {}  # by identity: a batch's events share a few PeriodKeys objects
+        self._by_value: dict[PeriodKeys, int] = {}
+        self._by_subject: dict[int, int] = {}
+
+    def key_index(self, key: str) -> int:
+        position = self._index.get(key)
+        if position is None:
+            self.keys.append(key)
+            position = self._index[key] = len(self.keys)  # Lua counts from 1
+        return position
+
+    def period_group(self, periods: PeriodKeys) -> int:
+        group = self._by_periods.get(id(periods))
+        if group is None:
+            group = self._by_value.get(periods)
+            if group is None:
+                self.keys.extend(self.layout.spent(self.org, periods))  # day, week and month side by side
+                first = len(self.keys) - 2
+                stages = self.key_index(self.layout.stages(self.org, periods))  # shared by a month's days
+                self.periods.append(
+                    f"{periods.day_end_ms // 1000 + SPENT_RETENTION_S}\t"
+                    f"{periods.week_end_ms // 1000 + SPENT_RETENTION_S}\t"
+                    f"{periods.month_end_ms // 1000 + SPENT_RETENTION_S}\t"
+                    f"{periods.day}|{periods.week}|{periods.month}\t{first}\t{stages}\t"
+                )
+                group = self._by_value[periods] = len(self.periods)  # Lua counts from 1
+            self._by_periods[id(periods)] = group
+        return group
+
+    def subject_group(self, subject: Subject) -> int:
+        group = self._by_subject.get(id(subject))
+        if group is None:
+            scopes = subject.scopes()
+            self.subjects.append(f"{len(scopes)}\t" + "".join(f"{scope}\t" for scope in scopes))
+            self.subject_tabs += 1 + len(scopes)
+            group = self._by_subject[id(subject)] = len(self.subjects)
+        return group
+
+
 def settle_batch_call(
     layout: KeyLayout, items: Sequence[SettleItem], window_s: int = DUPLICATE_WINDOW_S, validate: bool = True
 ) -> ScriptCall:
-    """One ``SETTLE`` call for events of one org (all items must share ``subject.org_id``)."""
+    """One ``SETTLE`` call for events of one org (all items must share ``subject.org_id``).
+
+    Fields travel tab-separated in three arguments: packing one argument per field cost the stream
+    worker more CPU than anything else it does per event, and splitting a string costs Redis less than
+    creating as many arguments. What events share is written once: each distinct PeriodKeys (its
+    counters' expiries, period keys and key indexes) and each distinct subject (its scopes) is a group,
+    and an event names its two groups by number, so Redis splits eight fields per event, not twenty.
+    Fingerprints are 16 raw bytes each, so they travel apart, side by side in one argument of their own.
+    The duplicate window runs from the later of the end of the event's UTC hour and its arrival (Redis's
+    clock)."""
     if not items:
         raise ValueError("a settle batch needs at least one item")
     org = items[0].subject.org_id
-    resv, resv_exp = layout.reservations(org)
-    keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org), layout.watermarks(org)]
-    keys.append(layout.org_settings(org))
-    index: dict[str, int] = {}
-
-    def key_index(key: str) -> int:
-        position = index.get(key)
-        if position is None:
-            keys.append(key)
-            position = index[key] = len(keys)  # Lua counts from 1
-        return position
-
-    # The window runs from the later of the end of the event's UTC hour and its arrival (Redis's clock).
-    # Every event's fields travel in one tab-separated argument: packing one argument per field cost the
-    # stream worker more CPU than anything else it does per event, and splitting it costs Redis less
-    # than creating as many arguments. What events share (their periods, their subject's scopes) is
-    # formatted once per call. Fingerprints are 16 raw bytes each, so they travel apart, side by side in
-    # one argument of their own.
+    args = _SettleArgs(layout, org)
     lines: list[str] = []
     prints: list[bytes] = []
-    tabs = 0
-    by_periods: dict[int, str] = {}  # by identity: a batch's events share a few PeriodKeys objects
-    by_value: dict[PeriodKeys, str] = {}
-    by_subject: dict[int, tuple[str, int]] = {}
     for item in items:
         if validate:
             _check_item(item)
-        subject = item.subject
-        if subject.org_id != org:
+        if item.subject.org_id != org:
             raise ValueError("a settle batch holds one org's events")
-        periods = item.periods
-        period_fields = by_periods.get(id(periods))
-        if period_fields is None and periods in by_value:
-            period_fields = by_periods[id(periods)] = by_value[periods]
-        if period_fields is None:
-            spent = layout.spent(org, periods)
-            keys.extend(spent)  # the day, week and month keys sit side by side in KEYS
-            period_fields = by_periods[id(periods)] = (
-                f"{periods.day_end_ms // 1000 + SPENT_RETENTION_S}\t"
-                f"{periods.week_end_ms // 1000 + SPENT_RETENTION_S}\t"
-                f"{periods.month_end_ms // 1000 + SPENT_RETENTION_S}\t"
-                f"{periods.day}|{periods.week}|{periods.month}\t{{partition}}\t{{offset}}\t{len(keys) - 2}\t"
-                f"{{seen}}\t{key_index(layout.stages(org, periods))}"
-            )
-            by_value[periods] = period_fields
-        scope_fields = by_subject.get(id(subject))
-        if scope_fields is None:
-            scopes = subject.scopes()
-            scope_fields = by_subject[id(subject)] = (f"{len(scopes)}\t" + "\t".join(scopes), len(scopes))
+        period_group, subject_group = args.period_group(item.periods), args.subject_group(item.subject)
         print_ = fingerprint(item.event_id)
         prints.append(print_)
         # one instant, one hour and one key, whatever offset it was written in
         hour_end = int(item.occurred_at.timestamp()) // 3600 * 3600 + 3600
-        seen = key_index(layout.seen(org, item.occurred_at, print_))
+        seen = args.key_index(layout.seen(org, item.occurred_at, print_))
         partition = "" if item.partition is None else item.partition
         offset = -1 if item.offset is None else item.offset
-        head = f"{item.request_id or ''}\t{item.cost}\t{hour_end}\t"
-        lines.append(head + period_fields.format(partition=partition, offset=offset, seen=seen))
-        lines.append(scope_fields[0])
-        tabs += 13 + scope_fields[1]
-    text = "\t".join(lines) + "\t"
-    if text.count("\t") != tabs:  # identifiers never hold a tab (their patterns exclude it)
+        lines.append(
+            f"{item.request_id or ''}\t{item.cost}\t{hour_end}\t{period_group}\t{subject_group}\t"
+            f"{partition}\t{offset}\t{seen}\t"
+        )
+    events, groups, scopes = "".join(lines), "".join(args.periods), "".join(args.subjects)
+    # identifiers never hold a tab (their patterns exclude it); one that did would shift every field
+    if (
+        events.count("\t") != 8 * len(items)
+        or groups.count("\t") != 6 * len(args.periods)
+        or scopes.count("\t") != args.subject_tabs
+    ):
         raise SubjectError("settle", "an identifier holds a tab")
-    return ScriptCall(keys, [len(items), window_s, text, b"".join(prints)])
+    return ScriptCall(args.keys, [len(items), window_s, events, b"".join(prints), groups, scopes])
 
 
 def settle_call(

@@ -6,58 +6,17 @@ limit) is reached, computed exactly in Python when the budget is applied.
 Lua numbers are doubles: amounts are exact below 2^53 nano-USD (about 9
 million USD per budget period), which budgets are validated against.
 
-Reservations expire lazily: every call first releases up to
-``MAX_EXPIRE_PER_CALL`` reservations whose time is up, so no sweeper process
-is needed and the work per call stays bounded.
+What the scripts share is in :mod:`enforcement.lua_common`; SETTLE, the longest,
+lives in :mod:`enforcement.settle_script` and is exported here with the others.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_EXPIRE_PER_CALL", "RELEASE", "RESERVE", "SETTLE"]
+from enforcement.lua_common import COMMON as _COMMON
+from enforcement.lua_common import MAX_EXPIRE_PER_CALL, MAX_EXPIRE_WHEN_DENYING
+from enforcement.settle_script import SETTLE
 
-MAX_EXPIRE_PER_CALL = 64
-MAX_EXPIRE_WHEN_DENYING = 10_000  # due reservations released before a denial (bounds the call to ~10 ms)
-
-_COMMON = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
--- a reservation record is "<expires_ms>|<amount>|<digest>|<scope>,<scope>,..."
-local function drop_record(reserved, record)
-  local amount, scopes = string.match(record, '^%d+|(%d+)|[^|]*|(.*)$')
-  amount = tonumber(amount)
-  for scope in string.gmatch(scopes, '[^,]+') do
-    if redis.call('HINCRBY', reserved, scope, -amount) <= 0 then
-      redis.call('HDEL', reserved, scope)
-    end
-  end
-end
-
--- release reservations whose time is up, at most limit of them (-1: all)
-local function expire_due(reserved, resv, resv_exp, stats, now, limit)
-  local due = redis.call('ZRANGEBYSCORE', resv_exp, '-inf', now, 'LIMIT', 0, limit)
-  for _, id in ipairs(due) do
-    local record = redis.call('HGET', resv, id)
-    if record then
-      drop_record(reserved, record)
-      redis.call('HDEL', resv, id)
-    end
-    redis.call('ZREM', resv_exp, id)
-  end
-  if #due > 0 then
-    redis.call('HINCRBY', stats, 'expired', #due)
-  end
-  return #due
-end
-
-local PERIODS = {'daily', 'weekly', 'monthly'}
-local MAX_EXPIRE = MAX_EXPIRE_PER_CALL
-local MAX_EXPIRE_BLOCKING = MAX_EXPIRE_WHEN_DENYING
-""".replace("MAX_EXPIRE_PER_CALL", str(MAX_EXPIRE_PER_CALL)).replace(
-    "MAX_EXPIRE_WHEN_DENYING", str(MAX_EXPIRE_WHEN_DENYING)
-)
+__all__ = ["MAX_EXPIRE_PER_CALL", "MAX_EXPIRE_WHEN_DENYING", "RELEASE", "RESERVE", "SETTLE"]
 
 RESERVE = (
     """-- reserve: admit one request against every hard cap of its subject, holding its estimate.
@@ -178,181 +137,6 @@ else
   end
 end
 return {outcome, blocking, expired, now, unpack(out)}
-"""
-)
-
-SETTLE = (
-    """-- settle: record the actual cost of one or more requests of one org, each exactly once,
--- replacing their reservations. The stream applies every usage event through this script, a batch
--- of one org's events per call; a proxy's settle is a batch of one.
--- KEYS[1] budgets  KEYS[2] reserved  KEYS[3] resv  KEYS[4] resv:exp  KEYS[5] stats
--- KEYS[6] wm       hash  partition -> highest applied offset of this org
--- KEYS[7] org      hash  the org's settings, with "loaded" once its config and counters are in Redis
--- KEYS[8..] the batch's other keys, referred to by index from ARGV:
---   spent:d, spent:w, spent:m (consecutive)  hash <kind>/<id> -> committed nano-USD
---   seen    hash  fingerprint -> "<partition>:<offset>" of its first application, or "direct"
---   stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "direct") that crossed it
--- ARGV[1] number of events, ARGV[2] the duplicate window (s), ARGV[3] the events' fields, each followed
--- by a tab, ARGV[4] the events' fingerprints (16 bytes each, in event order); per event, in ARGV[3]:
---   request_id ('' for none), cost (nano-USD), end of its UTC hour of occurrence (unix s),
---   spent:d, spent:w, spent:m expire at (unix s), period keys "<day>|<week>|<month>",
---   partition ('' outside the stream), offset, index of spent:d in KEYS, index of seen,
---   index of stages, number of scopes, the scopes "<kind>/<id>"
--- Reply per event: outcome, released, sink, n, then n crossings of (field, stage, limit, spent after)
---   outcome 1 applied now; 0 duplicate of another event; -1 this offset was applied before
---   (a redelivery). sink is 1 when this event is the one to store (so a redelivery is stored if it
---   was not yet). When the org's state is not loaded the reply is {-2} and nothing is written: the
---   worker restores the state first (it never counts on top of lost counters).
--- The duplicate window of an event runs from the later of its hour's end and its arrival, by
--- Redis's clock, never the caller's. An event whose fingerprint records its own partition and
--- offset, above the watermark, is this very event after a rebuild lowered the watermark (Redis's
--- counters were rebuilt without it): it is applied, not taken for a duplicate of itself."""
-    + _COMMON
-    + """
-local now = now_ms()
-if redis.call('HEXISTS', KEYS[7], 'loaded') == 0 then
-  return {-2}
-end
-local now_s = math.floor(now / 1000)
-local window = tonumber(ARGV[2])
-expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE)
-local budget_cache = {}
-local expired_set = {}
-local out = {}
-local applied, duplicates = 0, 0
-
-local function budget(field)
-  local value = budget_cache[field]
-  if value == nil then
-    value = redis.call('HGET', KEYS[1], field) or false
-    budget_cache[field] = value
-  end
-  return value
-end
-
-local function expire_once(key, at)
-  if not expired_set[key] then
-    expired_set[key] = true
-    redis.call('EXPIREAT', key, at)
-  end
-end
-
-local function settle(a, scopes)
-  local partition, offset = a[9], tonumber(a[10])
-  local seen = KEYS[tonumber(a[12])]
-  local stages_key = KEYS[tonumber(a[13])]
-  local origin = 'direct'
-  if partition ~= '' then
-    origin = partition .. ':' .. a[10]
-    local mark = redis.call('HGET', KEYS[6], partition)
-    if mark and offset <= tonumber(mark) then
-      if redis.call('HGET', seen, a[3]) ~= origin then
-        return {-1, 0, 0, 0}
-      end
-      -- the crossings this event caused, for an alert that may not have been sent
-      local found = {-1, 0, 1, 0}
-      local marks = redis.call('HGETALL', stages_key)
-      for i = 1, #marks, 2 do
-        if marks[i + 1] == origin then
-          local field, stage = string.match(marks[i], '^(.*)/[^/]+/(%d+)$')
-          found[#found + 1] = field
-          found[#found + 1] = tonumber(stage)
-          found[#found + 1] = 0
-          found[#found + 1] = 0
-          found[4] = found[4] + 1
-        end
-      end
-      return found
-    end
-    redis.call('HSET', KEYS[6], partition, offset)
-  end
-
-  local released = 0
-  if a[1] ~= '' then
-    local record = redis.call('HGET', KEYS[3], a[1])
-    if record then
-      drop_record(KEYS[2], record)
-      redis.call('HDEL', KEYS[3], a[1])
-      redis.call('ZREM', KEYS[4], a[1])
-      released = 1
-    end
-  end
-
-  local fresh = redis.call('HSETNX', seen, a[3], origin) == 1
-  expire_once(seen, math.max(tonumber(a[4]), now_s) + window)
-  if not fresh and (origin == 'direct' or redis.call('HGET', seen, a[3]) ~= origin) then
-    duplicates = duplicates + 1
-    return {0, released, 0, 0}
-  end
-
-  local cost = tonumber(a[2])
-  local first = tonumber(a[11])
-  local spent_keys = {KEYS[first], KEYS[first + 1], KEYS[first + 2]}
-  local period_keys = {}
-  for key in string.gmatch(a[8], '[^|]+') do
-    period_keys[#period_keys + 1] = key
-  end
-  local result = {1, released, 1, 0}
-  for _, scope in ipairs(scopes) do
-    for p = 1, 3 do
-      local spent_after = redis.call('HINCRBY', spent_keys[p], scope, cost)
-      local field = scope .. '/' .. PERIODS[p]
-      local value = budget(field)
-      if value then
-        local limit, stages = string.match(value, '^(%d+)|%a+|(.*)$')
-        local spent_before = spent_after - cost
-        for stage, threshold in string.gmatch(stages, '(%d+):(%d+)') do
-          threshold = tonumber(threshold)
-          if spent_before < threshold and threshold <= spent_after then
-            if redis.call('HSETNX', stages_key, field .. '/' .. period_keys[p] .. '/' .. stage, origin) == 1 then
-              result[#result + 1] = field
-              result[#result + 1] = tonumber(stage)
-              result[#result + 1] = tonumber(limit)
-              result[#result + 1] = spent_after
-              result[4] = result[4] + 1
-            end
-          end
-        end
-      end
-    end
-  end
-  for p = 1, 3 do
-    expire_once(spent_keys[p], a[4 + p])
-  end
-  expire_once(stages_key, a[7])
-  applied = applied + 1
-  return result
-end
-
-local F, count = {}, 0
-for field in string.gmatch(ARGV[3], '([^\\t]*)\\t') do
-  count = count + 1
-  F[count] = field
-end
-local at = 1
-for e = 1, tonumber(ARGV[1]) do
-  -- a: request_id, cost, fingerprint, then the fields after it, as one argument each used to be
-  local a = {F[at], F[at + 1], string.sub(ARGV[4], e * 16 - 15, e * 16)}
-  for i = 2, 12 do
-    a[i + 2] = F[at + i]
-  end
-  local n = tonumber(a[14])
-  local scopes = {}
-  for i = 1, n do
-    scopes[i] = F[at + 12 + i]
-  end
-  at = at + 13 + n
-  for _, value in ipairs(settle(a, scopes)) do
-    out[#out + 1] = value
-  end
-end
-if applied > 0 then
-  redis.call('HINCRBY', KEYS[5], 'settled', applied)
-end
-if duplicates > 0 then
-  redis.call('HINCRBY', KEYS[5], 'duplicate', duplicates)
-end
-return out
 """
 )
 

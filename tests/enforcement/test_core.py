@@ -66,11 +66,15 @@ def test_every_key_of_an_org_shares_its_hash_tag() -> None:
     assert call.args[:2] == [1, core.DUPLICATE_WINDOW_S]  # events, then the window
     fields = str(call.args[2]).split("\t")
     assert fields[-1] == ""  # every field ends with a tab
-    assert fields[0] == "r1"
-    assert fields[7:9] == ["3", "10"]  # partition and offset
-    assert fields[9] == "8"  # Lua's index of spent:d
+    hour_end = str(int(datetime(2024, 5, 17, 13, tzinfo=UTC).timestamp()))
+    assert fields[:-1] == ["r1", "5", hour_end, "1", "1", "3", "10", "12"]
     assert call.args[3] == fingerprint("e1")  # the fingerprints, apart: they are raw bytes
-    assert fields[-7:-1] == ["5", "org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"]
+    group = str(call.args[4]).split("\t")
+    assert group[3:6] == ["2024-05-17|2024-W20|2024-05", "8", "11"]  # period keys; Lua's index of spent:d, stages
+    assert call.keys[11 - 1] == "ss:{acme}:stages:2024-05" and call.keys[12 - 1].startswith("ss:{acme}:seen:")
+    assert str(call.args[5]).split("\t")[:-1] == [
+        "5", "org/acme", "department/eng", "user/ada", "feature/chat", "model/gpt-4o"
+    ]  # fmt: skip
 
 
 def test_a_settle_call_refuses_an_identifier_holding_its_separator() -> None:
@@ -85,8 +89,9 @@ def test_a_batch_shares_keys_and_refuses_mixed_orgs() -> None:
     items = [core.SettleItem(SUBJECT, f"e{i}", at, 5, PERIODS, None, 0, i) for i in range(3)]
     call = core.settle_batch_call(LAYOUT, items)
     assert call.args[0] == 3
-    assert len(call.args) == 4  # the count, the window, every event's fields, their fingerprints
-    assert str(call.args[2]).count("\t") == 3 * (13 + len(SUBJECT.scopes()))
+    assert len(call.args) == 6  # the count, the window, every event's fields, their fingerprints, the groups
+    assert str(call.args[2]).count("\t") == 3 * 8  # the three events share one period and one subject group
+    assert str(call.args[4]).count("\t") == 6 and str(call.args[5]).count("\t") == 1 + len(SUBJECT.scopes())
     assert call.args[3] == b"".join(fingerprint(f"e{i}") for i in range(3))
     assert len(call.keys) == len(set(call.keys))
     other = core.SettleItem(Subject(org_id="globex", user_id="u"), "x", at, 5, PERIODS)
