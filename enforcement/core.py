@@ -177,6 +177,7 @@ class _SettleArgs:
         self._by_periods: dict[int, int] = {}  # by identity: a batch's events share a few PeriodKeys objects
         self._by_value: dict[PeriodKeys, int] = {}
         self._by_subject: dict[int, int] = {}
+        self._by_subject_value: dict[Subject, int] = {}
 
     def key_index(self, key: str) -> int:
         position = self._index.get(key)
@@ -206,10 +207,15 @@ class _SettleArgs:
     def subject_group(self, subject: Subject) -> int:
         group = self._by_subject.get(id(subject))
         if group is None:
-            scopes = subject.scopes()
-            self.subjects.append(f"{len(scopes)}\t" + "".join(f"{scope}\t" for scope in scopes))
-            self.subject_tabs += 1 + len(scopes)
-            group = self._by_subject[id(subject)] = len(self.subjects)
+            # by value too: the worker makes a Subject per event, and Redis adds up the events of one
+            # subject and period group before it spreads their sum over the counters
+            group = self._by_subject_value.get(subject)
+            if group is None:
+                scopes = subject.scopes()
+                self.subjects.append(f"{len(scopes)}\t" + "".join(f"{scope}\t" for scope in scopes))
+                self.subject_tabs += 1 + len(scopes)
+                group = self._by_subject_value[subject] = len(self.subjects)
+            self._by_subject[id(subject)] = group
         return group
 
 
