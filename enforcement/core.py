@@ -207,8 +207,8 @@ class _SettleArgs:
     def subject_group(self, subject: Subject) -> int:
         group = self._by_subject.get(id(subject))
         if group is None:
-            # by value too: the worker makes a Subject per event, and Redis adds up the events of one
-            # subject and period group before it spreads their sum over the counters
+            # by value too: a caller may make a Subject per event (the worker's applier shares one per
+            # subject already), and one group per subject is what keeps the call short
             group = self._by_subject_value.get(subject)
             if group is None:
                 scopes = subject.scopes()

@@ -95,7 +95,7 @@ def test_a_batch_shares_keys_and_refuses_mixed_orgs() -> None:
     assert str(call.args[4]).count("\t") == 6 and str(call.args[5]).count("\t") == 1 + len(SUBJECT.scopes())
     assert call.args[3] == b"".join(fingerprint(f"e{i}") for i in range(3))
     assert len(call.keys) == len(set(call.keys))
-    # the worker makes a Subject per event: equal subjects still share one group
+    # a caller may make a Subject per event: equal subjects still share one group
     fresh = [core.SettleItem(dataclasses.replace(SUBJECT), f"e{i}", at, 5, PERIODS, None, 0, i) for i in range(3)]
     assert core.settle_batch_call(LAYOUT, fresh).args[5] == call.args[5]
     other = core.SettleItem(Subject(org_id="globex", user_id="u"), "x", at, 5, PERIODS)
