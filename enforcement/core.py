@@ -174,10 +174,8 @@ class _SettleArgs:
         self.periods: list[str] = []
         self.subjects: list[str] = []
         self.subject_tabs = 0
-        self._by_periods: dict[int, int] = {}  # by identity: a batch's events share a few PeriodKeys objects
-        self._by_value: dict[PeriodKeys, int] = {}
-        self._by_subject: dict[int, int] = {}
-        self._by_subject_value: dict[Subject, int] = {}
+        self._period_groups: dict[PeriodKeys, int] = {}  # by value: equal objects share one group
+        self._subject_groups: dict[Subject, int] = {}
 
     def key_index(self, key: str) -> int:
         position = self._index.get(key)
@@ -187,35 +185,27 @@ class _SettleArgs:
         return position
 
     def period_group(self, periods: PeriodKeys) -> int:
-        group = self._by_periods.get(id(periods))
+        group = self._period_groups.get(periods)
         if group is None:
-            group = self._by_value.get(periods)
-            if group is None:
-                self.keys.extend(self.layout.spent(self.org, periods))  # day, week and month side by side
-                first = len(self.keys) - 2
-                stages = self.key_index(self.layout.stages(self.org, periods))  # shared by a month's days
-                self.periods.append(
-                    f"{periods.day_end_ms // 1000 + SPENT_RETENTION_S}\t"
-                    f"{periods.week_end_ms // 1000 + SPENT_RETENTION_S}\t"
-                    f"{periods.month_end_ms // 1000 + SPENT_RETENTION_S}\t"
-                    f"{periods.day}|{periods.week}|{periods.month}\t{first}\t{stages}\t"
-                )
-                group = self._by_value[periods] = len(self.periods)  # Lua counts from 1
-            self._by_periods[id(periods)] = group
+            self.keys.extend(self.layout.spent(self.org, periods))  # day, week and month side by side
+            first = len(self.keys) - 2
+            stages = self.key_index(self.layout.stages(self.org, periods))  # shared by a month's days
+            self.periods.append(
+                f"{periods.day_end_ms // 1000 + SPENT_RETENTION_S}\t"
+                f"{periods.week_end_ms // 1000 + SPENT_RETENTION_S}\t"
+                f"{periods.month_end_ms // 1000 + SPENT_RETENTION_S}\t"
+                f"{periods.day}|{periods.week}|{periods.month}\t{first}\t{stages}\t"
+            )
+            group = self._period_groups[periods] = len(self.periods)  # Lua counts from 1
         return group
 
     def subject_group(self, subject: Subject) -> int:
-        group = self._by_subject.get(id(subject))
+        group = self._subject_groups.get(subject)
         if group is None:
-            # by value too: a caller may make a Subject per event (the worker's applier shares one per
-            # subject already), and one group per subject is what keeps the call short
-            group = self._by_subject_value.get(subject)
-            if group is None:
-                scopes = subject.scopes()
-                self.subjects.append(f"{len(scopes)}\t" + "".join(f"{scope}\t" for scope in scopes))
-                self.subject_tabs += 1 + len(scopes)
-                group = self._by_subject_value[subject] = len(self.subjects)
-            self._by_subject[id(subject)] = group
+            scopes = subject.scopes()
+            self.subjects.append(f"{len(scopes)}\t" + "".join(f"{scope}\t" for scope in scopes))
+            self.subject_tabs += 1 + len(scopes)
+            group = self._subject_groups[subject] = len(self.subjects)
         return group
 
 

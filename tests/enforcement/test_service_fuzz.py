@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -39,8 +40,12 @@ FUZZ_DB = 13
 @pytest.fixture
 def stack(stack: Settings) -> Settings:
     """The suite's services, with Redis on database ``FUZZ_DB``: what ``app_client`` builds uses it."""
-    base, _, _ = stack.redis.url.rpartition("/")
-    return stack.model_copy(update={"redis": stack.redis.model_copy(update={"url": f"{base}/{FUZZ_DB}"})})
+    parts = urlsplit(stack.redis.url)
+    if parts.scheme == "unix":  # the socket is the path; the database goes in the query
+        url = urlunsplit(parts._replace(query=f"db={FUZZ_DB}"))
+    else:
+        url = urlunsplit(parts._replace(path=f"/{FUZZ_DB}"))
+    return stack.model_copy(update={"redis": stack.redis.model_copy(update={"url": url})})
 
 
 @pytest.fixture

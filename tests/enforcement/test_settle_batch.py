@@ -136,6 +136,12 @@ def test_one_batch_writes_what_one_event_at_a_time_writes(client: redis.Redis, s
         and any(r.released_reservation for r in replies)
     )
     assert content(client, batched) == content(client, single)
+    # and both are right: each month's org counter holds the cost of every distinct event in it, once
+    expected: dict[str, int] = {}
+    for item in {item.event_id: item for item in items}.values():
+        month = batched.spent("acme", item.periods)[2]
+        expected[month] = expected.get(month, 0) + item.cost
+    assert expected and {month: int(client.hget(month, "org/acme") or 0) for month in expected} == expected
 
 
 def test_a_stage_reached_late_in_a_batch_keeps_its_expiry(client: redis.Redis) -> None:
