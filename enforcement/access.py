@@ -32,6 +32,7 @@ _ID = re.compile(ID_PATTERN)
 _HEX = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 ALL_ORGS = "*"
+_KNOWN_HEADERS = 1024
 
 
 class Right(StrEnum):
@@ -70,15 +71,24 @@ class KeyRing:
         self._by_digest = {key.sha256: key for key in keys}
         if not self._by_digest:
             raise KeyFileError("keys", "at least one key is needed")
+        # header -> key, for headers that named a key: a proxy sends the same one on every request. Only
+        # known keys are kept (at most _KNOWN_HEADERS headers), so unknown ones cannot fill it.
+        self._by_header: dict[str, ApiKey] = {}
 
     def __len__(self) -> int:
         return len(self._by_digest)
 
     def authenticate(self, authorization: str | None) -> ApiKey | None:
         """The key an ``Authorization: Bearer <key>`` header names, or None."""
+        known = self._by_header.get(authorization) if authorization else None
+        if known is not None:
+            return known
         if not authorization or not authorization.startswith("Bearer "):
             return None
-        return self._by_digest.get(hash_key(authorization[7:].strip()))
+        key = self._by_digest.get(hash_key(authorization[7:].strip()))
+        if key is not None and len(self._by_header) < _KNOWN_HEADERS:
+            self._by_header[authorization] = key
+        return key
 
 
 def _strings(value: Any, where: str) -> list[str]:

@@ -84,6 +84,7 @@ class _Core:
         self.metrics = metrics
         self._orgs: dict[str, _OrgEntry] = {}
         self._periods: dict[str, PeriodKeys] = {}
+        self._reserve_keys: dict[str, tuple[PeriodKeys, list[str]]] = {}  # org -> its periods and reserve keys
         self._reserve_latency = metrics.latency.labels("reserve")  # a labelled child costs a lookup each time
         self._by_outcome = {outcome: metrics.decisions.labels(outcome.value) for outcome in Outcome}
 
@@ -122,12 +123,15 @@ class _Core:
         return cached
 
     def reserve_call(
-        self, org: _OrgEntry, subject: Subject, request_id: str, estimate: int | None
+        self, org_id: str, org: _OrgEntry, subject: Subject, request_id: str, estimate: int | None
     ) -> tuple[core.ScriptCall, int, PeriodKeys]:
         """The script call, the amount it holds, and the periods it reads."""
         periods = self.periods(org.timezone)
         amount, unpriced = org.estimate(estimate)
-        call = core.reserve_call(self.layout, subject, request_id, amount, self.ttl_ms, periods, unpriced)
+        kept = self._reserve_keys.get(org_id)
+        if kept is None or kept[0] is not periods:  # the org's first call, or a period turned
+            kept = self._reserve_keys[org_id] = (periods, core.reserve_keys(self.layout, org_id, periods))
+        call = core.reserve_call(self.layout, subject, request_id, amount, self.ttl_ms, periods, unpriced, kept[1])
         return call, amount, periods
 
     def unavailable(self, org_id: str, request_id: str, estimate: int | None, exc: BaseException) -> Decision:
@@ -272,11 +276,7 @@ class CapClient(_Adapter):
         began = time.perf_counter()
         try:
             org = self._org(subject.org_id)
-            periods = self._core.periods(org.timezone)
-            amount, unpriced = org.estimate(estimate)
-            call = core.reserve_call(
-                self._core.layout, subject, request_id, amount, self._core.ttl_ms, periods, unpriced
-            )
+            call, amount, periods = self._core.reserve_call(subject.org_id, org, subject, request_id, estimate)
             reply = self._reserve(keys=call.keys, args=call.args)
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
@@ -349,11 +349,7 @@ class AsyncCapClient(_Adapter):
         began = time.perf_counter()
         try:
             org = await self._org(subject.org_id)
-            periods = self._core.periods(org.timezone)
-            amount, unpriced = org.estimate(estimate)
-            call = core.reserve_call(
-                self._core.layout, subject, request_id, amount, self._core.ttl_ms, periods, unpriced
-            )
+            call, amount, periods = self._core.reserve_call(subject.org_id, org, subject, request_id, estimate)
             reply = await self._reserve(keys=call.keys, args=call.args)
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)

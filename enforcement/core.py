@@ -27,6 +27,7 @@ __all__ = [
     "parse_settle",
     "release_call",
     "reserve_call",
+    "reserve_keys",
     "settle_call",
 ]
 
@@ -59,11 +60,21 @@ def check_amount(name: str, value: int, upper: int) -> int:
     return value
 
 
-def request_digest(subject: Subject, estimate: int, unpriced: bool = False) -> str:
+def request_digest(subject: Subject, estimate: int, unpriced: bool = False, scopes: list[str] | None = None) -> str:
     """What a reservation is for: its subject's scopes and its estimate. A retry of a request carries the
-    same digest and is answered as already admitted; a different request under the same id is refused."""
-    text = f"{estimate}|{int(unpriced)}|{','.join(subject.scopes())}"
+    same digest and is answered as already admitted; a different request under the same id is refused.
+    ``scopes``: the subject's, when the caller has them already."""
+    text = f"{estimate}|{int(unpriced)}|{','.join(subject.scopes() if scopes is None else scopes)}"
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def reserve_keys(layout: KeyLayout, org: str, periods: PeriodKeys) -> list[str]:
+    """The keys a reserve of ``org`` touches in ``periods``: the same for every request of the org until a
+    period turns, so a client may keep them (never change the list it is given)."""
+    resv, resv_exp = layout.reservations(org)
+    keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org), *layout.spent(org, periods)]
+    keys.append(layout.org_settings(org))
+    return keys
 
 
 def reserve_call(
@@ -74,18 +85,19 @@ def reserve_call(
     ttl_ms: int,
     periods: PeriodKeys,
     unpriced: bool = False,
+    keys: list[str] | None = None,
 ) -> ScriptCall:
-    """``unpriced``: the model has no price and the org refuses such requests where a hard cap applies."""
+    """``unpriced``: the model has no price and the org refuses such requests where a hard cap applies.
+    ``keys``: :func:`reserve_keys` of the subject's org and ``periods``, when the caller keeps them."""
     _request_id(request_id)
     check_amount("estimate", estimate, MAX_ESTIMATE_NANOS)
     if not 1_000 <= ttl_ms <= 3_600_000:
         raise SubjectError("ttl_ms", "must be between 1 s and 1 h")
-    org = subject.org_id
-    resv, resv_exp = layout.reservations(org)
-    keys = [layout.budgets(org), layout.reserved(org), resv, resv_exp, layout.stats(org), *layout.spent(org, periods)]
-    keys.append(layout.org_settings(org))
-    digest = request_digest(subject, estimate, unpriced)
-    return ScriptCall(keys, [request_id, estimate, ttl_ms, digest, int(unpriced), *subject.scopes()])
+    if keys is None:
+        keys = reserve_keys(layout, subject.org_id, periods)
+    scopes = subject.scopes()
+    digest = request_digest(subject, estimate, unpriced, scopes)
+    return ScriptCall(keys, [request_id, estimate, ttl_ms, digest, int(unpriced), *scopes])
 
 
 def _text(value: object) -> str:

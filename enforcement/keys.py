@@ -44,8 +44,17 @@ _ID = re.compile(ID_PATTERN)
 _NAME = re.compile(NAME_PATTERN)
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 PERIOD_CODES = {Period.DAILY: "d", Period.WEEKLY: "w", Period.MONTHLY: "m"}
-_INDEX = {period: i for i, period in enumerate(PERIOD_CODES)}
+_INDEX: dict[str, int] = {period.value: i for i, period in enumerate(PERIOD_CODES)}  # a Period finds its text
 SEEN_SHARDS = 8192  # ~440 fingerprints per hash at 1,000 events/s: compact listpack hashes
+
+
+def _index(period: str | Period) -> int:
+    """0, 1, 2 for daily, weekly, monthly; a ValueError names anything else (as ``Period(period)`` does,
+    without building an enum member on the hot path)."""
+    index = _INDEX.get(period)
+    if index is None:
+        raise ValueError(f"{period!r} is not a valid Period")
+    return index
 
 
 class SubjectError(SpendstreamError):
@@ -89,16 +98,14 @@ class Subject:
     ) -> Subject:
         """A subject from fields already validated (a decoded UsageEvent): skips the checks on the hot path."""
         subject = object.__new__(cls)
-        for name, value in (
-            ("org_id", org_id),
-            ("user_id", user_id),
-            ("department_id", department_id),
-            ("feature", feature),
-            ("model", model),
-            ("provider", provider),
-            ("api_key_id", api_key_id),
-        ):
-            object.__setattr__(subject, name, value)
+        put = object.__setattr__  # frozen: set as __init__ does, one field after another (a loop costs twice)
+        put(subject, "org_id", org_id)
+        put(subject, "user_id", user_id)
+        put(subject, "department_id", department_id)
+        put(subject, "feature", feature)
+        put(subject, "model", model)
+        put(subject, "provider", provider)
+        put(subject, "api_key_id", api_key_id)
         return subject
 
     def scopes(self) -> list[str]:
@@ -141,11 +148,11 @@ class PeriodKeys:
 
     def key(self, period: str | Period) -> str:
         """Which day, week or month a ``daily`` / ``weekly`` / ``monthly`` budget is in."""
-        return (self.day, self.week, self.month)[_INDEX[Period(period)]]
+        return (self.day, self.week, self.month)[_index(period)]
 
     def end_ms(self, period: str | Period) -> int:
         """When that period ends (ms since the epoch)."""
-        return (self.day_end_ms, self.week_end_ms, self.month_end_ms)[_INDEX[Period(period)]]
+        return (self.day_end_ms, self.week_end_ms, self.month_end_ms)[_index(period)]
 
 
 @functools.lru_cache(maxsize=8192)
@@ -183,7 +190,7 @@ class KeyLayout:
 
     def spent_in(self, org_id: str, periods: PeriodKeys, period: str | Period) -> str:
         """The spend hash of one period (``spent`` gives all three)."""
-        return self.spent(org_id, periods)[_INDEX[Period(period)]]
+        return self.spent(org_id, periods)[_index(period)]
 
     def reserved(self, org_id: str) -> str:
         return f"{self.org(org_id)}:reserved"

@@ -189,6 +189,11 @@ def test_keys_file_is_validated_and_holds_hashes_only() -> None:
     key = ring.authenticate("Bearer s3cret")
     assert key is not None and key.may("acme", Right.RESERVE) and not key.may("globex", Right.RESERVE)
     assert ring.authenticate("Bearer " + hash_key("s3cret")) is None  # the stored hash is not a key
+    assert ring.authenticate("Bearer s3cret") is key  # again, from the headers it has seen
+    for i in range(3000):  # unknown keys are never remembered, so they cannot fill its memory
+        assert ring.authenticate(f"Bearer guess-{i}") is None
+    assert len(ring._by_header) == 1
+    assert ring.authenticate("Bearer s3cret ") is key and ring.authenticate("bearer s3cret") is None
     from enforcement.access import KeyFileError
 
     for doc, field in (
