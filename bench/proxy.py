@@ -136,6 +136,7 @@ async def _round(port: int) -> tuple[list[float], float]:
 
 IN_PROCESS = """
 import asyncio, sys, time, uuid
+import uvloop
 from datetime import datetime, timedelta, timezone
 import litellm
 from litellm.proxy._types import UserAPIKeyAuth
@@ -165,7 +166,7 @@ async def main():
     print(f"{(time.process_time() - cpu) * 1000 / N:.4f} {(time.perf_counter() - wall) * 1000 / N:.4f}")
 
 
-asyncio.run(main())
+uvloop.run(main())  # the proxy serves on uvloop (uvicorn's loop="uvloop")
 """
 
 

@@ -28,8 +28,8 @@ import asyncio
 import atexit
 import json
 import logging
+import os
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +43,15 @@ from bus.topics import Topics
 from enforcement.client import AsyncCapClient
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
-from integrations.litellm_mapping import Identity, IdentityError, KeyView, identity, prompt_tokens_bound, usage_event
+from integrations.litellm_mapping import (
+    Identity,
+    IdentityError,
+    KeyView,
+    identity,
+    prompt_tokens_bound,
+    read,
+    usage_event,
+)
 from schemas.events import EventError, UsageEvent, decode_event, encode_event
 from schemas.price_sources import parse_litellm_price_map
 from schemas.pricing import PriceCatalogue
@@ -153,7 +161,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
         estimate = self.estimator.estimate(
             provider, model, who.feature, prompt_tokens, data.get("max_tokens"), datetime.now(UTC), who.org_id
         )
-        request_id = f"llm-{uuid.uuid4().hex}"
+        request_id = f"llm-{os.urandom(16).hex()}"  # as unique as a uuid4, a fifth of its cost
         decision = await self.caps.reserve(subject, request_id, estimate)
         if not decision.allowed:
             detail = {"error": f"spendstream: {decision.reason}", "outcome": decision.outcome.value}
@@ -186,7 +194,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             subject["feature"],
             subject.get("api_key_id"),
         )
-        tier = getattr(response_obj, "service_tier", None) or (kwargs.get("optional_params") or {}).get("service_tier")
+        tier = read(response_obj, "service_tier") or (kwargs.get("optional_params") or {}).get("service_tier")
         event = usage_event(
             who,
             event_id=str(kwargs.get("litellm_call_id") or request_id),
@@ -195,7 +203,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             model=str(kwargs.get("model") or "unknown"),
             end_time=end_time,
             latency_ms=int((end_time - start_time).total_seconds() * 1000),
-            usage=getattr(response_obj, "usage", None),
+            usage=read(response_obj, "usage"),
             cost=kwargs.get("response_cost"),
             cache_hit=bool(kwargs.get("cache_hit")),
             tier=tier,

@@ -168,6 +168,44 @@ def prompt_tokens_bound(messages: Any) -> int:
     return -(-size // BYTES_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
 
 
+def read(obj: Any, name: str) -> Any:
+    """``getattr(obj, name, None)``, without a pydantic model's path for a missing attribute (it raises and
+    catches an exception: 2 us, several times an event). A model's fields and extras are read directly; a
+    name that is neither, nor a class attribute (a property), is missing. Other objects use ``getattr``."""
+    cls = type(obj)
+    if not _is_model(cls) or name.startswith("_"):
+        return getattr(obj, name, None)
+    found = obj.__dict__.get(name, _MISSING)
+    if found is not _MISSING:
+        return found
+    extra = obj.__pydantic_extra__
+    if extra and name in extra:
+        return extra[name]
+    return getattr(obj, name, None) if _on_class(cls, name) else None
+
+
+_MISSING = object()
+
+
+_MODELS: dict[type, bool] = {}  # class -> a pydantic model
+_ON_CLASS: dict[tuple[type, str], bool] = {}  # (class, name) -> defined by the class or a base
+
+
+def _is_model(cls: type) -> bool:
+    known = _MODELS.get(cls)
+    if known is None:
+        known = _MODELS[cls] = isinstance(getattr(cls, "__pydantic_fields__", None), dict)
+    return known
+
+
+def _on_class(cls: type, name: str) -> bool:
+    """A property or other attribute of the class or a base (looked up once per class and name)."""
+    known = _ON_CLASS.get((cls, name))
+    if known is None:
+        known = _ON_CLASS[(cls, name)] = any(name in vars(base) for base in cls.__mro__)
+    return known
+
+
 def _count(value: Any) -> int:
     try:
         return max(0, int(value or 0))
@@ -178,12 +216,13 @@ def _count(value: Any) -> int:
 def tokens_of(usage: Any) -> Tokens:
     """LiteLLM's usage, made disjoint: its ``prompt_tokens`` include cache reads (``cached_tokens``) and
     Anthropic's cache writes (``cache_creation_input_tokens``); its ``completion_tokens`` include reasoning."""
-    prompt = _count(getattr(usage, "prompt_tokens", 0))
-    completion = _count(getattr(usage, "completion_tokens", 0))
-    details = getattr(usage, "prompt_tokens_details", None)
-    cache_read = _count(getattr(details, "cached_tokens", 0)) or _count(getattr(usage, "cache_read_input_tokens", 0))
-    cache_write = _count(getattr(usage, "cache_creation_input_tokens", 0))
-    reasoning = _count(getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", 0))
+    prompt = _count(read(usage, "prompt_tokens"))
+    completion = _count(read(usage, "completion_tokens"))
+    cache_read = _count(read(read(usage, "prompt_tokens_details"), "cached_tokens")) or _count(
+        read(usage, "cache_read_input_tokens")
+    )
+    cache_write = _count(read(usage, "cache_creation_input_tokens"))
+    reasoning = _count(read(read(usage, "completion_tokens_details"), "reasoning_tokens"))
     return Tokens(
         input=max(0, prompt - cache_read - cache_write),
         output=max(0, completion - reasoning),

@@ -10,7 +10,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from integrations.litellm_mapping import Identity, IdentityError, KeyView, identity, occurred_at, tokens_of, usage_event
+from integrations.litellm_mapping import (
+    Identity,
+    IdentityError,
+    KeyView,
+    identity,
+    occurred_at,
+    read,
+    tokens_of,
+    usage_event,
+)
 
 ACME_KEY = KeyView("a" * 64, "acme", "eng", "ada", {}, {})
 BARE_KEY = KeyView("b" * 64, None, None, None, {}, {})
@@ -131,3 +140,28 @@ def test_the_prompt_bound_counts_text_bytes_not_images_and_errs_high() -> None:
     assert prompt_tokens_bound([{"role": "user", "content": parts}]) < 20  # the image is priced elsewhere
     calls = [{"role": "assistant", "content": None, "tool_calls": [{"function": {"arguments": "x" * 30}}]}]
     assert prompt_tokens_bound(calls) == 10 + 4
+
+
+def test_read_is_getattr_for_models_and_anything_else() -> None:
+    """The hook reads LiteLLM's pydantic usage without the exception a missing attribute raises; what it
+    reads must be what ``getattr`` reads, for fields, extras, properties, private attributes and the rest."""
+    from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+    class Usage(BaseModel):
+        model_config = ConfigDict(extra="allow")
+        prompt_tokens: int = 0
+        details: dict[str, int] | None = None
+        _hidden: int = PrivateAttr(default=7)
+
+        @property
+        def doubled(self) -> int:
+            return self.prompt_tokens * 2
+
+    class Detailed(Usage):
+        pass
+
+    for usage in (Usage(prompt_tokens=5, cache_creation_input_tokens=3), Detailed(prompt_tokens=4), Usage()):
+        for name in ("prompt_tokens", "details", "cache_creation_input_tokens", "doubled", "_hidden", "absent"):
+            assert read(usage, name) == getattr(usage, name, None), name
+    for other in (SimpleNamespace(prompt_tokens=3), {"prompt_tokens": 3}, None, 5):
+        assert read(other, "prompt_tokens") == getattr(other, "prompt_tokens", None)
