@@ -158,17 +158,20 @@ def test_a_stage_reached_late_in_a_batch_keeps_its_expiry(client: redis.Redis) -
 
 
 def test_a_batch_sums_costs_past_what_a_double_holds_exactly(client: redis.Redis) -> None:
-    """Twelve events at the largest cost a settle takes: the counters hold their exact sum."""
+    """Events at the largest cost a settle takes, by two users who share a feature: the counters hold
+    their exact sum, whether a budget follows them event by event (org/acme monthly) or not (the rest,
+    summed per subject and then spread)."""
     now = datetime.now(UTC)
     layout = deployment(client)
     periods = PeriodKeys.at(now, "UTC")
     cost = core.MAX_SAFE_NANOS
-    cy = SUBJECTS[2]
-    items = [core.SettleItem(cy, f"big{i}", now, cost, periods, None, 1, i) for i in range(12)]
+    ada, cy = SUBJECTS[0], SUBJECTS[2]
+    items = [core.SettleItem((cy, ada)[i % 2], f"big{i}", now, cost, periods, None, 1, i) for i in range(24)]
     client.register_script(SETTLE)(**_call(core.settle_batch_call(layout, items)))
     day, _, month = layout.spent("acme", periods)
     assert int(client.hget(day, "user/cy") or 0) == 12 * cost
-    assert int(client.hget(month, "org/acme") or 0) == 12 * cost
+    assert int(client.hget(day, "feature/chat") or 0) == 24 * cost
+    assert int(client.hget(month, "org/acme") or 0) == 24 * cost
 
 
 def _call(call: core.ScriptCall) -> dict[str, Any]:
