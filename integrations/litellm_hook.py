@@ -96,7 +96,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
                 "bootstrap.servers": self.settings.kafka.bootstrap,
                 "enable.idempotence": True,
                 "acks": "all",
-                "linger.ms": 5,
+                "linger.ms": self.settings.litellm.linger_ms,  # a Kafka request per few events, not per event
                 "compression.type": self.settings.kafka.compression,
             }
         )

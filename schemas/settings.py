@@ -173,6 +173,14 @@ class LiteLLMSettings(BaseModel):
     trust_request_user: bool = Field(
         False, description="take the request body's `user` as the user when the key has none (callers choose it)"
     )
+    linger_ms: int = Field(
+        25,
+        ge=0,
+        le=1000,
+        description="how long the hook's producer gathers usage events into one Kafka request: at 125 requests/s "
+        "its threads spent 126 us of CPU an event at 5 ms, 52 at 25 ms, 34 at 50 ms; an event reaches Kafka "
+        "at most this much later (its reservation holds the room meanwhile)",
+    )
 
 
 class StackSettings(BaseModel):
