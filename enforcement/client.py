@@ -123,11 +123,12 @@ class _Core:
         return cached
 
     def reserve_call(
-        self, org_id: str, org: _OrgEntry, subject: Subject, request_id: str, estimate: int | None
+        self, org: _OrgEntry, subject: Subject, request_id: str, estimate: int | None
     ) -> tuple[core.ScriptCall, int, PeriodKeys]:
         """The script call, the amount it holds, and the periods it reads."""
         periods = self.periods(org.timezone)
         amount, unpriced = org.estimate(estimate)
+        org_id = subject.org_id
         kept = self._reserve_keys.get(org_id)
         if kept is None or kept[0] is not periods:  # the org's first call, or a period turned
             kept = self._reserve_keys[org_id] = (periods, core.reserve_keys(self.layout, org_id, periods))
@@ -276,7 +277,7 @@ class CapClient(_Adapter):
         began = time.perf_counter()
         try:
             org = self._org(subject.org_id)
-            call, amount, periods = self._core.reserve_call(subject.org_id, org, subject, request_id, estimate)
+            call, amount, periods = self._core.reserve_call(org, subject, request_id, estimate)
             reply = self._reserve(keys=call.keys, args=call.args)
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)
@@ -349,7 +350,7 @@ class AsyncCapClient(_Adapter):
         began = time.perf_counter()
         try:
             org = await self._org(subject.org_id)
-            call, amount, periods = self._core.reserve_call(subject.org_id, org, subject, request_id, estimate)
+            call, amount, periods = self._core.reserve_call(org, subject, request_id, estimate)
             reply = await self._reserve(keys=call.keys, args=call.args)
         except _UNAVAILABLE as exc:
             return self._core.unavailable(subject.org_id, request_id, estimate, exc)

@@ -39,8 +39,8 @@ FETCH_MAX_WAIT_MS = 50
 
 def use_uvloop() -> bool:
     """Run the worker's event loops (Faust's, and its fetcher thread's) on uvloop, where it is installed:
-    call before :func:`build`. Measured in bench/pipeline.py, alternating, two runs each: 8.2k-8.6k events/s
-    end to end on uvloop against 7.0k-7.5k on asyncio's loop; a Faust agent that only counts gains
+    call before :func:`build`. Measured in bench/pipeline.py, alternating, three runs each: 7.2k-8.6k events/s
+    end to end on uvloop against 6.7k-7.5k on asyncio's loop; a Faust agent that only counts gains
     little (its cost is Faust's own Python), the worker's Redis, ClickHouse and timer work gains most."""
     try:
         import uvloop  # noqa: PLC0415 - optional where uvloop does not build (Windows)

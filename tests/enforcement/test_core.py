@@ -134,13 +134,13 @@ def test_a_client_keeps_an_orgs_reserve_keys_until_a_period_turns() -> None:
 
     kept = _Core(LAYOUT, 60, "closed", 30, CapMetrics.default())
     org = _OrgEntry("UTC", "closed", 0.0, 1_000, "deny")
-    first, _, periods = kept.reserve_call("acme", org, SUBJECT, "r1", 5_000)
-    again, _, _ = kept.reserve_call("acme", org, SUBJECT, "r2", 7_000)
+    first, _, periods = kept.reserve_call(org, SUBJECT, "r1", 5_000)
+    again, _, _ = kept.reserve_call(org, SUBJECT, "r2", 7_000)
     assert again.keys is first.keys and first.keys == core.reserve_keys(LAYOUT, "acme", periods)
     assert again.args[:2] == ["r2", 7_000]
     tomorrow = PeriodKeys.at(datetime.now(UTC) + timedelta(days=1), "UTC")
     kept._periods["UTC"] = tomorrow  # the day turned
-    turned, _, _ = kept.reserve_call("acme", org, SUBJECT, "r3", 5_000)
+    turned, _, _ = kept.reserve_call(org, SUBJECT, "r3", 5_000)
     assert turned.keys == core.reserve_keys(LAYOUT, "acme", tomorrow) and f"spent:d:{tomorrow.day}" in turned.keys[5]
-    other, _, _ = kept.reserve_call("globex", org, Subject("globex", "bo"), "r4", 5_000)
+    other, _, _ = kept.reserve_call(org, Subject("globex", "bo"), "r4", 5_000)
     assert all("{globex}" in key for key in other.keys)
