@@ -172,12 +172,10 @@ def cmd_prices(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server  # noqa: PLC0415
 
-    from streams.app import build, use_uvloop  # noqa: PLC0415
+    from streams.app import build  # noqa: PLC0415
 
     settings = _settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not use_uvloop():
-        logging.getLogger("spendstream.worker").warning("uvloop is not installed: asyncio's own event loop runs")
     worker = build(settings)
     port = args.metrics_port if args.metrics_port is not None else settings.metrics_port
     start_http_server(port, addr="127.0.0.1" if args.metrics_loopback else "0.0.0.0")  # noqa: S104

@@ -3,7 +3,7 @@
 In one run, on a topic of its own with the same 200k replayed events as bench/pipeline.py:
 1. raw: a bare aiokafka consumer (getmany, no work): the baseline of bench/pipeline.py;
 2. faust: an app configured as the worker (raw serializers, take_events(5,000, 20 ms), the same
-   fetch and commit settings, on uvloop as the worker) whose agent only counts, in a process of its own;
+   fetch and commit settings) whose agent only counts, in a process of its own;
 3. redis: the server-side cost of the batched SETTLE script per event, of one RESERVE (org,
    department and user hard caps, every period) and of a trivial EVALSHA, from INFO commandstats:
    one Redis thread runs them, so 1e6 / microseconds bounds events or decisions per second. A
@@ -43,7 +43,6 @@ AGENT = textwrap.dedent(
     import os, sys, time
     import faust
     from streams import app as worker_app  # the worker's consumer settings (prompt fetches)
-    worker_app.use_uvloop()  # and its event loop
 
     topic_name, count, broker, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     app = faust.App(f"ceiling-{topic_name}-{time.time_ns()}", broker=f"kafka://{broker}", value_serializer="raw",

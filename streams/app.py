@@ -30,24 +30,11 @@ from streams.drift import measure_drift_async, org_zones
 from streams.processing import Message
 from streams.wiring import build_parts, prepare
 
-__all__ = ["Worker", "build", "use_uvloop"]
+__all__ = ["Worker", "build"]
 
 log = logging.getLogger("spendstream.worker")
 
 FETCH_MAX_WAIT_MS = 50
-
-
-def use_uvloop() -> bool:
-    """Run the worker's event loops (Faust's, and its fetcher thread's) on uvloop, where it is installed:
-    call before :func:`build`. Measured in bench/pipeline.py, alternating, three runs each: 7.2k-8.6k events/s
-    end to end on uvloop against 6.7k-7.5k on asyncio's loop; a Faust agent that only counts gains
-    little (its cost is Faust's own Python), the worker's Redis, ClickHouse and timer work gains most."""
-    try:
-        import uvloop  # noqa: PLC0415 - optional where uvloop does not build (Windows)
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
 
 
 class _PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -365,7 +352,6 @@ class Worker:
 
 
 def build(settings: Settings, **kwargs: Any) -> Worker:
-    """The worker, ready to :meth:`~Worker.run`; the process's entry point calls :func:`use_uvloop` first."""
     worker = Worker(settings, **kwargs)
     worker.prepare()
     return worker
