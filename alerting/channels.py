@@ -31,6 +31,7 @@ from alerting.render import (
     sms_text,
     teams_payload,
 )
+from alerting.webhooks import InternalTargetError, pinned_request
 from schemas.alerts import Alert, Resolved
 from schemas.budgets import Channel
 from schemas.channels import ChannelSpec
@@ -138,18 +139,20 @@ class Senders:
         smtp: SmtpConfig | None = None,
         twilio: TwilioConfig | None = None,
         pagerduty_url: str = PAGERDUTY_EVENTS_URL,
+        webhook_allow: frozenset[str] = frozenset(),
     ) -> None:
         self.http = http
         self.smtp = smtp
         self.twilio = twilio
         self.pagerduty_url = pagerduty_url
+        self.webhook_allow = webhook_allow  # internal hosts an org's webhook may name (the operator's list)
 
     async def send(self, channel: ChannelSpec, target: str, alert: Alert, view: AlertView) -> None:
         """Deliver once; raises DeliveryError."""
         if channel.type is Channel.SLACK:
-            await self._post(target, slack_payload(view))
+            await self._post_webhook(target, slack_payload(view))
         elif channel.type is Channel.TEAMS:
-            await self._post(target, teams_payload(view))
+            await self._post_webhook(target, teams_payload(view))
         elif channel.type is Channel.PAGERDUTY:
             if isinstance(alert, Resolved):
                 body = pagerduty_resolve(alert.resolves, target)
@@ -161,9 +164,25 @@ class Senders:
         else:
             await asyncio.to_thread(self._sms, target, view)
 
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
+    async def _post_webhook(self, url: str, body: dict[str, Any]) -> None:
+        """An org's own URL: never to an internal service (checked as resolved, then pinned)."""
         try:
-            response = await self.http.post(url, json=body)
+            pinned = await pinned_request(url, self.webhook_allow)
+        except InternalTargetError as exc:
+            raise DeliveryError(f"refused: {exc}", retryable=False) from None
+        except httpx.TransportError as exc:
+            raise DeliveryError(f"unreachable: {exc}"[:200], retryable=True) from None
+        await self._post(pinned.url, body, pinned.headers, pinned.extensions)
+
+    async def _post(
+        self,
+        url: str,
+        body: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
+    ) -> None:
+        try:
+            response = await self.http.post(url, json=body, headers=headers, extensions=extensions)
         except httpx.TimeoutException as exc:
             raise DeliveryError(f"timed out: {type(exc).__name__}", retryable=True) from None
         except httpx.TransportError as exc:

@@ -2,16 +2,18 @@
 through the same checks as a budgets file's ``channels`` and ``routing``.
 
 A webhook URL or PagerDuty key is a secret: write it as ``env:NAME`` (read by the worker from its
-environment) so that it never travels through the config topic in the clear.
+environment) so that it never travels through the config topic in the clear. ``NAME`` must be under the
+org's own prefix, and a URL written out must name a public host (:mod:`schemas.webhook_targets`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from schemas.channels import ROUTABLE_KINDS, AlertConfigError, ChannelSpec, parse_routing
 from schemas.config_records import ConfigRecord, channel_record, routing_record
+from schemas.webhook_targets import InternalTargetError, check_webhook_url, prefix_shared_by
 
 __all__ = ["channel_from_input", "channel_view", "routing_from_input"]
 
@@ -22,9 +24,14 @@ def _list(value: Any) -> list[str]:
     return [part.strip() for part in str(value or "").replace(";", ",").split(",") if part.strip()]
 
 
-def channel_from_input(org_id: str, data: Mapping[str, Any]) -> ConfigRecord:
+def channel_from_input(
+    org_id: str, data: Mapping[str, Any], allow: frozenset[str] = frozenset(), orgs: Iterable[str] = ()
+) -> ConfigRecord:
     """``name``, ``type`` and ``recipients`` (addresses or phone numbers, comma-separated; a webhook URL; a
-    routing key); optionally ``rate_per_minute``. Raises :class:`AlertConfigError` naming the form field."""
+    routing key); optionally ``rate_per_minute``. Raises :class:`AlertConfigError` naming the form field.
+
+    ``allow``: the operator's hosts that a webhook may name although they are internal; ``orgs``: the
+    other orgs, whose secret prefix must not be this org's."""
     name, kind = str(data.get("name", "")).strip(), str(data.get("type", "")).strip()
     recipients = data.get("recipients", "")
     body: dict[str, Any] = {"type": kind}
@@ -32,8 +39,19 @@ def channel_from_input(org_id: str, data: Mapping[str, Any]) -> ConfigRecord:
         body["to"] = _list(recipients)
     elif kind in ("slack", "teams"):
         body["url"] = str(recipients).strip()
+        if not body["url"].startswith("env:"):
+            try:
+                check_webhook_url(body["url"], allow)
+            except InternalTargetError as exc:
+                raise AlertConfigError("recipients", str(exc)) from None
     elif kind == "pagerduty":
         body["routing_key"] = str(recipients).strip()
+    if str(body.get("url", body.get("routing_key", ""))).startswith("env:"):
+        shared = prefix_shared_by(org_id, orgs)
+        if shared is not None:
+            raise AlertConfigError(
+                "recipients", f"org {shared} has the same secret prefix; ask the operator to configure secrets"
+            )
     if data.get("rate_per_minute") not in (None, ""):
         try:
             body["rate_per_minute"] = int(str(data["rate_per_minute"]))

@@ -21,7 +21,7 @@ budgets:
 channels:                            # per org, by name; secrets as env:NAME, read by the worker
   acme:
     eng-slack: {type: slack, url: "env:ACME_ENG_SLACK_WEBHOOK", rate_per_minute: 30}
-    oncall-pd: {type: pagerduty, routing_key: "env:ACME_PAGERDUTY_KEY"}
+    oncall-pd: {type: pagerduty, routing_key: "env:SPENDSTREAM_SECRET_ACME_PAGERDUTY_KEY"}
     oncall-sms: {type: sms, to: ["+15551230000"], quiet_hours: {from: "22:00", to: "07:00", timezone: Europe/Berlin}}
     leads: {type: email, to: [lead@acme.example]}
 routing:                             # an org's channels for alerts its budgets do not route

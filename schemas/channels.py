@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.budgets import Channel
 from schemas.errors import SpendstreamError
+from schemas.webhook_targets import InternalTargetError, check_secret_name
 
 __all__ = [
     "ROUTABLE_KINDS",
@@ -86,13 +87,18 @@ class ChannelSpec:
         return f"ChannelSpec({self.org_id}/{self.name} {self.type.value} -> {targets})"
 
 
-def _resolve(value: Any, where: str, env: Mapping[str, str] | None) -> str | None:
-    """The value, its ``env:NAME`` read from ``env``; None when ``env`` is None and the value is a reference."""
+def _resolve(org_id: str, value: Any, where: str, env: Mapping[str, str] | None) -> str | None:
+    """The value, its ``env:NAME`` read from ``env``; None when ``env`` is None and the value is a reference.
+    An org names only variables under its own prefix (:func:`schemas.webhook_targets.check_secret_name`)."""
     if not isinstance(value, str) or not value:
         raise AlertConfigError(where, "must be a non-empty string")
     match = _ENV.fullmatch(value)
     if match is None:
         return value
+    try:
+        check_secret_name(org_id, match.group(1))
+    except InternalTargetError as exc:
+        raise AlertConfigError(where, str(exc)) from None
     if env is None:
         return None
     resolved = env.get(match.group(1))
@@ -101,8 +107,8 @@ def _resolve(value: Any, where: str, env: Mapping[str, str] | None) -> str | Non
     return resolved
 
 
-def _url(value: Any, where: str, env: Mapping[str, str] | None) -> str:
-    url = _resolve(value, where, env)
+def _url(org_id: str, value: Any, where: str, env: Mapping[str, str] | None) -> str:
+    url = _resolve(org_id, value, where, env)
     if url is None:
         return str(value)
     if not url.startswith(("https://", "http://")):
@@ -134,7 +140,7 @@ def parse_channel(org_id: str, name: str, body: Any, env: Mapping[str, str] | No
         kind = Channel(str(body.get("type")))
     except ValueError:
         raise AlertConfigError(f"{where}.type", f"one of {', '.join(c.value for c in Channel)}") from None
-    targets, secret = _targets(kind, body, where, env)
+    targets, secret = _targets(org_id, kind, body, where, env)
     rate = body.get("rate_per_minute", _DEFAULT_RATE[kind])
     if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= 10_000:
         raise AlertConfigError(f"{where}.rate_per_minute", "an integer from 1 to 10000")
@@ -143,7 +149,7 @@ def parse_channel(org_id: str, name: str, body: Any, env: Mapping[str, str] | No
 
 
 def _targets(
-    kind: Channel, body: dict[str, Any], where: str, env: Mapping[str, str] | None
+    org_id: str, kind: Channel, body: dict[str, Any], where: str, env: Mapping[str, str] | None
 ) -> tuple[tuple[str, ...], bool]:
     """The channel's targets, and whether they are secrets."""
     if kind in (Channel.EMAIL, Channel.SMS):
@@ -156,8 +162,8 @@ def _targets(
                 raise AlertConfigError(f"{where}.to[{i}]", f"{target!r} is not {what}")
         return tuple(to), False
     if kind in (Channel.SLACK, Channel.TEAMS):
-        return (_url(body.get("url"), f"{where}.url", env),), True
-    key = _resolve(body.get("routing_key"), f"{where}.routing_key", env)
+        return (_url(org_id, body.get("url"), f"{where}.url", env),), True
+    key = _resolve(org_id, body.get("routing_key"), f"{where}.routing_key", env)
     if key is None:
         key = str(body["routing_key"])
     elif not re.fullmatch(r"[A-Za-z0-9]{32}", key):

@@ -11,6 +11,7 @@ import httpx
 from alerting.channels import Senders, SmtpConfig, TwilioConfig
 from enforcement.connect import redis_async, redis_sync
 from schemas.settings import RedisSettings, Settings
+from schemas.webhook_targets import allowed_hosts
 
 __all__ = ["async_redis", "senders", "smtp_config", "sync_redis"]
 
@@ -55,4 +56,4 @@ def senders(settings: Settings) -> Senders:
             alerts.twilio_base_url or None,
         )
     http = httpx.AsyncClient(timeout=alerts.http_timeout_s, headers={"User-Agent": "spendstream"})
-    return Senders(http, smtp, twilio, alerts.pagerduty_events_url)
+    return Senders(http, smtp, twilio, alerts.pagerduty_events_url, allowed_hosts(alerts.webhook_allow_hosts))

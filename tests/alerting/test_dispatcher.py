@@ -69,7 +69,7 @@ def run_dispatch(
                 client,
                 KeyLayout(key_prefix),
                 config,
-                Senders(session, pagerduty_url=f"{http.url}/v2/enqueue"),
+                Senders(session, pagerduty_url=f"{http.url}/v2/enqueue", webhook_allow=frozenset({"127.0.0.1"})),
                 store,
                 AlertSettings(backoff_base_s=0.05, backoff_max_s=0.1, max_attempts=3),
                 send,

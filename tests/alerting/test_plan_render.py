@@ -14,9 +14,9 @@ from schemas.alerts import Alert, BudgetStage, CapDenied, ProjectedExceed, Resol
 from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
 from schemas.channels import parse_channel, parse_routing
 
-ENV = {"U": "https://hooks.example/x"}
+ENV = {"SPENDSTREAM_SECRET_ACME_U": "https://hooks.example/x"}
 CHANNELS = {
-    ("acme", "eng"): parse_channel("acme", "eng", {"type": "slack", "url": "env:U"}, ENV),
+    ("acme", "eng"): parse_channel("acme", "eng", {"type": "slack", "url": "env:SPENDSTREAM_SECRET_ACME_U"}, ENV),
     ("acme", "mail"): parse_channel("acme", "mail", {"type": "email", "to": ["a@x.example", "b@x.example"]}, ENV),
     ("acme", "pd"): parse_channel("acme", "pd", {"type": "pagerduty", "routing_key": "k" * 32}, ENV),
 }

@@ -45,7 +45,7 @@ orgs:
   initech: {}
 channels:
   acme:
-    eng-slack: {type: slack, url: "env:T_SLACK_URL"}
+    eng-slack: {type: slack, url: "env:SPENDSTREAM_SECRET_ACME_T_SLACK_URL"}
 routing:
   acme: {default: [eng-slack]}
 budgets:  # 20,000 events of the trace: about $55 for acme, $14 for each department, $20 on gpt-4o
@@ -135,7 +135,7 @@ class Faulty:
 def faulty_on(dep: Deployment, stack: Settings) -> Iterator[Faulty]:
     """The deployment with budgets whose stages the replay crosses, alerts to a local Slack receiver."""
     http = start_http()
-    dep.env["T_SLACK_URL"] = f"{http.url}/slack/eng"
+    dep.env["SPENDSTREAM_SECRET_ACME_T_SLACK_URL"] = f"{http.url}/slack/eng"
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         handle.write(BUDGETS)
     result = dep.cli("budgets", "apply", handle.name)

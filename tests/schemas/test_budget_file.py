@@ -20,8 +20,9 @@ budgets:
   - {org: globex, scope: model, id: "bedrock/claude-v2:1", limit: 0.000000001}
 channels:
   acme:
-    eng-slack: {type: slack, url: "env:ACME_SLACK"}
-    oncall-pd: {type: pagerduty, routing_key: "env:ACME_PD", quiet_hours: {from: "22:00", to: "06:30"}}
+    eng-slack: {type: slack, url: "env:SPENDSTREAM_SECRET_ACME_SLACK"}
+    oncall-pd:
+      {type: pagerduty, routing_key: "env:SPENDSTREAM_SECRET_ACME_PD", quiet_hours: {from: "22:00", to: "06:30"}}
 routing:
   acme: {default: [eng-slack]}
 """)
@@ -43,7 +44,7 @@ routing:
     )
     assert dept.alerts == {"75": ("eng-slack",), "120": ("oncall-pd", "eng-slack"), "cap_denied": ("eng-slack",)}
     slack, _ = parsed.channels[("acme", "eng-slack")]
-    assert (slack.type, slack.targets, slack.secret) == (Channel.SLACK, ("env:ACME_SLACK",), True)
+    assert (slack.type, slack.targets, slack.secret) == (Channel.SLACK, ("env:SPENDSTREAM_SECRET_ACME_SLACK",), True)
     assert "env:" not in repr(slack) and "***" in repr(slack)
     pd, _ = parsed.channels[("acme", "oncall-pd")]
     assert pd.quiet_hours is not None and str(pd.quiet_hours.end) == "06:30:00"
@@ -73,12 +74,16 @@ routing:
         ("channels: {a: {s: {type: sms, to: ['555-1234']}}}", "channels.a.s.to[0]"),
         ("channels: {a: {s: {type: slack, url: 'ftp://x'}}}", "channels.a.s.url"),
         ("channels: {a: {s: {type: pagerduty, routing_key: short}}}", "channels.a.s.routing_key"),
-        ("channels: {a: {s: {type: slack, url: 'env:X', rate_per_minute: 0}}}", "channels.a.s.rate_per_minute"),
         (
-            "channels: {a: {s: {type: slack, url: 'env:X', quiet_hours: {from: '25:00', to: '07:00'}}}}",
+            "channels: {a: {s: {type: slack, url: 'env:SPENDSTREAM_SECRET_A_X', rate_per_minute: 0}}}",
+            "channels.a.s.rate_per_minute",
+        ),
+        (
+            "channels: {a: {s: {type: slack, url: 'env:SPENDSTREAM_SECRET_A_X', "
+            "quiet_hours: {from: '25:00', to: '07:00'}}}}",
             "channels.a.s.quiet_hours.from",
         ),
-        ("channels: {a: {S: {type: slack, url: 'env:X'}}}", "channels.a.S"),
+        ("channels: {a: {S: {type: slack, url: 'env:SPENDSTREAM_SECRET_A_X'}}}", "channels.a.S"),
         ("routing: {a: {default: [ghost]}}", "routing.a.default"),
         ("routing: {a: {pager: []}}", "routing.a.pager"),
         ("budgets: [{org: a, limit: 1, stages: [80, 50]}]", "budgets[0].stages"),

@@ -10,18 +10,20 @@ KEY = "a" * 32
 
 
 def test_env_secrets_are_resolved_where_the_worker_applies_them() -> None:
-    env = {"SLACK_URL": "https://hooks.slack.example/T/B/x", "PD": KEY}
-    slack = parse_channel("acme", "eng", {"type": "slack", "url": "env:SLACK_URL"}, env)
+    env = {"SPENDSTREAM_SECRET_ACME_SLACK_URL": "https://hooks.slack.example/T/B/x", "SPENDSTREAM_SECRET_ACME_PD": KEY}
+    slack = parse_channel("acme", "eng", {"type": "slack", "url": "env:SPENDSTREAM_SECRET_ACME_SLACK_URL"}, env)
     assert slack.targets == ("https://hooks.slack.example/T/B/x",)
     assert "hooks" not in repr(slack) and slack.shown(slack.targets[0]) == "slack:eng"
-    pd = parse_channel("acme", "oncall", {"type": "pagerduty", "routing_key": "env:PD"}, env)
+    pd = parse_channel("acme", "oncall", {"type": "pagerduty", "routing_key": "env:SPENDSTREAM_SECRET_ACME_PD"}, env)
     assert pd.targets == (KEY,)
     with pytest.raises(AlertConfigError) as info:
-        parse_channel("acme", "eng", {"type": "slack", "url": "env:MISSING"}, env)
+        parse_channel("acme", "eng", {"type": "slack", "url": "env:SPENDSTREAM_SECRET_ACME_MISSING"}, env)
     assert info.value.field == "channel/acme/eng.url"
-    assert "MISSING is not set" in info.value.reason
+    assert "SPENDSTREAM_SECRET_ACME_MISSING is not set" in info.value.reason
     with pytest.raises(AlertConfigError) as info:
-        parse_channel("acme", "oncall", {"type": "pagerduty", "routing_key": "env:SLACK_URL"}, env)
+        parse_channel(
+            "acme", "oncall", {"type": "pagerduty", "routing_key": "env:SPENDSTREAM_SECRET_ACME_SLACK_URL"}, env
+        )
     assert info.value.field == "channel/acme/oncall.routing_key"
 
 

@@ -107,14 +107,14 @@ def test_a_budgets_file_replaces_what_its_orgs_had() -> None:
 
 
 def test_channels_resolve_secrets_where_the_worker_applies_them() -> None:
-    body = {"type": "slack", "url": "env:ACME_SLACK"}
+    body = {"type": "slack", "url": "env:SPENDSTREAM_SECRET_ACME_SLACK"}
     record = ConfigRecord("channel/acme/eng", json.dumps(body).encode())
     admin = ConfigState()  # the CLI: no environment to resolve from, accepted as written
     admin.apply(record)
-    worker = ConfigState({"ACME_SLACK": "https://hooks.slack.example/T/B/x"})
+    worker = ConfigState({"SPENDSTREAM_SECRET_ACME_SLACK": "https://hooks.slack.example/T/B/x"})
     worker.apply(record)
     assert worker.channels[("acme", "eng")].targets == ("https://hooks.slack.example/T/B/x",)
-    with pytest.raises(ValueError, match="ACME_SLACK"):
+    with pytest.raises(ValueError, match="SPENDSTREAM_SECRET_ACME_SLACK"):
         ConfigState({}).apply(record)
     with pytest.raises(ValueError):
         routing_record("acme", {"default": "not-a-list"})

@@ -242,6 +242,8 @@ def deployed(stack: Settings) -> Iterator[Deployment]:
         "SPENDSTREAM_REDIS__KEY_PREFIX": f"t{tag}",
         "SPENDSTREAM_CLICKHOUSE__DATABASE": f"t_{tag}",
         "SPENDSTREAM_METRICS_PORT": str(metrics_port),
+        # the tests' Slack and Teams receivers listen on loopback, which an org's webhook may not name otherwise
+        "SPENDSTREAM_ALERTS__WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
     }
     settings = Settings.model_validate(
         {

@@ -32,8 +32,8 @@ def receivers() -> Iterator[tuple[Receivers, object]]:
 def alert_env(dep: Deployment, http: Receivers, smtp_port: int) -> None:
     dep.env.update(
         {
-            "T_SLACK_URL": f"{http.url}/slack/eng",
-            "T_PD_KEY": PD_KEY,
+            "SPENDSTREAM_SECRET_ACME_T_SLACK_URL": f"{http.url}/slack/eng",
+            "SPENDSTREAM_SECRET_ACME_T_PD_KEY": PD_KEY,
             "SPENDSTREAM_ALERTS__SMTP_HOST": "127.0.0.1",
             "SPENDSTREAM_ALERTS__SMTP_PORT": str(smtp_port),
             "SPENDSTREAM_ALERTS__SMTP_SECURITY": "none",
@@ -55,10 +55,10 @@ def channels(http: Receivers) -> str:
     return f"""
 channels:
   acme:
-    eng-slack: {{type: slack, url: "env:T_SLACK_URL"}}
+    eng-slack: {{type: slack, url: "env:SPENDSTREAM_SECRET_ACME_T_SLACK_URL"}}
     leads: {{type: email, to: [lead@acme.example, cfo@acme.example]}}
     finance-teams: {{type: teams, url: "{http.url}/teams/finance"}}
-    oncall-pd: {{type: pagerduty, routing_key: "env:T_PD_KEY"}}
+    oncall-pd: {{type: pagerduty, routing_key: "env:SPENDSTREAM_SECRET_ACME_T_PD_KEY"}}
     oncall-sms: {{type: sms, to: ["+15551230000"]}}
 """
 
@@ -258,14 +258,14 @@ def test_bad_channels_are_refused_when_applied(deployment: Deployment, receivers
     assert "channels.acme.pager.routing_key: a PagerDuty integration key is 32 letters and digits" in result.stderr
 
     # An env reference cannot be checked on the admin's machine; the worker checks it when it applies it.
-    apply(deployment, 'channels: {acme: {broken: {type: slack, url: "env:T_NOT_SET"}}}\n')
+    apply(deployment, 'channels: {acme: {broken: {type: slack, url: "env:SPENDSTREAM_SECRET_ACME_T_NOT_SET"}}}\n')
     worker = deployment.start_worker()
     deployment.wait_for(
         lambda: (deployment.metric("spendstream_config_records_rejected_total") or 0) >= 1, 30, "the rejection"
     )
     deployment.kill_worker(worker)
     log = open(f"/tmp/{deployment.settings.kafka.topic_prefix}worker-0.log").read()  # noqa: SIM115
-    assert "channel/acme/broken.url: environment variable T_NOT_SET is not set" in log
+    assert "channel/acme/broken.url: environment variable SPENDSTREAM_SECRET_ACME_T_NOT_SET is not set" in log
 
 
 def test_pagerduty_resolves_and_first_denial_alerts(
