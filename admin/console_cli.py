@@ -24,7 +24,8 @@ def console_parser(commands: Any) -> None:
     console = commands.add_parser(
         "console",
         help="the admin console (Admin > Billing) and its admin API, and its users",
-        description="serve: the console on SPENDSTREAM_CONSOLE__HOST:PORT (/billing, /api/v1, /metrics); "
+        description="serve: the console on SPENDSTREAM_CONSOLE__HOST:PORT (/billing, /api/v1), and its "
+        "Prometheus metrics on SPENDSTREAM_CONSOLE__METRICS_PORT; "
         "create-user: a console user (the password from SPENDSTREAM_CONSOLE_PASSWORD, or asked for); "
         "stop: stop the console that `spendstream demo` left running",
     )
@@ -61,16 +62,30 @@ def cmd_console(args: argparse.Namespace) -> int:
         print(f"created {args.role} {args.username} of org {args.org}")
         return 0
     import uvicorn  # noqa: PLC0415 - only this command needs it
-    from prometheus_client import make_asgi_app  # noqa: PLC0415
-    from starlette.routing import Mount  # noqa: PLC0415
+    from prometheus_client import start_http_server  # noqa: PLC0415
 
     from console.serve import app_from_settings as console_app  # noqa: PLC0415
 
     app = console_app(settings)
-    app.router.routes.append(Mount("/metrics", make_asgi_app()))
-    port = args.port or settings.console.port
-    print(f"console: http://{settings.console.host}:{port}/billing", file=sys.stderr)
-    uvicorn.run(app, host=settings.console.host, port=port, log_level="warning", access_log=False)
+    console = settings.console
+    if console.metrics_port:  # its own port, never the console's: /metrics is not for the console's users
+        start_http_server(console.metrics_port, addr=console.host)
+    port = args.port or console.port
+    trusted = [part.strip() for part in console.trusted_proxies.split(",") if part.strip()]
+    print(f"console: http://{console.host}:{port}/billing", file=sys.stderr)
+    cookie = "Secure" if console.cookies_secure() else "not Secure (served on loopback over plain HTTP)"
+    metrics = f"{console.host}:{console.metrics_port}/metrics" if console.metrics_port else "off"
+    proxies = ", ".join(trusted) if trusted else "no proxy"
+    print(f"console: session cookie {cookie}; X-Forwarded-* trusted from {proxies}; metrics {metrics}", file=sys.stderr)
+    uvicorn.run(
+        app,
+        host=console.host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+    )
     return 0
 
 

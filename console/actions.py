@@ -9,15 +9,23 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from console.budget_edit import ForbiddenError, budget_from_input, budget_view, check_may_save, version_of
+from console.budget_edit import (
+    ForbiddenError,
+    budget_from_input,
+    budget_view,
+    check_may_save,
+    version_of,
+    weakenings,
+)
 from console.channel_edit import channel_from_input, channel_view, routing_from_input
 from console.preview import PeriodPreview, preview, preview_window
 from console.readmodels import Reader
 from console.roles import Principal, Right
 from console.store import AccessStore
-from schemas.budgets import Budget, BudgetMode, ScopeKind
+from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
 from schemas.config_records import ConfigRecord, budget_key, budget_record
 from schemas.errors import SpendstreamError
+from schemas.params import whole_number
 from sinks import analysis
 
 __all__ = ["Actions", "ConflictError", "NotFoundError", "PreconditionError", "require"]
@@ -36,15 +44,24 @@ class ConflictError(SpendstreamError):
 
 
 class Actions:
-    def __init__(self, reader: Reader, access: AccessStore) -> None:
+    def __init__(self, reader: Reader, access: AccessStore, webhook_allow: frozenset[str] = frozenset()) -> None:
         self.reader = reader
         self.access = access
         self.config = reader.config
+        self.webhook_allow = webhook_allow  # internal hosts an org's webhook may name (the operator's list)
 
     def budget(self, principal: Principal, key: str) -> Budget:
         """One budget the principal may see (``user/u1/monthly``)."""
         found = self.config.state().budgets.get(f"budget/{principal.org_id}/{key}")
         if found is None or found not in self.reader.visible_budgets(principal, datetime.now(UTC)):
+            raise NotFoundError("key", f"no budget {key!r}")
+        return found
+
+    def stored_budget(self, principal: Principal, key: str) -> Budget:
+        """A budget of the principal's org as stored, whether or not the principal may see it: the rights to
+        change it are checked when it is saved (a PATCH answers 403, as a PUT does, not 404)."""
+        found = self.config.state().budgets.get(f"budget/{principal.org_id}/{key}")
+        if found is None:
             raise NotFoundError("key", f"no budget {key!r}")
         return found
 
@@ -69,13 +86,11 @@ class Actions:
             if if_match is not None and if_match != version_of(current):
                 raise PreconditionError("version", "the budget was changed by someone else; reload and try again")
             self.config.publish([budget_record(budget)])
+        weakened = weakenings(current, budget) if current is not None else []
+        action = "budget.create" if current is None else "budget.weaken" if weakened else "budget.update"
+        after = {**budget_view(budget), "weakened": weakened} if weakened else budget_view(budget)
         self.access.audit(
-            principal.org_id,
-            principal.name,
-            "budget.create" if current is None else "budget.update",
-            budget.key,
-            budget_view(current) if current else None,
-            budget_view(budget),
+            principal.org_id, principal.name, action, budget.key, budget_view(current) if current else None, after
         )
         return budget
 
@@ -114,7 +129,7 @@ class Actions:
     def save_channel(self, principal: Principal, data: Mapping[str, Any]) -> str:
         """Create or replace an alert channel of the principal's org; returns its name."""
         require(principal, Right.EDIT_CHANNELS)
-        record = channel_from_input(principal.org_id, data)
+        record = channel_from_input(principal.org_id, data, self.webhook_allow, self.config.state().orgs)
         name = record.key.rsplit("/", 1)[1]
         with self.config.edit_lock:
             before = self.config.state(fresh=True).channels.get((principal.org_id, name))
@@ -167,23 +182,46 @@ class Actions:
 
     def delete_user(self, principal: Principal, username: str) -> None:
         require(principal, Right.MANAGE_ACCESS)
-        if username == principal.name:
+        if username in (principal.name, principal.user):
             raise ForbiddenError("username", "you cannot remove yourself; ask another owner")
+        before = self.access.user_role(principal.org_id, username)
         if not self.access.delete_user(principal.org_id, username):
             raise NotFoundError("username", f"no user {username!r} in your org")
-        self.access.audit(principal.org_id, principal.name, "user.delete", username, None, None)
+        shown = before and {"role": before[0].value, "departments": list(before[1])}
+        self.access.audit(principal.org_id, principal.name, "user.delete", username, shown, {"tokens": "revoked"})
+
+    def set_role(self, principal: Principal, username: str, role: str, departments: str) -> None:
+        """Change a user's role (owners only): at once for their sessions, and their tokens are narrowed."""
+        require(principal, Right.MANAGE_ACCESS)
+        if username in (principal.name, principal.user):
+            raise ForbiddenError("username", "you cannot change your own role; ask another owner")
+        before = self.access.user_role(principal.org_id, username)
+        if before is None:
+            raise NotFoundError("username", f"no user {username!r} in your org")
+        scoped = tuple(d.strip() for d in departments.split(",") if d.strip())
+        self.access.set_role(principal.org_id, username, role, scoped)
+        self.access.audit(
+            principal.org_id,
+            principal.name,
+            "user.role",
+            username,
+            {"role": before[0].value, "departments": list(before[1])},
+            {"role": role, "departments": list(scoped)},
+        )
 
     def create_token(self, principal: Principal, name: str, role: str, departments: str) -> str:
         """A new API token of the principal's org (shown once); ``departments``: a manager's, comma-separated."""
         require(principal, Right.MANAGE_ACCESS)
         scoped = tuple(d.strip() for d in departments.split(",") if d.strip())
-        _, token = self.access.create_token(principal.org_id, name, role, principal.name, scoped)
+        maker = principal.user or principal.name  # a token made with a token belongs to the same user
+        _, token = self.access.create_token(principal.org_id, name, role, maker, scoped)
         self.access.audit(principal.org_id, principal.name, "token.create", name, None, {"role": role})
         return token
 
     def revoke_token(self, principal: Principal, token_id: str) -> None:
         require(principal, Right.MANAGE_ACCESS)
-        if not token_id.isdigit() or not self.access.revoke_token(principal.org_id, int(token_id)):
+        number = whole_number(token_id, "id", 1, 2**62)
+        if not self.access.revoke_token(principal.org_id, number):
             raise NotFoundError("id", f"no active token {token_id!r} in your org")
         self.access.audit(principal.org_id, principal.name, "token.revoke", token_id, None, None)
 
@@ -191,12 +229,16 @@ class Actions:
         if principal.can(Right.EDIT_BUDGETS):
             return
         home = None
-        department_budget = None
+        department_budgets: list[Budget] = []
         if budget.scope is ScopeKind.USER:
             home = self.reader.user_departments(principal.org_id, datetime.now(UTC)).get(budget.scope_id)
             if home is not None:
-                department_budget = budgets.get(budget_key(principal.org_id, "department", home, budget.period.value))
-        check_may_save(principal, budget, home, department_budget)
+                department_budgets = [
+                    found
+                    for period in Period
+                    if (found := budgets.get(budget_key(principal.org_id, "department", home, period.value)))
+                ]
+        check_may_save(principal, budget, home, department_budgets)
 
     @staticmethod
     def _check_channels(budget: Budget, channels: Mapping[tuple[str, str], Any]) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime
@@ -21,8 +22,11 @@ from reports import charts
 from reports.filters import GROUPS, CostFilter, parse_filter
 from reports.model import Column, Kind
 from reports.render_csv import csv_lines
+from schemas.params import ParameterError
 
 __all__ = ["AnalysisPages"]
+
+CSV_TABLES = ("breakdown", "series")
 
 COST_COLUMNS = (
     Column("key", "Key"),
@@ -60,9 +64,13 @@ class AnalysisPages:
     ) -> Response:
         view = await run_in_threadpool(self.analyst.costs, principal, self._filter(request, principal))
         table = request.query_params.get("table", "breakdown")
+        if table not in CSV_TABLES:
+            raise ParameterError("table", "breakdown or series")
         rows = view.series if table == "series" else view.rows
         f = view.filter
-        name = f"spendstream-{principal.org_id}-{table}-{f.group if table != 'series' else f.granularity}"
+        # the file name comes from a fixed set of words and checked values, never from the request's text
+        what = f.group if table == "breakdown" else f.granularity
+        name = f"spendstream-{_file_part(principal.org_id)}-{table}-{what}"
         cells = [
             (r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["tokens"], r["cost_nanos"]) for r in rows
         ]
@@ -70,7 +78,7 @@ class AnalysisPages:
         return Response(
             "".join(csv_lines(COST_COLUMNS, cells, bom)),
             media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{name}-{f.first}-{f.last}.csv"'},
+            headers={"Content-Disposition": f'attachment; filename="{name}-{f.first:%Y-%m-%d}-{f.last:%Y-%m-%d}.csv"'},
         )
 
     async def patterns_page(
@@ -106,3 +114,8 @@ class AnalysisPages:
 
     async def api_forecasts(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         return json_response({"items": await run_in_threadpool(self.analyst.forecasts, principal)})
+
+
+def _file_part(text: str) -> str:
+    """An id as a file-name part: an org id may hold '@' and '+', which some tools mangle."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)

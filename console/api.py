@@ -12,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from console.actions import require
-from console.budget_edit import budget_view, version_of
+from console.budget_edit import budget_view, missing_for_replace, patched, version_of
 from console.channel_edit import channel_view
 from console.openapi import openapi_document
 from console.roles import Principal, Right
 from console.web import Web, error_response, json_response
+from schemas.params import whole_number
 
 __all__ = ["Api"]
 
@@ -35,12 +36,7 @@ class Api:
             view = budget_view(budget)
             return json_response(view, 201, {"ETag": view["version"], "Location": f"/api/v1/budgets/{budget.key}"})
         cursor = request.query_params.get("cursor", "")
-        try:
-            limit = int(request.query_params.get("limit", "100"))
-        except ValueError:
-            return error_response(400, "limit", "a whole number from 1 to 1000")
-        if not 1 <= limit <= 1000:
-            return error_response(400, "limit", "a whole number from 1 to 1000")
+        limit = whole_number(request.query_params.get("limit", "100"), "limit", 1, 1000)
         budgets = await run_in_threadpool(self.web.reader.visible_budgets, principal, datetime.now(UTC))
         page = [b for b in budgets if b.key > cursor][:limit]
         more = len([b for b in budgets if b.key > cursor]) > limit
@@ -65,6 +61,15 @@ class Api:
             return Response(status_code=204)
         scope, _, rest = key.partition("/")
         scope_id, _, period = rest.rpartition("/")
+        if request.method == "PATCH":  # change some fields, keep the rest as stored
+            current = await run_in_threadpool(self.web.actions.stored_budget, principal, key)
+            body = patched(current, body)
+        else:
+            missing = missing_for_replace(body)
+            if missing:
+                return error_response(
+                    422, ",".join(missing), "PUT replaces the whole budget: send every field, or PATCH some"
+                )
         body = {"scope": scope, "id": scope_id, "period": period, **body}
         if (body["scope"], body["id"], body["period"]) != (scope, scope_id, period):
             return error_response(
@@ -77,6 +82,8 @@ class Api:
     async def api_channels(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         state = self.web.reader.config.state()
         items = [channel_view(spec) for (org, _), spec in sorted(state.channels.items()) if org == principal.org_id]
+        if not principal.can(Right.EDIT_CHANNELS):  # names to route a budget's alerts to; no recipients, no routing
+            return json_response({"items": [{"name": c["name"], "type": c["type"]} for c in items], "routing": {}})
         routing = state.routing.get(principal.org_id)
         route = (
             {"default": list(routing.default), **{k: list(v) for k, v in routing.by_kind.items()}} if routing else {}
@@ -105,9 +112,8 @@ class Api:
     async def api_audit(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         require(principal, Right.MANAGE_ACCESS)
         cursor = request.query_params.get("cursor")
-        if cursor is not None and not cursor.isdigit():
-            return error_response(400, "cursor", "the next_cursor of the previous page")
-        entries = self.web.access.audit_trail(principal.org_id, int(cursor) if cursor else None, 50)
+        before = whole_number(cursor, "cursor", 1, 2**62) if cursor else None  # the next_cursor of the last page
+        entries = self.web.access.audit_trail(principal.org_id, before, 50)
         items = [asdict(e) for e in entries]
         return json_response({"items": items, "next_cursor": str(entries[-1].id) if len(entries) == 50 else None})
 

@@ -11,23 +11,29 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.responses import RedirectResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from console.analysis_pages import AnalysisPages
 from console.api import Api
 from console.export_api import Exports
+from console.http_guard import HttpGuard
 from console.pages import Pages
 from console.report_pages import ReportPages
-from console.web import Web
+from console.web import Web, error_response
 
 __all__ = ["create_app"]
 
 HERE = Path(__file__).parent
 
 
-def create_app(web: Web, exports: Exports | None = None) -> Starlette:
+def create_app(
+    web: Web, exports: Exports | None = None, max_body_bytes: int = 1 << 20, hsts: bool = False
+) -> Starlette:
     pages, api, analysis, reports = Pages(web), Api(web), AnalysisPages(web), ReportPages(web)
     routes = [
         Route("/", lambda request: RedirectResponse("/billing", 303)),
@@ -54,7 +60,7 @@ def create_app(web: Web, exports: Exports | None = None) -> Starlette:
         Route("/api/v1/overview", web.api(api.api_overview)),
         Route("/api/v1/budgets", web.api(api.api_budgets), methods=["GET", "POST"]),
         Route("/api/v1/budgets/preview", web.api(api.api_preview), methods=["POST"]),
-        Route("/api/v1/budgets/{key:path}", web.api(api.api_budget), methods=["GET", "PUT", "DELETE"]),
+        Route("/api/v1/budgets/{key:path}", web.api(api.api_budget), methods=["GET", "PUT", "PATCH", "DELETE"]),
         Route("/api/v1/channels", web.api(api.api_channels)),
         Route("/api/v1/channels/{name}", web.api(api.api_channel), methods=["PUT", "DELETE"]),
         Route("/api/v1/routing", web.api(api.api_routing), methods=["PUT"]),
@@ -72,4 +78,16 @@ def create_app(web: Web, exports: Exports | None = None) -> Starlette:
             Route("/api/v1/export/focus", web.api(exports.focus)),
             Route("/api/v1/export/closes", web.api(exports.closes), methods=["GET", "POST"]),
         ]
-    return Starlette(routes=routes)
+    guard = Middleware(HttpGuard, max_body_bytes=max_body_bytes, hsts=hsts)
+    return Starlette(routes=routes, middleware=[guard], exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """What the router and the body limit answer (no route, a method not allowed, a body too large): the
+    API's error shape under ``/api/``, a short text elsewhere."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if request.url.path.startswith("/api/"):
+        field = {404: "path", 405: "method", 413: "body"}.get(exc.status_code, "request")
+        return error_response(exc.status_code, field, str(exc.detail), headers)
+    return PlainTextResponse(str(exc.detail), exc.status_code, headers=headers)

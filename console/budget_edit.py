@@ -9,19 +9,30 @@ signed-in principal's, never the request's.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from console.roles import Principal, Right
 from schemas.budget_file import BudgetFileError, parse_budget_spec
-from schemas.budgets import Budget, OrgConfig, ScopeKind
+from schemas.budgets import Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.config_records import budget_record
 from schemas.errors import SpendstreamError
 from schemas.money import format_usd, to_usd
 
-__all__ = ["ForbiddenError", "budget_from_input", "budget_view", "check_may_save", "version_of"]
+__all__ = [
+    "REPLACED_FIELDS",
+    "ForbiddenError",
+    "budget_from_input",
+    "budget_view",
+    "check_may_save",
+    "missing_for_replace",
+    "patched",
+    "version_of",
+    "weakenings",
+]
 
 _FIELDS = ("scope", "id", "period", "limit", "mode", "stages", "alerts")
+REPLACED_FIELDS = ("limit", "mode", "stages", "alerts")  # what a PUT must send: it replaces the whole budget
 
 
 class ForbiddenError(SpendstreamError):
@@ -48,16 +59,31 @@ def budget_from_input(principal: Principal, org: OrgConfig, data: Mapping[str, A
         raise BudgetFileError(exc.field.removeprefix("budget.").removeprefix("budget"), exc.reason) from None
 
 
+# at most how many periods of the first kind touch one period of the second (a month meets at most 6 weeks)
+_PERIODS_IN = {
+    (Period.DAILY, Period.WEEKLY): 7,
+    (Period.DAILY, Period.MONTHLY): 31,
+    (Period.WEEKLY, Period.MONTHLY): 6,
+}
+_LENGTH = {Period.DAILY: 1, Period.WEEKLY: 7, Period.MONTHLY: 31}
+
+
 def check_may_save(
     principal: Principal,
     budget: Budget,
     user_department: str | None = None,
-    department_budget: Budget | None = None,
+    department_budgets: Sequence[Budget] = (),
 ) -> None:
     """Raises :class:`ForbiddenError` unless the principal may create, change or delete ``budget``.
 
     A department manager may only set user budgets for users of their departments (``user_department``:
-    where the user's usage is counted), at most the department's own budget for the same period."""
+    where the user's usage is counted), and never above what a budget of that department allows over the
+    same time, whatever the two periods are (``department_budgets``: the department's budgets):
+
+    * against a department budget of the same or a longer period, the user's limit is at most the
+      department's (a daily $1,000 under a monthly $40 is refused);
+    * against a shorter one, at most the department's limit times the most of its periods that touch one
+      of the user's (a monthly user budget under a $10 daily department budget: at most 31 x $10)."""
     if principal.can(Right.EDIT_BUDGETS):
         return
     if not principal.can(Right.EDIT_USER_BUDGETS):
@@ -66,12 +92,50 @@ def check_may_save(
         raise ForbiddenError("scope", "a department manager sets user budgets only")
     if user_department is None or user_department not in principal.departments:
         raise ForbiddenError("id", f"user {budget.scope_id!r} has no usage in your departments")
-    if department_budget is not None and budget.limit_nanos > department_budget.limit_nanos:
-        raise ForbiddenError(
-            "limit",
-            f"above the {budget.period.value} budget of department {user_department} "
-            f"({format_usd(department_budget.limit_nanos)})",
-        )
+    for department in department_budgets:
+        times = 1
+        if _LENGTH[department.period] < _LENGTH[budget.period]:
+            times = _PERIODS_IN[(department.period, budget.period)]
+        if budget.limit_nanos > department.limit_nanos * times:
+            over = f" x {times} {department.period.value} periods" if times > 1 else ""
+            raise ForbiddenError(
+                "limit",
+                f"above the {department.period.value} budget of department {user_department} "
+                f"({format_usd(department.limit_nanos)}{over})",
+            )
+
+
+def missing_for_replace(data: Mapping[str, Any]) -> list[str]:
+    """The fields a replacing PUT lacks: a budget is never half-sent and silently filled with defaults."""
+    return [name for name in REPLACED_FIELDS if name not in data]
+
+
+def patched(current: Budget, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The input that keeps everything of ``current`` but what ``changes`` (a PATCH body) sends."""
+    view = budget_view(current)
+    base = {name: view[name] for name in _FIELDS}
+    return {**base, **changes}
+
+
+def weakenings(before: Budget, after: Budget) -> list[str]:
+    """How a change loosens enforcement (empty when it does not): audited with before and after."""
+    found = []
+    if before.mode is BudgetMode.HARD and after.mode is not BudgetMode.HARD:
+        found.append("hard cap made soft")
+    if after.limit_nanos > before.limit_nanos:
+        found.append(f"limit raised from {format_usd(before.limit_nanos)} to {format_usd(after.limit_nanos)}")
+    removed = sorted(set(before.stages) - set(after.stages))
+    if removed:
+        found.append("stages removed: " + ", ".join(f"{s} %" for s in removed))
+    dropped = sorted(
+        f"{route}: {name}"
+        for route, names in before.alerts.items()
+        for name in names
+        if name not in after.alerts.get(route, ())
+    )
+    if dropped:
+        found.append("alert recipients removed: " + "; ".join(dropped))
+    return found
 
 
 def version_of(budget: Budget | None) -> str:

@@ -59,6 +59,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "no such budget visible to the principal",
         409: "it exists already",
         412: "If-Match is not the current version: someone changed it meanwhile",
+        413: "the request body is over the console's limit (console.max_body_bytes)",
+        422: "a PUT that lacks fields it replaces (named in error.field)",
         428: "If-Match is required",
     }
     return {
@@ -127,7 +129,14 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _ok("the budget", _BUDGET), **_errors(401, 404)},
                 },
                 "put": {
-                    "summary": "change a budget's limit, mode, stages or alerts",
+                    "summary": "replace a budget: every one of limit, mode, stages and alerts is sent (422 names "
+                    "the missing ones); a change that weakens enforcement is audited as budget.weaken",
+                    "parameters": [key, if_match],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
+                    "responses": {"200": _ok("the budget", _BUDGET), **_errors(400, 401, 403, 404, 412, 422, 428)},
+                },
+                "patch": {
+                    "summary": "change some of a budget's limit, mode, stages or alerts; the rest is kept",
                     "parameters": [key, if_match],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
                     "responses": {"200": _ok("the budget", _BUDGET), **_errors(400, 401, 403, 404, 412, 428)},

@@ -26,6 +26,24 @@ from schemas.errors import SpendstreamError
 
 __all__ = ["Pages"]
 
+# what a page says after a change: chosen by a code in the URL, never the URL's own text
+NOTICES = {
+    "channel-saved": "Saved the alert channel.",
+    "channel-deleted": "Deleted the alert channel.",
+    "routing-saved": "Saved the org's alert routing.",
+}
+
+
+def _notice(params: Mapping[str, str], keys: set[str]) -> str | None:
+    """The success banner of Budget Settings: a fixed message, or a budget key the principal sees."""
+    if params.get("done") in NOTICES:
+        return NOTICES[params["done"]]
+    if params.get("saved") in keys:
+        return f"Saved budget {params['saved']}: it is enforced within seconds."
+    if params.get("deleted"):
+        return "Deleted the budget."
+    return None
+
 
 class Pages:
     def __init__(self, web: Web) -> None:
@@ -42,40 +60,45 @@ class Pages:
 
     async def login(self, request: Request) -> Response:
         form = await request.form()
-        username, password = str(form.get("username", "")), str(form.get("password", ""))
-        address = request.client.host if request.client else "-"
+        org, username = str(form.get("org", "")).strip(), str(form.get("username", ""))
+        password = str(form.get("password", ""))
+        address = request.client.host if request.client else "-"  # behind a proxy: only from trusted_proxies
         cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not cookie or not same(cookie, str(form.get("csrf", ""))):
-            return self._login_again(request, "Your sign-in form expired; please try again.", username, 403)
-        now = time.time()
-        wait = self.web.throttle.wait_s(username, address, now)
+            return self._login_again(request, "Your sign-in form expired; please try again.", org, username, 403)
+        began = time.time()
+        wait = self.web.throttle.begin(f"{org}/{username}", address, began)  # counted before it is checked
         if wait > 0:
             self.web.metrics.sign_ins.labels("throttled").inc()
             message = f"Too many failed sign-ins; try again in {int(wait) + 1} s."
-            return self._login_again(request, message, username, 429, {"Retry-After": str(int(wait) + 1)})
-        signed = await run_in_threadpool(self.web.access.sign_in, username, password)
+            return self._login_again(request, message, org, username, 429, {"Retry-After": str(int(wait) + 1)})
+        signed = await run_in_threadpool(self.web.access.sign_in, org, username, password)
         if signed is None:
-            self.web.throttle.failed(username, address, now)
             self.web.metrics.sign_ins.labels("failed").inc()
-            return self._login_again(request, "Wrong username or password.", username, 401)
-        self.web.throttle.succeeded(username, address)
+            return self._login_again(request, "Wrong organisation, username or password.", org, username, 401)
+        self.web.throttle.succeeded(f"{org}/{username}", address, began)
         self.web.metrics.sign_ins.labels("ok").inc()
         session_id, _ = signed
         target = str(form.get("next", ""))
         response = RedirectResponse(
-            target if target.startswith("/") and not target.startswith("//") else "/billing", 303
+            target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/billing", 303
         )
         self._cookie(response, SESSION_COOKIE, session_id)
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
 
     def _login_again(
-        self, request: Request, error: str, username: str, status: int, headers: Mapping[str, str] | None = None
+        self,
+        request: Request,
+        error: str,
+        org: str,
+        username: str,
+        status: int,
+        headers: Mapping[str, str] | None = None,
     ) -> Response:
         token = new_secret()
-        response = self.web.render(
-            request, "login.html", None, None, {"login_csrf": token, "error": error, "username": username}, status
-        )
+        context = {"login_csrf": token, "error": error, "org": org, "username": username}
+        response = self.web.render(request, "login.html", None, None, context, status)
         response.headers.update(headers or {})
         self._cookie(response, LOGIN_CSRF_COOKIE, token, max_age=3600)
         return response
@@ -143,14 +166,19 @@ class Pages:
         routing = state.routing.get(principal.org_id)
         may_edit = principal.can(Right.EDIT_BUDGETS) or principal.can(Right.EDIT_USER_BUDGETS)
         context = {
+            "notice": _notice(request.query_params, {b.key for b in budgets}),
             "budgets": [budget_view(b) for b in budgets],
             "values": values,
             "error": error,
             "scopes": [k.value for k in ScopeKind] if principal.can(Right.EDIT_BUDGETS) else ["user"],
             "periods": [p.value for p in Period],
             "channels": channels,
-            "channel_views": [channel_view(state.channels[(principal.org_id, n)]) for n in channels],
-            "routing": {"default": routing.default, **routing.by_kind} if routing else {},
+            "channel_views": [channel_view(state.channels[(principal.org_id, n)]) for n in channels]
+            if principal.can(Right.EDIT_CHANNELS)
+            else [],  # recipients (numbers, addresses) and routing are shown to who may change them
+            "routing": {"default": routing.default, **routing.by_kind}
+            if routing and principal.can(Right.EDIT_CHANNELS)
+            else {},
             "routable": ("default", *ROUTABLE_KINDS),
             "may_edit": may_edit,
             "may_edit_channels": principal.can(Right.EDIT_CHANNELS),
@@ -195,20 +223,20 @@ class Pages:
         try:
             if action == "delete":
                 await run_in_threadpool(actions.delete_channel, principal, str(form.get("name", "")))
-                done = f"Deleted alert channel {form.get('name')}."
+                done = "channel-deleted"
             elif action == "routing":
                 await run_in_threadpool(actions.save_routing, principal, dict(form))
-                done = "Saved the org's alert routing."
+                done = "routing-saved"
             else:
-                name = await run_in_threadpool(actions.save_channel, principal, dict(form))
-                done = f"Saved alert channel {name}."
+                await run_in_threadpool(actions.save_channel, principal, dict(form))
+                done = "channel-saved"
         except SpendstreamError as exc:
             status = 403 if isinstance(exc, ForbiddenError) else 409 if isinstance(exc, ConflictError) else 400
             key = "routing_error" if action == "routing" else "channel_error"
             return await self._budgets(
                 request, principal, session, {}, None, {key: exc, "channel_values": form}, status
             )
-        return RedirectResponse(f"/billing/budgets?done={quote(done)}#channels-h", 303)
+        return RedirectResponse(f"/billing/budgets?done={done}#channels-h", 303)
 
     async def budgets_delete(
         self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
@@ -246,10 +274,14 @@ class Pages:
                 elif action == "add-user":
                     fields = [str(form.get(k, "")) for k in ("username", "password", "role", "departments")]
                     await run_in_threadpool(actions.create_user, principal, *fields)
-                    context["done"] = f"Added user {fields[0]}."
+                    context["done"] = "Added the user."
+                elif action == "set-role":
+                    fields = [str(form.get(k, "")) for k in ("username", "role", "departments")]
+                    await run_in_threadpool(actions.set_role, principal, *fields)
+                    context["done"] = "Changed the role of the user."
                 elif action == "remove-user":
                     await run_in_threadpool(actions.delete_user, principal, str(form.get("username", "")))
-                    context["done"] = f"Removed user {form.get('username')}."
+                    context["done"] = "Removed the user and revoked the API tokens they made."
                 else:
                     departments = str(form.get("departments", ""))
                     name, role = str(form.get("name", "")), str(form.get("role", ""))

@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Principal", "Right", "Role", "rights_of"]
+__all__ = ["Principal", "Right", "Role", "narrowed", "rights_of"]
 
 
 class Role(StrEnum):
@@ -49,6 +49,24 @@ def rights_of(role: Role) -> frozenset[Right]:
     return _RIGHTS[role]
 
 
+def narrowed(
+    token_role: Role, token_departments: tuple[str, ...], maker_role: Role, maker_departments: tuple[str, ...]
+) -> tuple[Role, tuple[str, ...]] | None:
+    """What a token may do now that its maker holds ``maker_role``: never more than the maker.
+
+    The token's own role while the maker holds all its rights; the maker's role (and departments) when
+    the maker now holds fewer; None (the token no longer works) when neither covers the other."""
+    mine, theirs = _RIGHTS[token_role], _RIGHTS[maker_role]
+    if token_role is Role.MANAGER and maker_role is Role.MANAGER:
+        both = tuple(d for d in token_departments if d in maker_departments)
+        return (Role.MANAGER, both) if both else None
+    if mine <= theirs and maker_role is not Role.MANAGER:
+        return token_role, token_departments
+    if theirs <= mine:
+        return maker_role, maker_departments
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is asking: a signed-in console user or an API token, always bound to one org."""
@@ -57,6 +75,7 @@ class Principal:
     name: str  # the username, or "token:<name>"
     role: Role
     departments: tuple[str, ...] = ()  # a manager's departments
+    user: str = field(default="", compare=False)  # the console user behind it (a token's maker)
 
     def can(self, right: Right) -> bool:
         return right in _RIGHTS[self.role]

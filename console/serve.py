@@ -24,6 +24,7 @@ from enforcement.connect import redis_sync
 from enforcement.keys import KeyLayout
 from schemas.config_records import ConfigRecord, ConfigState
 from schemas.settings import Settings
+from schemas.webhook_targets import allowed_hosts
 from sinks.usage_store import UsageStore
 
 __all__ = ["access_store", "app_from_settings"]
@@ -68,12 +69,16 @@ def app_from_settings(
     layout = KeyLayout(settings.redis.key_prefix)
     reader = Reader(store_wrapper(store), config, lambda org_id: dict(redis.hgetall(layout.alerts_open(org_id))))
     web = Web(
-        Actions(reader, access),
+        Actions(reader, access, allowed_hosts(settings.alerts.webhook_allow_hosts)),
         access,
-        SignInThrottle(settings.console.sign_in_attempts, settings.console.sign_in_window_s),
+        SignInThrottle(
+            settings.console.sign_in_attempts,
+            settings.console.sign_in_window_s,
+            settings.console.sign_in_attempts_per_user,
+        ),
         metrics or ConsoleMetrics(),
-        secure_cookies=settings.console.secure_cookies,
+        secure_cookies=settings.console.cookies_secure(),
         vega_bundle=_vega_bundle,
     )
     exports = Exports(web, store, settings.console.export_settle_s, settings.console.export_max_rows)
-    return create_app(web, exports)
+    return create_app(web, exports, settings.console.max_body_bytes, settings.console.hsts)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from console.credentials import digest, hash_password, new_secret, new_token, verify_password
-from console.roles import Principal, Role
+from console.roles import Principal, Role, narrowed
 from schemas.errors import SpendstreamError
 
 __all__ = ["AccessError", "AccessStore", "AuditEntry", "Session", "TokenInfo", "UserInfo"]
@@ -30,13 +30,16 @@ __all__ = ["AccessError", "AccessStore", "AuditEntry", "Session", "TokenInfo", "
 SESSION_TTL_S = 12 * 3600
 _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
+_SCHEMA_VERSION = 2  # 2: usernames are unique per org, not across orgs
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
-    username TEXT PRIMARY KEY, org_id TEXT NOT NULL, role TEXT NOT NULL, departments TEXT NOT NULL DEFAULT '',
-    password TEXT NOT NULL, created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0);
+    org_id TEXT NOT NULL, username TEXT NOT NULL, role TEXT NOT NULL, departments TEXT NOT NULL DEFAULT '',
+    password TEXT NOT NULL, created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (org_id, username));
 CREATE TABLE IF NOT EXISTS sessions (
-    id_digest TEXT PRIMARY KEY, username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
-    csrf TEXT NOT NULL, expires_at REAL NOT NULL);
+    id_digest TEXT PRIMARY KEY, org_id TEXT NOT NULL, username TEXT NOT NULL, csrf TEXT NOT NULL,
+    expires_at REAL NOT NULL, FOREIGN KEY (org_id, username) REFERENCES users(org_id, username) ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 CREATE TABLE IF NOT EXISTS tokens (
     id INTEGER PRIMARY KEY AUTOINCREMENT, digest TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL, name TEXT NOT NULL,
     role TEXT NOT NULL, departments TEXT NOT NULL DEFAULT '', created_by TEXT NOT NULL, created_at REAL NOT NULL,
@@ -45,6 +48,12 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, org_id TEXT NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, before TEXT, after TEXT);
 CREATE INDEX IF NOT EXISTS audit_by_org ON audit (org_id, id);
+"""
+
+# version 1 keyed users by username alone: copy them over; its sessions end (everyone signs in again)
+_MIGRATE_1_TO_2 = """
+ALTER TABLE users RENAME TO users_v1;
+DROP TABLE IF EXISTS sessions;
 """
 
 
@@ -110,7 +119,22 @@ class AccessStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._lock = threading.Lock()
         with self._lock:
-            self._db.executescript(_SCHEMA)  # its own transaction
+            self._migrate()
+
+    def _migrate(self) -> None:
+        db = self._db
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        old = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'").fetchone()
+        if old is not None and version < 2:
+            db.executescript(_MIGRATE_1_TO_2)
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT INTO users (org_id, username, role, departments, password, created_at, disabled) "
+                "SELECT org_id, username, role, departments, password, created_at, disabled FROM users_v1"
+            )
+            db.execute("DROP TABLE users_v1")
+        db.executescript(_SCHEMA)  # its own transaction
+        db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -129,12 +153,8 @@ class AccessStore:
         self, org_id: str, username: str, password: str, role: str, departments: tuple[str, ...] = ()
     ) -> None:
         role_ = _role(role)
-        if (
-            not username
-            or len(username) > 64
-            or not username.replace("-", "").replace("_", "").replace(".", "").isalnum()
-        ):
-            raise AccessError("username", "1-64 letters, digits, '.', '-' or '_'")
+        if not _USERNAME.fullmatch(username):
+            raise AccessError("username", "1-64 ASCII letters, digits, '.', '-' or '_'")
         if role_ is Role.MANAGER and not departments:
             raise AccessError("departments", "a department manager needs at least one department")
         try:
@@ -142,11 +162,14 @@ class AccessStore:
         except ValueError as exc:
             raise AccessError("password", str(exc).split(": ", 1)[1]) from None
         with self._tx() as db:
-            if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
-                raise AccessError("username", f"{username!r} exists already")
+            if db.execute(
+                "SELECT 1 FROM users WHERE org_id = ? AND username = ?", (org_id, username)
+            ).fetchone():  # another org's names are neither seen nor taken
+                raise AccessError("username", f"{username!r} exists already in your org")
             db.execute(
-                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?, 0)",
-                (username, org_id, role_.value, ",".join(departments), hashed, time.time()),
+                "INSERT INTO users (org_id, username, role, departments, password, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (org_id, username, role_.value, ",".join(departments), hashed, time.time()),
             )
 
     def users(self, org_id: str) -> list[UserInfo]:
@@ -159,43 +182,85 @@ class AccessStore:
         return [UserInfo(u, r, _departments(d), c) for u, r, d, c in rows]
 
     def delete_user(self, org_id: str, username: str) -> bool:
+        """Remove a user: their sessions end and the API tokens they made are revoked."""
         with self._tx() as db:
-            return db.execute("DELETE FROM users WHERE org_id = ? AND username = ?", (org_id, username)).rowcount > 0
+            if db.execute("DELETE FROM users WHERE org_id = ? AND username = ?", (org_id, username)).rowcount == 0:
+                return False
+            db.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE org_id = ? AND created_by = ? AND revoked_at IS NULL",
+                (time.time(), org_id, username),
+            )
+            return True
+
+    def user_role(self, org_id: str, username: str) -> tuple[Role, tuple[str, ...]] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT role, departments FROM users WHERE org_id = ? AND username = ? AND disabled = 0",
+                (org_id, username),
+            ).fetchone()
+        return None if row is None else (Role(row[0]), _departments(row[1]))
+
+    def set_role(self, org_id: str, username: str, role: str, departments: tuple[str, ...] = ()) -> bool:
+        """Change a user's role: their sessions answer with it at the next request, and the tokens they made
+        never do more than it (see :func:`console.roles.narrowed`)."""
+        role_ = _role(role)
+        if role_ is Role.MANAGER and not departments:
+            raise AccessError("departments", "a department manager needs at least one department")
+        with self._tx() as db:
+            return (
+                db.execute(
+                    "UPDATE users SET role = ?, departments = ? WHERE org_id = ? AND username = ?",
+                    (role_.value, ",".join(departments), org_id, username),
+                ).rowcount
+                > 0
+            )
 
     # -- sessions -------------------------------------------------------------------------------------------------
 
-    def sign_in(self, username: str, password: str, now: float | None = None) -> tuple[str, Session] | None:
-        """A new session (its id, to set as a cookie) for the right password; None otherwise."""
+    def sign_in(
+        self, org_id: str, username: str, password: str, now: float | None = None
+    ) -> tuple[str, Session] | None:
+        """A new session (its id, to set as a cookie) for the right password; None otherwise. ``org_id`` may
+        be empty when the username is used in one org only."""
+        now = now or time.time()
         with self._lock:
-            row = self._db.execute(
-                "SELECT org_id, role, departments, password FROM users WHERE username = ? AND disabled = 0",
-                (username,),
-            ).fetchone()
-        if row is None:
+            rows = self._db.execute(
+                "SELECT org_id, role, departments, password FROM users "
+                "WHERE username = ? AND disabled = 0 AND (? = '' OR org_id = ?)",
+                (username, org_id, org_id),
+            ).fetchall()
+        if len(rows) != 1:
             verify_password(_DUMMY_HASH, password)  # the same time whether or not the user exists
             return None
-        org_id, role, departments, hashed = row
+        org_id, role, departments, hashed = rows[0]
         if not verify_password(hashed, password):
             return None
         session_id, csrf = new_secret(), new_secret()
         with self._tx() as db:
+            db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))  # expired sessions go as new ones come
             db.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?, ?)",
-                (digest(session_id), username, csrf, (now or time.time()) + SESSION_TTL_S),
+                "INSERT INTO sessions (id_digest, org_id, username, csrf, expires_at) VALUES (?, ?, ?, ?, ?)",
+                (digest(session_id), org_id, username, csrf, now + SESSION_TTL_S),
             )
-        return session_id, Session(Principal(org_id, username, Role(role), _departments(departments)), csrf)
+        principal = Principal(org_id, username, Role(role), _departments(departments), user=username)
+        return session_id, Session(principal, csrf)
 
     def session(self, session_id: str, now: float | None = None) -> Session | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT u.org_id, u.username, u.role, u.departments, s.csrf, s.expires_at FROM sessions s "
-                "JOIN users u ON u.username = s.username WHERE s.id_digest = ? AND u.disabled = 0",
+                "JOIN users u ON u.org_id = s.org_id AND u.username = s.username "
+                "WHERE s.id_digest = ? AND u.disabled = 0",
                 (digest(session_id),),
             ).fetchone()
         if row is None or row[5] < (now or time.time()):
             return None
         org_id, username, role, departments, csrf, _ = row
-        return Session(Principal(org_id, username, Role(role), _departments(departments)), csrf)
+        return Session(Principal(org_id, username, Role(role), _departments(departments), user=username), csrf)
+
+    def sessions_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM sessions").fetchone()[0])
 
     def sign_out(self, session_id: str) -> None:
         with self._tx() as db:
@@ -222,14 +287,21 @@ class AccessStore:
         return int(cursor.lastrowid or 0), token
 
     def token(self, token: str) -> Principal | None:
+        """Who the token acts for: never more than its maker may do now, and nothing once they are removed."""
         with self._lock:
             row = self._db.execute(
-                "SELECT org_id, name, role, departments FROM tokens WHERE digest = ? AND revoked_at IS NULL",
+                "SELECT t.org_id, t.name, t.role, t.departments, t.created_by, u.role, u.departments FROM tokens t "
+                "JOIN users u ON u.org_id = t.org_id AND u.username = t.created_by AND u.disabled = 0 "
+                "WHERE t.digest = ? AND t.revoked_at IS NULL",
                 (digest(token),),
             ).fetchone()
         if row is None:
             return None
-        return Principal(row[0], f"token:{row[1]}", Role(row[2]), _departments(row[3]))
+        org_id, name, role, departments, maker, maker_role, maker_departments = row
+        now = narrowed(Role(role), _departments(departments), Role(maker_role), _departments(maker_departments))
+        if now is None:
+            return None
+        return Principal(org_id, f"token:{name}", now[0], now[1], user=maker)
 
     def tokens(self, org_id: str) -> list[TokenInfo]:
         with self._lock:

@@ -60,8 +60,8 @@ def json_response(data: Any, status: int = 200, headers: Mapping[str, str] | Non
     return Response(body, status, headers=dict(headers or {}), media_type="application/json")
 
 
-def error_response(status: int, field: str, reason: str) -> Response:
-    return json_response({"error": {"field": field, "reason": reason}}, status)
+def error_response(status: int, field: str, reason: str, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response({"error": {"field": field, "reason": reason}}, status, headers)
 
 
 class Web:
@@ -153,8 +153,9 @@ class Web:
             if request.method in ("POST", "PUT", "PATCH"):
                 try:
                     body = json.loads(await request.body() or b"{}")
-                except json.JSONDecodeError as exc:
-                    return error_response(400, "body", f"not JSON: {exc}")
+                except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, a huge number, deep nesting
+                    reason = str(exc) if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+                    return error_response(400, "body", f"not a JSON object this API reads: {reason}"[:300])
                 if not isinstance(body, dict):
                     return error_response(400, "body", "expected a JSON object")
             try:

@@ -6,13 +6,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 from schemas.errors import SpendstreamError
+from schemas.params import FIRST_DAY, LAST_DAY
 from schemas.period_close import EXPORT_START, ExportPosition
 
 __all__ = ["ExportError", "ExportRequest", "closable_month", "decode_cursor", "encode_cursor", "parse_export"]
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 FORMATS = {"csv": ("CSVWithNames", "text/csv; charset=utf-8"), "jsonl": ("JSONEachRow", "application/x-ndjson")}
 VERSIONS = ("1.2", "1.0")
@@ -37,6 +41,8 @@ def decode_cursor(text: str) -> ExportPosition:
         at = datetime.fromisoformat(body["at"])
         if at.tzinfo is None:
             raise ValueError("zone")
+        if not FIRST_DAY <= at.date() <= LAST_DAY:
+            raise ValueError("range")
         return ExportPosition(at.astimezone(UTC), str(body["id"]))
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
         raise ExportError("cursor", "not a cursor this API gave out (start without one)") from None
@@ -58,7 +64,7 @@ class ExportRequest:
 def parse_export(params: Mapping[str, str], max_rows: int) -> ExportRequest:
     after = decode_cursor(params.get("cursor", ""))
     text = params.get("limit") or str(min(100_000, max_rows))
-    if not text.isdigit() or not 1 <= int(text) <= max_rows:
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= max_rows:
         raise ExportError("limit", f"a whole number of rows from 1 to {max_rows:,}")
     fmt = params.get("format") or "csv"
     if fmt not in FORMATS:
@@ -74,7 +80,9 @@ def closable_month(text: str, today: date) -> date:
     try:
         month = datetime.strptime(text, "%Y-%m").date()
     except (ValueError, TypeError):
-        raise ExportError("month", f"{text!r} is not YYYY-MM") from None
+        raise ExportError("month", f"{str(text)[:40]!r} is not YYYY-MM") from None
+    if month < FIRST_DAY:
+        raise ExportError("month", f"{text} is before {FIRST_DAY:%Y-%m}")
     if month >= today.replace(day=1):
         raise ExportError("month", f"{text} has not ended; a month closes after its last day")
     return month

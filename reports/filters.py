@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from schemas.errors import SpendstreamError
+from schemas.params import FIRST_DAY, LAST_DAY
 from sinks.queries import Narrow
 
 __all__ = ["GRANULARITIES", "GROUPS", "MAX_DAYS", "CostFilter", "FilterError", "parse_filter", "parse_month"]
@@ -92,9 +93,12 @@ class CostFilter:
 
 def _date(text: str, field: str) -> date:
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
-        raise FilterError(field, f"{text!r} is not a date (YYYY-MM-DD)") from None
+        raise FilterError(field, f"{text[:40]!r} is not a date (YYYY-MM-DD)") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise FilterError(field, f"{text} is outside {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}")
+    return day
 
 
 def parse_filter(params: Mapping[str, str], timezone: str, today: date) -> CostFilter:
@@ -127,7 +131,9 @@ def parse_month(value: str | None, today: date) -> date:
     try:
         month = datetime.strptime(value, "%Y-%m").date()
     except ValueError:
-        raise FilterError("month", f"{value!r} is not YYYY-MM") from None
+        raise FilterError("month", f"{value[:40]!r} is not YYYY-MM") from None
+    if month < FIRST_DAY:
+        raise FilterError("month", f"{value} is before {FIRST_DAY:%Y-%m}")
     if month > today:
         raise FilterError("month", f"{value} has not begun")
     return month

@@ -12,6 +12,7 @@ why, so every caller, from the CLI to the HTTP services, reports it the same way
     │   └── schemas.price_sources.PriceFileError  a price file
     ├── schemas.money.MoneyError             an amount of money
     ├── schemas.channels.AlertConfigError    an alert channel or routing record
+    ├── schemas.params.ParameterError        a query or path parameter of an HTTP service
     ├── enforcement.keys.SubjectError        a subject, id or amount the caps cannot meter
     ├── enforcement.access.KeyFileError      the decision service's keys file
     ├── integrations.litellm_mapping.IdentityError  a proxy request whose identity is refused (403)

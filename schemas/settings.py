@@ -109,6 +109,11 @@ class AlertSettings(BaseModel):
     """Delivery of alerts: provider credentials (from the environment only), retries, the dashboard link."""
 
     dashboard_url: str = Field("http://localhost:3000", description="base URL of Grafana, linked from every alert")
+    webhook_allow_hosts: str = Field(
+        "",
+        description="comma-separated hosts (names or addresses) that Slack and Teams webhook URLs may name although "
+        "they are loopback, private or local; empty: none (an org's webhook never reaches an internal service)",
+    )
     smtp_host: str = Field("", description="SMTP server; empty disables email")
     smtp_port: Port = Field(587, ge=1, le=65535)
     smtp_security: str = Field("starttls", pattern=r"^(none|starttls|tls)$")
@@ -207,10 +212,32 @@ class ConsoleSettings(BaseModel):
         description="SQLite file of console users, sessions, API tokens and the audit trail; "
         "default: console.db in the stack's home",
     )
-    secure_cookies: bool = Field(False, description="mark the session cookie Secure (set it behind TLS)")
+    secure_cookies: bool | None = Field(
+        None,
+        description="mark the session cookie Secure; default: on unless the console is served on loopback "
+        "(plain HTTP on 127.0.0.1 or ::1)",
+    )
+    hsts: bool = Field(False, description="send Strict-Transport-Security (set it when the console is behind TLS)")
+    trusted_proxies: str = Field(
+        "",
+        description="comma-separated addresses (or CIDR ranges) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; empty: no proxy is, and the client's own address is used",
+    )
+    metrics_port: Port = Field(9468, ge=0, le=65535, description="Prometheus /metrics on a port of its own; 0: none")
+    max_body_bytes: int = Field(
+        1_048_576, ge=1024, le=1 << 30, description="a request body larger than this is refused (413) unread"
+    )
     config_max_age_s: float = Field(2.0, gt=0, le=3600, description="how stale the budgets it shows may be")
     sign_in_attempts: int = Field(5, ge=1, le=1000, description="failed sign-ins per user and address ...")
+    sign_in_attempts_per_user: int = Field(20, ge=1, le=10_000, description="... and per user from any address ...")
     sign_in_window_s: float = Field(300.0, gt=0, description="... within this many seconds, before it waits")
+
+    def cookies_secure(self) -> bool:
+        """Whether the session cookie is marked Secure: as set, else unless served on loopback."""
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.host not in ("127.0.0.1", "::1", "localhost")
+
     export_settle_s: float = Field(
         30.0, ge=0, le=3600, description="the export API hands out rows ClickHouse stored at least this long ago"
     )

@@ -72,8 +72,11 @@ def test_compose_scrape_config_and_metric_ports_agree() -> None:
 
     console_port = int(services["console"]["environment"]["SPENDSTREAM_CONSOLE__PORT"])
     assert console_port == settings.console.port
-    assert jobs["console"]["static_configs"][0]["targets"] == [f"console:{console_port}"]
+    console_metrics = int(services["console"]["environment"]["SPENDSTREAM_CONSOLE__METRICS_PORT"])
+    assert console_metrics == settings.console.metrics_port != console_port  # /metrics never on the web port
+    assert jobs["console"]["static_configs"][0]["targets"] == [f"console:{console_metrics}"]
     assert f"{console_port}:{console_port}" in services["console"]["ports"]
+    assert all(str(console_metrics) not in str(p) for p in services["console"]["ports"])  # not published
 
     reports_port = int(services["reports"]["environment"]["SPENDSTREAM_REPORTS__METRICS_PORT"])
     assert reports_port == settings.reports.metrics_port

@@ -28,6 +28,10 @@ USERS = {  # username -> (org, role, departments)
     "victor": ("acme", "viewer", ()),
     "gary": ("globex", "owner", ()),
     "tess": ("acme", "viewer", ()),  # the sign-in throttling test locks her out; nobody else signs in as her
+    "rita": ("acme", "viewer", ()),  # locked out by the concurrent burst (test_security)
+    "xavier": ("acme", "viewer", ()),  # locked out despite forged X-Forwarded-For (test_security)
+    "petra": ("acme", "viewer", ()),  # locked out from many addresses (test_security)
+    "felix": ("fuzz", "owner", ()),  # the API fuzz's org, whatever it changes stays there (test_api_fuzz)
 }
 
 
@@ -77,6 +81,8 @@ def console(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "SPENDSTREAM_CONSOLE__PORT": str(port),
             "SPENDSTREAM_CONSOLE__CONFIG_MAX_AGE_S": "0.5",
             "SPENDSTREAM_CONSOLE__EXPORT_SETTLE_S": "1",
+            "SPENDSTREAM_CONSOLE__METRICS_PORT": str(free_port()),
+            "SPENDSTREAM_ALERTS__WEBHOOK_ALLOW_HOSTS": "",  # as deployed: no org's webhook may name loopback
         }
         dep.env = env
         applied = dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml"))

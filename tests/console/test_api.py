@@ -29,6 +29,7 @@ MATRIX = {
     ("GET", "/api/v1/budgets"): {"owner", "admin", "finance", "manager", "viewer"},
     ("POST", "/api/v1/budgets"): {"owner", "admin", "manager"},  # a manager: a user of their department
     ("PUT", "/api/v1/budgets/department/research/monthly"): {"owner", "admin"},
+    ("PATCH", "/api/v1/budgets/department/research/monthly"): {"owner", "admin"},
     ("DELETE", "/api/v1/budgets/user/eng-user001/monthly"): {"owner", "admin", "manager"},
     ("GET", "/api/v1/alerts"): {"owner", "admin", "finance", "viewer"},
     ("GET", "/api/v1/costs"): {"owner", "admin", "finance", "manager", "viewer"},
@@ -67,7 +68,7 @@ def test_every_role_against_every_endpoint(console: Console, tokens: dict[str, s
         if method == "POST":
             body = USER_BUDGET
         elif path.startswith("/api/v1/budgets/"):
-            body = {"limit": "41", "stages": [25, 50, 100]}
+            body = {"limit": "41", "mode": "soft", "stages": [25, 50, 100], "alerts": {}}
         elif path.startswith("/api/v1/channels/"):
             body = {"type": "email", "recipients": ["matrix@acme.example"]}
         elif path == "/api/v1/routing":
@@ -78,7 +79,7 @@ def test_every_role_against_every_endpoint(console: Console, tokens: dict[str, s
         else:
             assert answer.status_code == 403, (role, method, path, answer.status_code, answer.text)
             assert json.loads(answer.text)["error"]["reason"]
-    owner.put(
+    owner.patch(
         "/api/v1/budgets/department/research/monthly",
         json={"limit": "40", "stages": [25, 50, 100]},
         headers={"If-Match": version(owner, "department/research/monthly")},
@@ -95,7 +96,8 @@ def test_no_request_reaches_another_org(console: Console, tokens: dict[str, str]
     assert acme.get("/api/v1/budgets/org/globex/monthly").status_code == 404
     globex_budget = "org/globex/monthly"
     assert globex.get(f"/api/v1/budgets/{globex_budget}").status_code == 200
-    answer = acme.put(f"/api/v1/budgets/{globex_budget}", json={"limit": "1"}, headers={"If-Match": '"absent"'})
+    whole = {"limit": "1", "mode": "soft", "stages": [100], "alerts": {}}
+    answer = acme.put(f"/api/v1/budgets/{globex_budget}", json=whole, headers={"If-Match": '"absent"'})
     assert answer.status_code in (400, 403), answer.text  # an org budget's id must be one's own org
     assert (
         acme.delete(
@@ -111,23 +113,23 @@ def test_a_concurrent_edit_is_refused_never_lost(console: Console, tokens: dict[
     admin = api(console, tokens["admin"])
     key = "department/research/monthly"
     seen = version(admin, key)
-    first = admin.put(
+    first = admin.patch(
         f"/api/v1/budgets/{key}", json={"limit": "41", "stages": [25, 50, 100]}, headers={"If-Match": seen}
     )
     assert first.status_code == 200, first.text
-    second = admin.put(f"/api/v1/budgets/{key}", json={"limit": "42"}, headers={"If-Match": seen})
+    second = admin.patch(f"/api/v1/budgets/{key}", json={"limit": "42"}, headers={"If-Match": seen})
     assert second.status_code == 412 and second.json()["error"]["field"] == "version"
-    assert admin.put(f"/api/v1/budgets/{key}", json={"limit": "42"}).status_code == 428
+    assert admin.patch(f"/api/v1/budgets/{key}", json={"limit": "42"}).status_code == 428
     # one who may not change the budget is refused as such, whatever version they name
     for role in ("viewer", "finance"):
-        refused = api(console, tokens[role]).put(
+        refused = api(console, tokens[role]).patch(
             f"/api/v1/budgets/{key}", json={"limit": "42"}, headers={"If-Match": seen}
         )
         assert refused.status_code == 403, (role, refused.text)
         gone = api(console, tokens[role]).delete(f"/api/v1/budgets/{key}", headers={"If-Match": seen})
         assert gone.status_code == 403, (role, gone.text)
     assert admin.get(f"/api/v1/budgets/{key}").json()["limit"] == "41"
-    admin.put(
+    admin.patch(
         f"/api/v1/budgets/{key}",
         json={"limit": "40", "stages": [25, 50, 100]},
         headers={"If-Match": first.headers["ETag"]},
@@ -251,7 +253,9 @@ def test_channels_and_routing_are_validated_published_and_kept_in_use(console: C
         "/api/v1/channels/leads", json={"type": "email", "recipients": "lead@acme.example, cfo@acme.example"}
     )
     assert saved.status_code == 200 and saved.json()["recipients"] == ["lead@acme.example", "cfo@acme.example"]
-    hook = admin.put("/api/v1/channels/eng-slack", json={"type": "slack", "recipients": "env:ACME_SLACK_WEBHOOK"})
+    hook = admin.put(
+        "/api/v1/channels/eng-slack", json={"type": "slack", "recipients": "env:SPENDSTREAM_SECRET_ACME_SLACK_WEBHOOK"}
+    )
     assert hook.json()["recipients"] == ["(secret)"]
     assert admin.put("/api/v1/routing", json={"default": ["nope"]}).json()["error"]["field"] == "default"
     assert admin.put("/api/v1/routing", json={"default": ["leads"], "spike": ["eng-slack"]}).status_code == 200

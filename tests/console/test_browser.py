@@ -63,7 +63,7 @@ def test_sign_in_and_the_overview_total_equals_clickhouse(browser: Browser, cons
     page.get_by_label("Username").fill("olivia")
     page.get_by_label("Password").fill("not the password")
     page.get_by_role("button", name="Sign in").click()
-    assert "Wrong username or password" in page.get_by_role("alert").inner_text()
+    assert "Wrong organisation, username or password" in page.get_by_role("alert").inner_text()
     page = sign_in(browser, console, "olivia")
     shown = page.get_by_test_id("mtd-total").inner_text()
     assert shown == format_usd(console.month_to_date("acme"))

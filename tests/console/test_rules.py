@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from console.budget_edit import ForbiddenError, budget_from_input, check_may_save, version_of
-from console.roles import Principal, Right, Role
+from console.budget_edit import (
+    ForbiddenError,
+    budget_from_input,
+    check_may_save,
+    missing_for_replace,
+    patched,
+    version_of,
+    weakenings,
+)
+from console.roles import Principal, Right, Role, narrowed
 from console.store import AccessError, AccessStore
 from console.throttle import SignInThrottle
 from schemas.budget_file import BudgetFileError
@@ -72,16 +80,16 @@ def test_a_manager_sets_user_budgets_inside_their_departments_never_above_the_de
     user = budget_from_input(MANAGER, ORG, {"scope": "user", "id": "u1", "limit": "50"})
     department = budget_from_input(ADMIN, ORG, {"scope": "department", "id": "eng", "limit": "40"})
     check_may_save(
-        MANAGER, budget_from_input(MANAGER, ORG, {"scope": "user", "id": "u1", "limit": "40"}), "eng", department
+        MANAGER, budget_from_input(MANAGER, ORG, {"scope": "user", "id": "u1", "limit": "40"}), "eng", [department]
     )
     with pytest.raises(ForbiddenError, match="above the monthly budget of department eng"):
-        check_may_save(MANAGER, user, "eng", department)
+        check_may_save(MANAGER, user, "eng", [department])
     with pytest.raises(ForbiddenError, match="no usage in your departments"):
-        check_may_save(MANAGER, user, "sales", None)
+        check_may_save(MANAGER, user, "sales")
     with pytest.raises(ForbiddenError, match="user budgets only"):
-        check_may_save(MANAGER, department, "eng", None)
+        check_may_save(MANAGER, department, "eng")
     with pytest.raises(ForbiddenError, match="viewer role cannot change budgets"):
-        check_may_save(Principal("acme", "v", Role.VIEWER), user, "eng", None)
+        check_may_save(Principal("acme", "v", Role.VIEWER), user, "eng")
     check_may_save(ADMIN, department)
 
 
@@ -92,17 +100,76 @@ def test_a_version_changes_with_anything_about_the_budget() -> None:
     assert version_of(one) != version_of(None) == '"absent"'
 
 
-def test_sign_in_throttle_waits_after_too_many_failures() -> None:
-    throttle = SignInThrottle(attempts=3, window_s=60)
-    for t in range(3):
-        assert throttle.wait_s("ada", "1.2.3.4", 100 + t) == 0
-        throttle.failed("ada", "1.2.3.4", 100 + t)
-    assert throttle.wait_s("ada", "1.2.3.4", 103) == pytest.approx(57)
-    assert throttle.wait_s("ada", "5.6.7.8", 103) == 0  # another address is not held
-    assert throttle.wait_s("ada", "1.2.3.4", 161) == 0  # the window passed
-    throttle.failed("bob", "1.2.3.4", 100)
-    throttle.succeeded("bob", "1.2.3.4")
-    assert throttle.wait_s("bob", "1.2.3.4", 100) == 0
+def test_sign_in_throttle_counts_an_attempt_before_it_is_checked() -> None:
+    throttle = SignInThrottle(attempts=3, window_s=60, per_user_attempts=5)
+    # a burst: every attempt is counted as it begins, so the fourth waits although none has failed yet
+    assert [throttle.begin("ada", "1.2.3.4", 100) for _ in range(4)][:3] == [0, 0, 0]
+    assert throttle.begin("ada", "1.2.3.4", 103) == pytest.approx(57)
+    assert throttle.begin("ada", "1.2.3.4", 161) == 0  # the window passed
+    throttle.succeeded("ada", "1.2.3.4", 161)
+    assert throttle.begin("bob", "1.2.3.4", 100) == 0
+    throttle.succeeded("bob", "1.2.3.4", 100)
+    assert len(throttle) == 0  # a success gives its slot back
+
+
+def test_sign_in_throttle_holds_a_user_whatever_the_address() -> None:
+    throttle = SignInThrottle(attempts=3, window_s=60, per_user_attempts=5)
+    checked = sum(throttle.begin("ada", f"10.0.0.{i}", 100 + i) == 0 for i in range(20))
+    assert checked == 5  # a new address each time gets no new guesses past the user's own limit
+    assert throttle.begin("ada", "10.0.1.1", 130) > 0
+    assert throttle.begin("bob", "10.0.1.1", 130) == 0  # another user is not held
+
+
+def test_sign_in_throttle_is_bounded_and_keeps_running_lock_outs() -> None:
+    throttle = SignInThrottle(attempts=2, window_s=60, per_user_attempts=100, max_keys=10)
+    throttle.begin("victim", "1.1.1.1", 100)
+    throttle.begin("victim", "1.1.1.1", 100)  # locked out at this address until 160
+    for i in range(50):  # a flood of names, each one attempt
+        throttle.begin(f"flood{i}", "2.2.2.2", 101)
+        assert len(throttle) <= 10
+    assert throttle.begin("victim", "1.1.1.1", 110) > 0  # the lock-out survived the flood
+    assert throttle.begin("victim", "1.1.1.1", 161) == 0
+
+
+def test_a_token_never_does_more_than_its_maker() -> None:
+    assert narrowed(Role.ADMIN, (), Role.OWNER, ()) == (Role.ADMIN, ())
+    assert narrowed(Role.OWNER, (), Role.VIEWER, ()) == (Role.VIEWER, ())  # the maker was demoted
+    assert narrowed(Role.FINANCE, (), Role.ADMIN, ()) == (Role.FINANCE, ())
+    assert narrowed(Role.MANAGER, ("eng", "ops"), Role.MANAGER, ("eng",)) == (Role.MANAGER, ("eng",))
+    assert narrowed(Role.MANAGER, ("ops",), Role.MANAGER, ("eng",)) is None
+    assert narrowed(Role.VIEWER, (), Role.MANAGER, ("eng",)) is None  # neither covers the other
+
+
+def test_a_manager_is_held_to_the_department_over_the_same_time_whatever_the_periods() -> None:
+    monthly_40 = budget_from_input(ADMIN, ORG, {"scope": "department", "id": "eng", "limit": "40"})
+    daily_10 = budget_from_input(ADMIN, ORG, {"scope": "department", "id": "eng", "limit": "10", "period": "daily"})
+    daily_user = budget_from_input(MANAGER, ORG, {"scope": "user", "id": "u1", "limit": "1000", "period": "daily"})
+    with pytest.raises(ForbiddenError, match="above the monthly budget of department eng"):
+        check_may_save(MANAGER, daily_user, "eng", [monthly_40])
+    monthly_user = budget_from_input(MANAGER, ORG, {"scope": "user", "id": "u1", "limit": "311"})
+    with pytest.raises(ForbiddenError, match=r"daily budget of department eng \(\$10.00 x 31 daily periods\)"):
+        check_may_save(MANAGER, monthly_user, "eng", [daily_10])
+    check_may_save(MANAGER, budget_from_input(MANAGER, ORG, {"scope": "user", "id": "u1", "limit": "40"}), "eng",
+                   [monthly_40, daily_10])  # fmt: skip
+
+
+def test_a_put_must_send_every_field_it_replaces_and_weakening_is_named() -> None:
+    assert missing_for_replace({"limit": "120"}) == ["mode", "stages", "alerts"]
+    assert missing_for_replace({"limit": "1", "mode": "hard", "stages": [], "alerts": {}}) == []
+    hard = budget_from_input(
+        ADMIN, ORG, {"scope": "department", "id": "eng", "limit": "100", "mode": "hard", "stages": [90, 100],
+                     "alerts": {"100": ["oncall"]}},
+    )  # fmt: skip
+    kept = budget_from_input(ADMIN, ORG, patched(hard, {"limit": "90"}))
+    assert (kept.mode, kept.stages, dict(kept.alerts)) == (hard.mode, hard.stages, dict(hard.alerts))
+    soft = budget_from_input(ADMIN, ORG, {"scope": "department", "id": "eng", "limit": "120"})
+    assert weakenings(hard, soft) == [
+        "hard cap made soft",
+        "limit raised from $100.00 to $120.00",
+        "stages removed: 90 %",
+        "alert recipients removed: 100: oncall",
+    ]
+    assert weakenings(hard, kept) == []
 
 
 def test_access_store_users_sessions_tokens_and_audit_survive_a_reopen(tmp_path: Path) -> None:
@@ -118,9 +185,9 @@ def test_access_store_users_sessions_tokens_and_audit_survive_a_reopen(tmp_path:
     with pytest.raises(AccessError) as info:
         store.create_user("acme", "max", "correct horse battery", "manager")
     assert info.value.field == "departments"
-    assert store.sign_in("ada", "wrong password!!") is None
-    assert store.sign_in("nobody", "correct horse battery") is None
-    signed = store.sign_in("ada", "correct horse battery")
+    assert store.sign_in("acme", "ada", "wrong password!!") is None
+    assert store.sign_in("acme", "nobody", "correct horse battery") is None
+    signed = store.sign_in("acme", "ada", "correct horse battery")
     assert signed is not None
     session_id, session = signed
     token_id, token = store.create_token("acme", "ledger", "finance", "ada")
@@ -138,5 +205,52 @@ def test_access_store_users_sessions_tokens_and_audit_survive_a_reopen(tmp_path:
     assert again.revoke_token("acme", token_id) and again.token(token) is None
     again.sign_out(session_id)
     assert again.session(session_id) is None
-    signed = again.sign_in("ada", "correct horse battery")
+    signed = again.sign_in("", "ada", "correct horse battery")  # the org may be left out: one ada only
     assert signed is not None and again.session(signed[0], now=10**12) is None  # expired
+    again.sign_in("acme", "ada", "correct horse battery", now=10**12)
+    assert again.sessions_count() == 1  # expired sessions are removed as new ones begin
+
+
+def test_usernames_are_per_org_ascii_and_a_removed_or_demoted_user_takes_their_tokens_along(tmp_path: Path) -> None:
+    store = AccessStore(tmp_path / "console.db")
+    store.create_user("acme", "admin", "correct horse battery", "owner")
+    store.create_user("globex", "admin", "another horse battery", "owner")  # not taken, not revealed
+    with pytest.raises(AccessError, match="ASCII"):
+        store.create_user("acme", "\u0430dmin", "correct horse battery", "owner")  # a Cyrillic a
+    assert store.sign_in("", "admin", "correct horse battery") is None  # two orgs: name yours
+    signed = store.sign_in("globex", "admin", "another horse battery")
+    assert signed is not None and signed[1].principal.org_id == "globex"
+    store.create_user("acme", "olga", "correct horse battery", "owner")
+    _, owner_token = store.create_token("acme", "ci", "owner", "olga")
+    _, finance_token = store.create_token("acme", "ledger", "finance", "olga")
+    assert store.token(owner_token) == Principal("acme", "token:ci", Role.OWNER)
+    store.set_role("acme", "olga", "finance")
+    assert store.token(owner_token) == Principal("acme", "token:ci", Role.FINANCE)  # narrowed to the maker
+    assert store.delete_user("acme", "olga")
+    assert store.token(owner_token) is None and store.token(finance_token) is None
+    store.create_user("acme", "olga", "correct horse battery", "owner")
+    assert store.token(owner_token) is None  # a new user of the same name gets no old tokens back
+    assert all(t.revoked_at for t in store.tokens("acme"))
+
+
+def test_a_version_one_database_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "console.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE users (username TEXT PRIMARY KEY, org_id TEXT NOT NULL, role TEXT NOT NULL, "
+        "departments TEXT NOT NULL DEFAULT '', password TEXT NOT NULL, created_at REAL NOT NULL, "
+        "disabled INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE sessions (id_digest TEXT PRIMARY KEY, username TEXT NOT NULL REFERENCES users(username) "
+        "ON DELETE CASCADE, csrf TEXT NOT NULL, expires_at REAL NOT NULL);"
+    )
+    from console.credentials import hash_password
+
+    old.execute("INSERT INTO users VALUES ('ada', 'acme', 'owner', '', ?, 0, 0)", (hash_password("x" * 12),))
+    old.commit()
+    old.close()
+    store = AccessStore(path)
+    assert [u.username for u in store.users("acme")] == ["ada"]
+    assert store.sign_in("acme", "ada", "x" * 12) is not None
+    AccessStore(path)  # and opening it again changes nothing
