@@ -33,7 +33,8 @@ __all__ = [
 
 MAX_ESTIMATE_NANOS = 10_000 * 1_000_000_000  # one request estimated above 10,000 USD is a bug
 MAX_SAFE_NANOS = 2**53 - 1  # Lua numbers are doubles
-DUPLICATE_WINDOW_S = 24 * 3600
+DUPLICATE_WINDOW_S = 24 * 3600  # a copy is recognised at least this long after the first arrived (at most 1.5x)
+NO_DIGEST = bytes(8)  # the content of an event is not known (a direct settle): a copy is never a conflict
 SPENT_RETENTION_S = 35 * 24 * 3600
 _REQUEST_ID = re.compile(ID_PATTERN)
 
@@ -164,6 +165,7 @@ class SettleItem:
     request_id: str | None = None
     partition: int | None = None
     offset: int | None = None
+    digest: bytes = NO_DIGEST  # the content's digest (8 bytes): a copy with another one is a conflict
 
 
 def _check_item(item: SettleItem) -> None:
@@ -232,14 +234,16 @@ def settle_batch_call(
     counters' expiries, period keys and key indexes) and each distinct subject (its scopes) is a group,
     and an event names its two groups by number, so Redis splits eight fields per event, not twenty.
     Fingerprints are 16 raw bytes each, so they travel apart, side by side in one argument of their own.
-    The duplicate window runs from the later of the end of the event's UTC hour and its arrival (Redis's
-    clock)."""
+    Duplicates are found by (org, event_id) alone, whatever time a copy carries; the window is measured
+    from the first copy's arrival by Redis's clock (see the script's header). Digests travel like the
+    fingerprints, 8 raw bytes each."""
     if not items:
         raise ValueError("a settle batch needs at least one item")
     org = items[0].subject.org_id
     args = _SettleArgs(layout, org)
     lines: list[str] = []
     prints: list[bytes] = []
+    digests: list[bytes] = []
     for item in items:
         if validate:
             _check_item(item)
@@ -248,24 +252,24 @@ def settle_batch_call(
         period_group, subject_group = args.period_group(item.periods), args.subject_group(item.subject)
         print_ = fingerprint(item.event_id)
         prints.append(print_)
-        # one instant, one hour and one key, whatever offset it was written in
-        hour_end = int(item.occurred_at.timestamp()) // 3600 * 3600 + 3600
-        seen = args.key_index(layout.seen(org, item.occurred_at, print_))
+        if len(item.digest) != len(NO_DIGEST):
+            raise ValueError("a settle item's digest is 8 bytes")
+        digests.append(item.digest)
+        seen = args.key_index(layout.seen(org, print_))
         partition = "" if item.partition is None else item.partition
         offset = -1 if item.offset is None else item.offset
         lines.append(
-            f"{item.request_id or ''}\t{item.cost}\t{hour_end}\t{period_group}\t{subject_group}\t"
-            f"{partition}\t{offset}\t{seen}\t"
+            f"{item.request_id or ''}\t{item.cost}\t{period_group}\t{subject_group}\t{partition}\t{offset}\t{seen}\t"
         )
     events, groups, scopes = "".join(lines), "".join(args.periods), "".join(args.subjects)
     # identifiers never hold a tab (their patterns exclude it); one that did would shift every field
     if (
-        events.count("\t") != 8 * len(items)
+        events.count("\t") != 7 * len(items)
         or groups.count("\t") != 6 * len(args.periods)
         or scopes.count("\t") != args.subject_tabs
     ):
         raise SubjectError("settle", "an identifier holds a tab")
-    return ScriptCall(args.keys, [len(items), window_s, events, b"".join(prints), groups, scopes])
+    return ScriptCall(args.keys, [len(items), window_s, events, b"".join(prints), groups, scopes, b"".join(digests)])
 
 
 def settle_call(
@@ -279,9 +283,10 @@ def settle_call(
     partition: int | None = None,
     offset: int | None = None,
     window_s: int = DUPLICATE_WINDOW_S,
+    digest: bytes = NO_DIGEST,
 ) -> ScriptCall:
     """A settle batch of one."""
-    item = SettleItem(subject, event_id, occurred_at, cost, periods, request_id, partition, offset)
+    item = SettleItem(subject, event_id, occurred_at, cost, periods, request_id, partition, offset, digest)
     return settle_batch_call(layout, [item], window_s)
 
 
@@ -295,6 +300,12 @@ def parse_settle_batch(reply: Sequence[object], org_id: str = "") -> list[Settle
     i = 0
     end = len(reply)
     while i < end:
+        if int(reply[i]) == -3:  # type: ignore[call-overload]
+            results.append(
+                SettleResult(False, False, False, bool(int(reply[i + 1])), conflict_with=_text(reply[i + 4]))  # type: ignore[call-overload]
+            )
+            i += 5
+            continue
         if int(reply[i + 3]) == 0:  # type: ignore[call-overload]
             shape = (reply[i], reply[i + 1], reply[i + 2])
             result = plain.get(shape)

@@ -89,3 +89,4 @@ class SettleResult(msgspec.Struct, frozen=True, gc=False):
     released_reservation: bool
     crossings: tuple[StageCrossing, ...] = ()
     sink: bool = False  # the stream should store this event (first time for this event id)
+    conflict_with: str | None = None  # a copy whose content differs from the first's ("<partition>:<offset>")

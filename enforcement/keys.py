@@ -11,7 +11,8 @@ one Redis Cluster slot and one Lua call may touch them together::
     <prefix>:{<org>}:reserved         hash  <kind>/<id> -> nano-USD held by open reservations
     <prefix>:{<org>}:resv             hash  request_id -> "<expires_ms>|<amount>|<kind>/<id>,..."
     <prefix>:{<org>}:resv:exp         zset  request_id scored by expiry (lazy expiry, no sweeper)
-    <prefix>:{<org>}:seen:<hour>:<n>  hash  event fingerprint -> 1 (duplicate window)
+    <prefix>:{<org>}:seen:<n>:<gen>  hash  event fingerprint -> content digest + first copy's origin
+                                        (duplicate window; <gen>: the half day of arrival by Redis's clock)
     <prefix>:{<org>}:stages:<month>   hash  <kind>/<id>/<period>/<period key>/<stage> -> 1 (fires once)
     <prefix>:{<org>}:stats            hash  reserved, denied, expired, settled, duplicate counters
     <prefix>:{<org>}:wm               hash  <partition> -> highest applied offset
@@ -22,11 +23,10 @@ Pure: builds names, never talks to Redis.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from schemas.budgets import Period, period_bounds, period_key
 from schemas.errors import SpendstreamError
@@ -45,7 +45,8 @@ _NAME = re.compile(NAME_PATTERN)
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 PERIOD_CODES = {Period.DAILY: "d", Period.WEEKLY: "w", Period.MONTHLY: "m"}
 _INDEX: dict[str, int] = {period.value: i for i, period in enumerate(PERIOD_CODES)}  # a Period finds its text
-SEEN_SHARDS = 8192  # ~440 fingerprints per hash at 1,000 events/s: compact listpack hashes
+SEEN_SHARDS = 98_304  # per org and generation (half a day): ~440 fingerprints per hash at 1,000 events/s
+# (12 x 8,192, as many hashes a half day as the hour-keyed layout had), small enough for listpack hashes
 
 
 def _index(period: str | Period) -> int:
@@ -155,12 +156,6 @@ class PeriodKeys:
         return (self.day_end_ms, self.week_end_ms, self.month_end_ms)[_index(period)]
 
 
-@functools.lru_cache(maxsize=8192)
-def _hour_label(hour: int) -> str:
-    """``YYYYMMDDHH`` of an hour since the epoch, in UTC."""
-    return datetime.fromtimestamp(hour * 3600, UTC).strftime("%Y%m%d%H")
-
-
 def fingerprint(event_id: str) -> bytes:
     """16 bytes of BLAKE2b: collisions are out of reach (2^-64 at 10^10 events)."""
     return hashlib.blake2b(event_id.encode(), digest_size=16).digest()
@@ -169,7 +164,7 @@ def fingerprint(event_id: str) -> bytes:
 @dataclass(frozen=True, slots=True)
 class KeyLayout:
     prefix: str = "ss"
-    seen_shards: int = SEEN_SHARDS  # hashes per org and hour in the duplicate window
+    seen_shards: int = SEEN_SHARDS  # hashes per org and generation in the duplicate window
 
     def __post_init__(self) -> None:
         if not _PREFIX.fullmatch(self.prefix):
@@ -208,12 +203,15 @@ class KeyLayout:
     def watermarks(self, org_id: str) -> str:
         return f"{self.org(org_id)}:wm"
 
-    def seen(self, org_id: str, occurred_at: datetime, print_: bytes) -> str:
-        """The duplicate-window bucket of an event: its UTC hour of occurrence and a shard of its fingerprint.
+    def seen(self, org_id: str, print_: bytes) -> str:
+        """The duplicate-window shard of an event's fingerprint, without its generation: SETTLE appends
+        ``:<generation>`` (the half window of arrival, by Redis's clock), and :meth:`seen_generation`
+        names one for a rebuild. What the event says of its own time plays no part."""
+        shard = int.from_bytes(print_[:4], "big") % self.seen_shards
+        return f"{self.org(org_id)}:seen:{shard}"
 
-        The hour is taken in UTC, so one instant written with any offset names the same bucket."""
-        shard = int.from_bytes(print_[:2], "big") % self.seen_shards
-        return f"{self.org(org_id)}:seen:{_hour_label(int(occurred_at.timestamp()) // 3600)}:{shard}"
+    def seen_generation(self, org_id: str, print_: bytes, generation: int) -> str:
+        return f"{self.seen(org_id, print_)}:{generation}"
 
     def alert_sent(self, org_id: str, digest: str) -> str:
         """One delivery of one alert to one target: its outcome, so a restart never sends it again."""

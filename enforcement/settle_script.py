@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from enforcement.lua_common import COMMON
 
-__all__ = ["SETTLE"]
+__all__ = ["SEEN_GENERATIONS", "SETTLE"]
+
+SEEN_GENERATIONS = 2  # generations per duplicate window: a fingerprint is kept 1 to 1.5 windows, looked up in 3
 
 SETTLE = (
     """-- settle: record the actual cost of one or more requests of one org, each exactly once,
@@ -15,27 +17,36 @@ SETTLE = (
 -- KEYS[7] org      hash  the org's settings, with "loaded" once its config and counters are in Redis
 -- KEYS[8..] the batch's other keys, referred to by index from ARGV:
 --   spent:d, spent:w, spent:m (consecutive)  hash <kind>/<id> -> committed nano-USD
---   seen    hash  fingerprint -> "<partition>:<offset>" of its first application, or "direct"
+--   seen    the name of a duplicate-window shard, without its generation (the script appends
+--           ":<generation>", the half window of arrival by Redis's clock; the names share the org's
+--           hash tag):
+--           hash  fingerprint -> content digest (8 bytes) .. "<partition>:<offset>" of the first copy
+--           applied, or .. "direct"
 --   stages  hash  <field>/<period key>/<stage> -> "<partition>:<offset>" (or "direct") that crossed it
 -- ARGV[1] number of events, ARGV[2] the duplicate window (s), ARGV[3] the events' fields, each followed
 -- by a tab, ARGV[4] the events' fingerprints (16 bytes each, in event order), ARGV[5] the period groups,
--- ARGV[6] the subject groups (fields each followed by a tab, as in ARGV[3]).
---   per event, in ARGV[3]: request_id ('' for none), cost (nano-USD), end of its UTC hour of occurrence
---   (unix s), its period group, its subject group (each counted from 1), partition ('' outside the
---   stream), offset, index of its seen key in KEYS
+-- ARGV[6] the subject groups (fields each followed by a tab, as in ARGV[3]), ARGV[7] the events' content
+-- digests (8 bytes each, in event order; eight zero bytes: not known, never a conflict).
+--   per event, in ARGV[3]: request_id ('' for none), cost (nano-USD), its period group, its subject
+--   group (each counted from 1), partition ('' outside the stream), offset, index of its seen key in KEYS
 --   per period group, in ARGV[5]: spent:d, spent:w, spent:m expire at (unix s), period keys
 --   "<day>|<week>|<month>", index of spent:d in KEYS, index of stages
 --   per subject group, in ARGV[6]: number of scopes, the scopes "<kind>/<id>"
 -- Reply per event: outcome, released, sink, n, then n crossings of (field, stage, limit, spent after)
---   outcome 1 applied now; 0 duplicate of another event; -1 this offset was applied before
---   (a redelivery). sink is 1 when this event is the one to store (so a redelivery is stored if it
---   was not yet). When the org's state is not loaded the reply is {-2} and nothing is written: the
---   worker restores the state first (it never counts on top of lost counters).
--- The duplicate window of an event runs from the later of its hour's end and its arrival, by
--- Redis's clock, never the caller's. An event whose fingerprint records its own partition and
--- offset, above the watermark, is this very event after a rebuild lowered the watermark (Redis's
--- counters were rebuilt without it): it is applied, not taken for a duplicate of itself."""
+--   outcome 1 applied now; 0 duplicate of another event (the same content); -1 this offset was
+--   applied before (a redelivery); -3 a copy of an event applied before whose content differs (a
+--   conflict, never counted), and then one more element: where the first copy was applied
+--   ("<partition>:<offset>" or "direct"). sink is 1 when this event is the one to store (so a
+--   redelivery is stored if it was not yet). When the org's state is not loaded the reply is {-2} and
+--   nothing is written: the worker restores the state first (it never counts on top of lost counters).
+-- Duplicates are found by (org, event_id) alone, whatever time a copy carries. The window is measured
+-- from arrival by Redis's clock: a fingerprint is kept in the generation of its arrival (half a window
+-- long) and looked up in the current and the two before, so a copy is recognised for at least one
+-- window and at most one and a half after the first copy arrived. An event whose fingerprint records
+-- its own partition and offset, above the watermark, is this very event after a rebuild lowered the
+-- watermark (Redis's counters were rebuilt without it): it is applied, not taken for a duplicate."""
     + COMMON
+    + f"\nlocal GENERATIONS = {SEEN_GENERATIONS}\n"
     + """
 local now = now_ms()
 if redis.call('HEXISTS', KEYS[7], 'loaded') == 0 then
@@ -43,6 +54,10 @@ if redis.call('HEXISTS', KEYS[7], 'loaded') == 0 then
 end
 local now_s = math.floor(now / 1000)
 local window = tonumber(ARGV[2])
+local span = window / GENERATIONS
+local generation = math.floor(now_s / span)
+local current_suffix = ':' .. generation
+local NO_DIGEST = string.rep(string.char(0), 8)
 expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE)
 -- What the batch changes is gathered here and written once at the end (the script is atomic, so no
 -- one sees the difference): a watermark per partition, one HINCRBY per counter and scope touched,
@@ -53,7 +68,7 @@ local bases = {}                    -- spent key -> scope -> counter before, rea
 local budgets_of = {}               -- scope -> {daily, weekly, monthly} budget values (false: none)
 local expiries = {}                 -- key -> unix s, the first asked for in the batch
 local out = {}
-local applied, duplicates = 0, 0
+local applied, duplicates, conflicts = 0, 0, 0
 local EXACT = 9007199254740992      -- 2^53
 
 local function mark_of(partition)
@@ -89,16 +104,48 @@ local function table_of(map, key)
   return found
 end
 
+-- The first copy of a fingerprint within the window, and the generation key it is kept in (or the
+-- current one when there is none).
+local function first_copy(seen, fingerprint)
+  local key = seen .. current_suffix
+  local found = redis.call('HGET', key, fingerprint)
+  local back = 1
+  while not found and back <= GENERATIONS do
+    found = redis.call('HGET', seen .. ':' .. (generation - back), fingerprint)
+    back = back + 1
+  end
+  return found, key
+end
+
+-- Two copies conflict when both contents are known and differ.
+local function conflicting(first, digest)
+  local kept = string.sub(first, 1, 8)
+  return kept ~= digest and kept ~= NO_DIGEST and digest ~= NO_DIGEST
+end
+
+local function conflict(first, released, counted)
+  if counted then
+    conflicts = conflicts + 1
+  end
+  out[#out + 1] = -3; out[#out + 1] = released; out[#out + 1] = 0; out[#out + 1] = 0
+  out[#out + 1] = string.sub(first, 9)
+end
+
 -- Each event's reply is appended to out. g is the event's period group: {spent:d, spent:w, spent:m
 -- expiries, period keys, the spent keys {d, w, m}, the stages key, their deltas {d, w, m}, their bases
 -- {d, w, m}, used: an event of it was applied}.
-local function settle(request_id, cost, fingerprint, hour_end, g, scopes, partition, offset_text, seen)
+local function settle(request_id, cost, fingerprint, digest, g, scopes, partition, offset_text, seen)
   local origin = 'direct'
   if partition ~= '' then
     origin = partition .. ':' .. offset_text
     local offset = tonumber(offset_text)
     if offset <= mark_of(partition) then
-      if redis.call('HGET', seen, fingerprint) ~= origin then
+      local first = first_copy(seen, fingerprint)
+      if not first or string.sub(first, 9) ~= origin then
+        if first and conflicting(first, digest) then
+          conflict(first, 0, false)  -- said again, for a dead letter that may not have been sent
+          return
+        end
         out[#out + 1] = -1; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 0
         return
       end
@@ -133,9 +180,15 @@ local function settle(request_id, cost, fingerprint, hour_end, g, scopes, partit
     end
   end
 
-  local fresh = redis.call('HSETNX', seen, fingerprint, origin) == 1
-  expire_once(seen, math.max(hour_end, now_s) + window)
-  if not fresh and (origin == 'direct' or redis.call('HGET', seen, fingerprint) ~= origin) then
+  local first, key = first_copy(seen, fingerprint)
+  if not first then
+    redis.call('HSET', key, fingerprint, digest .. origin)
+    expire_once(key, (generation + GENERATIONS + 1) * span)
+  elseif origin == 'direct' or string.sub(first, 9) ~= origin then
+    if conflicting(first, digest) then
+      conflict(first, released, true)
+      return
+    end
     duplicates = duplicates + 1
     out[#out + 1] = 0; out[#out + 1] = released; out[#out + 1] = 0; out[#out + 1] = 0
     return
@@ -230,12 +283,12 @@ while at <= fields do
 end
 
 local F = split(ARGV[3])
-local prints = ARGV[4]
+local prints, digests = ARGV[4], ARGV[7]
 for e = 1, tonumber(ARGV[1]) do
-  local f = e * 8 - 8
+  local f = e * 7 - 7
   settle(
-    F[f + 1], tonumber(F[f + 2]), string.sub(prints, e * 16 - 15, e * 16), tonumber(F[f + 3]),
-    periods[tonumber(F[f + 4])], subjects[tonumber(F[f + 5])], F[f + 6], F[f + 7], KEYS[tonumber(F[f + 8])]
+    F[f + 1], tonumber(F[f + 2]), string.sub(prints, e * 16 - 15, e * 16), string.sub(digests, e * 8 - 7, e * 8),
+    periods[tonumber(F[f + 3])], subjects[tonumber(F[f + 4])], F[f + 5], F[f + 6], KEYS[tonumber(F[f + 7])]
   )
 end
 -- a period's counters and stage marks expire after it, once an event of it was applied
@@ -263,6 +316,9 @@ if applied > 0 then
 end
 if duplicates > 0 then
   redis.call('HINCRBY', KEYS[5], 'duplicate', duplicates)
+end
+if conflicts > 0 then
+  redis.call('HINCRBY', KEYS[5], 'conflict', conflicts)
 end
 return out
 """

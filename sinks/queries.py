@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sinks.schema import DIMENSIONS, validate_database
+from sinks.tables import UsageRow
 
 __all__ = [
     "Narrow",
@@ -282,11 +283,14 @@ def orgs_since(database: str, since: datetime) -> Query:
 
 
 def ingested_since(database: str, since: datetime) -> Query:
-    """What the duplicate window must remember: events ingested since ``since``."""
+    """What the duplicate window must remember: the rows of the events ingested since ``since`` (every
+    column of :class:`~sinks.tables.UsageRow`, in its order, for their content digests), then when each
+    was ingested. If one event was stored twice, the first stored is the one kept."""
     db = validate_database(database)
+    columns = ", ".join(UsageRow._fields)
     return (
-        f"SELECT org_id, event_id, occurred_at, kafka_partition, kafka_offset FROM {db}.usage_events "
-        "WHERE ingested_at >= {since:DateTime64(3, 'UTC')}",
+        f"SELECT {columns}, ingested_at FROM {db}.usage_events WHERE ingested_at >= {{since:DateTime64(3, 'UTC')}} "
+        "ORDER BY ingested_at DESC",
         {"since": since},
     )
 

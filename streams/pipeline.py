@@ -33,7 +33,7 @@ from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
 from sinks.tables import UsageRow, usage_row
 from streams.metrics import WorkerMetrics
-from streams.processing import Bounds, DeadLetter, Message, Rated, alert_record, process_batch
+from streams.processing import Bounds, DeadLetter, Message, Rated, alert_record, conflict_letter, process_batch
 
 __all__ = ["Applier", "Pipeline", "Store"]
 
@@ -304,6 +304,10 @@ class Pipeline:
                     self._alert_unpriced(item, deliveries)
             elif result.duplicate or result.stale:
                 counts[1 if result.duplicate else 2] += 1
+            elif result.conflict_with is not None:
+                letter = conflict_letter(item, result.conflict_with)
+                self.metrics.dead_lettered.labels(letter.field).inc()
+                deliveries.append(self._dead_letter(letter))
             if result.sink and item.offset > self.ch_watermarks.get(item.partition, -1):
                 rows.append(usage_row(item.event, item.cost_nanos, item.price_source, item.partition, item.offset))
                 stored.append(item)

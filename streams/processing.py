@@ -16,13 +16,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from enforcement.decision import StageCrossing
 from schemas.alerts import BudgetStage, encode_alert
 from schemas.events import MAX_COST_NANOS, EventError, UsageEvent, decode_event
 from schemas.money import format_usd
 from schemas.pricing import PriceCatalogue, UnpricedModelError, rate
 
-__all__ = ["DLQ_PAYLOAD_BYTES", "Bounds", "DeadLetter", "Message", "Rated", "alert_record", "process_batch"]
+__all__ = [
+    "DLQ_PAYLOAD_BYTES",
+    "Bounds",
+    "DeadLetter",
+    "Message",
+    "Rated",
+    "alert_record",
+    "conflict_letter",
+    "process_batch",
+]
 
 DLQ_PAYLOAD_BYTES = 16 * 1024  # a dead letter carries at most this much of the original record
 
@@ -130,6 +141,17 @@ def process_batch(
             )
         )
     return rated, dead
+
+
+def conflict_letter(rated: Rated, first: str) -> DeadLetter:
+    """A copy of an event applied before, whose content differs: never charged, dead-lettered naming where
+    the first copy was read (``<partition>:<offset>``). The record is the event as decoded, re-encoded."""
+    where = f"partition {first.replace(':', ' offset ', 1)}" if first != "direct" else "a direct settle"
+    reason = (
+        f"conflicting duplicate: event_id {rated.event.event_id} was first applied from {where} with other "
+        "content (time, cost, tokens, user or another field); this copy is not charged"
+    )
+    return DeadLetter(msgspec.json.encode(rated.event), "$.event_id", reason, rated.partition, rated.offset)
 
 
 def alert_record(rated: Rated, crossing: StageCrossing, period_key: str) -> tuple[bytes, bytes]:

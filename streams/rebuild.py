@@ -29,10 +29,12 @@ from enforcement.budget_store import apply_budgets
 from enforcement.connect import all_nodes, run_id
 from enforcement.core import DUPLICATE_WINDOW_S, SPENT_RETENTION_S
 from enforcement.keys import KeyLayout, PeriodKeys, fingerprint
+from enforcement.settle_script import SEEN_GENERATIONS
 from schemas.budgets import OrgConfig, Period, period_bounds
 from schemas.config_records import ConfigState
 from schemas.settings import Settings
 from sinks import queries
+from sinks.tables import UsageRow, content_digest
 from sinks.usage_store import UsageStore
 from streams.clients import sync_redis
 
@@ -170,18 +172,28 @@ def _counters(client: Any, store: UsageStore, layout: KeyLayout, org: OrgConfig,
 
 
 def _duplicate_window(client: Any, store: UsageStore, layout: KeyLayout, now: datetime) -> int:
-    """The fingerprints of the events ingested within the window, each under the origin it was counted from:
-    one HSET and one EXPIREAT per bucket, in large pipelines."""
-    expire_at = int(now.timestamp()) + DUPLICATE_WINDOW_S
-    rows = store.query(*queries.ingested_since(store.database, now - timedelta(seconds=DUPLICATE_WINDOW_S)))
-    buckets: dict[str, dict[bytes, str]] = {}
-    for org_id, event_id, occurred_at, partition, offset in rows:
-        print_ = fingerprint(event_id)
-        buckets.setdefault(layout.seen(org_id, occurred_at, print_), {})[print_] = f"{partition}:{offset}"
+    """The fingerprints of the events ingested within the generations SETTLE still looks in, each in the
+    generation of its arrival (when ClickHouse stored it, the nearest record of arrival there is), under
+    its content digest and the origin it was counted from: one HSET and one EXPIREAT per bucket, in large
+    pipelines."""
+    span = DUPLICATE_WINDOW_S // SEEN_GENERATIONS
+    oldest = (int(now.timestamp()) // span - SEEN_GENERATIONS) * span  # the oldest generation looked in
+    rows = store.query(*queries.ingested_since(store.database, datetime.fromtimestamp(oldest, UTC)))
+    buckets: dict[str, dict[bytes, bytes]] = {}
+    expiries: dict[str, int] = {}
+    for values in rows:
+        row, ingested_at = UsageRow(*values[:-1]), values[-1]
+        at = ingested_at if ingested_at.tzinfo else ingested_at.replace(tzinfo=UTC)
+        generation = int(at.timestamp()) // span
+        print_ = fingerprint(row.event_id)
+        key = layout.seen_generation(row.org_id, print_, generation)
+        origin = f"{row.kafka_partition}:{row.kafka_offset}".encode()
+        buckets.setdefault(key, {})[print_] = content_digest(row) + origin
+        expiries[key] = (generation + SEEN_GENERATIONS + 1) * span
     pipe = client.pipeline(transaction=False)
     for count, (key, mapping) in enumerate(buckets.items(), start=1):
         pipe.hset(key, mapping=mapping)
-        pipe.expireat(key, expire_at)
+        pipe.expireat(key, expiries[key])
         if count % _BATCH == 0:
             pipe.execute()
     pipe.execute()

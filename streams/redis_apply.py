@@ -4,7 +4,7 @@ Every event goes through the same ``SETTLE`` script that settles proxy
 reservations, with its partition and offset, so a redelivery is recognised
 exactly (the per-org, per-partition offset watermark lives with the counters)
 and a second event with the same ``event_id`` within the window is a
-duplicate. One pipeline round trip per batch.
+duplicate, or, when its content differs, a conflict that is dead-lettered. One pipeline round trip per batch.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from enforcement.connect import is_cluster
 from enforcement.decision import SettleResult
 from enforcement.keys import KeyLayout, PeriodKeys, Subject
 from enforcement.scripts import SETTLE
+from sinks.tables import content_digest, usage_row
 from streams.processing import Rated
 
 __all__ = ["RedisApplier"]
@@ -139,6 +140,7 @@ class RedisApplier:
                             event.request_id,
                             rated.partition,
                             rated.offset,
+                            content_digest(usage_row(event, rated.cost_nanos, "", rated.partition, rated.offset)),
                         )
                     )
                 calls.append(core.settle_batch_call(self.layout, items, self.window_s))

@@ -25,9 +25,12 @@ def _call(
     when: datetime,
     partition: int | None,
     offset: int | None,
+    digest: bytes = core.NO_DIGEST,
 ) -> core.ScriptCall:
     periods = PeriodKeys.at(when, timezone)
-    return core.settle_call(layout, subject, event_id, when, cost, periods, request_id, partition, offset)
+    return core.settle_call(
+        layout, subject, event_id, when, cost, periods, request_id, partition, offset, digest=digest
+    )
 
 
 def _zone(raw: Any) -> str:
@@ -53,12 +56,13 @@ class Settler:
         occurred_at: datetime | None = None,
         partition: int | None = None,
         offset: int | None = None,
+        digest: bytes = core.NO_DIGEST,
     ) -> SettleResult:
         settings = self.layout.org_settings(subject.org_id)
         self.client.hsetnx(settings, "loaded", "default")  # as the worker does for an org without config
         zone = _zone(self.client.hget(settings, "tz"))
         when = occurred_at or self.at
-        call = _call(self.layout, zone, subject, event_id, cost, request_id, when, partition, offset)
+        call = _call(self.layout, zone, subject, event_id, cost, request_id, when, partition, offset, digest)
         return core.parse_settle(self.script(keys=call.keys, args=call.args))
 
 

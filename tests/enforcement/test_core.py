@@ -67,9 +67,9 @@ def test_every_key_of_an_org_shares_its_hash_tag() -> None:
     assert call.args[:2] == [1, core.DUPLICATE_WINDOW_S]  # events, then the window
     fields = str(call.args[2]).split("\t")
     assert fields[-1] == ""  # every field ends with a tab
-    hour_end = str(int(datetime(2024, 5, 17, 13, tzinfo=UTC).timestamp()))
-    assert fields[:-1] == ["r1", "5", hour_end, "1", "1", "3", "10", "12"]
+    assert fields[:-1] == ["r1", "5", "1", "1", "3", "10", "12"]  # no time of its own: copies are found by id
     assert call.args[3] == fingerprint("e1")  # the fingerprints, apart: they are raw bytes
+    assert call.args[6] == core.NO_DIGEST  # and the content digests (none known for a direct call)
     group = str(call.args[4]).split("\t")
     assert group[3:6] == ["2024-05-17|2024-W20|2024-05", "8", "11"]  # period keys; Lua's index of spent:d, stages
     assert call.keys[11 - 1] == "ss:{acme}:stages:2024-05" and call.keys[12 - 1].startswith("ss:{acme}:seen:")
@@ -90,8 +90,8 @@ def test_a_batch_shares_keys_and_refuses_mixed_orgs() -> None:
     items = [core.SettleItem(SUBJECT, f"e{i}", at, 5, PERIODS, None, 0, i) for i in range(3)]
     call = core.settle_batch_call(LAYOUT, items)
     assert call.args[0] == 3
-    assert len(call.args) == 6  # the count, the window, every event's fields, their fingerprints, the groups
-    assert str(call.args[2]).count("\t") == 3 * 8  # the three events share one period and one subject group
+    assert len(call.args) == 7  # the count, the window, events' fields, fingerprints, the groups, digests
+    assert str(call.args[2]).count("\t") == 3 * 7  # the three events share one period and one subject group
     assert str(call.args[4]).count("\t") == 6 and str(call.args[5]).count("\t") == 1 + len(SUBJECT.scopes())
     assert call.args[3] == b"".join(fingerprint(f"e{i}") for i in range(3))
     assert len(call.keys) == len(set(call.keys))

@@ -11,7 +11,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enforcement.keys import KeyLayout, PeriodKeys, Subject
+from enforcement.core import DUPLICATE_WINDOW_S, NO_DIGEST
+from enforcement.keys import KeyLayout, PeriodKeys, Subject, fingerprint
+from enforcement.settle_script import SEEN_GENERATIONS
 from tests.enforcement.settle import Settler
 
 pytestmark = pytest.mark.stack
@@ -58,10 +60,11 @@ def test_a_producer_resend_much_later_is_still_a_duplicate(redis_client: redis.R
     late = datetime.now(UTC) - timedelta(days=3)  # a late event: its hour ended long ago
     assert settle(ADA, "late-1", 5, occurred_at=late, partition=0, offset=1).applied
     layout = KeyLayout(key_prefix)
-    from enforcement.keys import fingerprint
-
-    ttl = redis_client.ttl(layout.seen("acme", late, fingerprint("late-1")))
-    assert 23 * 3600 < ttl <= 24 * 3600  # remembered for the window from now, not from its hour
+    span = DUPLICATE_WINDOW_S // SEEN_GENERATIONS
+    generation = int(redis_client.time()[0]) // span
+    ttl = redis_client.ttl(layout.seen_generation("acme", fingerprint("late-1"), generation))
+    # kept while SETTLE looks in its generation: at least one window from now, at most one and a half
+    assert DUPLICATE_WINDOW_S < ttl <= DUPLICATE_WINDOW_S + span
     assert settle(
         ADA, "late-1", 5, occurred_at=late.astimezone(timezone(timedelta(hours=5))), partition=0, offset=2
     ).duplicate
@@ -86,3 +89,84 @@ def test_a_redelivery_after_a_rebuild_lowered_the_watermark_is_counted(
     # a genuine second copy (another offset) is still a duplicate, and a redelivery of the same offset too
     assert settle(ADA, "in-flight", 300, occurred_at=at, partition=3, offset=101).duplicate
     assert settle(ADA, "in-flight", 300, occurred_at=at, partition=3, offset=100).stale
+
+
+def digest_of(at: datetime, cost: int, user: str = "ada") -> bytes:
+    """The content digest the worker computes, for an event of ``user`` at ``at`` costing ``cost``."""
+    from schemas.events import UsageEvent
+    from sinks.tables import content_digest, usage_row
+
+    event = UsageEvent(
+        event_id="x", occurred_at=at, org_id="acme", user_id=user, feature="chat", provider="openai", model="gpt-4o"
+    )
+    return content_digest(usage_row(event, cost, "catalogue", 0, 0))
+
+
+RETRIES = st.lists(
+    st.tuples(
+        st.integers(-3_600_000, 3_600_000),  # how far (ms) the retry's stamp is from the first's
+        st.integers(0, 7),  # its partition
+        st.booleans(),  # the same stamp and cost (a resend), or built again (a re-stamped retry)
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(at=NEAR_BOUNDARIES, days=st.integers(0, 1), zone=OFFSETS, retries=RETRIES)
+def test_a_retried_event_is_charged_once_whatever_its_timestamp(
+    redis_client: redis.Redis,
+    key_prefix: str,
+    at: datetime,
+    days: int,
+    zone: timezone,
+    retries: list[tuple[int, int, bool]],
+) -> None:
+    """A producer that builds the event again on retry stamps it anew: the same event_id at 11:59:59.9Z and
+    12:00:00.2Z was charged twice. Copies are found by (org, event_id) alone: one that repeats the first is
+    a duplicate, one whose content differs is a conflict naming the first; neither is charged."""
+    settle = Settler(redis_client, key_prefix)
+    layout = KeyLayout(key_prefix)
+    first_at = (at - timedelta(days=days)).astimezone(zone)
+    event_id = f"retry-{next(OFFSETS_SEEN)}"
+    first_offset = next(OFFSETS_SEEN)
+    before = _user_total(redis_client, layout, first_at)
+    one = settle(ADA, event_id, 700, occurred_at=first_at, partition=2, offset=first_offset,
+                 digest=digest_of(first_at, 700))  # fmt: skip
+    assert one.applied and one.sink
+    for shift_ms, partition, resend in retries:
+        stamp = first_at if resend else first_at + timedelta(milliseconds=shift_ms)
+        copy = settle(ADA, event_id, 700, occurred_at=stamp, partition=partition, offset=next(OFFSETS_SEEN),
+                      digest=digest_of(stamp, 700))  # fmt: skip
+        assert not copy.applied and not copy.sink
+        if stamp == first_at:
+            assert copy.duplicate and copy.conflict_with is None
+        else:
+            assert copy.conflict_with == f"2:{first_offset}" and not copy.duplicate
+    assert _user_total(redis_client, layout, first_at) - before == 700  # charged once, in the first's month
+
+
+def _user_total(client: redis.Redis, layout: KeyLayout, at: datetime) -> int:
+    return int(client.hget(layout.spent("acme", PeriodKeys.at(at, "UTC"))[2], "user/ada") or 0)
+
+
+def test_a_copy_is_found_in_the_previous_generation_and_a_conflict_is_said_again_on_redelivery(
+    redis_client: redis.Redis, key_prefix: str
+) -> None:
+    settle = Settler(redis_client, key_prefix)
+    layout = KeyLayout(key_prefix)
+    now = datetime.now(UTC)
+    generation = int(redis_client.time()[0]) // (DUPLICATE_WINDOW_S // SEEN_GENERATIONS)
+    # the first copy arrived most of a window ago (the oldest generation looked in), from partition 1 offset 10
+    yesterday = layout.seen_generation("acme", fingerprint("gen-1"), generation - SEEN_GENERATIONS)
+    redis_client.hset(yesterday, fingerprint("gen-1"), digest_of(now, 5) + b"1:10")
+    assert settle(ADA, "gen-1", 5, occurred_at=now, partition=1, offset=20, digest=digest_of(now, 5)).duplicate
+    other = settle(ADA, "gen-1", 6, occurred_at=now, partition=1, offset=21, digest=digest_of(now, 6))
+    assert other.conflict_with == "1:10"
+    # the same conflicting copy redelivered (its offset is below the watermark now): the conflict again,
+    # so that a dead letter lost in a crash is sent; an unknown content is never a conflict
+    again = settle(ADA, "gen-1", 6, occurred_at=now, partition=1, offset=21, digest=digest_of(now, 6))
+    assert again.conflict_with == "1:10"
+    assert settle(ADA, "gen-1", 6, occurred_at=now, partition=1, offset=22, digest=NO_DIGEST).duplicate
+    assert int(redis_client.hget(layout.stats("acme"), "conflict") or 0) == 1
