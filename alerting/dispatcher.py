@@ -39,7 +39,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from alerting.channels import DeliveryError, Senders
 from alerting.enrich import Enricher
-from alerting.plan import Delivery, Plan, TokenBucket, budget_of, delivery_digest, plan, quiet
+from alerting.plan import Delivery, Plan, TokenBucket, budget_of, delivery_digest, of_closed_period, plan, quiet
 from alerting.render import AlertView, view_of
 from bus.topics import Send
 from enforcement.keys import KeyLayout
@@ -58,7 +58,9 @@ from schemas.settings import AlertSettings
 from sinks.tables import ALERT_HISTORY, AlertHistoryRow
 from sinks.usage_store import UsageStore
 
-__all__ = ["AlertDispatcher", "AlertMetrics"]
+__all__ = ["LATE", "AlertDispatcher", "AlertMetrics"]
+
+LATE = "late_not_sent"  # a stage of a period that had ended: recorded, not sent (the org's notify_closed_periods)
 
 log = logging.getLogger("spendstream.alerts")
 
@@ -151,7 +153,11 @@ class AlertDispatcher:
             self.metrics.deliveries.labels(channel.type.value, "duplicate").inc()
             return "duplicate"
         attempts, error = 0, ""
-        if quiet(alert, channel, datetime.now(UTC)):
+        org = self.config.orgs.get(alert.org_id)
+        notify_closed, timezone = (org.notify_closed_periods, org.timezone) if org else (False, "UTC")
+        if not notify_closed and of_closed_period(alert, timezone):
+            outcome = LATE
+        elif quiet(alert, channel, datetime.now(UTC)):
             outcome = "suppressed_quiet_hours"
         elif not self._bucket(channel.org_id, channel.name, channel.rate_per_minute).take(time.monotonic()):
             outcome = "suppressed_rate_limit"

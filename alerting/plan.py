@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.alerts import Alert, BudgetStage, Resolved, Severity, severity_of
-from schemas.budgets import Budget
+from schemas.budgets import Budget, Period, period_key
 from schemas.channels import ChannelSpec, Routing
 
 __all__ = ["Delivery", "Plan", "TokenBucket", "budget_of", "delivery_digest", "plan", "quiet"]
@@ -79,6 +79,19 @@ def quiet(alert: Alert, channel: ChannelSpec, at: datetime) -> bool:
     if channel.quiet_hours is None:
         return False
     return severity_of(alert) is not Severity.CRITICAL and channel.quiet_hours.contains(at)
+
+
+def of_closed_period(alert: Alert, timezone: str) -> bool:
+    """True for a budget stage crossed in a period that had ended when the event that crossed it was
+    applied (a backfill of last month, a late event): worth recording, not worth waking anyone for."""
+    if not isinstance(alert, BudgetStage) or not alert.period or not alert.period_key:
+        return False
+    try:
+        applied = datetime.fromisoformat(alert.detected_at)
+        current = period_key(applied, Period(alert.period), timezone)
+    except ValueError:
+        return False
+    return alert.period_key < current  # period keys sort in time: 2026-10 < 2026-11, 2026-W09 < 2026-W10
 
 
 def delivery_digest(dedup_key: str, channel: ChannelSpec, target: str) -> str:

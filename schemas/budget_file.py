@@ -6,6 +6,7 @@ orgs:
     on_redis_unavailable: closed     # closed (deny, the default) | open (allow, counted)
     min_estimate: "0.000001"         # USD; the smallest reservation (default 1,000 nano-USD)
     unpriced_models: deny            # deny (a model without a price is refused under a hard cap) | allow
+    notify_closed_periods: false     # true: also send stage alerts of periods that had ended (a backfill)
 budgets:
   - org: acme
     scope: department                # org | department | user | feature | model | provider | apikey
@@ -132,7 +133,14 @@ def parse_budget_spec(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budg
 
 
 _SPEC_FIELD = {"org_id": "org", "scope_id": "id", "limit_nanos": "limit", "timezone": "org"}
-_ORG_KEYS = {"timezone", "on_redis_unavailable", "min_estimate", "unpriced_models", "chargeback"}
+_ORG_KEYS = {
+    "timezone",
+    "on_redis_unavailable",
+    "min_estimate",
+    "unpriced_models",
+    "chargeback",
+    "notify_closed_periods",
+}
 
 
 def _org(org_id: str, spec: Any) -> OrgConfig:
@@ -160,8 +168,11 @@ def _org(org_id: str, spec: Any) -> OrgConfig:
             chargeback = parse_chargeback(spec["chargeback"], f"{where}.chargeback")
         except ChargebackError as exc:
             raise BudgetFileError(exc.field, exc.reason) from None
+    late = spec.get("notify_closed_periods", False)
+    if not isinstance(late, bool):
+        raise BudgetFileError(f"{where}.notify_closed_periods", "true or false")
     try:
-        return OrgConfig(org_id, str(spec.get("timezone", "UTC")), policy, floor, unpriced, chargeback)
+        return OrgConfig(org_id, str(spec.get("timezone", "UTC")), policy, floor, unpriced, chargeback, late)
     except BudgetError as exc:
         raise BudgetFileError(where, str(exc)) from None
 

@@ -77,8 +77,9 @@ the limit would be admitted."""
 @dataclass(frozen=True, slots=True)
 class OrgConfig:
     """What spendstream keeps of an org: where its periods are cut, what to do when Redis is down,
-    the smallest estimate a reservation holds, and whether a model without a price may run where a
-    hard cap applies (it cannot be estimated)."""
+    the smallest estimate a reservation holds, whether a model without a price may run where a
+    hard cap applies (it cannot be estimated), and whether a budget stage crossed in a period that had
+    already ended (a backfill, a late event) is sent, or only recorded as late (the default)."""
 
     org_id: str
     timezone: str = "UTC"
@@ -86,6 +87,7 @@ class OrgConfig:
     min_estimate_nanos: int = DEFAULT_MIN_ESTIMATE_NANOS
     unpriced_models: str = "deny"  # deny: refused under a hard cap (the default) | allow: reserved at the floor
     chargeback: Chargeback | None = None  # cost centres and the rule for spend no department owns
+    notify_closed_periods: bool = False  # send stage alerts of periods that ended before their events arrived
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.org_id):

@@ -61,6 +61,8 @@ def org_record(org: OrgConfig) -> ConfigRecord:
     }
     if org.chargeback is not None:
         body["chargeback"] = org.chargeback.body()
+    if org.notify_closed_periods:
+        body["notify_closed_periods"] = True
     return ConfigRecord(f"org/{org.org_id}", json.dumps(body).encode())
 
 
@@ -155,6 +157,7 @@ def parse_org(key: str, value: bytes) -> OrgConfig:
         int(body.get("min_estimate_nanos", DEFAULT_MIN_ESTIMATE_NANOS)),
         body.get("unpriced_models", "deny"),
         parse_chargeback(body["chargeback"], f"{key}.chargeback") if "chargeback" in body else None,
+        body.get("notify_closed_periods", False) is True,
     )
 
 

@@ -150,3 +150,20 @@ def test_a_projection_says_the_interval_the_chance_and_the_runout() -> None:
     assert facts["Spent"] == "$60.00 of $100.00 (60.0%)"
     assert facts["Projected period end"] == "$120.00 (P10 $90.00 to P90 $150.00)"
     assert (facts["Chance of exceeding"], facts["Budget runs out"]) == ("93%", "2026-11-26")
+
+
+def test_a_stage_of_a_period_that_had_ended_is_of_a_closed_period() -> None:
+    from alerting.plan import of_closed_period
+
+    def stage(period: str, key: str, applied: str) -> BudgetStage:
+        return BudgetStage(org_id="acme", scope="department/eng", period=period, period_key=key, stage=50,
+                           detected_at=applied)  # fmt: skip
+
+    assert of_closed_period(stage("monthly", "2026-10", "2026-12-04T10:00:00+00:00"), "UTC")
+    assert not of_closed_period(stage("monthly", "2026-12", "2026-12-04T10:00:00+00:00"), "UTC")
+    # cut in the org's time zone: 23:30 UTC on Nov 30 is already December in Berlin
+    assert of_closed_period(stage("monthly", "2026-11", "2026-11-30T23:30:00+00:00"), "Europe/Berlin")
+    assert not of_closed_period(stage("monthly", "2026-11", "2026-11-30T23:30:00+00:00"), "UTC")
+    assert of_closed_period(stage("weekly", "2026-W09", "2026-03-02T08:00:00+00:00"), "UTC")  # W10 began
+    assert of_closed_period(stage("daily", "2026-12-03", "2026-12-04T00:00:01+00:00"), "UTC")
+    assert not of_closed_period(stage("daily", "2026-12-05", "2026-12-04T23:30:00+00:00"), "UTC")  # ahead

@@ -118,3 +118,17 @@ def test_channels_resolve_secrets_where_the_worker_applies_them() -> None:
         ConfigState({}).apply(record)
     with pytest.raises(ValueError):
         routing_record("acme", {"default": "not-a-list"})
+
+
+def test_notify_closed_periods_goes_from_the_file_through_the_topic() -> None:
+    from schemas.budget_file import BudgetFileError, parse_budget_file
+    from schemas.config_records import org_record, parse_org
+
+    parsed = parse_budget_file("orgs:\n  acme: {notify_closed_periods: true}\n  globex: {}\n")
+    assert parsed.orgs["acme"].notify_closed_periods and not parsed.orgs["globex"].notify_closed_periods
+    for org in parsed.orgs.values():
+        record = org_record(org)
+        assert parse_org(record.key, record.value or b"") == org
+    with pytest.raises(BudgetFileError) as info:
+        parse_budget_file("orgs:\n  acme: {notify_closed_periods: sometimes}\n")
+    assert info.value.field == "orgs.acme.notify_closed_periods"

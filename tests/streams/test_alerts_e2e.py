@@ -6,8 +6,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from enforcement.client import CapClient
@@ -307,3 +308,49 @@ budgets:
     time.sleep(2.0)
     assert len(http.on("/v2/enqueue")) == 2 and len(http.on("/slack/")) == 1  # each once
     assert deployment.redis().hlen(deployment.layout.alerts_open("acme")) == 0
+
+
+def test_a_replay_of_last_month_records_its_stages_late_and_pages_nobody(
+    deployment: Deployment, receivers: tuple[Receivers, object]
+) -> None:
+    """`make run` replays 60 days of history: stages of months long closed reached the inbox minutes after
+    start. A crossing in a period that ended before its event was applied is recorded as late, not sent;
+    one of the current period is sent; an org that sets notify_closed_periods gets both."""
+    http, (controller, _) = receivers
+    alert_env(deployment, http, controller.port)  # type: ignore[attr-defined]
+    budgets = """
+budgets:
+  - {org: acme, scope: department, id: eng, period: monthly, limit: "1.00", stages: [50], alerts: {50: [eng-slack]}}
+  - {org: globex, scope: department, id: eng, period: monthly, limit: "1.00", stages: [50], alerts: {50: [gx]}}
+"""
+    gx = f'  globex:\n    gx: {{type: slack, url: "{http.url}/slack/globex"}}\n'
+    apply(deployment, channels(http) + gx + "orgs:\n  globex: {notify_closed_periods: true}\n" + budgets)
+    deployment.start_worker()
+    now = datetime.now(UTC)
+    last_month = (now.replace(day=1) - timedelta(days=1)).replace(day=10, hour=12, tzinfo=UTC)
+    tag = uuid.uuid4().hex[:8]
+    replay = [
+        msgspec.structs.replace(event, occurred_at=last_month, org_id=org, event_id=f"{org}-{event.event_id}")
+        for org in ("acme", "globex")
+        for event in spend(2, f"{tag}-old")  # $0.60 of last month: its 50 % stage
+    ]
+    deployment.send(replay)
+    deployment.wait_for(lambda: deployment.ch_rows() == 4, 60, "the replay in ClickHouse")
+    db = deployment.settings.clickhouse.database
+
+    def outcomes(org: str, period_key: str) -> list[str]:
+        return [
+            row[0]
+            for row in deployment.ch()
+            .query(f"SELECT outcome FROM {db}.alert_history WHERE org_id = '{org}' AND period_key = '{period_key}'")
+            .result_rows
+        ]
+
+    month_before = f"{last_month:%Y-%m}"
+    deployment.wait_for(lambda: outcomes("acme", month_before) == ["late_not_sent"], 60, "acme's late stage recorded")
+    deployment.wait_for(lambda: outcomes("globex", month_before) == ["sent"], 60, "globex's late stage sent")
+    assert http.on("/slack/eng") == []  # nobody at acme was paged for a month long closed
+    assert len(http.on("/slack/globex")) == 1  # globex asked for it
+    deployment.send(spend(2, f"{tag}-now"))  # this month's 50 % stage: sent as always
+    deployment.wait_for(lambda: len(http.on("/slack/eng")) == 1, 60, "the current month's stage sent")
+    deployment.wait_for(lambda: outcomes("acme", f"{now:%Y-%m}") == ["sent"], 30, "its history row")
