@@ -105,6 +105,7 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
         key_prefix=settings.redis.key_prefix,
         reservation_ttl_s=decision.reservation_ttl_s,
         on_redis_unavailable=decision.on_redis_unavailable,
+        unknown_orgs=decision.unknown_orgs,
     )
     topics = Topics(settings.kafka.topic_prefix)
     publisher = KafkaPublisher(settings.kafka.bootstrap, topics.usage, settings.kafka.compression)

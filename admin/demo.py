@@ -179,7 +179,7 @@ def _worker_env(inbox: Inbox, console_url: str) -> dict[str, str]:
         "SPENDSTREAM_ALERTS__SMTP_HOST": "127.0.0.1",
         "SPENDSTREAM_ALERTS__SMTP_PORT": str(inbox.port),
         "SPENDSTREAM_ALERTS__SMTP_SECURITY": "none",
-        "SPENDSTREAM_ALERTS__DASHBOARD_URL": f"{console_url}/billing",
+        "SPENDSTREAM_ALERTS__CONSOLE_URL": console_url,
         "SPENDSTREAM_INSIGHTS__FORECAST_EVERY_S": "5",
         "SPENDSTREAM_INSIGHTS__SPIKE_BUCKET_S": "2",
         "SPENDSTREAM_INSIGHTS__SPIKE_LAG_S": "1",

@@ -142,7 +142,7 @@ class AlertDispatcher:
 
     async def _in_order(self, group: list[tuple[Alert, Plan]]) -> None:
         for alert, planned in group:
-            view = view_of(alert, self.settings.dashboard_url)
+            view = view_of(alert, self.settings.console_url)
             await asyncio.gather(*(self._deliver(alert, view, d) for d in planned.deliveries))
 
     async def _deliver(self, alert: Alert, view: AlertView, delivery: Delivery) -> str:

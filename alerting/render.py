@@ -2,7 +2,7 @@
 
 Every channel says the same short, exact things: what happened, spent against
 the limit with the percentage, the projected month-end with its interval when
-a forecast exists, the top cost drivers, and a link to the dashboard.
+a forecast exists, the top cost drivers, and a link to the console page that shows it.
 Payload shapes follow each provider's documentation: Slack Block Kit, a Teams
 Adaptive Card in a message attachment (Workflows and connector webhooks both
 take it), PagerDuty Events API v2, and a plain-text-plus-HTML email.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import html
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
@@ -23,10 +24,13 @@ from schemas.alerts import (
     BudgetStage,
     CapDenied,
     ProjectedExceed,
+    Resolved,
     Severity,
     Spike,
+    UnconfiguredOrg,
     Unpriced,
     severity_of,
+    spike_comparison,
 )
 from schemas.money import format_usd
 
@@ -77,17 +81,21 @@ def _driver(driver: dict[str, Any]) -> str:
     return " / ".join(parts) + tail
 
 
+_TITLES = {  # what happened, after "<org>: "
+    CapDenied: "{scope} hit its hard cap; requests are being denied",
+    ProjectedExceed: "{scope} is projected to exceed its budget",
+    Spike: "usage spike on {scope}",
+    Unpriced: "{scope} has no price; its spend is not counted in full",
+    UnconfiguredOrg: "spend of an org no one configured is counted; no budget applies",
+}
+
+
 def _title(alert: Alert, scope: str) -> str:
     if isinstance(alert, BudgetStage):
         return f"{alert.org_id}: {scope} reached {alert.stage}% of its {alert.period or ''} budget".replace("  ", " ")
-    if isinstance(alert, CapDenied):
-        return f"{alert.org_id}: {scope} hit its hard cap; requests are being denied"
-    if isinstance(alert, ProjectedExceed):
-        return f"{alert.org_id}: {scope} is projected to exceed its budget"
-    if isinstance(alert, Spike):
-        return f"{alert.org_id}: usage spike on {scope}"
-    if isinstance(alert, Unpriced):
-        return f"{alert.org_id}: {scope} has no price; its spend is not counted in full"
+    title = _TITLES.get(type(alert))
+    if title is not None:
+        return f"{alert.org_id}: " + title.format(scope=scope)
     return f"{alert.org_id}: resolved: {scope}" + (f" ({alert.reason})" if alert.reason else "")
 
 
@@ -121,22 +129,61 @@ def _facts(alert: Alert) -> list[tuple[str, str]]:
     if isinstance(alert, ProjectedExceed):
         facts.extend(_projection(alert))
     if isinstance(alert, Spike):
-        observed, expected = alert.observed_nanos, alert.expected_nanos
-        ratio = f"{observed / expected:.1f}x" if expected else "no usual spend"
-        facts.append(("In the bucket", f"{_usd(observed)} against {_usd(expected)} expected ({ratio})"))
+        facts.append(("In the bucket", spike_comparison(alert.observed_nanos, alert.expected_nanos)))
     if isinstance(alert, CapDenied) and alert.reason:
         facts.append(("Denied", alert.reason))
     if isinstance(alert, Unpriced) and alert.reason:
         facts.append(("Why", alert.reason + "; add its price with spendstream prices import"))
+    if isinstance(alert, UnconfiguredOrg) and alert.reason:
+        facts.append(("Why", alert.reason))
     return facts
 
 
-def view_of(alert: Alert, dashboard_url: str) -> AlertView:
-    query = {"var-org": alert.org_id}
-    kind, _, rest = alert.scope.partition("/")
-    if kind in ("department", "user", "model"):
-        query[f"var-{kind}"] = rest.split("/")[0]
-    link = f"{dashboard_url.rstrip('/')}/d/spendstream-overview?{urlencode(query)}"
+_NEXT_LEVEL = {"org": "department", "department": "user", "user": "model", "model": "user", "feature": "user",
+               "provider": "model"}  # fmt: skip
+
+
+def _period_days(alert: Alert) -> tuple[date, date] | None:
+    """The first and last day of the alert's period (its key is in the org's time zone); a spike's day."""
+    key, period = alert.period_key or "", alert.period or ""
+    try:
+        if period == "monthly":
+            first = datetime.strptime(key, "%Y-%m").date()
+            return first, (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        if period == "weekly":
+            year, week = key.split("-W")
+            monday = date.fromisocalendar(int(year), int(week), 1)
+            return monday, monday + timedelta(days=6)
+        if period == "daily":
+            day = date.fromisoformat(key)
+            return day, day
+        if key:  # a spike: its bucket's start
+            day = datetime.fromisoformat(key).date()
+            return day, day
+    except ValueError:
+        return None
+    return None
+
+
+def console_link(alert: Alert, console_url: str) -> str:
+    """Where the console shows what the alert is about: Cost analysis filtered to its scope and period,
+    grouped one level down (a department by user, a user by model); Budget Settings for what has no cost
+    filter (an API key's budget, a resolved condition); the overview for an org no one configured."""
+    base = console_url.rstrip("/")
+    kind, _, ident = alert.scope.partition("/")
+    days = _period_days(alert)
+    if isinstance(alert, UnconfiguredOrg):
+        return f"{base}/billing"
+    if isinstance(alert, Resolved) or kind not in _NEXT_LEVEL or days is None:
+        return f"{base}/billing/budgets"
+    query = {"from": days[0].isoformat(), "to": days[1].isoformat(), "group": _NEXT_LEVEL[kind]}
+    if kind != "org":
+        query[kind] = ident
+    return f"{base}/billing/costs?{urlencode(query)}"
+
+
+def view_of(alert: Alert, console_url: str) -> AlertView:
+    link = console_link(alert, console_url)
     drivers = tuple(_driver(d) for d in alert.drivers[:3])
     return AlertView(_title(alert, _scope_label(alert)), tuple(_facts(alert)), drivers, link, severity_of(alert))
 
@@ -155,7 +202,7 @@ def slack_payload(view: AlertView) -> dict[str, Any]:
         {
             "type": "actions",
             "elements": [
-                {"type": "button", "text": {"type": "plain_text", "text": "Open dashboard"}, "url": view.link}
+                {"type": "button", "text": {"type": "plain_text", "text": "Open in the console"}, "url": view.link}
             ],
         }
     )
@@ -175,7 +222,7 @@ def teams_payload(view: AlertView) -> dict[str, Any]:
         "type": "AdaptiveCard",
         "version": "1.4",
         "body": body,
-        "actions": [{"type": "Action.OpenUrl", "title": "Open dashboard", "url": view.link}],
+        "actions": [{"type": "Action.OpenUrl", "title": "Open in the console", "url": view.link}],
     }
     return {
         "type": "message",
@@ -201,7 +248,7 @@ def pagerduty_trigger(view: AlertView, alert: Alert, routing_key: str) -> dict[s
             "custom_details": {label: value for label, value in view.facts}
             | ({"top_cost_drivers": list(view.drivers)} if view.drivers else {}),
         },
-        "links": [{"href": view.link, "text": "spendstream dashboard"}],
+        "links": [{"href": view.link, "text": "spendstream console"}],
         "client": "spendstream",
         "client_url": view.link,
     }
@@ -235,7 +282,7 @@ def email_message(view: AlertView, alert: Alert, sender: str, recipient: str) ->
     message.add_alternative(
         f"<html><body><h3>{html.escape(view.title)}</h3><table>{rows}</table>"
         + (f"<p>Top cost drivers:</p><ul>{drivers}</ul>" if drivers else "")
-        + f"<p><a href='{html.escape(view.link)}'>Open the dashboard</a></p></body></html>",
+        + f"<p><a href='{html.escape(view.link)}'>Open in the console</a></p></body></html>",
         subtype="html",
     )
     return message

@@ -173,7 +173,7 @@ class Reader:
                 "feature": r[2],
                 "cost_nanos": int(r[3]),
                 "requests": int(r[4]),
-                "share": r[5],
+                "share": int(r[3]) / overview.total_nanos if overview.total_nanos else 0.0,  # of the total shown
             }
             for r in rows["drivers"]
         ]

@@ -30,6 +30,7 @@ from console.metrics import ConsoleMetrics
 from console.roles import Principal, Right
 from console.store import AccessStore, Session
 from console.throttle import SignInThrottle
+from schemas.alerts import spike_comparison
 from schemas.errors import SpendstreamError
 from schemas.money import format_usd
 
@@ -87,6 +88,9 @@ class Web:
         self.templates = Jinja2Templates(env=env)
         self.templates.env.filters["usd"] = lambda nanos: format_usd(int(nanos or 0))
         self.templates.env.filters["num"] = lambda n: f"{int(n or 0):,}"
+        self.templates.env.filters["spike"] = lambda s: spike_comparison(
+            int(s["observed_nanos"]), int(s["expected_nanos"])
+        )
         self.templates.env.filters["pct"] = lambda x: f"{float(x or 0) * 100:.1f}%"
         self.templates.env.filters["ts"] = lambda at: datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         # |tojson escapes <, >, & and ' so that data in a <script> element cannot end it

@@ -19,6 +19,8 @@ class Outcome(StrEnum):
     DENIED = "denied"
     FAIL_OPEN = "fail_open"  # Redis unreachable and the org's policy lets requests through
     FAIL_CLOSED = "fail_closed"  # Redis unreachable and the org's policy denies (the default)
+    UNCONFIGURED = "unconfigured"  # an org nobody configured: no budget applies, admitted and counted
+    UNKNOWN_ORG = "unknown_org"  # an org nobody configured, refused by the operator's unknown_orgs: deny
 
 
 class BudgetState(msgspec.Struct, frozen=True, gc=False):

@@ -5,6 +5,7 @@ one Redis Cluster slot and one Lua call may touch them together::
 
     <prefix>:{<org>}:budgets          hash  <kind>/<id>/<period> -> "<limit>|<mode>|<stages>"
     <prefix>:{<org>}:org              hash  tz, policies, min estimate; "loaded" once its state is in Redis
+                                            ("unconfigured" for an org with no config, counted by default)
     <prefix>:{<org>}:spent:d:<day>    hash  <kind>/<id> -> committed nano-USD that day
     <prefix>:{<org>}:spent:w:<week>   hash  ... that ISO week
     <prefix>:{<org>}:spent:m:<month>  hash  ... that month
@@ -248,4 +249,6 @@ class KeyLayout:
         return f"{self.prefix}:{{*}}:budgets"
 
 
-__all__ += ["SEEN_SHARDS", "fingerprint"]
+__all__ += ["SEEN_SHARDS", "UNCONFIGURED", "fingerprint"]
+
+UNCONFIGURED = "unconfigured"  # the "loaded" mark of an org nobody configured: the worker counts its spend

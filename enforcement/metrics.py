@@ -39,6 +39,7 @@ class CapMetrics:
             self.expired: Any = _Noop()
             self.denials: Any = _Noop()
             self.state_not_loaded: Any = _Noop()
+            self.unconfigured: Any = _Noop()
             return
         registry = registry if registry is not None else _prom.REGISTRY
         self.decisions = _prom.Counter(
@@ -59,7 +60,12 @@ class CapMetrics:
         )
         self.state_not_loaded = _prom.Counter(
             "spendstream_cap_state_not_loaded",
-            "Decisions taken by policy because the org's cap state was not in Redis (lost, or never applied)",
+            "Decisions taken by the org's policy because Redis lost the org's cap state",
+            registry=registry,
+        )
+        self.unconfigured = _prom.Counter(
+            "spendstream_cap_unconfigured_org",
+            "Decisions for orgs nobody configured (no budget applies; unknown_orgs admits or denies)",
             registry=registry,
         )
         self.denials = _prom.Counter(

@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from enforcement.access import ApiKey, KeyRing, Right
 from enforcement.client import AsyncCapClient, CapUnavailableError
+from enforcement.decision import Outcome
 from enforcement.estimator import Estimator
 from enforcement.keys import Subject, SubjectError
 from schemas.errors import ERROR_BODY_SCHEMA
@@ -280,7 +281,7 @@ _COMPONENTS["Decision"] = {
     "required": ["allowed", "outcome", "reason", "request_id", "estimate_nanos", "remaining_nanos"],
     "properties": {
         "allowed": {"type": "boolean"},
-        "outcome": {"enum": ["allowed", "denied", "fail_open", "fail_closed"]},
+        "outcome": {"enum": [o.value for o in Outcome]},
         "reason": {"type": "string"},
         "request_id": {"type": "string"},
         "estimate_nanos": {"type": "integer"},

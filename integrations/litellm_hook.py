@@ -89,6 +89,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             key_prefix=self.settings.redis.key_prefix,
             timeout_s=self.settings.decision.timeout_s,
             on_redis_unavailable=self.settings.decision.on_redis_unavailable,
+            unknown_orgs=self.settings.decision.unknown_orgs,
         )
         self.topic = Topics(self.settings.kafka.topic_prefix).usage
         self.producer = Producer(

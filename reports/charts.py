@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from schemas.money import format_usd
+
 __all__ = [
     "adoption",
     "breakdown",
@@ -86,19 +88,41 @@ def tokens_by_model(models: Sequence[dict[str, Any]]) -> Spec:
 def forecast_cone(
     spent_nanos: int, p10_nanos: int, p50_nanos: int, p90_nanos: int, budget_nanos: int, label: str
 ) -> Spec:
-    """Spent so far, the P10-P90 band of the projection and its median, against the budget."""
+    """Spent so far, the P10-P90 band of the projection and its median, against the budget.
+
+    The scale fits what is spent and projected, so a projection far below its budget is still drawn
+    where it can be read; the budget is marked when it is within three times the P90, and otherwise
+    named in the subtitle with the share of it the projection reaches."""
     values = [
         {"what": "spent", "usd": spent_nanos * _USD},
         {"what": "projected (median)", "usd": p50_nanos * _USD, "low": p10_nanos * _USD, "high": p90_nanos * _USD},
     ]
     spec = _base(label, values, f"{label}: spent so far, projected end of period with its P10 to P90 range")
     spec["height"] = 90
+    reach = max(spent_nanos, p90_nanos, p50_nanos, 1)
+    marked = bool(budget_nanos) and budget_nanos <= 3 * reach
+    top = max(reach, budget_nanos if marked else 0) * 1.08 * _USD
+    if budget_nanos and not marked:
+        spec["title"] = {
+            "text": label,
+            "subtitle": f"Budget {format_usd(budget_nanos, 2)} is off this scale: the P90 is "
+            f"{p90_nanos * 100 / budget_nanos:.1f}% of it",
+        }
+    if marked:
+        spec["title"] = {"text": label, "subtitle": f"Budget {format_usd(budget_nanos, 2)}: the dashed red line"}
+    x_scale = {"domain": [0, top], "nice": False}
     layers: list[Spec] = [
         {
             "mark": {"type": "bar", "color": "#2563eb", "tooltip": True},
             "encoding": {
                 "y": {"field": "what", "type": "nominal", "title": None, "sort": None},
-                "x": {"field": "usd", "type": "quantitative", "title": "USD", "axis": {"format": "$,.2f"}},
+                "x": {
+                    "field": "usd",
+                    "type": "quantitative",
+                    "title": "USD",
+                    "axis": {"format": "$,.2f"},
+                    "scale": x_scale,
+                },
             },
         },
         {
@@ -110,7 +134,7 @@ def forecast_cone(
             },
         },
     ]
-    if budget_nanos:
+    if marked:
         layers.append(
             {
                 "data": {"values": [{"budget": budget_nanos * _USD}]},

@@ -3,10 +3,10 @@
 An alert is one of a tagged union (``kind`` on the wire): :class:`BudgetStage` (a stage of a
 budget crossed), :class:`CapDenied` (the first hard-cap denial of a budget in its period),
 :class:`ProjectedExceed` (a forecast says a budget will be exceeded), :class:`Spike`,
-:class:`Unpriced` (spend on a model without a price) and :class:`Resolved` (an earlier alert's
-condition cleared). Its ``dedup_key`` is computed in one place, :func:`dedup_key`, from what the
-alert is about (org, scope, period, kind, stage), so whoever emits it twice, delivery still happens
-once per recipient.
+:class:`Unpriced` (spend on a model without a price), :class:`UnconfiguredOrg` (spend of an org no one
+configured, once a day) and :class:`Resolved` (an earlier alert's condition cleared). Its
+``dedup_key`` is computed in one place, :func:`dedup_key`, from what the alert is about (org, scope,
+period, kind, stage), so whoever emits it twice, delivery still happens once per recipient.
 
 A :class:`Denial` is what the cap client queues for the worker when a budget denies for the first
 time in a period; the worker turns it into a :class:`CapDenied`.
@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from schemas.money import format_usd
+
 __all__ = [
     "Alert",
     "AlertKind",
@@ -30,6 +32,7 @@ __all__ = [
     "Resolved",
     "Severity",
     "Spike",
+    "UnconfiguredOrg",
     "Unpriced",
     "decode_alert",
     "decode_denial",
@@ -37,6 +40,8 @@ __all__ = [
     "encode_alert",
     "encode_denial",
     "severity_of",
+    "spike_comparison",
+    "unconfigured_org_alert",
     "unpriced_alert",
 ]
 
@@ -47,6 +52,7 @@ class AlertKind(StrEnum):
     PROJECTED_EXCEED = "projected_exceed"
     SPIKE = "spike"
     UNPRICED = "unpriced"  # spend on a model the catalogue has no price for (counted at zero or a fallback)
+    UNCONFIGURED_ORG = "unconfigured_org"  # spend of an org with no entry in config.v1 (no budget applies)
     RESOLVED = "resolved"
 
 
@@ -115,11 +121,15 @@ class Unpriced(_Alert, tag="unpriced", kw_only=True, omit_defaults=True):
     occurred_at: str | None = None
 
 
+class UnconfiguredOrg(_Alert, tag="unconfigured_org", kw_only=True, omit_defaults=True):
+    event_id: str | None = None  # the first event of the day that was counted
+
+
 class Resolved(_Alert, tag="resolved", kw_only=True, omit_defaults=True):
     resolves: str  # the dedup_key of the alert it clears
 
 
-Alert = BudgetStage | CapDenied | ProjectedExceed | Spike | Unpriced | Resolved
+Alert = BudgetStage | CapDenied | ProjectedExceed | Spike | Unpriced | UnconfiguredOrg | Resolved
 
 
 def dedup_key(alert: Alert) -> str:
@@ -148,6 +158,32 @@ def unpriced_alert(
         occurred_at=occurred_at.isoformat(),
         detected_at=datetime.now(occurred_at.tzinfo).isoformat(),
         reason=f"{provider}/{model} has no price in the catalogue: its requests are {how}",
+    )
+
+
+NEW_SPEND_FLOOR_NANOS = 10_000_000  # $0.01: an expected cost below it is no baseline to take a ratio of
+
+
+def spike_comparison(observed_nanos: int, expected_nanos: int) -> str:
+    """How a spike compares with what was expected, as every page and message says it: a ratio, or, where
+    next to nothing was expected, "new spend" with the amount (not "32790.5x")."""
+    if expected_nanos < NEW_SPEND_FLOOR_NANOS:
+        return f"new spend: {format_usd(observed_nanos)} where under $0.01 was expected"
+    ratio = observed_nanos / expected_nanos
+    return f"{format_usd(observed_nanos)} against {format_usd(expected_nanos)} expected ({ratio:.1f}x)"
+
+
+def unconfigured_org_alert(org_id: str, day: str, event_id: str, now: datetime) -> UnconfiguredOrg:
+    """Spend of an org with no entry in config.v1: admitted and counted, no budget applies; once a day."""
+    return UnconfiguredOrg(
+        org_id=org_id,
+        scope=f"org/{org_id}",
+        period="daily",
+        period_key=day,
+        event_id=event_id,
+        detected_at=now.isoformat(),
+        reason=f"org {org_id} has no budgets or settings in config.v1: its requests are admitted and counted, "
+        "and no cap applies until it is configured (or the operator sets unknown_orgs: deny)",
     )
 
 
@@ -216,6 +252,6 @@ def severity_of(alert: Alert) -> Severity:
         return Severity.CRITICAL
     if isinstance(alert, BudgetStage):
         return Severity.CRITICAL if alert.stage >= 100 else Severity.WARNING if alert.stage >= 80 else Severity.INFO
-    if isinstance(alert, ProjectedExceed | Spike | Unpriced):
+    if isinstance(alert, ProjectedExceed | Spike | Unpriced | UnconfiguredOrg):
         return Severity.WARNING
     return Severity.INFO

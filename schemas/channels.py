@@ -184,7 +184,7 @@ def _quiet_hours(spec: Any, where: str) -> QuietHours | None:
     return QuietHours(_clock(spec.get("from"), f"{where}.from"), _clock(spec.get("to"), f"{where}.to"), zone)
 
 
-ROUTABLE_KINDS = ("budget_stage", "cap_denied", "projected_exceed", "spike", "unpriced")
+ROUTABLE_KINDS = ("budget_stage", "cap_denied", "projected_exceed", "spike", "unpriced", "unconfigured_org")
 
 
 @dataclass(frozen=True, slots=True)

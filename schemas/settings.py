@@ -99,6 +99,12 @@ class DecisionSettings(BaseModel):
     )
     reservation_ttl_s: float = Field(300.0, ge=1, le=3600)
     on_redis_unavailable: str = Field("closed", pattern=r"^(closed|open)$")
+    unknown_orgs: str = Field(
+        "admit",
+        pattern=r"^(admit|deny)$",
+        description="an org with no entry in config.v1 (Redis's state whole): admit (no budget applies, its spend "
+        "is counted, an unconfigured_org alert a day) or deny",
+    )
     timeout_s: float = Field(0.25, gt=0, le=10)
     max_past_s: float = Field(86_400.0, ge=0, description="how old a usage event posted to /v1/usage may be")
     max_future_s: float = Field(300.0, ge=0, description="how far ahead of this clock a usage event may be")
@@ -108,7 +114,11 @@ class DecisionSettings(BaseModel):
 class AlertSettings(BaseModel):
     """Delivery of alerts: provider credentials (from the environment only), retries, the dashboard link."""
 
-    dashboard_url: str = Field("http://localhost:3000", description="base URL of Grafana, linked from every alert")
+    console_url: str = Field(
+        "http://127.0.0.1:8700",
+        description="the console's public base URL: every alert links to the console page that shows its scope "
+        "and period",
+    )
     webhook_allow_hosts: str = Field(
         "",
         description="comma-separated hosts (names or addresses) that Slack and Teams webhook URLs may name although "

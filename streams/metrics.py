@@ -22,6 +22,9 @@ class WorkerMetrics:
             "spendstream_events_dead_lettered", "Events sent to the dead-letter topic", ["field"]
         )
         self.unpriced = counter("spendstream_events_unpriced", "Events rated without a catalogue price", ["source"])
+        self.unconfigured = counter(
+            "spendstream_events_unconfigured_org", "Events of orgs with no entry in config.v1, counted (no budget)"
+        )
         self.buffered_rows = gauge(
             "spendstream_sink_buffered_rows",
             "Rows applied to Redis and waiting for their ClickHouse insert (bounded by max_buffered_rows)",

@@ -28,12 +28,12 @@ from enforcement.core import StateNotLoadedError
 from enforcement.decision import SettleResult
 from enforcement.keys import PeriodKeys
 from retries.policy import Retry
-from schemas.alerts import AlertKind, encode_alert, unpriced_alert
 from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
 from sinks.tables import UsageRow, usage_row
 from streams.metrics import WorkerMetrics
 from streams.processing import Bounds, DeadLetter, Message, Rated, alert_record, conflict_letter, process_batch
+from streams.usage_alerts import UsageAlerts
 
 __all__ = ["Applier", "Pipeline", "Store"]
 
@@ -78,6 +78,8 @@ class Applier(Protocol):
 
     def periods_of(self, org_id: str, when: datetime) -> PeriodKeys: ...
 
+    def unconfigured(self, org_id: str) -> bool: ...
+
 
 class Store(Protocol):
     """What the pipeline needs of ClickHouse (:class:`~sinks.usage_store.UsageStore`; a fake in unit tests)."""
@@ -121,7 +123,7 @@ class Pipeline:
         # per partition, the highest offset stored in ClickHouse or buffered here to be: a redelivered event at
         # or below it is not stored again (the buffered rows are inserted, or the worker ends and reloads it)
         self.ch_watermarks: dict[int, int] = {}
-        self._unpriced_alerted: set[tuple[str, str, str, str]] = set()  # (org, provider, model, month)
+        self.usage_alerts = UsageAlerts(send, topics.alerts, metrics, applier.periods_of)
         self._pending = _Pending()
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
@@ -299,9 +301,11 @@ class Pipeline:
         for item, result in zip(rated, results, strict=True):
             if result.applied:
                 counts[0] += 1
+                if self.applier.unconfigured(item.event.org_id):
+                    self.usage_alerts.unconfigured(item, deliveries)
                 if item.price_source != "catalogue":
                     self.metrics.unpriced.labels(item.price_source).inc()
-                    self._alert_unpriced(item, deliveries)
+                    self.usage_alerts.unpriced(item, deliveries)
             elif result.duplicate or result.stale:
                 counts[1 if result.duplicate else 2] += 1
             elif result.conflict_with is not None:
@@ -321,23 +325,6 @@ class Pipeline:
         for counter, count in zip(metrics, counts, strict=True):
             counter.inc(count)
         return rows, stored
-
-    def _alert_unpriced(self, item: Rated, deliveries: list[Awaitable[None]]) -> None:
-        """Spend counted without a catalogue price: one alert per org, model and month (and per worker; the
-        alert's dedup_key keeps delivery to one per recipient)."""
-        if item.price_source == "proxy":
-            return  # the proxy's own cost: priced, just not by us
-        event = item.event
-        month = self.applier.periods_of(event.org_id, event.occurred_at).month
-        key = (event.org_id, event.provider, event.model, month)
-        if key in self._unpriced_alerted:
-            return
-        self._unpriced_alerted.add(key)
-        alert = unpriced_alert(
-            event.org_id, event.provider, event.model, item.price_source, month, event.event_id, event.occurred_at
-        )
-        deliveries.append(self.send(self.topics.alerts, event.org_id.encode(), encode_alert(alert), None))
-        self.metrics.alerts.labels(AlertKind.UNPRICED.value).inc()
 
     def flush_due(self) -> bool:
         pending = self._pending

@@ -29,7 +29,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from enforcement.connect import all_nodes, run_id
-from enforcement.keys import KeyLayout
+from enforcement.keys import UNCONFIGURED, KeyLayout
 from schemas.budgets import OrgConfig
 from schemas.settings import Settings
 from sinks.usage_store import UsageStore
@@ -86,7 +86,9 @@ class Recovery:
         if not ok:
             await self.recover(f"org {org_id}'s state is not loaded")
             return
-        settings: dict[Any, Any] = {**(config or OrgConfig(org_id)).settings(), "loaded": "default"}
+        # "unconfigured" tells the cap client that no one configured the org (its unknown_orgs applies)
+        loaded = UNCONFIGURED if config is None else "default"
+        settings: dict[Any, Any] = {**(config or OrgConfig(org_id)).settings(), "loaded": loaded}
         key = self.layout.org_settings(org_id)
         if not await self.redis.hexists(key, "loaded"):
             await self.redis.hset(key, mapping=settings)

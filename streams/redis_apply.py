@@ -18,7 +18,7 @@ from typing import Any
 from enforcement import core
 from enforcement.connect import is_cluster
 from enforcement.decision import SettleResult
-from enforcement.keys import KeyLayout, PeriodKeys, Subject
+from enforcement.keys import UNCONFIGURED, KeyLayout, PeriodKeys, Subject
 from enforcement.scripts import SETTLE
 from sinks.tables import content_digest, usage_row
 from streams.processing import Rated
@@ -42,6 +42,7 @@ class RedisApplier:
         self.org_cache_s = org_cache_s
         self._script = client.register_script(SETTLE)
         self._zones: dict[str, tuple[float, str]] = {}
+        self._unconfigured: set[str] = set()  # orgs whose "loaded" mark says no one configured them
         self._periods: dict[tuple[str, int], PeriodKeys] = {}
 
     async def _timezones(self, orgs: set[str]) -> dict[str, str]:
@@ -59,6 +60,10 @@ class RedisApplier:
                     not_loaded.append(org)
                     continue
                 self._zones[org] = (now, tz.decode() if isinstance(tz, bytes) else (tz or "UTC"))
+                if loaded in (UNCONFIGURED, UNCONFIGURED.encode()):
+                    self._unconfigured.add(org)
+                else:
+                    self._unconfigured.discard(org)
             if not_loaded:
                 raise core.StateNotLoadedError(sorted(not_loaded)[0])
         return {org: self._zones[org][1] for org in orgs}
@@ -72,6 +77,10 @@ class RedisApplier:
                 self._periods.clear()
             cached = self._periods[(timezone, slot)] = PeriodKeys.at(when, timezone)
         return cached
+
+    def unconfigured(self, org_id: str) -> bool:
+        """Whether no one configured the org (its spend is counted, no budget applies), as last read."""
+        return org_id in self._unconfigured
 
     def periods_of(self, org_id: str, when: datetime) -> PeriodKeys:
         """The org's day, week and month at ``when`` (its zone as last read)."""

@@ -103,22 +103,22 @@ def test_a_spike_says_the_bucket_against_expected_in_dollars() -> None:
         expected_nanos=750_000_000,
         detected_at="2026-11-27T10:00:00+00:00",
     )
-    view = view_of(spike, "https://grafana.example")
+    view = view_of(spike, "https://console.example")
     assert view.title == "acme: usage spike on user ada"
     assert dict(view.facts)["In the bucket"] == "$9.00 against $0.75 expected (12.0x)"
-    assert view.link.endswith("var-org=acme&var-user=ada")
+    assert view.link == "https://console.example/billing/costs?from=2026-11-27&to=2026-11-27&group=model&user=ada"
 
 
 def test_messages_say_spent_limit_percent_drivers_and_link() -> None:
     a = alert(
         drivers=[{"user_id": "u1", "model": "gpt-4o", "feature": "chat", "cost_nanos": 50 * 10**9, "share": 0.6155}]
     )
-    view = view_of(a, "https://grafana.example/")
+    view = view_of(a, "https://console.example/")
     assert view.title == "acme: department eng reached 80% of its monthly budget"
     facts = dict(view.facts)
     assert facts["Spent"] == "$81.23 of $100.00 (81.2%)"
     assert view.drivers == ("u1 / gpt-4o / chat $50.00 (62%)",)
-    assert view.link == "https://grafana.example/d/spendstream-overview?var-org=acme&var-department=eng"
+    assert view.link == "https://console.example/billing/costs?from=2026-11-01&to=2026-11-30&group=user&department=eng"
     slack = slack_payload(view)
     assert slack["text"] == view.title and slack["blocks"][0]["type"] == "header"
     card = teams_payload(view)["attachments"][0]
@@ -167,3 +167,15 @@ def test_a_stage_of_a_period_that_had_ended_is_of_a_closed_period() -> None:
     assert of_closed_period(stage("weekly", "2026-W09", "2026-03-02T08:00:00+00:00"), "UTC")  # W10 began
     assert of_closed_period(stage("daily", "2026-12-03", "2026-12-04T00:00:01+00:00"), "UTC")
     assert not of_closed_period(stage("daily", "2026-12-05", "2026-12-04T23:30:00+00:00"), "UTC")  # ahead
+
+
+def test_a_spike_over_next_to_nothing_is_new_spend_not_a_ratio_in_the_thousands() -> None:
+    from schemas.alerts import spike_comparison
+
+    assert spike_comparison(30_600_000_000, 933_000) == "new spend: $30.60 where under $0.01 was expected"
+    assert spike_comparison(9_000_000_000, 750_000_000) == "$9.00 against $0.75 expected (12.0x)"
+    spike = Spike(org_id="acme", scope="user/eng-user007", detected_at="2026-12-04T10:00:00+00:00",
+                  observed_nanos=30_600_000_000, expected_nanos=0)  # fmt: skip
+    view = view_of(spike, "https://console.acme.example")
+    assert dict(view.facts)["In the bucket"] == "new spend: $30.60 where under $0.01 was expected"
+    assert "x)" not in slack_payload(view)["text"] + str(slack_payload(view)["blocks"])

@@ -328,3 +328,18 @@ def test_generate_report_answers_files_for_the_roles_that_may(console: Console, 
         assert api(console, tokens[role]).post("/api/v1/reports", json={"kind": "monthly"}).status_code == 403
     page = console.signed_in("fiona").get("/billing/reports")
     assert page.status_code == 200 and "Monthly usage summary" in page.text
+
+
+def test_the_overviews_cost_drivers_show_their_share_of_the_total_the_page_shows(
+    console: Console, tokens: dict[str, str]
+) -> None:
+    """Every share read 0.0 %: the drivers were asked for without one, and none was computed."""
+    overview = api(console, tokens["owner"]).get("/api/v1/overview").json()
+    total = overview["total_nanos"]
+    assert total == console.month_to_date("acme") > 0  # the page's total is ClickHouse's month to date
+    drivers = overview["drivers"]
+    assert drivers and all(d["share"] == pytest.approx(d["cost_nanos"] / total) for d in drivers)
+    assert 0 < sum(d["share"] for d in drivers) <= 1
+    page = console.signed_in("olivia").get("/billing").text
+    for driver in drivers[:3]:
+        assert f"{driver['share'] * 100:.1f}%" in page

@@ -289,3 +289,51 @@ def test_a_manager_sees_channel_names_only_and_is_held_to_the_department_across_
     refused = manager.post("/api/v1/budgets", json=over)
     assert refused.status_code == 403 and "x 31 daily periods" in refused.json()["error"]["reason"], refused.text
     assert admin.delete("/api/v1/channels/mgr-sms").status_code == 204
+
+
+def test_every_alert_kind_links_to_the_console_page_that_shows_it(console: Console) -> None:
+    """Alert emails and cards linked to a Grafana-style path the console does not serve (404)."""
+    from datetime import UTC, datetime
+
+    from alerting.render import view_of
+    from schemas.alerts import (
+        BudgetStage,
+        CapDenied,
+        ProjectedExceed,
+        Resolved,
+        Spike,
+        UnconfiguredOrg,
+        Unpriced,
+    )
+
+    now = datetime.now(UTC)
+    at, month, day, week = now.isoformat(), f"{now:%Y-%m}", f"{now:%Y-%m-%d}", "{}-W{:02d}".format(*now.isocalendar())
+    common = {"org_id": "acme", "detected_at": at}
+    alerts = [
+        BudgetStage(**common, scope="department/eng", period="monthly", period_key=month, stage=80),
+        CapDenied(**common, scope="user/eng-user001", period="daily", period_key=day),
+        ProjectedExceed(
+            **common,
+            scope="org/acme",
+            period="weekly",
+            period_key=week,
+            projected_p10_nanos=1,
+            projected_p50_nanos=2,
+            projected_p90_nanos=3,
+            probability=0.9,
+        ),
+        Spike(**common, scope="user/eng-user002", period="60s", period_key=at, observed_nanos=9, expected_nanos=1),
+        Unpriced(**common, scope="model/gpt-4o", period="monthly", period_key=month, provider="openai", model="gpt-4o"),
+        UnconfiguredOrg(**common, scope="org/acme", period="daily", period_key=day),
+        Resolved(**common, scope="department/eng", resolves="acme|department/eng|monthly|x|budget_stage|100"),
+        BudgetStage(**common, scope="apikey/k1", period="monthly", period_key=month, stage=50),
+    ]
+    client = console.signed_in("olivia")
+    for alert in alerts:
+        link = view_of(alert, console.url).link
+        assert link.startswith(console.url + "/billing"), link
+        page = client.get(link.removeprefix(console.url))
+        assert page.status_code == 200, (alert.kind, link, page.text[:300])
+        kind, _, ident = alert.scope.partition("/")
+        if "/billing/costs" in link and kind != "org":
+            assert f'value="{ident}"' in page.text or f">{ident}<" in page.text, (alert.kind, link)

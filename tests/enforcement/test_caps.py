@@ -197,3 +197,31 @@ def test_lost_state_is_never_no_budget(
     redis_client.hset(layout.org_settings("acme"), "on_redis_unavailable", "open")  # settings back, state not yet
     opened = CapClient(redis_client, key_prefix=key_prefix).reserve(ADA, "r3", USD // 100)
     assert (opened.allowed, opened.outcome) == (True, Outcome.FAIL_OPEN) and "not loaded" in opened.reason
+
+
+def test_an_org_no_one_configured_is_told_from_one_whose_state_was_lost(
+    caps: CapClient, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    """Adding the hook to a proxy with many teams denied every team without a budgets entry: an org that
+    was never configured read as lost state. Redis's restore marker tells the two apart."""
+    from enforcement.connect import run_id
+
+    layout = KeyLayout(key_prefix)
+    initech = Subject(org_id="initech", user_id="carol")
+    redis_client.hset(layout.state(), "run_id", run_id(redis_client.info("server")))  # Redis's state is whole
+    admitted = caps.reserve(initech, "r1", USD // 100)
+    assert (admitted.allowed, admitted.outcome) == (True, Outcome.UNCONFIGURED)
+    assert "initech has no budgets configured" in admitted.reason
+    strict = CapClient(redis_client, key_prefix=key_prefix, unknown_orgs="deny")
+    refused = strict.reserve(initech, "r2", USD // 100)
+    assert (refused.allowed, refused.outcome) == (False, Outcome.UNKNOWN_ORG)
+    assert "initech is not configured, and this deployment refuses unknown orgs" in refused.reason
+    # the worker counted its spend and marked it unconfigured: still refused when unknown orgs are
+    redis_client.hset(layout.org_settings("initech"), mapping={"tz": "UTC", "loaded": "unconfigured"})
+    assert strict.reserve(initech, "r3", USD // 100).outcome is Outcome.UNKNOWN_ORG
+    assert CapClient(redis_client, key_prefix=key_prefix).reserve(initech, "r4", USD // 100).allowed
+    # Redis lost its data (the marker with it): the configured org answers by its policy at once
+    for key in redis_client.scan_iter(f"{key_prefix}:*", count=10_000):
+        redis_client.delete(key)
+    lost = caps.reserve(ADA, "r5", USD // 100)
+    assert (lost.allowed, lost.outcome) == (False, Outcome.FAIL_CLOSED) and "not loaded" in lost.reason

@@ -129,11 +129,11 @@ def test_parse_denial_names_the_blocking_scope() -> None:
 def test_a_client_keeps_an_orgs_reserve_keys_until_a_period_turns() -> None:
     from datetime import timedelta
 
-    from enforcement.client import _Core, _OrgEntry
+    from enforcement.client_core import ClientCore, OrgEntry
     from enforcement.metrics import CapMetrics
 
-    kept = _Core(LAYOUT, 60, "closed", 30, CapMetrics.default())
-    org = _OrgEntry("UTC", "closed", 0.0, 1_000, "deny")
+    kept = ClientCore(LAYOUT, 60, "closed", 30, CapMetrics.default())
+    org = OrgEntry("UTC", "closed", 0.0, 1_000, "deny")
     first, _, periods = kept.reserve_call(org, SUBJECT, "r1", 5_000)
     again, _, _ = kept.reserve_call(org, SUBJECT, "r2", 7_000)
     assert again.keys is first.keys and first.keys == core.reserve_keys(LAYOUT, "acme", periods)

@@ -44,7 +44,7 @@ def alert_env(dep: Deployment, http: Receivers, smtp_port: int) -> None:
             "SPENDSTREAM_ALERTS__TWILIO_FROM": "+15550001111",
             "SPENDSTREAM_ALERTS__TWILIO_BASE_URL": http.url,
             "SPENDSTREAM_ALERTS__PAGERDUTY_EVENTS_URL": f"{http.url}/v2/enqueue",
-            "SPENDSTREAM_ALERTS__DASHBOARD_URL": "https://grafana.acme.example",
+            "SPENDSTREAM_ALERTS__CONSOLE_URL": "https://console.acme.example",
             "SPENDSTREAM_ALERTS__BACKOFF_BASE_S": "0.2",
             "SPENDSTREAM_ALERTS__BACKOFF_MAX_S": "1",
             "SPENDSTREAM_ALERTS__RESOLVE_CHECK_S": "0.5",
@@ -175,9 +175,9 @@ budgets:
     }
     assert "Spent: $0.90 of $1.00 (90.0%)" in parts["text/plain"]
     assert "Top cost drivers: ada / gpt-4o / chat $0.30 (100%)" in parts["text/plain"]
-    assert (
-        "https://grafana.acme.example/d/spendstream-overview?var-org=acme&amp;var-department=eng" in parts["text/html"]
-    )
+    month = datetime.now(UTC).strftime("%Y-%m")
+    assert f"https://console.acme.example/billing/costs?from={month}-01&amp;to=" in parts["text/html"]
+    assert "&amp;group=user&amp;department=eng" in parts["text/html"]
     (teams,) = http.on("/teams/")
     assert teams.body["attachments"][0]["content"]["body"][0]["text"].endswith("reached 80% of its monthly budget")
     (page,) = http.on("/v2/enqueue")

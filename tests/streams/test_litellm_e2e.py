@@ -24,6 +24,7 @@ from tests.streams.conftest import ROOT, Deployment, free_port
 pytestmark = pytest.mark.stack
 
 ADA_KEY, BOB_KEY = "sk-acme-ada-0001", "sk-acme-bob-0002"
+CAROL_KEY, DAVE_KEY = "sk-initech-carol-0003", "sk-umbrella-dave-0004"  # orgs no one configured
 CUSTOM_AUTH = f"""
 from fastapi import Request
 from litellm.proxy._types import UserAPIKeyAuth
@@ -31,6 +32,8 @@ from litellm.proxy._types import UserAPIKeyAuth
 KEYS = {{
     "{ADA_KEY}": {{"user_id": "ada", "team_id": "eng", "org_id": "acme"}},
     "{BOB_KEY}": {{"user_id": "bob", "team_id": "eng", "org_id": "acme"}},
+    "{CAROL_KEY}": {{"user_id": "carol", "team_id": "ops", "org_id": "initech"}},
+    "{DAVE_KEY}": {{"user_id": "dave", "team_id": "ops", "org_id": "umbrella"}},
 }}
 
 
@@ -86,31 +89,10 @@ def test_litellm_proxy_reserves_emits_and_is_denied_over_cap(
             Budget("acme", ScopeKind.MODEL, "gpt-4o", Period.MONTHLY, 3 * COST + COST // 2, BudgetMode.HARD),
         ],
     )
-    dep.start_worker()
-    config = tmp_path / "litellm.yaml"
-    config.write_text(CONFIG)
+    worker = dep.start_worker()
     (tmp_path / "custom_auth.py").write_text(CUSTOM_AUTH)
-    port = free_port()
-    env = {**dep.env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": f"{ROOT}:{tmp_path}"}
-    env.pop("VIRTUAL_ENV", None)
-    log = (tmp_path / "proxy.log").open("wb")
-    proxy = subprocess.Popen(
-        [str(litellm_bin), "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
+    proxy, port = start_proxy(dep, litellm_bin, tmp_path, {})
     try:
-
-        def healthy() -> bool:
-            assert proxy.poll() is None, "the proxy exited during start-up"
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        dep.wait_for(healthy, 120, "the LiteLLM proxy")
         allowed = ask(port, ADA_KEY)
         assert allowed.status_code == 200, allowed.text
         assert allowed.json()["choices"][0]["message"]["content"] == "Hello from the mock."
@@ -157,11 +139,76 @@ def test_litellm_proxy_reserves_emits_and_is_denied_over_cap(
         capped = ask(port, BOB_KEY)
         assert capped.status_code == 429, capped.text
         assert "model/gpt-4o/monthly" in capped.text
+
+        # An org no one configured (Redis's state is whole): admitted and counted, not denied by a lost state.
+        unconfigured = ask(port, CAROL_KEY)
+        assert unconfigured.status_code == 200, unconfigured.text
+        dep.wait_for(
+            lambda: dep.redis_spend("initech", datetime.now(UTC))["monthly"].get("user/carol") == COST, 60, "counted"
+        )
+        dep.wait_for(lambda: dep.ch_rows() == 4, 30, "carol's event in ClickHouse")
+        assert (dep.metric("spendstream_events_unconfigured_org_total") or 0) >= 1
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- the proxy's log:\n{(tmp_path / 'proxy.log').read_text()[-3000:]}") from exc
     finally:
-        proxy.terminate()
+        stop(proxy)
+
+    # The operator refuses unknown orgs: an org no one configured is denied, saying so.
+    proxy, port = start_proxy(dep, litellm_bin, tmp_path, {"SPENDSTREAM_DECISION__UNKNOWN_ORGS": "deny"})
+    try:
+        for key in (CAROL_KEY, DAVE_KEY):  # one whose spend was counted before, and one never seen
+            refused = ask(port, key)
+            assert refused.status_code == 429, refused.text
+            assert "is not configured, and this deployment refuses unknown orgs" in refused.text
+        # A configured org whose Redis state was wiped (no worker to restore it yet) answers by its policy.
+        dep.kill_worker(worker)
+        for key in client.scan_iter(f"{dep.settings.redis.key_prefix}:*", count=10_000):
+            client.delete(key)
+        lost = ask(port, BOB_KEY)
+        assert lost.status_code == 429, lost.text
+        assert "not loaded" in lost.text and "fail-closed" in lost.text
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- the proxy's log:\n{(tmp_path / 'proxy.log').read_text()[-3000:]}") from exc
+    finally:
+        stop(proxy)
+
+
+def start_proxy(
+    dep: Deployment, litellm_bin: Path, tmp_path: Path, extra: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The LiteLLM proxy with the hook, on a free port, once it answers."""
+    config = tmp_path / "litellm.yaml"
+    config.write_text(CONFIG)
+    port = free_port()
+    env = {**dep.env, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": f"{ROOT}:{tmp_path}", **extra}
+    env.pop("VIRTUAL_ENV", None)
+    log = (tmp_path / "proxy.log").open("ab")
+    proxy = subprocess.Popen(
+        [str(litellm_bin), "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+
+    def healthy() -> bool:
+        assert proxy.poll() is None, f"the proxy exited during start-up: {(tmp_path / 'proxy.log').read_text()[-3000:]}"
         try:
-            proxy.wait(20)
-        except subprocess.TimeoutExpired:
-            proxy.kill()
+            return httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        dep.wait_for(healthy, 120, "the LiteLLM proxy")
+    except AssertionError:
+        stop(proxy)
+        raise
+    return proxy, port
+
+
+def stop(proxy: subprocess.Popen[bytes]) -> None:
+    proxy.terminate()
+    try:
+        proxy.wait(20)
+    except subprocess.TimeoutExpired:
+        proxy.kill()

@@ -57,6 +57,9 @@ class FakeApplier:
     def periods_of(self, org_id: str, when: datetime) -> PeriodKeys:
         return PeriodKeys.at(when, "UTC")
 
+    def unconfigured(self, org_id: str) -> bool:
+        return False  # every org of these tests is configured
+
 
 class FakeStore:
     def __init__(self) -> None:
