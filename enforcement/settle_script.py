@@ -57,6 +57,10 @@ local window = tonumber(ARGV[2])
 local span = window / GENERATIONS
 local generation = math.floor(now_s / span)
 local current_suffix = ':' .. generation
+local older_suffixes = {}  -- the generations before, newest first
+for back = 1, GENERATIONS do
+  older_suffixes[back] = ':' .. (generation - back)
+end
 local NO_DIGEST = string.rep(string.char(0), 8)
 expire_due(KEYS[2], KEYS[3], KEYS[4], KEYS[5], now, MAX_EXPIRE)
 -- What the batch changes is gathered here and written once at the end (the script is atomic, so no
@@ -104,17 +108,35 @@ local function table_of(map, key)
   return found
 end
 
--- The first copy of a fingerprint within the window, and the generation key it is kept in (or the
--- current one when there is none).
+-- The first copy of a fingerprint within the window (nil when there is none).
 local function first_copy(seen, fingerprint)
-  local key = seen .. current_suffix
-  local found = redis.call('HGET', key, fingerprint)
-  local back = 1
-  while not found and back <= GENERATIONS do
-    found = redis.call('HGET', seen .. ':' .. (generation - back), fingerprint)
-    back = back + 1
+  local found = redis.call('HGET', seen .. current_suffix, fingerprint)
+  for _, suffix in ipairs(older_suffixes) do
+    if found then
+      break
+    end
+    found = redis.call('HGET', seen .. suffix, fingerprint)
   end
-  return found, key
+  return found
+end
+
+-- Keep this copy as the first one in the current generation, unless a first copy is kept already:
+-- then that one is returned (and nothing is kept). A new event costs one HSETNX and a HGET per older
+-- generation.
+local function claim(seen, fingerprint, value)
+  local key = seen .. current_suffix
+  if redis.call('HSETNX', key, fingerprint, value) == 0 then
+    return redis.call('HGET', key, fingerprint)
+  end
+  for _, suffix in ipairs(older_suffixes) do
+    local found = redis.call('HGET', seen .. suffix, fingerprint)
+    if found then
+      redis.call('HDEL', key, fingerprint)
+      return found
+    end
+  end
+  expire_once(key, (generation + GENERATIONS + 1) * span)
+  return nil
 end
 
 -- Two copies conflict when both contents are known and differ.
@@ -180,11 +202,8 @@ local function settle(request_id, cost, fingerprint, digest, g, scopes, partitio
     end
   end
 
-  local first, key = first_copy(seen, fingerprint)
-  if not first then
-    redis.call('HSET', key, fingerprint, digest .. origin)
-    expire_once(key, (generation + GENERATIONS + 1) * span)
-  elseif origin == 'direct' or string.sub(first, 9) ~= origin then
+  local first = claim(seen, fingerprint, digest .. origin)
+  if first and (origin == 'direct' or string.sub(first, 9) ~= origin) then
     if conflicting(first, digest) then
       conflict(first, released, true)
       return
