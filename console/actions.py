@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from console.budget_edit import (
-    ForbiddenError,
     budget_from_input,
     budget_view,
     check_may_save,
@@ -24,23 +23,11 @@ from console.roles import Principal, Right
 from console.store import AccessStore
 from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
 from schemas.config_records import ConfigRecord, budget_key, budget_record
-from schemas.errors import SpendstreamError
+from schemas.errors import ConflictError, ForbiddenError, NotFoundError, PreconditionError, SpendstreamError
 from schemas.params import whole_number
 from sinks import analysis
 
-__all__ = ["Actions", "ConflictError", "NotFoundError", "PreconditionError", "require"]
-
-
-class PreconditionError(SpendstreamError):
-    """The version given (If-Match) is not the current one: someone changed it meanwhile (HTTP 412)."""
-
-
-class NotFoundError(SpendstreamError):
-    """HTTP 404."""
-
-
-class ConflictError(SpendstreamError):
-    """HTTP 409: creating what exists."""
+__all__ = ["Actions", "require"]
 
 
 class Actions:

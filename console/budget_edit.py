@@ -16,12 +16,11 @@ from console.roles import Principal, Right
 from schemas.budget_file import BudgetFileError, parse_budget_spec
 from schemas.budgets import Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.config_records import budget_record
-from schemas.errors import SpendstreamError
+from schemas.errors import ForbiddenError
 from schemas.money import format_usd, to_usd
 
 __all__ = [
     "REPLACED_FIELDS",
-    "ForbiddenError",
     "budget_from_input",
     "budget_view",
     "check_may_save",
@@ -33,10 +32,6 @@ __all__ = [
 
 _FIELDS = ("scope", "id", "period", "limit", "mode", "stages", "alerts")
 REPLACED_FIELDS = ("limit", "mode", "stages", "alerts")  # what a PUT must send: it replaces the whole budget
-
-
-class ForbiddenError(SpendstreamError):
-    """The principal may not do this (HTTP 403); ``field`` names what it may not touch."""
 
 
 def budget_from_input(principal: Principal, org: OrgConfig, data: Mapping[str, Any]) -> Budget:

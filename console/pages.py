@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from console.actions import ConflictError, PreconditionError, require
-from console.budget_edit import ForbiddenError, budget_view
+from console.actions import require
+from console.budget_edit import budget_view
 from console.channel_edit import channel_view
 from console.credentials import new_secret, same
 from console.roles import Principal, Right, Role
@@ -22,7 +22,7 @@ from console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Web
 from reports import charts
 from schemas.budgets import Period, ScopeKind
 from schemas.channels import ROUTABLE_KINDS
-from schemas.errors import SpendstreamError
+from schemas.errors import ForbiddenError, PreconditionError, SpendstreamError
 
 __all__ = ["Pages"]
 
@@ -199,20 +199,13 @@ class Pages:
             try:
                 budget, periods = await run_in_threadpool(self.web.actions.preview, principal, data)
             except SpendstreamError as exc:
-                status = 403 if isinstance(exc, ForbiddenError) else 400
-                return await self._budgets(request, principal, session, dict(form), exc, {}, status)
+                return await self._budgets(request, principal, session, dict(form), exc, {}, exc.status)
             extra = {"preview": periods, "previewed": budget}
             return await self._budgets(request, principal, session, dict(form), None, extra)
         try:
             budget = await run_in_threadpool(self.web.actions.save_budget, principal, data, version, version is None)
-        except (PreconditionError, ConflictError) as exc:
-            return await self._budgets(
-                request, principal, session, dict(form), exc, {}, 409 if isinstance(exc, ConflictError) else 412
-            )
-        except ForbiddenError as exc:
-            return await self._budgets(request, principal, session, dict(form), exc, {}, 403)
         except SpendstreamError as exc:
-            return await self._budgets(request, principal, session, dict(form), exc, {}, 400)
+            return await self._budgets(request, principal, session, dict(form), exc, {}, exc.status)
         return RedirectResponse(f"/billing/budgets?saved={quote(budget.key)}", 303)
 
     async def channels_save(
@@ -231,10 +224,9 @@ class Pages:
                 await run_in_threadpool(actions.save_channel, principal, dict(form))
                 done = "channel-saved"
         except SpendstreamError as exc:
-            status = 403 if isinstance(exc, ForbiddenError) else 409 if isinstance(exc, ConflictError) else 400
             key = "routing_error" if action == "routing" else "channel_error"
             return await self._budgets(
-                request, principal, session, {}, None, {key: exc, "channel_values": form}, status
+                request, principal, session, {}, None, {key: exc, "channel_values": form}, exc.status
             )
         return RedirectResponse(f"/billing/budgets?done={done}#channels-h", 303)
 
@@ -244,9 +236,8 @@ class Pages:
         key, version = str(form.get("key", "")), str(form.get("version", "")) or None
         try:
             await run_in_threadpool(self.web.actions.delete_budget, principal, key, version)
-        except (PreconditionError, ForbiddenError) as exc:
-            status = 412 if isinstance(exc, PreconditionError) else 403
-            return await self._budgets(request, principal, session, {}, exc, {}, status)
+        except (PreconditionError, ForbiddenError) as exc:  # anything else is the error page's
+            return await self._budgets(request, principal, session, {}, exc, {}, exc.status)
         return RedirectResponse(f"/billing/budgets?deleted={quote(key)}", 303)
 
     async def alerts_page(

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-from console.budget_edit import ForbiddenError, budget_view
+from console.budget_edit import budget_view
 from console.config_cache import ConfigCache
 from console.roles import Principal
 from schemas.budgets import Budget, OrgConfig, Period, ScopeKind, period_bounds, period_key
+from schemas.errors import ForbiddenError
 from sinks import analysis, queries
 from sinks.queries import Narrow, Query
 

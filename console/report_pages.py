@@ -15,8 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from console.actions import NotFoundError, require
-from console.budget_edit import ForbiddenError
+from console.actions import require
 from console.roles import Principal, Right
 from console.store import Session
 from console.web import Web, json_response
@@ -27,7 +26,7 @@ from reports.model import Report
 from reports.render_csv import table_csv
 from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
-from schemas.errors import SpendstreamError
+from schemas.errors import ForbiddenError, NotFoundError, SpendstreamError
 from sinks.report_runs import run_file, runs_of
 
 __all__ = ["ReportPages"]

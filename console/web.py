@@ -23,15 +23,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
-from console.actions import Actions, ConflictError, NotFoundError, PreconditionError
-from console.budget_edit import ForbiddenError
+from console.actions import Actions
 from console.credentials import same
 from console.metrics import ConsoleMetrics
 from console.roles import Principal, Right
 from console.store import AccessStore, Session
 from console.throttle import SignInThrottle
 from schemas.alerts import spike_comparison
-from schemas.errors import SpendstreamError
+from schemas.errors import ForbiddenError, SpendstreamError
 from schemas.money import format_usd
 
 __all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "Web", "error_response", "json_default", "json_response"]
@@ -133,12 +132,8 @@ class Web:
             try:
                 self._check_csrf(request, session, form)
                 response = await handler(request, principal, session, form)
-            except ForbiddenError as exc:
-                response = self.render(request, "error.html", principal, session, {"error": exc}, 403)
-            except NotFoundError as exc:
-                response = self.render(request, "error.html", principal, session, {"error": exc}, 404)
-            except SpendstreamError as exc:  # a filter or parameter that cannot be used
-                response = self.render(request, "error.html", principal, session, {"error": exc}, 400)
+            except SpendstreamError as exc:  # its status says which answer (schemas.errors)
+                response = self.render(request, "error.html", principal, session, {"error": exc}, exc.status)
             self.metrics.observe(handler.__name__, began)
             return response
 
@@ -165,16 +160,8 @@ class Web:
             try:
                 self._check_csrf(request, session, {})
                 response = await handler(request, principal, body)
-            except ForbiddenError as exc:
-                response = error_response(403, exc.field, exc.reason)
-            except NotFoundError as exc:
-                response = error_response(404, exc.field, exc.reason)
-            except ConflictError as exc:
-                response = error_response(409, exc.field, exc.reason)
-            except PreconditionError as exc:
-                response = error_response(412, exc.field, exc.reason)
-            except SpendstreamError as exc:
-                response = error_response(400, exc.field, exc.reason)
+            except SpendstreamError as exc:  # its status says which answer (schemas.errors)
+                response = error_response(exc.status, exc.field, exc.reason)
             self.metrics.observe("api:" + handler.__name__, began)
             return response
 

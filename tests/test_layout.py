@@ -1,5 +1,5 @@
-"""The layout's rules, checked on the source: module size, one Faust module, one dedup key, one retry loop,
-and an operator CLI that does not load Faust."""
+"""The layout's rules, checked on the source of every package: module size, one Faust module, one dedup key,
+one retry loop, an operator CLI that does not load Faust, and one tree of input errors with their statuses."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "schemas", "enforcement", "sinks", "insights", "stack", "bus", "workloads", "alerting", "streams",
-    "integrations", "admin", "retries", "dashboards",
+    "integrations", "admin", "retries", "dashboards", "console", "reports",
 )  # fmt: skip
 MAX_LINES = 400
 
@@ -103,3 +103,33 @@ def test_the_operator_cli_does_not_load_faust() -> None:
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_every_input_error_is_in_the_tree_and_its_status_is_its_class():
+    """The error tree in schemas/errors.py names every SpendstreamError subclass, and the HTTP services map
+    an error to its status by ``exc.status`` alone, never by testing its class."""
+    bases: dict[str, tuple[str, list[str]]] = {}  # class -> (module path, base names)
+    for path in modules(*PACKAGES):
+        for node in ast.walk(tree(path)):
+            if isinstance(node, ast.ClassDef):
+                names = [b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases]
+                bases[node.name] = (name(path).removesuffix(".py").replace("/", "."), names)
+
+    def is_input_error(cls: str, seen: frozenset[str] = frozenset()) -> bool:
+        if cls == "SpendstreamError":
+            return True
+        return cls in bases and cls not in seen and any(is_input_error(b, seen | {cls}) for b in bases[cls][1])
+
+    errors = sorted(c for c in bases if c != "SpendstreamError" and is_input_error(c))
+    doc = (ROOT / "schemas" / "errors.py").read_text().split('"""')[1]
+    missing = [f"{bases[c][0]}.{c}" for c in errors if c not in doc]
+    assert not missing, f"add these to the tree in schemas/errors.py: {missing}"
+    mapped = [
+        name(path)
+        for path in modules("console", "enforcement", "integrations")
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "isinstance"
+        and any(getattr(a, "id", "").endswith(("ForbiddenError", "ConflictError", "PreconditionError"))
+                for a in ast.walk(node.args[1]))
+    ]  # fmt: skip
+    assert not mapped, f"map errors to statuses by exc.status: {mapped}"

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from console.budget_edit import (
-    ForbiddenError,
     budget_from_input,
     check_may_save,
     missing_for_replace,
@@ -21,6 +20,7 @@ from console.store import AccessError, AccessStore
 from console.throttle import SignInThrottle
 from schemas.budget_file import BudgetFileError
 from schemas.budgets import OrgConfig
+from schemas.errors import ForbiddenError
 
 ADMIN = Principal("acme", "ada", Role.ADMIN)
 MANAGER = Principal("acme", "max", Role.MANAGER, ("eng",))
