@@ -38,8 +38,8 @@ from enforcement.access import ApiKey, KeyRing, Right
 from enforcement.client import AsyncCapClient, CapUnavailableError
 from enforcement.decision import Outcome
 from enforcement.estimator import Estimator
-from enforcement.keys import Subject, SubjectError
-from schemas.errors import ERROR_BODY_SCHEMA
+from enforcement.keys import Subject
+from schemas.errors import ERROR_BODY_SCHEMA, SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, UsageEvent, decode_event, error_of
 
 __all__ = ["OPENAPI", "Publish", "create_app"]
@@ -114,8 +114,8 @@ def _answers(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Req
         except msgspec.DecodeError as exc:
             error = error_of(exc)
             return _error(400, error.field, error.reason)
-        except SubjectError as exc:
-            return _error(400, exc.field, exc.reason)
+        except SpendstreamError as exc:  # a subject, id or amount the caps cannot meter: its status says
+            return _error(exc.status, exc.field, exc.reason)
         except CapUnavailableError as exc:
             return _error(503, "redis", str(exc))
 
