@@ -134,6 +134,9 @@ class Pipeline:
         self.stopping = False
         self.open: asyncio.Event | None = None  # when set by the worker: usage is applied only while it is set
         self.on_not_loaded: Callable[[str], Awaitable[None]] | None = None  # restores an org's missing state
+        # the usage topic's partitions assigned here now: events of one revoked since their batch was taken are
+        # left to the new owner (storing them here too put a row in ClickHouse twice)
+        self.owned: Callable[[], set[int]] | None = None
 
     @property
     def catalogue(self) -> PriceCatalogue:
@@ -181,6 +184,15 @@ class Pipeline:
         self, messages: Sequence[Message], acks: Sequence[Any], rated: list[Rated], dead: list[DeadLetter]
     ) -> None:
         async with self._handling:
+            owned = self.owned() if self.owned is not None else None
+            if owned is not None and any(m.partition not in owned for m in messages):
+                # A batch taken before a rebalance: the events of partitions revoked since are the new owner's.
+                # They are neither applied nor acknowledged, so this worker never commits past them (should the
+                # partition come back here, they are read again).
+                kept = [(m, a) for m, a in zip(messages, acks, strict=True) if m.partition in owned]
+                messages, acks = [m for m, _ in kept], [a for _, a in kept]
+                rated = [r for r in rated if r.partition in owned]
+                dead = [d for d in dead if d.partition in owned]
             await self._handle(messages, acks, rated, dead)
         if self.buffered_rows() >= self.max_buffered_rows:
             await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
