@@ -116,17 +116,12 @@ class Worker:
         self._last_batch = (0.0, 0.0)  # (when handled, Kafka timestamp of its last message)
         self.batch_size = batch_size
         self.batch_within_s = batch_within_s
-        self.pipeline.owned = self._owned_usage_partitions
         self._wire()
         self._wire_alerts_and_insights()
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None) -> None:
         future = await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers or [])
         await future
-
-    def _owned_usage_partitions(self) -> set[int]:
-        usage = self.topics.usage
-        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == usage}
 
     def _after_restore(self) -> None:
         self._insights_owner = False  # the insights reload their checkpoint (or start again from ClickHouse)
@@ -202,7 +197,7 @@ class Worker:
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            await pipeline.drain()
+            await pipeline.revoked()
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(sender: Any, **kwargs: Any) -> None:

@@ -31,6 +31,7 @@ from retries.policy import Retry
 from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
 from sinks.tables import UsageRow, usage_row
+from streams.dead_letters import send_dead_letter
 from streams.metrics import WorkerMetrics
 from streams.processing import Bounds, DeadLetter, Message, Rated, alert_record, conflict_letter, process_batch
 from streams.usage_alerts import UsageAlerts
@@ -134,9 +135,7 @@ class Pipeline:
         self.stopping = False
         self.open: asyncio.Event | None = None  # when set by the worker: usage is applied only while it is set
         self.on_not_loaded: Callable[[str], Awaitable[None]] | None = None  # restores an org's missing state
-        # the usage topic's partitions assigned here now: events of one revoked since their batch was taken are
-        # left to the new owner (storing them here too put a row in ClickHouse twice)
-        self.owned: Callable[[], set[int]] | None = None
+        self.rebalances = 0  # revokes so far (see revoked)
 
     @property
     def catalogue(self) -> PriceCatalogue:
@@ -151,6 +150,13 @@ class Pipeline:
                     stored[partition] = max(stored.get(partition, -1), offset)
                 self.ch_watermarks = stored
 
+    async def _raise_watermarks(self) -> None:
+        """Before storing events Redis counted before (a redelivery after a crash or a rebalance): what ClickHouse
+        holds now, as a watermark loaded at the assignment may predate the last insert of the partition's owner."""
+        stored = await asyncio.to_thread(self.store.watermarks)
+        for partition, offset in stored.items():
+            self.ch_watermarks[partition] = max(self.ch_watermarks.get(partition, -1), offset)
+
     async def handle(self, messages: Sequence[Message], acks: Sequence[Any]) -> None:
         """Process one batch, to the end; ``acks`` are acknowledged once the batch is durable everywhere."""
         await self.submit(messages, acks)
@@ -161,11 +167,10 @@ class Pipeline:
         the next batch meanwhile, so the worker's CPU and Redis's work side by side. Batches are applied one
         after another, in order (a batch waits here for the one before it). Raises what the batch before
         failed with; a failure with no batch after it goes to ``on_failure``."""
-        self.metrics.consumed.inc(len(messages))
-        self.metrics.batch_size.observe(len(messages))
+        taken = self.rebalances  # the batch was taken in this assignment
         rated, dead = process_batch(messages, self.catalogue, datetime.now(UTC), self.bounds)
         await self.settled()
-        task = asyncio.ensure_future(self._finish(messages, acks, rated, dead))
+        task = asyncio.ensure_future(self._finish(messages, acks, rated, dead, taken))
         task.add_done_callback(self._finished)
         self._inflight = task
 
@@ -181,18 +186,19 @@ class Pipeline:
             self.on_failure(failure)
 
     async def _finish(
-        self, messages: Sequence[Message], acks: Sequence[Any], rated: list[Rated], dead: list[DeadLetter]
+        self,
+        messages: Sequence[Message],
+        acks: Sequence[Any],
+        rated: list[Rated],
+        dead: list[DeadLetter],
+        taken: int,
     ) -> None:
         async with self._handling:
-            owned = self.owned() if self.owned is not None else None
-            if owned is not None and any(m.partition not in owned for m in messages):
-                # A batch taken before a rebalance: the events of partitions revoked since are the new owner's.
-                # They are neither applied nor acknowledged, so this worker never commits past them (should the
-                # partition come back here, they are read again).
-                kept = [(m, a) for m, a in zip(messages, acks, strict=True) if m.partition in owned]
-                messages, acks = [m for m, _ in kept], [a for _, a in kept]
-                rated = [r for r in rated if r.partition in owned]
-                dead = [d for d in dead if d.partition in owned]
+            if taken != self.rebalances:  # taken before a revoke: left, unacknowledged, to the partitions' owners
+                log.info("%d events taken before a rebalance are left to their partitions' owners", len(messages))
+                return
+            self.metrics.consumed.inc(len(messages))
+            self.metrics.batch_size.observe(len(messages))
             await self._handle(messages, acks, rated, dead)
         if self.buffered_rows() >= self.max_buffered_rows:
             await self.drain()  # backpressure: stop taking events until ClickHouse has caught up
@@ -206,6 +212,8 @@ class Pipeline:
         began = time.perf_counter()
         results = await self._apply_until_done(rated)
         self.metrics.redis_seconds.observe(time.perf_counter() - began)
+        if any(r.stale and r.sink for r in results):  # redelivered: ask ClickHouse afresh what it holds
+            await self._raise_watermarks()
         now_ms = time.time() * 1000
         for item in rated:
             if item.timestamp_ms:
@@ -233,25 +241,7 @@ class Pipeline:
             self.start_flush()
 
     async def _dead_letter(self, letter: DeadLetter) -> None:
-        """Send a rejected record to the dead-letter topic; never lose it, never stop the stream for it.
-
-        The broker may refuse the letter itself (too large, say): then a letter that carries the reason,
-        the source and the broker's error but no payload goes instead. While the broker cannot be reached
-        at all, it retries: the batch is not acknowledged until every letter is on the topic."""
-        headers = letter.headers(self.topics.usage)
-        try:
-            await self.send(self.topics.dlq, None, letter.payload, headers)
-            return
-        except Exception as exc:  # noqa: BLE001 - whatever the broker refused, a reference still goes
-            log.warning("dead letter from offset %d refused (%s); sending it by reference", letter.offset, exc)
-            headers = [*headers, ("spendstream-dlq-error", str(exc)[:512].encode())]
-
-        def failed(attempt: int, exc: BaseException) -> None:
-            self.metrics.dlq_failures.inc()
-            log.warning("dead letter by reference failed (attempt %d), retrying: %s", attempt, exc)
-
-        policy = Retry(base_s=0.1, stop=lambda: self.stopping, on_failure=failed)
-        await policy.acall(lambda: self.send(self.topics.dlq, None, b"", headers))
+        await send_dead_letter(self.send, self.topics, letter, self.metrics, lambda: self.stopping)
 
     async def _apply_until_done(self, rated: Sequence[Rated]) -> list[SettleResult]:
         """Apply to Redis, retrying while it cannot answer: the stream waits, nothing is skipped.
@@ -291,6 +281,13 @@ class Pipeline:
         except Exception:
             log.exception("flush to ClickHouse failed; the batch stays unacknowledged and will be redelivered")
             raise
+
+    async def revoked(self) -> None:
+        """Partitions are being revoked: what is under way is stored before they go (:meth:`drain`), and a batch
+        taken before is not applied after it (it was stored twice: here, and by the new owner, which had read
+        ClickHouse's watermarks before this worker's late insert)."""
+        self.rebalances += 1
+        await self.drain()
 
     async def drain(self) -> None:
         """Wait for the batch and the flush under way, then flush what is left (before a rebalance or a stop).
