@@ -131,17 +131,7 @@ class ClientCore:
         self.metrics.redis_errors.labels("reserve").inc()
         amount = estimate or 0
         what = f"Redis unavailable ({exc.__class__.__name__}: {str(exc)[:120]})"
-        if policy == "open":
-            self.metrics.decisions.labels(Outcome.FAIL_OPEN.value).inc()
-            return Decision(True, Outcome.FAIL_OPEN, f"caps not checked: {what}", request_id, amount)
-        self.metrics.decisions.labels(Outcome.FAIL_CLOSED.value).inc()
-        return Decision(
-            False,
-            Outcome.FAIL_CLOSED,
-            f"denied: caps cannot be checked, {what}, and the org's policy is fail-closed",
-            request_id,
-            amount,
-        )
+        return self._by_policy(policy, what, f"caps cannot be checked, {what}, and", request_id, amount)
 
     def serving_known(self) -> str | None:
         """The kept run_id of the Redis serving, or None when ``INFO`` must be asked again."""
@@ -177,12 +167,16 @@ class ClientCore:
         self.metrics.state_not_loaded.inc()
         policy = entry.policy if entry else self.default_policy
         what = f"the cap state of org {org_id} is not loaded in Redis (Redis lost it, and it is being restored)"
+        return self._by_policy(policy, what, f"{what};", request_id, estimate)
+
+    def _by_policy(self, policy: str, what: str, denied: str, request_id: str, amount: int) -> Decision:
+        """The org's answer when its caps cannot be checked: ``open`` admits (counted), else denied, saying why."""
         if policy == "open":
             self.metrics.decisions.labels(Outcome.FAIL_OPEN.value).inc()
-            return Decision(True, Outcome.FAIL_OPEN, f"caps not checked: {what}", request_id, estimate)
+            return Decision(True, Outcome.FAIL_OPEN, f"caps not checked: {what}", request_id, amount)
         self.metrics.decisions.labels(Outcome.FAIL_CLOSED.value).inc()
         return Decision(
-            False, Outcome.FAIL_CLOSED, f"denied: {what}; the org's policy is fail-closed", request_id, estimate
+            False, Outcome.FAIL_CLOSED, f"denied: {denied} the org's policy is fail-closed", request_id, amount
         )
 
     def decided(self, decision: Decision, expired: int, began: float) -> Decision:
