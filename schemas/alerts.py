@@ -162,13 +162,16 @@ def unpriced_alert(
 
 
 NEW_SPEND_FLOOR_NANOS = 10_000_000  # $0.01: an expected cost below it is no baseline to take a ratio of
+NEW_SPEND_RATIO = 100  # nor is one that the bucket's cost is more than 100 times
 
 
 def spike_comparison(observed_nanos: int, expected_nanos: int) -> str:
     """How a spike compares with what was expected, as every page and message says it: a ratio, or, where
-    next to nothing was expected, "new spend" with the amount (not "32790.5x")."""
+    next to nothing was expected, "new spend" with the amount (not "32790.5x" or "741.7x")."""
     if expected_nanos < NEW_SPEND_FLOOR_NANOS:
         return f"new spend: {format_usd(observed_nanos)} where under $0.01 was expected"
+    if observed_nanos > NEW_SPEND_RATIO * expected_nanos:
+        return f"new spend: {format_usd(observed_nanos)} where {format_usd(expected_nanos)} was expected"
     ratio = observed_nanos / expected_nanos
     return f"{format_usd(observed_nanos)} against {format_usd(expected_nanos)} expected ({ratio:.1f}x)"
 

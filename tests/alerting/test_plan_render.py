@@ -174,6 +174,8 @@ def test_a_spike_over_next_to_nothing_is_new_spend_not_a_ratio_in_the_thousands(
 
     assert spike_comparison(30_600_000_000, 933_000) == "new spend: $30.60 where under $0.01 was expected"
     assert spike_comparison(9_000_000_000, 750_000_000) == "$9.00 against $0.75 expected (12.0x)"
+    # seen in the demo: "$30.65 against $0.04 expected (741.7x)"
+    assert spike_comparison(30_650_000_000, 41_000_000) == "new spend: $30.65 where $0.04 was expected"
     spike = Spike(org_id="acme", scope="user/eng-user007", detected_at="2026-12-04T10:00:00+00:00",
                   observed_nanos=30_600_000_000, expected_nanos=0)  # fmt: skip
     view = view_of(spike, "https://console.acme.example")
