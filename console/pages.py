@@ -67,7 +67,8 @@ class Pages:
         if not cookie or not same(cookie, str(form.get("csrf", ""))):
             return self._login_again(request, "Your sign-in form expired; please try again.", org, username, 403)
         began = time.time()
-        wait = self.web.throttle.begin(f"{org}/{username}", address, began)  # counted before it is checked
+        # counted before it is checked; keyed by the name alone, so that naming the org or not gives no new guesses
+        wait = self.web.throttle.begin(username, address, began)
         if wait > 0:
             self.web.metrics.sign_ins.labels("throttled").inc()
             message = f"Too many failed sign-ins; try again in {int(wait) + 1} s."
@@ -76,7 +77,7 @@ class Pages:
         if signed is None:
             self.web.metrics.sign_ins.labels("failed").inc()
             return self._login_again(request, "Wrong organisation, username or password.", org, username, 401)
-        self.web.throttle.succeeded(f"{org}/{username}", address, began)
+        self.web.throttle.succeeded(username, address, began)
         self.web.metrics.sign_ins.labels("ok").inc()
         session_id, _ = signed
         target = str(form.get("next", ""))
