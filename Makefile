@@ -19,11 +19,12 @@ test: setup check ## lint, type-check and run every test against the local stack
 	@./scripts/setup-focus-validator
 	@$(PY) -m pytest
 
-check: setup ## ruff, mypy and deptry (every import declared; import-linter runs inside the tests)
+check: setup ## ruff, mypy, deptry (every import declared) and vulture (no dead code); import-linter runs in the tests
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 	@$(BIN)/deptry .
+	@$(BIN)/vulture
 
 unit: setup ## the tests that need no services
 	@$(PY) -m pytest -m "not stack"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Principal", "Right", "Role", "narrowed", "rights_of"]
+__all__ = ["Principal", "Right", "Role", "narrowed"]
 
 
 class Role(StrEnum):
@@ -43,10 +43,6 @@ _RIGHTS: dict[Role, frozenset[Right]] = {
     Role.MANAGER: frozenset({Right.READ, Right.EDIT_USER_BUDGETS}),
     Role.VIEWER: frozenset({Right.READ, Right.READ_ALL}),
 }
-
-
-def rights_of(role: Role) -> frozenset[Right]:
-    return _RIGHTS[role]
 
 
 def narrowed(

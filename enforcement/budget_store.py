@@ -8,7 +8,7 @@ from typing import Any
 from enforcement.keys import KeyLayout
 from schemas.budgets import Budget, OrgConfig
 
-__all__ = ["apply_budgets", "encode_budget", "read_budgets"]
+__all__ = ["apply_budgets", "encode_budget"]
 
 
 def encode_budget(budget: Budget) -> tuple[str, str]:
@@ -39,12 +39,3 @@ def apply_budgets(
         pipe.hset(layout.org_settings(org_id), mapping=config.settings() | ({"loaded": epoch} if epoch else {}))
         pipe.execute()
     return sum(len(v) for v in by_org.values())
-
-
-def read_budgets(redis: Any, layout: KeyLayout, org_id: str) -> dict[str, str]:
-    raw = redis.hgetall(layout.budgets(org_id))
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -144,10 +144,6 @@ class PeriodKeys:
         keys = [period_key(when, p, timezone) for p in PERIOD_CODES]
         return cls(keys[0], keys[1], keys[2], ends[0], ends[1], ends[2])
 
-    @property
-    def resets(self) -> str:
-        return f"{self.day_end_ms}|{self.week_end_ms}|{self.month_end_ms}"
-
     def key(self, period: str | Period) -> str:
         """Which day, week or month a ``daily`` / ``weekly`` / ``monthly`` budget is in."""
         return (self.day, self.week, self.month)[_index(period)]
@@ -244,9 +240,6 @@ class KeyLayout:
     def state_lock(self) -> str:
         """Held by the one worker that restores a Redis which lost its state."""
         return f"{self.prefix}:state:lock"
-
-    def orgs_pattern(self) -> str:
-        return f"{self.prefix}:{{*}}:budgets"
 
 
 __all__ += ["SEEN_SHARDS", "UNCONFIGURED", "fingerprint"]

@@ -80,14 +80,9 @@ class Calibrator:
         self.target = target
         self.rate = rate
         self.scale = start
-        self.checks = 0
-        self.inside = 0
 
     def check(self, actual: float, low: float, high: float) -> None:
-        hit = low <= actual <= high
-        self.checks += 1
-        self.inside += hit
-        miss = 0.0 if hit else 1.0
+        miss = 0.0 if low <= actual <= high else 1.0
         self.scale = max(0.2, min(10.0, self.scale * math.exp(self.rate * (miss - (1.0 - self.target)))))
 
 

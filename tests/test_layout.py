@@ -6,14 +6,15 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = (
-    "schemas", "enforcement", "sinks", "insights", "stack", "bus", "workloads", "alerting", "streams",
-    "integrations", "admin", "retries", "dashboards", "console", "reports",
-)  # fmt: skip
+PROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
+# the one list of the project's packages (import-linter's root packages); every other list is checked against it
+PACKAGES: tuple[str, ...] = tuple(PROJECT["tool"]["importlinter"]["root_packages"])
 MAX_LINES = 400
 
 
@@ -28,6 +29,40 @@ def tree(path: Path) -> ast.Module:
 
 def name(path: Path) -> str:
     return str(path.relative_to(ROOT))
+
+
+LAYERS = "Layers, top down: the CLI, the programs, alerting and reports, the adapters, schemas"
+
+
+def _contract(name: str) -> dict[str, Any]:
+    contracts: list[dict[str, Any]] = PROJECT["tool"]["importlinter"]["contracts"]
+    return next(c for c in contracts if c["name"] == name)
+
+
+def test_every_list_of_packages_is_the_one_list() -> None:
+    one = set(PACKAGES)
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"bench", "tests"}
+    assert on_disk == one, f"top-level packages not in [tool.importlinter] root_packages: {on_disk ^ one}"
+    tool = PROJECT["tool"]
+    assert {p for p in tool["setuptools"]["packages"] if "." not in p} == one
+    assert set(tool["mypy"]["packages"]) == one
+    assert set(tool["deptry"]["known_first_party"]) == one | {"bench", "tests"}
+    assert {p for p in tool["vulture"]["paths"] if not p.endswith(".py")} == one
+    layered = {p.strip() for layer in _contract(LAYERS)["layers"] for p in layer.split("|")}
+    assert layered == one, f"every package sits in exactly one layer: {layered ^ one}"
+
+
+def test_only_the_faust_app_may_import_faust_in_every_package() -> None:
+    covered = set(_contract("Only the Faust app imports faust")["source_modules"])
+    streams = {f"streams.{p.stem}" for p in (ROOT / "streams").glob("*.py") if p.stem not in {"__init__", "app"}}
+    assert covered == (set(PACKAGES) - {"streams"}) | streams
+
+
+def test_the_io_libraries_are_named_once() -> None:
+    forbidding = [
+        c["name"] for c in PROJECT["tool"]["importlinter"]["contracts"] if "redis" in c.get("forbidden_modules", ())
+    ]
+    assert forbidding == ["Pure modules import no I/O library"], "extend that contract's sources instead of copying"
 
 
 def test_no_module_is_over_400_lines() -> None:
