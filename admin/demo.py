@@ -30,7 +30,7 @@ from bus.admin import config_state, ensure_topics
 from bus.producer import UsageProducer
 from bus.topics import Topics
 from reports.data import monthly_data
-from reports.generate import Format, write_report
+from reports.files import Format, write_report
 from reports.monthly import monthly_report
 from retries.policy import Retry
 from schemas.budget_file import parse_budget_file

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from reports.build import build_report, template_params
-from reports.generate import Format, render_files
+from reports.files import Format, render_files
 from reports.mail import report_email
 from reports.model import Report
 from schemas.budgets import OrgConfig

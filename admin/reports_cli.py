@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from admin.environment import settings_from_env, warn_refused
+from schemas.report_kinds import KINDS, REPORT_KINDS
 from schemas.report_templates import FILTERS
 from schemas.settings import Settings
 
@@ -20,7 +21,7 @@ __all__ = ["reports_parser"]
 def reports_parser(commands: Any) -> None:
     reports = commands.add_parser(
         "reports",
-        help="generate reports (monthly summary, chargeback, feature ROI, model value, custom) as PDF, XLSX and CSV",
+        help=f"generate reports ({', '.join(KINDS)}) as PDF, XLSX and CSV",
         description="generate: read ClickHouse and config.v1 and write the report's files to --out "
         "(PDF, XLSX, and one CSV per table; each file is written whole or not at all), as asked or as a saved "
         "template says (--template); save, list, delete: the org's saved templates on config.v1; "
@@ -36,8 +37,8 @@ def reports_parser(commands: Any) -> None:
     reports.add_argument(
         "--kind",
         default="monthly",
-        choices=["monthly", "chargeback", "ledger", "feature-roi", "model-value", "custom"],
-        help="the report (default monthly)",
+        choices=KINDS,
+        help="the report (default monthly): " + "; ".join(f"{k.name}: {k.title.lower()}" for k in REPORT_KINDS),
     )
     reports.add_argument("--org", help="the org (every action but scheduler)")
     reports.add_argument("--month", help="the month's reports: YYYY-MM (default: the month before this one)")
@@ -75,8 +76,8 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
     from bus.admin import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
     from bus.topics import Topics  # noqa: PLC0415
     from reports.build import build_report  # noqa: PLC0415
+    from reports.files import ReportError, parse_formats, write_report  # noqa: PLC0415
     from reports.filters import FilterError, parse_month  # noqa: PLC0415
-    from reports.generate import ReportError, parse_formats, write_report  # noqa: PLC0415
     from schemas.budgets import OrgConfig  # noqa: PLC0415
     from sinks.usage_store import UsageStore  # noqa: PLC0415
 

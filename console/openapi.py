@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.errors import ERROR_BODY_SCHEMA
+from schemas.report_kinds import KINDS, REPORT_KINDS, Format
 
 __all__ = ["openapi_document"]
 
@@ -202,7 +203,8 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/reports": {
                 "post": {
-                    "summary": "generate a report: monthly summary, chargeback or custom, as PDF, XLSX or CSV (zip)",
+                    "summary": "generate a report, as PDF, XLSX or CSV (zip): "
+                    + "; ".join(f"{k.name}: {k.title.lower()}" for k in REPORT_KINDS),
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -210,18 +212,17 @@ def openapi_document() -> dict[str, Any]:
                                 "schema": {
                                     "type": "object",
                                     "properties": {
-                                        "kind": {
-                                            "enum": [
-                                                "monthly",
-                                                "chargeback",
-                                                "ledger",
-                                                "feature-roi",
-                                                "model-value",
-                                                "custom",
-                                            ]
+                                        "kind": {"enum": list(KINDS)},
+                                        "month": {"type": "string", "description": "a month kind: YYYY-MM"},
+                                        "format": {"enum": [f.value for f in Format]},
+                                        "from": {"type": "string", "description": "custom: the first day, YYYY-MM-DD"},
+                                        "to": {"type": "string", "description": "custom: the last day, included"},
+                                        "group": {"enum": ["provider", "model", "feature", "department", "user"]},
+                                        "granularity": {"enum": ["day", "week", "month"]},
+                                        **{
+                                            name: {"type": "string", "description": f"custom: only this {name}"}
+                                            for name in ("department", "user", "model", "feature", "provider")
                                         },
-                                        "month": {"type": "string", "description": "monthly: YYYY-MM"},
-                                        "format": {"enum": ["pdf", "xlsx", "csv"]},
                                     },
                                 }
                             }

@@ -4,8 +4,6 @@ finance."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
@@ -20,21 +18,14 @@ from console.roles import Principal, Right
 from console.store import Session
 from console.web import Web, json_response
 from reports.build import build_report
+from reports.files import Format, ReportError, download, media_type
 from reports.filters import GROUPS
-from reports.generate import Format, ReportError
 from reports.model import Report
-from reports.render_csv import table_csv
-from reports.render_pdf import render_pdf
-from reports.render_xlsx import render_xlsx
 from schemas.errors import ForbiddenError, NotFoundError, SpendstreamError
+from schemas.report_kinds import REPORT_KINDS, Coverage, forms
 from sinks.report_runs import run_file, runs_of
 
 __all__ = ["ReportPages"]
-
-_TYPES = {
-    Format.PDF: "application/pdf",
-    Format.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-}
 
 
 class ReportPages:
@@ -57,16 +48,7 @@ class ReportPages:
             fmt = Format(str(data.get("format") or "pdf"))
         except ValueError:
             raise ReportError("format", "pdf, xlsx or csv") from None
-        report = self._report(principal, data)
-        if fmt is Format.CSV:
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                for table in report.tables:
-                    archive.writestr(f"{report.slug}-{table.name}.csv", table_csv(table, bom=bool(data.get("bom"))))
-            content, media, name = buffer.getvalue(), "application/zip", f"{report.slug}-csv.zip"
-        else:
-            content = render_pdf(report) if fmt is Format.PDF else render_xlsx(report)
-            media, name = _TYPES[fmt], f"{report.slug}.{fmt.value}"
+        name, media, content = download(self._report(principal, data), fmt, bom=bool(data.get("bom")))
         self.web.access.audit(principal.org_id, principal.name, "report.generate", name, None, None)
         return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
@@ -100,6 +82,8 @@ class ReportPages:
             "values": values,
             "error": error,
             "groups": list(GROUPS),
+            "month_forms": [(first, kinds) for first, kinds in forms() if first.coverage is Coverage.MONTH],
+            "custom": next(k for k in REPORT_KINDS if k.coverage is Coverage.RANGE),
             "default_month": f"{previous:%Y-%m}",
             "templates": templates,
             "runs": (await run_in_threadpool(self._runs, principal))[:20],
@@ -138,6 +122,6 @@ class ReportPages:
         content = await run_in_threadpool(run_file, self.web.reader.store, principal.org_id, run_id, name)
         if content is None:
             raise NotFoundError("name", f"run {run_id!r} has no file {name!r}")
-        suffix = name.rsplit(".", 1)[-1]
-        media = {"pdf": _TYPES[Format.PDF], "xlsx": _TYPES[Format.XLSX]}.get(suffix, "text/csv; charset=utf-8")
-        return Response(content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return Response(
+            content, media_type=media_type(name), headers={"Content-Disposition": f'attachment; filename="{name}"'}
+        )

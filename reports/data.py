@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from reports.chargeback import ChargebackData, chargeback_report
+from reports.chargeback import ChargebackData
 from reports.custom import CustomData
-from reports.feature_roi import FeatureData, FeatureUsage, feature_roi_report
+from reports.feature_roi import FeatureData, FeatureUsage
 from reports.filters import CostFilter
-from reports.ledger import ledger_report
-from reports.model import Report
-from reports.model_value import ModelStats, ModelValueData, model_value_report
+from reports.model_value import ModelStats, ModelValueData
 from reports.monthly import BudgetActual, MonthlyData
 from schemas.budgets import Budget, OrgConfig, Period
 from schemas.chargeback import Chargeback
@@ -23,7 +21,6 @@ from schemas.config_records import ConfigState
 from sinks import analysis, queries
 
 __all__ = [
-    "MONTHLY_KINDS",
     "Store",
     "chargeback_data",
     "custom_data",
@@ -192,12 +189,3 @@ def model_data(store: Store, state: ConfigState, org_id: str, month: date, now: 
         if entry is not None:
             data.prices[(provider, model)] = entry.prices
     return data
-
-
-MONTHLY_KINDS: dict[str, tuple[Callable[..., Any], Callable[..., Report]]] = {
-    "chargeback": (chargeback_data, chargeback_report),
-    "feature-roi": (feature_data, feature_roi_report),
-    "model-value": (model_data, model_value_report),
-    "ledger": (chargeback_data, ledger_report),
-}
-"""The reports of one month besides the summary: how each is read, and built."""

@@ -2,8 +2,8 @@
 when (a cron expression read in the org's time zone). They live on ``config.v1`` as
 ``report/<org>/<name>`` records, beside the budgets, so every process reads the same ones.
 
-A monthly kind (monthly, chargeback, feature-roi, model-value) covers the last complete month when it
-runs; a custom template covers the ``days`` up to yesterday."""
+A month kind (``schemas.report_kinds``) covers the last complete month when it runs; a custom template covers
+the ``days`` up to yesterday."""
 
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from typing import Any
 from croniter import croniter
 
 from schemas.errors import SpendstreamError
+from schemas.report_kinds import KINDS, Format
 
-__all__ = ["KINDS", "ReportTemplate", "TemplateError", "parse_template", "template_record_body"]
+__all__ = ["ReportTemplate", "TemplateError", "parse_template", "template_record_body"]
 
-KINDS = ("monthly", "chargeback", "ledger", "feature-roi", "model-value", "custom")
-FORMATS = ("pdf", "xlsx", "csv")
 FILTERS = ("group", "granularity", "department", "user", "model", "feature", "provider")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
@@ -71,7 +70,7 @@ def parse_template(org_id: str, name: str, body: Mapping[str, Any]) -> ReportTem
     if kind not in KINDS:
         raise TemplateError("kind", f"one of {', '.join(KINDS)}")
     formats = tuple(body.get("formats") or ("pdf",))
-    if not formats or any(f not in FORMATS for f in formats):
+    if not formats or any(f not in {f.value for f in Format} for f in formats):
         raise TemplateError("formats", "pdf, xlsx and/or csv")
     recipients = tuple(body.get("recipients") or ())
     for i, address in enumerate(recipients):

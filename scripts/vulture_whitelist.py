@@ -75,3 +75,4 @@ denials_timer # unused function streams/app.py
 alert_history_timer # unused function streams/app.py
 spikes_timer # unused function streams/app.py
 forecast_timer # unused function streams/app.py
+option # unused variable schemas/report_kinds.py (the Generate Report page reads it)

@@ -15,7 +15,7 @@ import openpyxl
 import pypdf
 import pytest
 
-from reports.generate import Format, ReportError, parse_formats, write_report
+from reports.files import Format, ReportError, parse_formats, write_report
 from reports.model import Column, Figure, Kind, Report, Section, Table
 from reports.money import usd_exact, usd_short
 from reports.monthly import BudgetActual, MonthlyData, monthly_report

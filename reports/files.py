@@ -1,12 +1,13 @@
-"""Rendering a report to files: PDF, XLSX and CSV (one file per table), each written whole or not at
-all (a temporary file renamed into place), so that a failed render leaves nothing half-written."""
+"""A report's files: PDF, XLSX and CSV (one file per table), rendered in memory, written to a folder whole
+or not at all (a temporary file renamed into place), or packed as one download (the CSVs as a zip)."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Sequence
-from enum import StrEnum
 from pathlib import Path
 
 from reports.model import Report
@@ -14,14 +15,21 @@ from reports.render_csv import table_csv
 from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
 from schemas.errors import SpendstreamError
+from schemas.report_kinds import Format
 
-__all__ = ["Format", "ReportError", "parse_formats", "render_files", "write_report"]
+__all__ = ["Format", "ReportError", "download", "media_type", "parse_formats", "render_files", "write_report"]
+
+_MEDIA = {
+    "pdf": "application/pdf",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "csv": "text/csv; charset=utf-8",
+    "zip": "application/zip",
+}
 
 
-class Format(StrEnum):
-    PDF = "pdf"
-    XLSX = "xlsx"
-    CSV = "csv"
+def media_type(name: str) -> str:
+    """The media type of a report file by its name's suffix."""
+    return _MEDIA.get(name.rsplit(".", 1)[-1], "application/octet-stream")
 
 
 class ReportError(SpendstreamError):
@@ -76,3 +84,16 @@ def write_report(
         paths.append(_write(folder / name, content))
         progress(f"wrote {folder / name} ({len(content):,} bytes)")
     return paths
+
+
+def download(report: Report, fmt: Format, bom: bool = False) -> tuple[str, str, bytes]:
+    """``report`` as one file to download: its name, media type and bytes (CSV: a zip of one file per table)."""
+    files = render_files(report, [fmt], bom)
+    if fmt is not Format.CSV:
+        name, content = files[0]
+        return name, media_type(name), content
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files:
+            archive.writestr(name, content)
+    return f"{report.slug}-csv.zip", _MEDIA["zip"], buffer.getvalue()
