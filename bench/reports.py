@@ -47,7 +47,7 @@ from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
 from schemas.budget_file import parse_budget_file
 from schemas.config_records import ConfigState, file_records
-from schemas.period_close import EXPORT_START
+from schemas.focus_export import EXPORT_START
 from schemas.settings import Settings
 from sinks.focus import CHUNK_BYTES, OUTPUT_SETTINGS, focus_query, page_end
 from sinks.usage_store import UsageStore

@@ -20,11 +20,17 @@ from starlette.responses import Response, StreamingResponse
 from console.actions import require
 from console.roles import Principal, Right
 from console.web import Web, json_response
-from reports.export import ExportError, closable_month, decode_cursor, encode_cursor, parse_export
 from schemas.budgets import OrgConfig
 from schemas.config_records import close_record
 from schemas.errors import ConflictError
-from schemas.period_close import PeriodClose
+from schemas.focus_export import (
+    ExportError,
+    PeriodClose,
+    closable_month,
+    decode_cursor,
+    encode_cursor,
+    parse_export,
+)
 from sinks.focus import Store, focus_rows, page_end, settled_end
 
 __all__ = ["Exports"]

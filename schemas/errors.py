@@ -22,8 +22,8 @@ its answer by that attribute alone, in one place each::
     ├── integrations.litellm_mapping.IdentityError (403) a proxy request whose identity is refused
     ├── console.store.AccessError                  a console user or API token
     ├── reports.filters.FilterError                a filter of the console's views
-    ├── reports.export.ExportError                 an export request (cursor, page size, format)
-    ├── reports.files.ReportError               a report that cannot be made as asked
+    ├── schemas.focus_export.ExportError           a FOCUS export request (cursor, page size, format)
+    ├── reports.files.ReportError                  a report that cannot be made as asked
     ├── ForbiddenError (403)                       what the principal may not do
     ├── NotFoundError (404)                        nothing the principal may see by that name
     ├── ConflictError (409)                        creating what exists, or removing what is in use

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from schemas.period_close import EXPORT_START, ExportPosition, PeriodClose
+from schemas.focus_export import EXPORT_START, ExportPosition, PeriodClose
 
 __all__ = ["COLUMNS", "FOCUS_VERSIONS", "FocusColumn", "focus_query", "focus_rows", "page_end", "settled_end"]
 

@@ -1,5 +1,11 @@
-"""The export API's pure rules: the opaque cursor (a position in the export's order), the page size, the
-format and FOCUS version asked for, and what may be closed."""
+"""The FOCUS export's rules (pure): what a page request may ask (an opaque cursor, a page size, a format, a
+FOCUS version) and which months may be closed. Finance closes an org's month at a position of the export,
+the last row it pulled; rows of that month after the position are billed to a later open month, as
+corrections, so what was exported for a closed month never changes. Closes live on ``config.v1`` as
+``close/<org>/<YYYY-MM>`` records and are permanent: a deletion of one is ignored.
+
+The export's SQL (FOCUS columns, pages, close parameters) is ``sinks.focus``; its HTTP endpoints are
+``console.export_api``."""
 
 from __future__ import annotations
 
@@ -8,13 +14,69 @@ import binascii
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from schemas.errors import SpendstreamError
 from schemas.params import FIRST_DAY, LAST_DAY
-from schemas.period_close import EXPORT_START, ExportPosition
 
-__all__ = ["ExportError", "ExportRequest", "closable_month", "decode_cursor", "encode_cursor", "parse_export"]
+__all__ = [
+    "EXPORT_START",
+    "ExportError",
+    "ExportPosition",
+    "ExportRequest",
+    "PeriodClose",
+    "closable_month",
+    "close_record_body",
+    "decode_cursor",
+    "encode_cursor",
+    "parse_close",
+    "parse_export",
+]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ExportPosition:
+    """Where a row sits in the export's order: when ClickHouse stored it (ms), then its event id."""
+
+    at: datetime  # UTC, millisecond precision
+    event_id: str
+
+
+EXPORT_START = ExportPosition(datetime(1970, 1, 1, tzinfo=UTC), "")  # before every row
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodClose:
+    org_id: str
+    month: date  # the first day
+    position: ExportPosition  # rows up to here belong to the month; later ones are corrections
+    closed_by: str
+    closed_at: datetime
+
+
+def parse_close(org_id: str, month_text: str, body: dict[str, Any]) -> PeriodClose:
+    month = datetime.strptime(month_text, "%Y-%m").date()
+    at = datetime.fromisoformat(body["position"]["at"]).astimezone(UTC)
+    return PeriodClose(
+        org_id,
+        month,
+        ExportPosition(at, str(body["position"]["event_id"])),
+        str(body["closed_by"]),
+        datetime.fromisoformat(body["closed_at"]),
+    )
+
+
+def close_record_body(close: PeriodClose) -> bytes:
+    return json.dumps(
+        {
+            "position": {"at": close.position.at.isoformat(), "event_id": close.position.event_id},
+            "closed_by": close.closed_by,
+            "closed_at": close.closed_at.isoformat(),
+        }
+    ).encode()
+
 
 _DIGITS = re.compile(r"[0-9]{1,12}")
 
