@@ -95,7 +95,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _publish(settings: Settings, records: list[Any]) -> None:
-    from bus.config_publisher import ConfigPublishError, publish_config  # noqa: PLC0415 - publishing commands only
+    from bus.config_topic import ConfigPublishError, publish_config  # noqa: PLC0415 - publishing commands only
     from bus.topics import Topics  # noqa: PLC0415
 
     try:
@@ -105,7 +105,7 @@ def _publish(settings: Settings, records: list[Any]) -> None:
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
-    from bus.admin import read_config  # noqa: PLC0415
+    from bus.config_topic import read_config  # noqa: PLC0415
     from bus.topics import Topics  # noqa: PLC0415
     from schemas.budget_file import BudgetFileError, parse_budget_file  # noqa: PLC0415
     from schemas.config_records import ConfigState, file_records  # noqa: PLC0415
@@ -197,12 +197,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from bus.admin import config_state  # noqa: PLC0415
+    from bus.config_topic import config_state  # noqa: PLC0415
     from bus.topics import Topics  # noqa: PLC0415
     from enforcement.keys import KeyLayout  # noqa: PLC0415
+    from enforcement.redis_clients import sync_redis  # noqa: PLC0415
     from schemas.money import format_usd  # noqa: PLC0415
     from sinks.usage_store import UsageStore  # noqa: PLC0415
-    from streams.clients import sync_redis  # noqa: PLC0415
     from streams.drift import measure_drift, org_zones  # noqa: PLC0415
 
     settings = _settings()
@@ -222,13 +222,13 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
-    from bus.producer import UsageProducer  # noqa: PLC0415
     from bus.topics import Topics  # noqa: PLC0415
+    from bus.usage_producer import UsageProducer  # noqa: PLC0415
     from workloads.generators import synthetic, trace_events  # noqa: PLC0415
 
     settings = _settings()
     topics = Topics(settings.kafka.topic_prefix)
-    from bus.admin import ensure_topics  # noqa: PLC0415
+    from bus.topic_admin import ensure_topics  # noqa: PLC0415
 
     ensure_topics(settings.kafka.bootstrap, topics)
     if args.source == "trace":
@@ -256,7 +256,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_decision(args: argparse.Namespace) -> int:
-    from admin.decision import app_from_settings, new_key_entry  # noqa: PLC0415
+    from admin.decision_service import app_from_settings, new_key_entry  # noqa: PLC0415
     from enforcement.access import KeyFileError  # noqa: PLC0415
 
     if args.action == "new-key":

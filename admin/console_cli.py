@@ -46,8 +46,8 @@ def cmd_console(args: argparse.Namespace) -> int:
         print("stopped the console" if stop_console(settings) else "no console was running")
         return 0
     if args.action == "create-user":
+        from console.access_store import AccessError  # noqa: PLC0415
         from console.serve import access_store  # noqa: PLC0415
-        from console.store import AccessError  # noqa: PLC0415
 
         if not args.org or not args.username:
             print("error: create-user needs --org and --username", file=sys.stderr)
@@ -119,8 +119,8 @@ def stop_console(settings: Settings) -> bool:
 def start_console(settings: Settings, username: str, password: str, org: str) -> str:
     """Start ``spendstream console serve`` in the background (replacing one a demo started before), with a
     sign-in for ``username`` when there is none yet; returns its URL once it answers."""
+    from console.access_store import AccessError  # noqa: PLC0415
     from console.serve import access_store  # noqa: PLC0415
-    from console.store import AccessError  # noqa: PLC0415
 
     try:
         access_store(settings).create_user(org, username, password, "owner")

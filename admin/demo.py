@@ -26,9 +26,10 @@ from typing import Any
 from admin.console_cli import start_console
 from admin.environment import warn_refused
 from admin.inbox import Inbox
-from bus.admin import config_state, ensure_topics
-from bus.producer import UsageProducer
+from bus.config_topic import config_state
+from bus.topic_admin import ensure_topics
 from bus.topics import Topics
+from bus.usage_producer import UsageProducer
 from reports.data import monthly_data
 from reports.files import Format, write_report
 from reports.monthly import monthly_report
@@ -233,24 +234,23 @@ def _scheduled(settings: Settings, store: UsageStore, inbox: Inbox) -> str:
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from admin.report_scheduler import ReportScheduler  # noqa: PLC0415
-    from alerting.channels import SmtpConfig, send_smtp  # noqa: PLC0415
-    from bus.config_publisher import publish_config  # noqa: PLC0415
+    from alerting.senders import SmtpConfig, send_smtp  # noqa: PLC0415
+    from bus.config_topic import ConfigCache  # noqa: PLC0415
+    from enforcement.redis_clients import sync_redis  # noqa: PLC0415
     from schemas.config_records import template_record  # noqa: PLC0415
     from schemas.report_templates import parse_template  # noqa: PLC0415
-    from streams.clients import sync_redis  # noqa: PLC0415
 
     topics = Topics(settings.kafka.topic_prefix)
     saved = (datetime.now(UTC).replace(day=1) - timedelta(days=20)).isoformat()
     body = {"kind": "monthly", "formats": ["pdf", "xlsx"], "recipients": ["cfo@acme.example"],
             "schedule": "0 8 1 * *", "saved_at": saved}  # fmt: skip
-    if ("acme", "monthly-finance") not in config_state(settings.kafka.bootstrap, topics.config).reports:
-        publish_config(
-            settings.kafka.bootstrap, topics, [template_record(parse_template("acme", "monthly-finance", body))]
-        )
+    config = ConfigCache.of(settings.kafka.bootstrap, topics, max_age_s=0)
+    if ("acme", "monthly-finance") not in config.state().reports:
+        config.publish([template_record(parse_template("acme", "monthly-finance", body))])
     smtp = SmtpConfig("127.0.0.1", inbox.port, "none")
     scheduler = ReportScheduler(
         settings.reports, store, sync_redis(settings.redis), settings.redis.key_prefix,
-        lambda: config_state(settings.kafka.bootstrap, topics.config, on_error=warn_refused),
+        config.state,
         lambda message: send_smtp(smtp, message), registry=CollectorRegistry(),
     )  # fmt: skip
     ran = scheduler.poll()

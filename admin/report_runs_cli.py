@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from admin.environment import warn_refused
 from schemas.settings import Settings
 
 __all__ = ["runs_command"]
@@ -62,21 +61,20 @@ def _scheduler(settings: Settings, store: Any, args: argparse.Namespace) -> int:
     from prometheus_client import start_http_server  # noqa: PLC0415
 
     from admin.report_scheduler import ReportScheduler  # noqa: PLC0415
-    from alerting.channels import send_smtp  # noqa: PLC0415
-    from bus.admin import config_state  # noqa: PLC0415
+    from alerting.senders import SmtpConfig, send_smtp  # noqa: PLC0415
+    from bus.config_topic import ConfigCache  # noqa: PLC0415
     from bus.topics import Topics  # noqa: PLC0415
-    from streams.clients import smtp_config, sync_redis  # noqa: PLC0415
+    from enforcement.redis_clients import sync_redis  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     store.migrate()
-    topic = Topics(settings.kafka.topic_prefix).config
-    smtp = smtp_config(settings)
+    smtp = SmtpConfig.of(settings.alerts)
     scheduler = ReportScheduler(
         settings.reports,
         store,
         sync_redis(settings.redis),
         settings.redis.key_prefix,
-        lambda: config_state(settings.kafka.bootstrap, topic, on_error=warn_refused),
+        ConfigCache.of(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix), max_age_s=0).state,
         (lambda message: send_smtp(smtp, message)) if smtp else None,
         sender=settings.alerts.smtp_from,
     )

@@ -17,14 +17,14 @@ __all__ = ["apply_template", "templates_command"]
 
 
 def _state(settings: Settings) -> ConfigState:
-    from bus.admin import config_state  # noqa: PLC0415 - reading Kafka only here
+    from bus.config_topic import config_state  # noqa: PLC0415 - reading Kafka only here
     from bus.topics import Topics  # noqa: PLC0415
 
     return config_state(settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix).config, on_error=warn_refused)
 
 
 def templates_command(settings: Settings, args: argparse.Namespace) -> int:
-    from bus.config_publisher import publish_config  # noqa: PLC0415
+    from bus.config_topic import publish_config  # noqa: PLC0415
     from bus.topics import Topics  # noqa: PLC0415
     from schemas.config_records import ConfigRecord, template_record  # noqa: PLC0415
     from schemas.report_templates import TemplateError, parse_template  # noqa: PLC0415

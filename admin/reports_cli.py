@@ -73,7 +73,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
 
 
 def _generate(settings: Settings, args: argparse.Namespace) -> int:
-    from bus.admin import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
+    from bus.config_topic import config_state  # noqa: PLC0415 - only this command needs Kafka and ClickHouse
     from bus.topics import Topics  # noqa: PLC0415
     from reports.build import build_report  # noqa: PLC0415
     from reports.files import ReportError, parse_formats, write_report  # noqa: PLC0415

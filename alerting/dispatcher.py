@@ -37,10 +37,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from alerting.channels import DeliveryError, Senders
 from alerting.enrich import Enricher
 from alerting.plan import Delivery, Plan, TokenBucket, budget_of, delivery_digest, of_closed_period, plan, quiet
 from alerting.render import AlertView, view_of
+from alerting.senders import DeliveryError, Senders
 from bus.topics import Send
 from enforcement.keys import KeyLayout
 from retries.policy import Retry

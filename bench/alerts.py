@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Producer
 
 from bench._common import percentile, write_result
-from bus.admin import ensure_topics
+from bus.topic_admin import ensure_topics
 from bus.topics import Topics
 from schemas.config_records import prices_overrides_record
 from schemas.events import UsageEvent, encode_event

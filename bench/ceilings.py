@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import write_result
 from bench.pipeline import EVENTS, TRACE, produce, producer, raw_consume_rate
 from enforcement import core
-from enforcement.keys import KeyLayout, PeriodKeys, Subject
+from enforcement.keys import KeyLayout, PeriodKeys
 from enforcement.scripts import RESERVE, SETTLE
+from enforcement.subject import Subject
 from schemas.events import encode_event
 from schemas.settings import Settings
 from stack import manager

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from starlette.testclient import TestClient
 
 from bench._common import percentile, write_result
-from bus.config_publisher import publish_config
+from bus.config_topic import publish_config
 from bus.topics import Topics
+from console.access_store import AccessStore
 from console.serve import app_from_settings
-from console.store import AccessStore
 from schemas.budget_file import parse_budget_file
 from schemas.config_records import ConfigState, file_records
 from schemas.settings import Settings

@@ -1,7 +1,7 @@
 """The decision service over HTTP, as a proxy calls it: ``POST /v1/reserve`` over three hard caps.
 
 Two servers on the same ASGI stack (Starlette under uvicorn, one process each, the same flags): the
-decision service (``enforcement.service.create_app`` with its Redis client), and the same stack
+decision service (``enforcement.decision_api.create_app`` with its Redis client), and the same stack
 answering a constant JSON body without Redis, the baseline of the same run. A small keep-alive
 HTTP/1.1 client (asyncio streams, one request in flight per connection) drives each at 1, 8 and 32
 connections for ``SECONDS`` per round, in interleaved rounds; the figures are the median over rounds.
@@ -61,9 +61,9 @@ def serve(kind: str, port: int, redis_url: str, prefix: str, keys_file: str) -> 
     from starlette.routing import Route  # noqa: PLC0415
 
     if kind == "decision":
-        from admin.decision import load_keys  # noqa: PLC0415
+        from admin.decision_service import load_keys  # noqa: PLC0415
         from enforcement.client import AsyncCapClient  # noqa: PLC0415
-        from enforcement.service import create_app  # noqa: PLC0415
+        from enforcement.decision_api import create_app  # noqa: PLC0415
 
         client = AsyncCapClient.from_url(redis_url, key_prefix=prefix, reservation_ttl_s=60)
         app = create_app(client, load_keys(Path(keys_file)))

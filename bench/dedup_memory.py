@@ -21,8 +21,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import write_result
 from enforcement import core
-from enforcement.keys import SEEN_SHARDS, KeyLayout, PeriodKeys, Subject
+from enforcement.keys import SEEN_SHARDS, KeyLayout, PeriodKeys
 from enforcement.scripts import SETTLE
+from enforcement.subject import Subject
 from schemas.settings import Settings
 from stack import manager
 

@@ -34,8 +34,9 @@ from bench._common import percentile, write_result
 from enforcement import core
 from enforcement.budget_store import apply_budgets
 from enforcement.client import AsyncCapClient, CapClient
-from enforcement.keys import KeyLayout, PeriodKeys, Subject
+from enforcement.keys import KeyLayout, PeriodKeys
 from enforcement.scripts import RESERVE
+from enforcement.subject import Subject
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
 from schemas.settings import Settings

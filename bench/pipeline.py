@@ -33,7 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import percentile, write_result
-from bus.admin import ensure_topics
+from bus.topic_admin import ensure_topics
 from bus.topics import Topics
 from enforcement.keys import KeyLayout, PeriodKeys
 from schemas.config_records import prices_overrides_record

@@ -38,7 +38,7 @@ import httpx
 import redis
 
 from bench._common import percentile, process_cpu_s, write_result
-from bus.admin import ensure_topics
+from bus.topic_admin import ensure_topics
 from bus.topics import Topics
 from enforcement.budget_store import apply_budgets
 from enforcement.keys import KeyLayout

@@ -33,11 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Producer
 
 from bench._common import write_result
-from bus.admin import ensure_topics
+from bus.topic_admin import ensure_topics
 from bus.topics import Topics
 from enforcement.client import CapClient
 from enforcement.decision import Outcome
-from enforcement.keys import KeyLayout, Subject
+from enforcement.keys import KeyLayout
+from enforcement.subject import Subject
 from schemas.budget_file import parse_budget_file
 from schemas.config_records import ConfigState, file_records
 from schemas.settings import Settings, StackSettings

@@ -38,8 +38,7 @@ import pypdf
 
 from bench._common import write_result
 from bench.console import EXAMPLES, seed
-from bus.admin import config_state
-from bus.config_publisher import publish_config
+from bus.config_topic import config_state, publish_config
 from bus.topics import Topics
 from reports.data import monthly_data
 from reports.monthly import monthly_report

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from console.access_store import AccessStore
 from console.budget_edit import (
     budget_from_input,
     budget_view,
@@ -20,12 +21,11 @@ from console.channel_edit import channel_from_input, channel_view, routing_from_
 from console.preview import PeriodPreview, preview, preview_window
 from console.readmodels import Reader
 from console.roles import Principal, Right
-from console.store import AccessStore
 from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
 from schemas.config_records import ConfigRecord, budget_key, budget_record
 from schemas.errors import ConflictError, ForbiddenError, NotFoundError, PreconditionError, SpendstreamError
 from schemas.params import whole_number
-from sinks import analysis
+from sinks import report_queries
 
 __all__ = ["Actions", "require"]
 
@@ -88,12 +88,12 @@ class Actions:
         start, end = preview_window(budget, datetime.now(UTC))
         store, db, scope = self.reader.store, self.reader.db, budget.scope.value
         days = store.query(
-            *analysis.budget_days(db, budget.org_id, scope, budget.scope_id, start, end, budget.timezone)
+            *report_queries.budget_days(db, budget.org_id, scope, budget.scope_id, start, end, budget.timezone)
         )
         over: dict[Any, int] = {}
         if budget.mode is BudgetMode.HARD:
             found = store.query(
-                *analysis.requests_over_limit(
+                *report_queries.requests_over_limit(
                     db, budget.org_id, scope, budget.scope_id, budget.period.value, start, end, budget.timezone,
                     budget.limit_nanos,
                 )

@@ -1,5 +1,5 @@
 """Cost analysis, Usage patterns and Forecasts: pages, their CSV downloads and their API, on one
-:class:`console.analysis.Analyst`."""
+:class:`console.analyst.Analyst`."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from console.analysis import Analyst
+from console.access_store import Session
+from console.analyst import Analyst
 from console.roles import Principal
-from console.store import Session
 from console.web import Web, json_response
 from reports import charts
 from reports.filters import GROUPS, CostFilter, parse_filter

@@ -31,13 +31,13 @@ from schemas.focus_export import (
     encode_cursor,
     parse_export,
 )
-from sinks.focus import Store, focus_rows, page_end, settled_end
+from sinks.focus import ExportSource, focus_rows, page_end, settled_end
 
 __all__ = ["Exports"]
 
 
 class Exports:
-    def __init__(self, web: Web, store: Store, settle_s: float, max_rows: int) -> None:
+    def __init__(self, web: Web, store: ExportSource, settle_s: float, max_rows: int) -> None:
         self.web, self.store, self.settle_s, self.max_rows = web, store, settle_s, max_rows
 
     def _closes(self, org_id: str) -> list[PeriodClose]:

@@ -12,12 +12,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from console.access_store import Session
 from console.actions import require
 from console.budget_edit import budget_view
 from console.channel_edit import channel_view
 from console.credentials import new_secret, same
 from console.roles import Principal, Right, Role
-from console.store import Session
 from console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Web
 from reports import charts
 from schemas.budgets import Period, ScopeKind

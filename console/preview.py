@@ -43,7 +43,7 @@ def preview(
     budget: Budget, days: Iterable[tuple[date, int, int]], over_limit: Mapping[date, int]
 ) -> list[PeriodPreview]:
     """``days``: (day in the org's zone, cost, requests) in order; ``over_limit``: per period's first day, the
-    requests that came once its spend passed the limit (see :func:`sinks.analysis.requests_over_limit`)."""
+    requests that came once its spend passed the limit (see :func:`sinks.report_queries.requests_over_limit`)."""
     zone = ZoneInfo(budget.timezone)
     periods: dict[date, PeriodPreview] = {}
     for day, cost, requests in days:

@@ -11,17 +11,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
+from bus.config_topic import ConfigCache
 from console.budget_edit import budget_view
-from console.config_cache import ConfigCache
 from console.roles import Principal
 from schemas.budgets import Budget, OrgConfig, Period, ScopeKind, period_bounds, period_key
 from schemas.errors import ForbiddenError
-from sinks import analysis, queries
-from sinks.queries import Narrow, Query
+from sinks import queries, report_queries
+from sinks.queries import ClickHouseReader, Narrow, Query
 
-__all__ = ["BudgetProgress", "Overview", "Reader", "Store"]
+__all__ = ["BudgetProgress", "Overview", "Reader"]
 
 _ANY = "*"
 
@@ -54,19 +54,10 @@ class Overview:
     spikes: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Store(Protocol):
-    """What the console reads ClickHouse through (a :class:`UsageStore`)."""
-
-    @property
-    def database(self) -> str: ...
-
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
-
-
 class Reader:
     def __init__(
         self,
-        store: Store,
+        store: ClickHouseReader,
         config: ConfigCache,
         open_incidents: Callable[[str], dict[Any, Any]] = lambda org_id: {},
     ) -> None:
@@ -91,7 +82,7 @@ class Reader:
         return asked
 
     def user_departments(self, org_id: str, now: datetime) -> dict[str, str]:
-        rows = self.store.query(*analysis.user_departments(self.db, org_id, now - timedelta(days=62)))
+        rows = self.store.query(*report_queries.user_departments(self.db, org_id, now - timedelta(days=62)))
         return {str(user): str(department) for user, department in rows}
 
     def visible_budgets(self, principal: Principal, now: datetime, department: str = _ANY) -> list[Budget]:
@@ -130,8 +121,8 @@ class Reader:
             asks["budgets"] = self._budget_query(budgets, org, now)
         if principal.sees_department(_ANY):  # alerts and spikes are org-wide: a manager sees their budgets' only
             since = now - timedelta(days=31)
-            asks["alerts"] = analysis.recent_alerts(db, org_id, since, 10)
-            asks["spikes"] = analysis.recent_spikes(db, org_id, since, 10)
+            asks["alerts"] = report_queries.recent_alerts(db, org_id, since, 10)
+            asks["spikes"] = report_queries.recent_spikes(db, org_id, since, 10)
         rows = self.all_at_once(asks)
         models = rows["models"]
         total = sum(int(r[7]) for r in models)
@@ -201,7 +192,7 @@ class Reader:
             day, week, month = (period_bounds(now, p, org.timezone)[0] for p in Period)
             return queries.period_spend_by_scopes(self.db, org.org_id, day, week, month, end)
         starts = [(b.scope.value, b.scope_id, period_bounds(now, b.period, org.timezone)[0]) for b in budgets]
-        return analysis.budget_spend(self.db, org.org_id, starts, end)
+        return report_queries.budget_spend(self.db, org.org_id, starts, end)
 
     def _progress(
         self,
@@ -238,11 +229,15 @@ class Reader:
         return out
 
     def alerts(self, principal: Principal, now: datetime, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self.store.query(*analysis.recent_alerts(self.db, principal.org_id, now - timedelta(days=31), limit))
+        rows = self.store.query(
+            *report_queries.recent_alerts(self.db, principal.org_id, now - timedelta(days=31), limit)
+        )
         return [_named(_ALERT_FIELDS, row) for row in rows]
 
     def spikes(self, principal: Principal, now: datetime, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self.store.query(*analysis.recent_spikes(self.db, principal.org_id, now - timedelta(days=31), limit))
+        rows = self.store.query(
+            *report_queries.recent_spikes(self.db, principal.org_id, now - timedelta(days=31), limit)
+        )
         return [_named(_SPIKE_FIELDS, row) for row in rows]
 
 

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from console.access_store import Session
 from console.actions import require
 from console.roles import Principal, Right
-from console.store import Session
 from console.web import Web, json_response
 from reports.build import build_report
 from reports.files import Format, ReportError, download, media_type

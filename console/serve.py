@@ -3,28 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
 
-from bus.admin import config_state
-from bus.config_publisher import publish_config
+from bus.config_topic import ConfigCache
 from bus.topics import Topics
+from console.access_store import AccessStore
 from console.actions import Actions
 from console.app import create_app
-from console.config_cache import ConfigCache
 from console.export_api import Exports
 from console.metrics import ConsoleMetrics
-from console.readmodels import Reader, Store
-from console.store import AccessStore
+from console.readmodels import Reader
 from console.throttle import SignInThrottle
 from console.web import Web
-from enforcement.connect import redis_sync
 from enforcement.keys import KeyLayout
-from schemas.config_records import ConfigRecord, ConfigState
+from enforcement.redis_clients import sync_redis
 from schemas.settings import Settings
 from schemas.webhook_targets import allowed_hosts
+from sinks.queries import ClickHouseReader
 from sinks.usage_store import UsageStore
 
 __all__ = ["access_store", "app_from_settings"]
@@ -46,26 +44,17 @@ def _vega_bundle() -> str:
 def app_from_settings(
     settings: Settings,
     metrics: ConsoleMetrics | None = None,
-    store_wrapper: Callable[[UsageStore], Store] = lambda store: store,
+    store_wrapper: Callable[[UsageStore], ClickHouseReader] = lambda store: store,
 ) -> Starlette:
     """The console; ``store_wrapper`` lets a benchmark time every ClickHouse query."""
-    topics = Topics(settings.kafka.topic_prefix)
-    bootstrap = settings.kafka.bootstrap
-
-    def read() -> ConfigState:
-        return config_state(bootstrap, topics.config, on_error=lambda exc: log.warning("%s", exc))
-
-    def publish(records: Sequence[ConfigRecord]) -> None:
-        publish_config(bootstrap, topics, records)
-
-    config = ConfigCache(read, publish, settings.console.config_max_age_s)
+    config = ConfigCache.of(
+        settings.kafka.bootstrap, Topics(settings.kafka.topic_prefix), settings.console.config_max_age_s
+    )
     config.follow()
     store = UsageStore.of(settings.clickhouse)
     store.migrate()
     access = access_store(settings)
-    redis = redis_sync(
-        settings.redis.url, password=settings.redis.password_text(), cluster=settings.redis.cluster, socket_timeout=1
-    )
+    redis = sync_redis(settings.redis, socket_timeout=1)
     layout = KeyLayout(settings.redis.key_prefix)
     reader = Reader(store_wrapper(store), config, lambda org_id: dict(redis.hgetall(layout.alerts_open(org_id))))
     web = Web(

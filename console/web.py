@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
+from console.access_store import AccessStore, Session
 from console.actions import Actions
 from console.credentials import same
 from console.metrics import ConsoleMetrics
 from console.roles import Principal, Right
-from console.store import AccessStore, Session
 from console.throttle import SignInThrottle
 from schemas.alerts import spike_comparison
 from schemas.errors import ForbiddenError, SpendstreamError

@@ -39,12 +39,13 @@ from redis.exceptions import RedisError
 
 from enforcement import core
 from enforcement.client_core import ClientCore, OrgEntry
-from enforcement.connect import all_nodes, redis_async, redis_sync
 from enforcement.decision import Decision
-from enforcement.keys import KeyLayout, PeriodKeys, Subject
+from enforcement.keys import KeyLayout, PeriodKeys
 from enforcement.metrics import CapMetrics
 from enforcement.pipelined import PipelinedRedis
+from enforcement.redis_clients import all_nodes, redis_async, redis_sync
 from enforcement.scripts import RELEASE, RESERVE
+from enforcement.subject import Subject
 
 __all__ = ["AsyncCapClient", "CapClient", "CapUnavailableError"]
 

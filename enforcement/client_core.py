@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from enforcement import core
-from enforcement.connect import run_id
 from enforcement.decision import Decision, Outcome
-from enforcement.keys import UNCONFIGURED, KeyLayout, PeriodKeys, Subject
+from enforcement.keys import UNCONFIGURED, KeyLayout, PeriodKeys
 from enforcement.metrics import CapMetrics
+from enforcement.redis_clients import run_id
+from enforcement.subject import Subject
 from schemas.alerts import Denial, encode_denial
 
 __all__ = ["DEFAULT_MIN_ESTIMATE_NANOS", "STATE_CHECK_S", "ClientCore", "OrgEntry"]

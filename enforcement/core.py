@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from enforcement.decision import BudgetState, Decision, Outcome, SettleResult, StageCrossing
-from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError, fingerprint
+from enforcement.keys import KeyLayout, PeriodKeys, fingerprint
+from enforcement.subject import Subject, SubjectError
 from schemas.events import ID_PATTERN
 
 __all__ = [

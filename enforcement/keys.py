@@ -1,4 +1,4 @@
-"""The Redis key layout of one org, and the subjects whose spend it holds.
+"""The Redis key layout of one org (the subjects whose spend it holds are ``enforcement.subject``).
 
 Every key of an org carries the hash tag ``{org}``, so all of them live in
 one Redis Cluster slot and one Lua call may touch them together::
@@ -29,20 +29,15 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from enforcement.subject import SubjectError
 from schemas.budgets import Period, period_bounds, period_key
-from schemas.errors import SpendstreamError
-from schemas.events import ID_PATTERN, NAME_PATTERN
 
 __all__ = [
     "PERIOD_CODES",
     "KeyLayout",
     "PeriodKeys",
-    "Subject",
-    "SubjectError",
 ]
 
-_ID = re.compile(ID_PATTERN)
-_NAME = re.compile(NAME_PATTERN)
 _PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
 PERIOD_CODES = {Period.DAILY: "d", Period.WEEKLY: "w", Period.MONTHLY: "m"}
 _INDEX: dict[str, int] = {period.value: i for i, period in enumerate(PERIOD_CODES)}  # a Period finds its text
@@ -57,74 +52,6 @@ def _index(period: str | Period) -> int:
     if index is None:
         raise ValueError(f"{period!r} is not a valid Period")
     return index
-
-
-class SubjectError(SpendstreamError):
-    """A subject, id or amount the caps cannot meter; ``field`` names it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """Who spends: the chain org -> department -> user, plus feature, model, provider and API key."""
-
-    org_id: str
-    user_id: str
-    department_id: str | None = None
-    feature: str | None = None
-    model: str | None = None
-    provider: str | None = None
-    api_key_id: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("org_id", "user_id", "department_id", "feature", "api_key_id"):
-            value = getattr(self, name)
-            if value is None and name not in ("org_id", "user_id"):
-                continue
-            if not isinstance(value, str) or not _ID.fullmatch(value):
-                raise SubjectError(name, "must be 1-128 of A-Z a-z 0-9 _ . @ + - (no ':', '{', '}' or spaces)")
-        for name in ("model", "provider"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not _NAME.fullmatch(value)):
-                raise SubjectError(name, "must be 1-200 of A-Z a-z 0-9 _ . : / @ + -")
-
-    @classmethod
-    def unchecked(
-        cls,
-        org_id: str,
-        user_id: str,
-        department_id: str | None,
-        feature: str | None,
-        model: str | None,
-        provider: str | None,
-        api_key_id: str | None = None,
-    ) -> Subject:
-        """A subject from fields already validated (a decoded UsageEvent): skips the checks on the hot path."""
-        subject = object.__new__(cls)
-        put = object.__setattr__  # frozen: set as __init__ does, one field after another (a loop costs twice)
-        put(subject, "org_id", org_id)
-        put(subject, "user_id", user_id)
-        put(subject, "department_id", department_id)
-        put(subject, "feature", feature)
-        put(subject, "model", model)
-        put(subject, "provider", provider)
-        put(subject, "api_key_id", api_key_id)
-        return subject
-
-    def scopes(self) -> list[str]:
-        """``<kind>/<id>`` of every scope the subject spends in, in chain order."""
-        scopes = [f"org/{self.org_id}"]
-        if self.department_id:
-            scopes.append(f"department/{self.department_id}")
-        scopes.append(f"user/{self.user_id}")
-        if self.feature:
-            scopes.append(f"feature/{self.feature}")
-        if self.model:
-            scopes.append(f"model/{self.model}")
-        if self.provider:
-            scopes.append(f"provider/{self.provider}")
-        if self.api_key_id:
-            scopes.append(f"apikey/{self.api_key_id}")
-        return scopes
 
 
 @dataclass(frozen=True, slots=True)

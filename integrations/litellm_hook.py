@@ -34,15 +34,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import litellm
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 from prometheus_client import Counter
 
 from bus.topics import Topics
+from bus.usage_producer import UsageProducer
 from enforcement.client import AsyncCapClient
 from enforcement.estimator import Estimator
-from enforcement.keys import Subject, SubjectError
+from enforcement.subject import Subject, SubjectError
 from integrations.litellm_mapping import (
     Identity,
     IdentityError,
@@ -91,15 +92,11 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             on_redis_unavailable=self.settings.decision.on_redis_unavailable,
             unknown_orgs=self.settings.decision.unknown_orgs,
         )
-        self.topic = Topics(self.settings.kafka.topic_prefix).usage
-        self.producer = Producer(
-            {
-                "bootstrap.servers": self.settings.kafka.bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": self.settings.litellm.linger_ms,  # a Kafka request per few events, not per event
-                "compression.type": self.settings.kafka.compression,
-            }
+        self.producer = UsageProducer(
+            self.settings.kafka.bootstrap,
+            Topics(self.settings.kafka.topic_prefix).usage,
+            linger_ms=self.settings.litellm.linger_ms,
+            compression=self.settings.kafka.compression,
         )
         self.estimator = Estimator(self._bundled_prices())
         self._routes: dict[str, tuple[float, str, str]] = {}  # alias -> (when, provider, model)
@@ -118,7 +115,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
 
     def close(self) -> None:
         """Flush what is still queued for Kafka (the proxy is stopping)."""
-        left = self.producer.flush(10)
+        left = self.producer.undelivered_after(10)
         if left:
             LOST.labels("undelivered_at_exit").inc(left)
             log.error("%d usage events were still undelivered when the proxy stopped", left)
@@ -228,7 +225,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
                 self._unsent.append((event.org_id, event.request_id or ""))
 
         try:
-            self.producer.produce(self.topic, key=event.org_id.encode(), value=encoded, on_delivery=delivered)
+            self.producer.produce(event.org_id.encode(), encoded, on_delivery=delivered)
         except (BufferError, KafkaException) as exc:
             LOST.labels("kafka").inc()
             log.error("usage event %s was not queued: %s", event.event_id, exc)

@@ -10,7 +10,7 @@ from typing import Any
 
 from reports.chargeback import chargeback_report
 from reports.custom import custom_report
-from reports.data import Store, chargeback_data, custom_data, feature_data, model_data, monthly_data
+from reports.data import chargeback_data, custom_data, feature_data, model_data, monthly_data
 from reports.feature_roi import feature_roi_report
 from reports.files import ReportError
 from reports.filters import parse_filter, parse_month
@@ -22,10 +22,11 @@ from schemas.budgets import OrgConfig
 from schemas.config_records import ConfigState
 from schemas.report_kinds import KINDS, REPORT_KINDS, Coverage
 from schemas.report_templates import ReportTemplate
+from sinks.queries import ClickHouseReader
 
 __all__ = ["BUILDERS", "build_report", "template_params"]
 
-MonthReader = Callable[[Store, ConfigState, str, date, datetime], Any]
+MonthReader = Callable[[ClickHouseReader, ConfigState, str, date, datetime], Any]
 
 BUILDERS: dict[str, tuple[MonthReader, Callable[[Any], Report]]] = {
     "monthly": (monthly_data, monthly_report),
@@ -40,7 +41,7 @@ _COVERAGE = {k.name: k.coverage for k in REPORT_KINDS}
 
 
 def build_report(
-    store: Store,
+    store: ClickHouseReader,
     state: ConfigState,
     org_id: str,
     kind: str,

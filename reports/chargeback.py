@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from reports.model import Column, Figure, Kind, Report, Section, Table
-from schemas.chargeback import Chargeback, allocate
+from schemas.cost_allocation import Chargeback, allocate
 
 __all__ = ["ChargebackData", "chargeback_report"]
 

@@ -6,7 +6,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from reports.chargeback import ChargebackData
@@ -16,12 +16,12 @@ from reports.filters import CostFilter
 from reports.model_value import ModelStats, ModelValueData
 from reports.monthly import BudgetActual, MonthlyData
 from schemas.budgets import Budget, OrgConfig, Period
-from schemas.chargeback import Chargeback
 from schemas.config_records import ConfigState
-from sinks import analysis, queries
+from schemas.cost_allocation import Chargeback
+from sinks import queries, report_queries
+from sinks.queries import ClickHouseReader
 
 __all__ = [
-    "Store",
     "chargeback_data",
     "custom_data",
     "feature_data",
@@ -31,13 +31,6 @@ __all__ = [
 ]
 
 HISTORY_DAYS = 120  # what the next month's forecast learns from
-
-
-class Store(Protocol):
-    @property
-    def database(self) -> str: ...
-
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
 
 
 def month_bounds(month: date, timezone: str) -> tuple[datetime, datetime]:
@@ -52,7 +45,7 @@ def _totals(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, int, int, int]]:
     return [(str(r[0]), int(r[1]), int(sum(r[2:7])), int(r[7])) for r in rows]
 
 
-def monthly_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> MonthlyData:
+def monthly_data(store: ClickHouseReader, state: ConfigState, org_id: str, month: date, now: datetime) -> MonthlyData:
     org = state.orgs.get(org_id, OrgConfig(org_id))
     tz, db = org.timezone, store.database
     start, end = month_bounds(month, tz)
@@ -73,12 +66,12 @@ def monthly_data(store: Store, state: ConfigState, org_id: str, month: date, now
     data.forecast = _next_month(store, org_id, tz, month, end, now)
     org_budgets = sorted((b for b in state.budgets.values() if b.org_id == org_id), key=lambda b: b.key)
     data.budgets = [_actual(store, b, start, end) for b in org_budgets]
-    data.alerts = store.query(*analysis.alerts_between(db, org_id, start, end))
+    data.alerts = store.query(*report_queries.alerts_between(db, org_id, start, end))
     return data
 
 
 def _next_month(
-    store: Store, org_id: str, tz: str, month: date, end: datetime, now: datetime
+    store: ClickHouseReader, org_id: str, tz: str, month: date, end: datetime, now: datetime
 ) -> tuple[float, float, float] | None:
     """P10, P50, P90 of next month's total, from the days learnt up to the month's end (or yesterday)."""
     since = end - timedelta(days=HISTORY_DAYS)
@@ -101,9 +94,9 @@ def _next_month(
     return projection.p10, projection.p50, projection.p90
 
 
-def _actual(store: Store, budget: Budget, start: datetime, end: datetime) -> BudgetActual:
+def _actual(store: ClickHouseReader, budget: Budget, start: datetime, end: datetime) -> BudgetActual:
     rows = store.query(
-        *analysis.budget_days(
+        *report_queries.budget_days(
             store.database, budget.org_id, budget.scope.value, budget.scope_id, start, end, budget.timezone
         )
     )
@@ -127,7 +120,7 @@ def _actual(store: Store, budget: Budget, start: datetime, end: datetime) -> Bud
     return BudgetActual(budget.key, budget.mode.value, budget.limit_nanos, peak, periods, over)
 
 
-def custom_data(store: Store, org_id: str, f: CostFilter, now: datetime) -> CustomData:
+def custom_data(store: ClickHouseReader, org_id: str, f: CostFilter, now: datetime) -> CustomData:
     db = store.database
     data = CustomData(org_id, f, now)
     for row in store.query(*queries.spend_by(db, f.column, org_id, f.start, f.end, f.narrow())):
@@ -137,7 +130,9 @@ def custom_data(store: Store, org_id: str, f: CostFilter, now: datetime) -> Cust
     return data
 
 
-def chargeback_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> ChargebackData:
+def chargeback_data(
+    store: ClickHouseReader, state: ConfigState, org_id: str, month: date, now: datetime
+) -> ChargebackData:
     org = state.orgs.get(org_id, OrgConfig(org_id))
     start, end = month_bounds(month, org.timezone)
     last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(org.timezone)).date()
@@ -147,7 +142,7 @@ def chargeback_data(store: Store, state: ConfigState, org_id: str, month: date, 
     return data
 
 
-def feature_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> FeatureData:
+def feature_data(store: ClickHouseReader, state: ConfigState, org_id: str, month: date, now: datetime) -> FeatureData:
     org = state.orgs.get(org_id, OrgConfig(org_id))
     start, end = month_bounds(month, org.timezone)
     before, _ = month_bounds(date.fromordinal(month.toordinal() - 1).replace(day=1), org.timezone)
@@ -156,9 +151,9 @@ def feature_data(store: Store, state: ConfigState, org_id: str, month: date, now
     db = store.database
     retention = {
         str(r[0]): (int(r[1]), int(r[2]))
-        for r in store.query(*analysis.feature_retention(db, org_id, before, start, end))
+        for r in store.query(*report_queries.feature_retention(db, org_id, before, start, end))
     }
-    for feature, cost, requests, tokens, users in store.query(*analysis.feature_usage(db, org_id, start, end)):
+    for feature, cost, requests, tokens, users in store.query(*report_queries.feature_usage(db, org_id, start, end)):
         kept, then = retention.get(str(feature), (0, 0))
         data.features.append(FeatureUsage(str(feature), int(cost), int(requests), int(tokens), int(users), kept, then))
     for feature, week, users, requests in store.query(*queries.feature_adoption(db, org_id, start, end)):
@@ -166,13 +161,13 @@ def feature_data(store: Store, state: ConfigState, org_id: str, month: date, now
     return data
 
 
-def model_data(store: Store, state: ConfigState, org_id: str, month: date, now: datetime) -> ModelValueData:
+def model_data(store: ClickHouseReader, state: ConfigState, org_id: str, month: date, now: datetime) -> ModelValueData:
     org = state.orgs.get(org_id, OrgConfig(org_id))
     start, end = month_bounds(month, org.timezone)
     last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(org.timezone)).date()
     data = ModelValueData(org_id, month, last, org.timezone, now)
     catalogue = state.catalogue()
-    for row in store.query(*analysis.model_value(store.database, org_id, start, end)):
+    for row in store.query(*report_queries.model_value(store.database, org_id, start, end)):
         feature, provider, model, requests, errors, *tokens, cost, latency = row
         p50, p95 = (
             (float(latency[0]), float(latency[1]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from reports.chargeback import ChargebackData, chargeback_report
 from reports.model import Cell, Column, Figure, Kind, Report, Section, Table
-from schemas.chargeback import allocate
+from schemas.cost_allocation import allocate
 
 __all__ = ["ledger_report"]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from reports import charts
 from reports.model import Chart, Column, Figure, Kind, Report, Section, Table
+from schemas.money import format_usd
 
 __all__ = ["BudgetActual", "MonthlyData", "monthly_report"]
 
@@ -74,13 +75,18 @@ def monthly_report(data: MonthlyData) -> Report:
             "Against the month before",
             change,
             Kind.PCT,
-            f"{data.previous_cost / 1e9:,.2f} USD then" if data.previous_cost else "no spend the month before",
+            f"{format_usd(data.previous_cost)} then" if data.previous_cost else "no spend the month before",
         ),
     ]
     if data.forecast:
         p10, p50, p90 = data.forecast
         figures.append(
-            Figure("Next month (forecast)", round(p50), Kind.USD, f"P10-P90 {p10 / 1e9:,.2f} to {p90 / 1e9:,.2f} USD")
+            Figure(
+                "Next month (forecast)",
+                round(p50),
+                Kind.USD,
+                f"P10-P90 {format_usd(round(p10))} to {format_usd(round(p90))}",
+            )
         )
     sections = [
         Section(

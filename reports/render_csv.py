@@ -11,7 +11,7 @@ from datetime import date
 from typing import Any
 
 from reports.model import Cell, Column, Kind, Table
-from reports.money import usd_exact
+from schemas.money import usd_exact
 
 __all__ = ["csv_lines", "safe_cell", "table_csv"]
 

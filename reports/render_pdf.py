@@ -20,7 +20,7 @@ import typst
 import vl_convert
 
 from reports.model import Cell, Column, Figure, Kind, Report, Table
-from reports.money import usd_exact, usd_short
+from schemas.money import format_usd, usd_exact
 
 __all__ = ["render_pdf"]
 
@@ -29,7 +29,7 @@ _CHART_WIDTH = 470  # points: the text width of an A4 page with these margins
 
 
 _FORMATS = {
-    Kind.USD: lambda v: usd_short(int(v)),
+    Kind.USD: lambda v: format_usd(int(v)),
     Kind.INT: lambda v: f"{int(v):,}",
     Kind.PCT: lambda v: f"{float(v) * 100:.1f}%",
     Kind.FLOAT: lambda v: f"{float(v):,.3f}",
@@ -71,7 +71,7 @@ def _table(table: Table) -> dict[str, Any]:
 
 def _total(column: Column, value: Cell) -> str:
     if column.kind is Kind.USD and value is not None:
-        return f"{usd_short(int(value))} ({usd_exact(int(value))})"  # type: ignore[arg-type]
+        return f"{format_usd(int(value))} ({usd_exact(int(value))})"  # type: ignore[arg-type]
     return _text(column.kind, value) if column.total else ("Total" if value == "Total" else "")
 
 

@@ -15,8 +15,8 @@ import xlsxwriter
 from xlsxwriter.utility import xl_rowcol_to_cell
 
 from reports.model import Cell, Column, Kind, Report, Table
-from reports.money import usd_exact
 from reports.render_csv import safe_cell
+from schemas.money import usd_exact
 
 __all__ = ["render_xlsx"]
 

@@ -39,7 +39,7 @@ import yaml
 
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
-from schemas.chargeback import ChargebackError, parse_chargeback
+from schemas.cost_allocation import ChargebackError, parse_chargeback
 from schemas.errors import SpendstreamError
 from schemas.money import MoneyError, parse_usd
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.chargeback import Chargeback
+from schemas.cost_allocation import Chargeback
 from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN
 

@@ -22,7 +22,7 @@ from typing import Any
 from schemas.budget_file import BudgetFile
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
-from schemas.chargeback import parse_chargeback
+from schemas.cost_allocation import parse_chargeback
 from schemas.focus_export import PeriodClose, close_record_body, parse_close
 from schemas.price_sources import load_overrides, parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, PriceEntry

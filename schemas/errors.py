@@ -14,13 +14,13 @@ its answer by that attribute alone, in one place each::
     │   └── schemas.price_sources.PriceFileError    a price file
     ├── schemas.money.MoneyError                   an amount of money
     ├── schemas.channels.AlertConfigError          an alert channel or routing record
-    ├── schemas.chargeback.ChargebackError         cost centres and the unallocated rule
+    ├── schemas.cost_allocation.ChargebackError         cost centres and the unallocated rule
     ├── schemas.report_templates.TemplateError     a saved report template
     ├── schemas.params.ParameterError              a query or path parameter of an HTTP service
-    ├── enforcement.keys.SubjectError              a subject, id or amount the caps cannot meter
+    ├── enforcement.subject.SubjectError           a subject, id or amount the caps cannot meter
     ├── enforcement.access.KeyFileError            the decision service's keys file
     ├── integrations.litellm_mapping.IdentityError (403) a proxy request whose identity is refused
-    ├── console.store.AccessError                  a console user or API token
+    ├── console.access_store.AccessError                  a console user or API token
     ├── reports.filters.FilterError                a filter of the console's views
     ├── schemas.focus_export.ExportError           a FOCUS export request (cursor, page size, format)
     ├── reports.files.ReportError                  a report that cannot be made as asked
@@ -31,7 +31,7 @@ its answer by that attribute alone, in one place each::
 
 Conditions that are not bad input have their own roots: ``enforcement.client.CapUnavailableError``
 (Redis cannot answer), ``enforcement.core.StateNotLoadedError`` (an org's cap state is not in
-Redis), ``alerting.channels.DeliveryError`` (a provider refused a message), ``stack.process.StartError``
+Redis), ``alerting.senders.DeliveryError`` (a provider refused a message), ``stack.process.StartError``
 (a local service did not come up) and ``stack.chhttp.ProtocolError`` (ClickHouse answered in a way
 the client cannot read).
 """

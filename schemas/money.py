@@ -24,6 +24,7 @@ __all__ = [
     "parse_usd",
     "round_nanos",
     "to_usd",
+    "usd_exact",
 ]
 
 NanoUSD = NewType("NanoUSD", int)
@@ -103,3 +104,10 @@ def format_usd(amount: int, places: int = 2) -> str:
     value = to_usd(amount).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.{places}f}"
+
+
+def usd_exact(amount: int) -> str:
+    """``1500000001`` -> ``1.500000001``: every nano-USD, no rounding, no float (a report's exact column)."""
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(int(amount)), 10**9)
+    return f"{sign}{whole}.{frac:09d}"

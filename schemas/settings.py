@@ -61,7 +61,7 @@ class KafkaSettings(BaseModel):
 
 
 class RedisSettings(BaseModel):
-    """Where the caps' state lives (the worker's clients are made from these by ``streams.clients``)."""
+    """Where the caps' state lives (every client is made from these by ``enforcement.redis_clients``)."""
 
     url: str = Field("redis://127.0.0.1:6379/0", description="redis:// or rediss:// URL")
     password: SecretStr | None = None

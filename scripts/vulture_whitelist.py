@@ -5,12 +5,12 @@ delete dead code instead. Regenerate the candidates with: vulture --make-whiteli
 
 # ruff: noqa
 # fmt: off
-_.lifespan_context # unused attribute admin/decision.py
+_.lifespan_context # unused attribute admin/decision_service.py
 _.handle_DATA # unused method admin/inbox.py
-created_at # unused variable console/store.py
-created_at # unused variable console/store.py
-revoked_at # unused variable console/store.py
-_.sessions_count # unused method console/store.py
+created_at # unused variable console/access_store.py
+created_at # unused variable console/access_store.py
+revoked_at # unused variable console/access_store.py
+_.sessions_count # unused method console/access_store.py
 _.to_json # unused method dashboards/grafana.py
 replayed # unused variable enforcement/decision.py
 released_reservation # unused variable enforcement/decision.py
@@ -60,19 +60,6 @@ _.log_message # unused method stack/clickhouse_server.py
 _.do_HEAD # unused method stack/clickhouse_server.py
 _.do_POST # unused method stack/clickhouse_server.py
 signum # unused variable stack/clickhouse_server.py
-_._fetch_max_wait_ms # unused attribute streams/app.py
-_._new_consumer_thread # unused method streams/app.py
-redis_state_timer # unused function streams/app.py
-health_timer # unused function streams/app.py
-flush_timer # unused function streams/app.py
-follow_config # unused function streams/app.py
-on_revoked # unused function streams/app.py
-on_shutdown # unused function streams/app.py
-on_assigned # unused function streams/app.py
-watchdog # unused function streams/app.py
-resolve_timer # unused function streams/app.py
-denials_timer # unused function streams/app.py
-alert_history_timer # unused function streams/app.py
-spikes_timer # unused function streams/app.py
-forecast_timer # unused function streams/app.py
 option # unused variable schemas/report_kinds.py (the Generate Report page reads it)
+_._fetch_max_wait_ms # unused attribute streams/app.py (read by aiokafka when the fetcher starts)
+_._new_consumer_thread # unused method streams/app.py (Faust calls it)

@@ -182,7 +182,7 @@ OUTPUT_SETTINGS = {
 }
 
 
-class Store(Protocol):
+class ExportSource(Protocol):
     @property
     def database(self) -> str: ...
 
@@ -195,7 +195,7 @@ def _ms(at: datetime) -> str:
 
 
 def page_end(
-    store: Store, org_id: str, after: ExportPosition, limit: int, settle_s: float
+    store: ExportSource, org_id: str, after: ExportPosition, limit: int, settle_s: float
 ) -> tuple[int, ExportPosition]:
     """How many rows follow ``after`` (at most ``limit``) among those stored ``settle_s`` ago, and the
     position of the last: where this page ends and the next begins."""
@@ -219,7 +219,7 @@ def page_end(
     return int(count), ExportPosition(at.astimezone(UTC), str(event_id))
 
 
-def settled_end(store: Store, org_id: str, settle_s: float) -> ExportPosition:
+def settled_end(store: ExportSource, org_id: str, settle_s: float) -> ExportPosition:
     """The position of the org's last row stored ``settle_s`` ago (the start when there is none)."""
     result = store.client.query(
         "SELECT count(), max(ingested_at), argMax(event_id, (ingested_at, event_id)) "
@@ -232,7 +232,7 @@ def settled_end(store: Store, org_id: str, settle_s: float) -> ExportPosition:
 
 
 def focus_rows(
-    store: Store,
+    store: ExportSource,
     org_id: str,
     timezone: str,
     closes: Sequence[PeriodClose],

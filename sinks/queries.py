@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sinks.schema import DIMENSIONS, validate_database
 from sinks.tables import UsageRow
 
 __all__ = [
+    "ClickHouseReader",
     "Narrow",
     "Query",
     "alert_ledger",
@@ -32,6 +33,17 @@ __all__ = [
     "top_cost_drivers",
     "usage_watermarks_by_org",
 ]
+
+
+class ClickHouseReader(Protocol):
+    """What reads these queries' answers: a :class:`~sinks.usage_store.UsageStore` (the console and the
+    reports take this, so a benchmark can time every query through a wrapper)."""
+
+    @property
+    def database(self) -> str: ...
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]: ...
+
 
 Query = tuple[str, dict[str, Any]]
 

@@ -116,8 +116,7 @@ class Worker:
         self._last_batch = (0.0, 0.0)  # (when handled, Kafka timestamp of its last message)
         self.batch_size = batch_size
         self.batch_within_s = batch_within_s
-        self._wire()
-        self._wire_alerts_and_insights()
+        self._register()
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None) -> None:
         future = await self.app.producer.send(topic, key, value, partition=None, timestamp=None, headers=headers or [])
@@ -130,145 +129,143 @@ class Worker:
         """Before the app starts: see :func:`~streams.wiring.prepare`."""
         self._config_ends = prepare(self.parts)
 
-    def _wire(self) -> None:
-        app = self.app
-        pipeline = self.pipeline
+    def _register(self) -> None:
+        """Every agent, task, timer and signal handler of the worker, registered with Faust in one place; each is
+        a method below, in this order."""
+        app, insights = self.app, self.settings.insights
+        app.agent(self._usage_topic, name="usage")(self.usage_agent)
+        app.agent(self._alerts_topic, name="alerts")(self.alerts_agent)
+        app.task(self.follow_config)
+        app.timer(0.1)(self.flush_timer)
+        app.timer(1.0)(self.redis_state_timer)
+        app.timer(1.0)(self.watchdog_timer)
+        app.timer(30.0)(self.health_timer)
+        app.timer(self.settings.alerts.resolve_check_s)(self.resolve_timer)
+        app.timer(0.5)(self.denials_timer)
+        app.timer(1.0)(self.alert_history_timer)
+        if insights.enabled:
+            app.timer(min(5.0, insights.spike_bucket_s / 4))(self.spikes_timer)
+            app.timer(insights.forecast_every_s)(self.forecast_timer)
+        app.on_partitions_assigned.connect(self.on_assigned)  # type: ignore[arg-type]
+        app.on_partitions_revoked.connect(self.on_revoked)  # type: ignore[arg-type]
+        app.on_before_shutdown.connect(self.on_shutdown)  # type: ignore[arg-type]
 
-        @app.agent(self._usage_topic, name="usage")
-        async def usage(stream: Any) -> None:
-            try:
-                await consume(stream)
-            except Exception as exc:  # noqa: BLE001 - any failure ends the worker, loudly, with exit code 1
-                self._crash("the usage agent", exc)
+    # --- agents ---------------------------------------------------------------------------------------
 
-        async def consume(stream: Any) -> None:
+    async def usage_agent(self, stream: Any) -> None:
+        """Usage events, in batches: each rated while the batch before is applied (``Pipeline.submit``); a
+        message is acknowledged once its batch is durable. Any failure ends the worker (exit code 1)."""
+        try:
             async for events in stream.take_events(self.batch_size, within=self.batch_within_s):
-                messages = []
-                for event in events:
-                    message = event.message
-                    message.incref()  # held until the batch is durable; released by Pipeline.flush
-                    messages.append(
-                        Message(message.partition, message.offset, event.value, int(message.timestamp * 1000))
-                    )
-                await pipeline.submit(messages, events)  # applied while the next batch is taken and rated
-                last = events[-1].message
-                self._last_batch = (time.time(), float(last.timestamp))
-                highwater = app.consumer.highwater(last.tp)
-                if highwater is not None:
-                    self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
+                await self._submit(events)
+        except Exception as exc:  # noqa: BLE001 - any failure ends the worker, loudly, with exit code 1
+            self._crash("the usage agent", exc)
 
-        @app.timer(1.0)  # type: ignore[untyped-decorator]
-        async def redis_state_timer() -> None:
-            await self._safely("redis_state", self.recovery.check)
+    async def _submit(self, events: list[Any]) -> None:
+        messages = []
+        for event in events:
+            message = event.message
+            message.incref()  # held until the batch is durable; released by Pipeline.flush
+            messages.append(Message(message.partition, message.offset, event.value, int(message.timestamp * 1000)))
+        await self.pipeline.submit(messages, events)  # applied while the next batch is taken and rated
+        last = events[-1].message
+        self._last_batch = (time.time(), float(last.timestamp))
+        highwater = self.app.consumer.highwater(last.tp)
+        if highwater is not None:
+            self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
 
-        @app.timer(30.0)  # type: ignore[untyped-decorator]
-        async def health_timer() -> None:
-            if self._leads():
-                await self._safely("health", self._measure_health)
-
-        @app.timer(0.1)  # type: ignore[untyped-decorator]
-        async def flush_timer() -> None:
-            if pipeline.flush_due():
-                pipeline.start_flush()
-
-        @app.task  # type: ignore[untyped-decorator]
-        async def follow_config() -> None:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap, enable_auto_commit=False)
-            await consumer.start()
-            try:
-                partitions = [TopicPartition(self.topics.config, p) for p in self._config_ends] or [
-                    TopicPartition(self.topics.config, 0)
-                ]
-                consumer.assign(partitions)
-                for tp in partitions:
-                    consumer.seek(tp, self._config_ends.get(tp.partition, 0))
-                while True:
-                    batches = await consumer.getmany(timeout_ms=1000)
-                    for tp, records in batches.items():
-                        for record in records:
-                            key = (record.key or b"").decode()
-                            config = ConfigRecord(key, record.value)
-                            # Redis or ClickHouse down: retry this record; a budget must not be skipped
-                            await self._retrying(
-                                "config", partial(self.parts.follower.apply, config, tp.partition, record.offset)
-                            )
-            finally:
-                await consumer.stop()
-
-        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
-        async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-            await pipeline.revoked()
-
-        @app.on_before_shutdown.connect  # type: ignore[arg-type]
-        async def on_shutdown(sender: Any, **kwargs: Any) -> None:
-            pipeline.stopping = True  # an insert retrying against a dead ClickHouse gives up; nothing is acked
-            await self.dispatcher.flush_history()
-
-        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-        async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-            self._assigned_at = time.time()
-            await self._retrying("watermarks", pipeline.load_watermarks)  # ClickHouse may be down
-
-    def _wire_alerts_and_insights(self) -> None:
-        """The alerts agent and its timers; the insights timers (leader only)."""
-        app = self.app
-
-        @app.agent(self._alerts_topic, name="alerts")
-        async def alerts(stream: Any) -> None:
-            try:
-                await deliver(stream)
-            except Exception as exc:  # noqa: BLE001 - any failure ends the worker, loudly, with exit code 1
-                self._crash("the alerts agent", exc)
-
-        @app.timer(1.0)  # type: ignore[untyped-decorator]
-        async def watchdog() -> None:
-            for name, service in (("the consumer", app.consumer), ("the fetcher", app._fetcher)):
-                if service.crashed:
-                    self._crash(name, service.crash_reason or RuntimeError("crashed"))
-
-        async def deliver(stream: Any) -> None:
+    async def alerts_agent(self, stream: Any) -> None:
+        """``alerts.v1``, delivered in batches; a batch is acknowledged once delivered (Redis down mid-batch:
+        retried; the delivery ledger keeps what went out from going again)."""
+        try:
             async for events in stream.take_events(200, within=0.01):
                 for event in events:
                     event.message.incref()  # a stop mid-delivery must not commit: acked below, once delivered
                 values = [event.value for event in events]
-                # Redis down mid-batch: retry the batch; the delivery ledger keeps what went out from going again
                 await self._retrying("alerts", partial(self.dispatcher.handle, values))
                 for event in events:
                     event.ack()
+        except Exception as exc:  # noqa: BLE001 - any failure ends the worker, loudly, with exit code 1
+            self._crash("the alerts agent", exc)
 
-        @app.timer(self.settings.alerts.resolve_check_s)  # type: ignore[untyped-decorator]
-        async def resolve_timer() -> None:
-            if self._leads():
-                await self._safely("resolve_check", self.dispatcher.check_open)
+    async def follow_config(self) -> None:
+        """``config.v1`` from where :meth:`prepare` left it: each record applied (Redis, the audit row) until
+        it succeeds, since a budget must not be skipped."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(self.topics.config, p) for p in self._config_ends] or [
+                TopicPartition(self.topics.config, 0)
+            ]
+            consumer.assign(partitions)
+            for tp in partitions:
+                consumer.seek(tp, self._config_ends.get(tp.partition, 0))
+            while True:
+                for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                    for record in records:
+                        config = ConfigRecord((record.key or b"").decode(), record.value)
+                        apply = partial(self.parts.follower.apply, config, tp.partition, record.offset)
+                        await self._retrying("config", apply)
+        finally:
+            await consumer.stop()
 
-        @app.timer(0.5)  # type: ignore[untyped-decorator]
-        async def denials_timer() -> None:
-            if self._leads():  # one reader of the queue: two could trim each other's unsent denials
-                await self._safely("denials", self.dispatcher.pump_denials)
+    # --- timers (a failed round is logged and counted; the next one tries again) ---------------------
 
-        @app.timer(1.0)  # type: ignore[untyped-decorator]
-        async def alert_history_timer() -> None:
-            await self._safely("alert_history", self.dispatcher.flush_history)
+    async def flush_timer(self) -> None:
+        if self.pipeline.flush_due():
+            self.pipeline.start_flush()
 
-        insight_settings = self.settings.insights
-        if insight_settings.enabled:
-            spike_every = min(5.0, insight_settings.spike_bucket_s / 4)
+    async def redis_state_timer(self) -> None:
+        await self._safely("redis_state", self.recovery.check)
 
-            async def spikes() -> None:
-                if await self._runs_insights():
-                    await self.insights.spikes_tick()
+    async def watchdog_timer(self) -> None:
+        for name, service in (("the consumer", self.app.consumer), ("the fetcher", self.app._fetcher)):
+            if service.crashed:
+                self._crash(name, service.crash_reason or RuntimeError("crashed"))
 
-            async def forecasts() -> None:
-                if await self._runs_insights():
-                    await self.insights.forecast_tick()
+    async def health_timer(self) -> None:
+        if self._leads():
+            await self._safely("health", self._measure_health)
 
-            @app.timer(spike_every)  # type: ignore[untyped-decorator]
-            async def spikes_timer() -> None:
-                await self._safely("spikes", spikes)  # loading the saved state may fail too: Redis may be down
+    async def resolve_timer(self) -> None:
+        if self._leads():
+            await self._safely("resolve_check", self.dispatcher.check_open)
 
-            @app.timer(insight_settings.forecast_every_s)  # type: ignore[untyped-decorator]
-            async def forecast_timer() -> None:
-                await self._safely("forecasts", forecasts)
+    async def denials_timer(self) -> None:
+        if self._leads():  # one reader of the queue: two could trim each other's unsent denials
+            await self._safely("denials", self.dispatcher.pump_denials)
+
+    async def alert_history_timer(self) -> None:
+        await self._safely("alert_history", self.dispatcher.flush_history)
+
+    async def spikes_timer(self) -> None:
+        await self._safely("spikes", self._spikes)  # loading the saved state may fail too: Redis may be down
+
+    async def forecast_timer(self) -> None:
+        await self._safely("forecasts", self._forecasts)
+
+    async def _spikes(self) -> None:
+        if await self._runs_insights():
+            await self.insights.spikes_tick()
+
+    async def _forecasts(self) -> None:
+        if await self._runs_insights():
+            await self.insights.forecast_tick()
+
+    # --- signals --------------------------------------------------------------------------------------
+
+    async def on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
+        self._assigned_at = time.time()
+        await self._retrying("watermarks", self.pipeline.load_watermarks)  # ClickHouse may be down
+
+    async def on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await self.pipeline.revoked()
+
+    async def on_shutdown(self, sender: Any, **kwargs: Any) -> None:
+        self.pipeline.stopping = True  # an insert retrying against a dead ClickHouse gives up; nothing is acked
+        await self.dispatcher.flush_history()
+
+    # --- helpers --------------------------------------------------------------------------------------
 
     def _crash(self, what: str, exc: BaseException) -> None:
         """A part the worker cannot go on without has failed: end the process at once with exit code 1, so its

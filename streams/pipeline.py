@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from redis.exceptions import BusyLoadingError, ClusterDownError, OutOfMemoryError, ReadOnlyError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -26,17 +26,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bus.topics import Send, Topics
 from enforcement.core import StateNotLoadedError
 from enforcement.decision import SettleResult
-from enforcement.keys import PeriodKeys
 from retries.policy import Retry
 from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
 from sinks.tables import UsageRow, usage_row
 from streams.dead_letters import send_dead_letter
 from streams.metrics import WorkerMetrics
+from streams.ports import Applier, RowSink
 from streams.processing import Bounds, DeadLetter, Message, Rated, alert_record, conflict_letter, process_batch
 from streams.usage_alerts import UsageAlerts
 
-__all__ = ["Applier", "Pipeline", "Store"]
+__all__ = ["Applier", "Pipeline", "RowSink"]  # the ports re-exported for the tests' fakes
 
 log = logging.getLogger("spendstream.pipeline")
 
@@ -72,37 +72,12 @@ class _Pending:
     since: float = 0.0
 
 
-class Applier(Protocol):
-    """What the pipeline needs of Redis (:class:`~streams.redis_apply.RedisApplier`; a fake in unit tests)."""
-
-    async def apply(self, rated: Sequence[Rated]) -> list[SettleResult]: ...
-
-    def periods_of(self, org_id: str, when: datetime) -> PeriodKeys: ...
-
-    def unconfigured(self, org_id: str) -> bool: ...
-
-
-class Store(Protocol):
-    """What the pipeline needs of ClickHouse (:class:`~sinks.usage_store.UsageStore`; a fake in unit tests)."""
-
-    def watermarks(self) -> dict[int, int]: ...
-
-    def insert_until_accepted(
-        self,
-        rows: Sequence[UsageRow],
-        token: str,
-        on_retry: Callable[[int, BaseException], None] | None = None,
-        max_backoff_s: float = 5.0,
-        should_stop: Callable[[], bool] = ...,
-    ) -> int: ...
-
-
 class Pipeline:
     def __init__(
         self,
         topics: Topics,
         applier: Applier,
-        store: Store,
+        store: RowSink,
         send: Send,
         metrics: WorkerMetrics,
         sink_rows: int = 10_000,
@@ -110,6 +85,9 @@ class Pipeline:
         max_buffered_rows: int = 500_000,
         config: ConfigState | None = None,
         bounds: Bounds | None = None,
+        *,
+        open_gate: asyncio.Event | None = None,
+        on_not_loaded: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.topics = topics
         self.applier = applier
@@ -133,8 +111,8 @@ class Pipeline:
         self._inflight: asyncio.Future[None] | None = None  # the batch being applied (see submit)
         self.on_failure: Callable[[BaseException], None] | None = None  # a batch failed with none after it
         self.stopping = False
-        self.open: asyncio.Event | None = None  # when set by the worker: usage is applied only while it is set
-        self.on_not_loaded: Callable[[str], Awaitable[None]] | None = None  # restores an org's missing state
+        self.open = open_gate  # usage is applied only while it is set (a restore of Redis's state clears it)
+        self.on_not_loaded = on_not_loaded  # restores an org whose state Redis does not hold (the Recovery)
         self.rebalances = 0  # revokes so far (see revoked)
 
     @property

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bus.admin import read_config
+from bus.config_topic import read_config
 from bus.topics import Topics
 from enforcement.budget_store import apply_budgets
-from enforcement.connect import all_nodes, run_id
 from enforcement.core import DUPLICATE_WINDOW_S, SPENT_RETENTION_S
 from enforcement.keys import KeyLayout, PeriodKeys, fingerprint
+from enforcement.redis_clients import all_nodes, run_id, sync_redis
 from enforcement.settle_script import SEEN_GENERATIONS
 from schemas.budgets import OrgConfig, Period, period_bounds
 from schemas.config_records import ConfigState
@@ -36,7 +36,6 @@ from schemas.settings import Settings
 from sinks import queries
 from sinks.tables import UsageRow, content_digest
 from sinks.usage_store import UsageStore
-from streams.clients import sync_redis
 
 __all__ = ["RebuildReport", "mark_restored", "rebuild", "rebuild_with", "restore_if_lost", "text_of"]
 

@@ -28,12 +28,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from enforcement.connect import all_nodes, run_id
 from enforcement.keys import UNCONFIGURED, KeyLayout
+from enforcement.redis_clients import all_nodes, run_id, sync_redis
 from schemas.budgets import OrgConfig
 from schemas.settings import Settings
 from sinks.usage_store import UsageStore
-from streams.clients import sync_redis
 from streams.metrics import WorkerMetrics
 from streams.rebuild import RebuildReport, mark_restored, rebuild_with, text_of
 
@@ -61,6 +60,7 @@ class Recovery:
         hold_flushes: Callable[[], Any],
         reapply: Callable[[], Awaitable[int]],
         on_restored: Callable[[], None] = lambda: None,
+        open_gate: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.redis = client
@@ -69,7 +69,7 @@ class Recovery:
         self.hold_flushes = hold_flushes  # an async context manager: no ClickHouse insert while held
         self.reapply = reapply
         self.on_restored = on_restored
-        self.open = asyncio.Event()  # set while usage may be applied
+        self.open = open_gate or asyncio.Event()  # set while usage may be applied (the pipeline waits on it)
         self.open.set()
         self._lock = asyncio.Lock()
 

@@ -16,10 +16,11 @@ from datetime import datetime
 from typing import Any
 
 from enforcement import core
-from enforcement.connect import is_cluster
 from enforcement.decision import SettleResult
-from enforcement.keys import UNCONFIGURED, KeyLayout, PeriodKeys, Subject
+from enforcement.keys import UNCONFIGURED, KeyLayout, PeriodKeys
+from enforcement.redis_clients import is_cluster
 from enforcement.scripts import SETTLE
+from enforcement.subject import Subject
 from sinks.tables import content_digest, usage_row
 from streams.processing import Rated
 

@@ -24,13 +24,15 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from alerting.dispatcher import AlertDispatcher, AlertMetrics
-from bus.admin import ensure_topics, read_config
+from alerting.senders import Senders
+from bus.config_topic import read_config
+from bus.topic_admin import ensure_topics
 from bus.topics import Send, Topics
 from enforcement.keys import KeyLayout
+from enforcement.redis_clients import async_redis, sync_redis
 from schemas.config_records import ConfigState
 from schemas.settings import Settings
 from sinks.usage_store import UsageStore
-from streams.clients import async_redis, senders, sync_redis
 from streams.config_follower import ConfigFollower
 from streams.insights_runner import InsightMetrics, InsightsRunner
 from streams.metrics import WorkerMetrics
@@ -78,6 +80,12 @@ def build_parts(
     store = UsageStore.of(settings.clickhouse)
     config = ConfigState(os.environ)
     stream = settings.stream
+    open_gate = asyncio.Event()  # cleared while Redis's state is restored: the pipeline applies no usage then
+    recovery: Recovery  # made below, from the pipeline; the pipeline calls it only once the worker runs
+
+    async def restore_org(org_id: str) -> None:
+        await recovery.org_not_loaded(org_id, config.orgs.get(org_id))
+
     pipeline = Pipeline(
         topics,
         RedisApplier(redis, layout),
@@ -91,6 +99,8 @@ def build_parts(
         bounds=Bounds(
             stream.max_event_bytes, timedelta(seconds=stream.max_future_s), timedelta(days=stream.max_age_days)
         ),
+        open_gate=open_gate,
+        on_not_loaded=restore_org,
     )
 
     async def state_restored() -> bool:
@@ -98,7 +108,15 @@ def build_parts(
 
     follower = ConfigFollower(config, redis, layout, store, metrics, state_restored)
     dispatcher = AlertDispatcher(
-        redis, layout, config, senders(settings), store, settings.alerts, send, topics.alerts, AlertMetrics(registry)
+        redis,
+        layout,
+        config,
+        Senders.of(settings.alerts),
+        store,
+        settings.alerts,
+        send,
+        topics.alerts,
+        AlertMetrics(registry),
     )
     insights = InsightsRunner(
         redis, layout, store, config, send, topics.alerts, settings.insights, InsightMetrics(registry)
@@ -111,9 +129,8 @@ def build_parts(
         pipeline.flushes_held,
         pipeline.reapply_pending,
         on_restored=on_restored,
+        open_gate=open_gate,
     )
-    pipeline.open = recovery.open
-    pipeline.on_not_loaded = lambda org: recovery.org_not_loaded(org, config.orgs.get(org))
     return Parts(
         settings, topics, layout, metrics, redis, store, config, pipeline, follower, dispatcher, insights, recovery
     )

@@ -52,6 +52,20 @@ def test_every_list_of_packages_is_the_one_list() -> None:
     assert layered == one, f"every package sits in exactly one layer: {layered ^ one}"
 
 
+def test_every_package_says_what_it_owns() -> None:
+    bare = [p for p in PACKAGES if not ast.get_docstring(tree(ROOT / p / "__init__.py"))]
+    assert not bare, f"give these packages' __init__.py a docstring saying what the package owns: {bare}"
+
+
+def test_no_two_modules_share_a_name_unless_they_play_one_role() -> None:
+    shared_roles = {"__init__", "app", "metrics"}  # the same role in each package that has one
+    seen: dict[str, list[str]] = {}
+    for path in modules(*PACKAGES):
+        seen.setdefault(path.stem, []).append(name(path))
+    twice = {stem: paths for stem, paths in seen.items() if len(paths) > 1 and stem not in shared_roles}
+    assert not twice, f"rename so that each name says what the module owns: {twice}"
+
+
 def test_only_the_faust_app_may_import_faust_in_every_package() -> None:
     covered = set(_contract("Only the Faust app imports faust")["source_modules"])
     streams = {f"streams.{p.stem}" for p in (ROOT / "streams").glob("*.py") if p.stem not in {"__init__", "app"}}
@@ -133,7 +147,8 @@ def test_the_operator_cli_does_not_load_faust() -> None:
     """Reading config, listing budgets and measuring drift import the CLI and what those commands use,
     never the worker's Faust app."""
     probe = (
-        "import sys, admin.cli, bus.admin, streams.drift, streams.rebuild, streams.clients, schemas.budget_file;"
+        "import sys, admin.cli, bus.config_topic, streams.drift, streams.rebuild, enforcement.redis_clients,"
+        " schemas.budget_file;"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('faust', 'mode')))"
     )
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from alerting.channels import Senders
 from alerting.dispatcher import AlertDispatcher
+from alerting.senders import Senders
 from enforcement.keys import KeyLayout
 from schemas.alerts import Alert, BudgetStage, encode_alert
 from schemas.config_records import ConfigRecord, ConfigState

@@ -1,6 +1,5 @@
 import msgspec
 
-from alerting.channels import classify, retry_after_seconds
 from alerting.plan import TokenBucket, delivery_digest, plan
 from alerting.render import (
     email_message,
@@ -10,6 +9,7 @@ from alerting.render import (
     teams_payload,
     view_of,
 )
+from alerting.senders import classify, retry_after_seconds
 from schemas.alerts import Alert, BudgetStage, CapDenied, ProjectedExceed, Resolved, Spike
 from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
 from schemas.channels import parse_channel, parse_routing

@@ -80,7 +80,7 @@ def test_an_allowed_host_is_posted_to_with_its_own_host_header(receiver: tuple[s
 
 
 def test_the_sender_refuses_an_internal_webhook_for_good(receiver: tuple[str, list[str]]) -> None:
-    from alerting.channels import DeliveryError, Senders
+    from alerting.senders import DeliveryError, Senders
 
     url, seen = receiver
 

@@ -15,7 +15,7 @@ import pytest
 
 from enforcement.client import CapClient
 from enforcement.decision import Outcome
-from enforcement.keys import Subject
+from enforcement.subject import Subject
 from tests.console.conftest import Console
 
 pytestmark = pytest.mark.stack

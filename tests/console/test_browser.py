@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from enforcement.client import CapClient
 from enforcement.decision import Outcome
-from enforcement.keys import Subject
+from enforcement.subject import Subject
 from schemas.money import format_usd
 from tests.console.conftest import PASSWORD, Console
 

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from console.config_cache import ConfigCache
+from bus.config_topic import ConfigCache
 from schemas.config_records import ConfigRecord, ConfigState
 
 ROUTING = ConfigRecord("routing/acme", b'{"default": ["ops"]}')

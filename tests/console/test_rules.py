@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from console.access_store import AccessError, AccessStore
 from console.budget_edit import (
     budget_from_input,
     check_may_save,
@@ -16,7 +17,6 @@ from console.budget_edit import (
     weakenings,
 )
 from console.roles import Principal, Right, Role, narrowed
-from console.store import AccessError, AccessStore
 from console.throttle import SignInThrottle
 from schemas.budget_file import BudgetFileError
 from schemas.budgets import OrgConfig

@@ -11,8 +11,9 @@ from typing import Any
 
 from enforcement import core
 from enforcement.decision import SettleResult
-from enforcement.keys import KeyLayout, PeriodKeys, Subject
+from enforcement.keys import KeyLayout, PeriodKeys
 from enforcement.scripts import SETTLE
+from enforcement.subject import Subject
 
 
 def _call(

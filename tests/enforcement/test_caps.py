@@ -9,7 +9,8 @@ import redis
 from enforcement.budget_store import apply_budgets
 from enforcement.client import CapClient, CapUnavailableError
 from enforcement.decision import Outcome
-from enforcement.keys import KeyLayout, Subject
+from enforcement.keys import KeyLayout
+from enforcement.subject import Subject
 from schemas.budget_file import parse_budget_file
 from schemas.budgets import OrgConfig
 from tests.enforcement.settle import Settler
@@ -154,7 +155,7 @@ def test_unbudgeted_subject_is_admitted_and_metered(
 
 
 def test_bad_input_changes_nothing(caps: CapClient, redis_client: redis.Redis, key_prefix: str) -> None:
-    from enforcement.keys import SubjectError
+    from enforcement.subject import SubjectError
 
     before = sorted(redis_client.scan_iter(f"{key_prefix}:*"))
     for bad in (
@@ -204,7 +205,7 @@ def test_an_org_no_one_configured_is_told_from_one_whose_state_was_lost(
 ) -> None:
     """Adding the hook to a proxy with many teams denied every team without a budgets entry: an org that
     was never configured read as lost state. Redis's restore marker tells the two apart."""
-    from enforcement.connect import run_id
+    from enforcement.redis_clients import run_id
 
     layout = KeyLayout(key_prefix)
     initech = Subject(org_id="initech", user_id="carol")

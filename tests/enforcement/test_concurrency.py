@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from enforcement.budget_store import apply_budgets
 from enforcement.client import AsyncCapClient
-from enforcement.keys import KeyLayout, Subject
+from enforcement.keys import KeyLayout
 from enforcement.pipelined import PipelinedRedis
+from enforcement.subject import Subject
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
 from tests.enforcement.settle import AsyncSettler

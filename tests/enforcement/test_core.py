@@ -7,7 +7,8 @@ import pytest
 
 from enforcement import core
 from enforcement.budget_store import encode_budget
-from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError, fingerprint
+from enforcement.keys import KeyLayout, PeriodKeys, fingerprint
+from enforcement.subject import Subject, SubjectError
 from schemas import Budget, BudgetMode, Period, ScopeKind
 
 PERIODS = PeriodKeys.at(datetime(2024, 5, 17, 12, tzinfo=UTC), "UTC")

@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enforcement.core import DUPLICATE_WINDOW_S, NO_DIGEST
-from enforcement.keys import KeyLayout, PeriodKeys, Subject, fingerprint
+from enforcement.keys import KeyLayout, PeriodKeys, fingerprint
 from enforcement.settle_script import SEEN_GENERATIONS
+from enforcement.subject import Subject
 from tests.enforcement.settle import Settler
 
 pytestmark = pytest.mark.stack

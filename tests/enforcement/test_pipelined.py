@@ -23,8 +23,8 @@ import uvloop
 from redis import exceptions as rx
 
 from enforcement.client import AsyncCapClient
-from enforcement.keys import Subject
 from enforcement.pipelined import PipelinedRedis, PipelinedScript, pack
+from enforcement.subject import Subject
 from schemas.settings import Settings
 
 LOOPS = {"asyncio": asyncio.run, "uvloop": uvloop.run}

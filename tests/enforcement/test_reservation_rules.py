@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from enforcement.budget_store import apply_budgets
 from enforcement.client import CapClient
 from enforcement.decision import Outcome
-from enforcement.keys import KeyLayout, Subject
+from enforcement.keys import KeyLayout
+from enforcement.subject import Subject
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
 from tests.enforcement.settle import Settler

@@ -14,9 +14,9 @@ import redis.asyncio as aioredis
 from enforcement.access import ApiKey, KeyRing, Right, hash_key, parse_keys
 from enforcement.budget_store import apply_budgets
 from enforcement.client import AsyncCapClient
+from enforcement.decision_api import OPENAPI, create_app
 from enforcement.estimator import Estimator, OutputSizes
 from enforcement.keys import KeyLayout
-from enforcement.service import OPENAPI, create_app
 from schemas import PriceCatalogue, PriceEntry, TokenPrices
 from schemas.budget_file import parse_budget_file
 from schemas.events import UsageEvent, decode_event
@@ -128,7 +128,7 @@ def test_reserve_release_spend_and_usage(app_client: AppClient, stack: Settings,
     published = app_client.published[0]
     subject = decode_event(json.dumps(event))
     assert subject == published
-    from enforcement.keys import Subject
+    from enforcement.subject import Subject
 
     who = Subject("acme", "ada", "eng", "chat", "gpt-4o", "openai")
     assert settle(who, published.event_id, 2_500_000, request_id="r1", occurred_at=published.occurred_at).applied

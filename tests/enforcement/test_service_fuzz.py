@@ -16,7 +16,7 @@ import redis
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from enforcement.service import OPENAPI
+from enforcement.decision_api import OPENAPI
 from schemas.settings import Settings
 from tests.enforcement.test_service import AUTH, AppClient, app_client  # noqa: F401 - the fixture
 

@@ -17,8 +17,9 @@ import redis
 from enforcement import core
 from enforcement.budget_store import apply_budgets
 from enforcement.client import CapClient
-from enforcement.keys import KeyLayout, PeriodKeys, Subject
+from enforcement.keys import KeyLayout, PeriodKeys
 from enforcement.scripts import SETTLE
+from enforcement.subject import Subject
 from schemas.budget_file import parse_budget_file
 from schemas.settings import Settings
 

@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bus.producer import UsageProducer
-from enforcement.keys import Subject
+from bus.usage_producer import UsageProducer
+from enforcement.subject import Subject
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from stack import manager

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from reports.chargeback import ChargebackData, chargeback_report
 from schemas.budget_file import BudgetFileError, parse_budget_file
-from schemas.chargeback import Chargeback, ChargebackError, allocate, parse_chargeback
 from schemas.config_records import ConfigState, file_records
+from schemas.cost_allocation import Chargeback, ChargebackError, allocate, parse_chargeback
 
 
 @given(st.integers(0, 10**15), st.dictionaries(st.text(min_size=1, max_size=5), st.integers(0, 10**12), max_size=8))

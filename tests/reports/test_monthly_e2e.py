@@ -17,7 +17,7 @@ import pypdf
 import pytest
 
 from reports.data import month_bounds
-from reports.money import usd_exact
+from schemas.money import usd_exact
 from schemas.settings import Settings
 from tests.console.conftest import EXAMPLES
 from tests.streams.conftest import Deployment, deployed

@@ -17,11 +17,11 @@ import pytest
 
 from reports.files import Format, ReportError, parse_formats, write_report
 from reports.model import Column, Figure, Kind, Report, Section, Table
-from reports.money import usd_exact, usd_short
 from reports.monthly import BudgetActual, MonthlyData, monthly_report
 from reports.render_csv import table_csv
 from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
+from schemas.money import format_usd, usd_exact
 
 NOW = datetime(2026, 12, 1, 8, tzinfo=UTC)
 
@@ -46,8 +46,8 @@ def sample() -> MonthlyData:
 
 def test_money_is_exact_for_files_and_rounded_half_even_for_reading() -> None:
     assert usd_exact(1_500_000_001) == "1.500000001" and usd_exact(-7) == "-0.000000007"
-    assert usd_short(12_345_000_000) == "$12.34" and usd_short(12_355_000_000) == "$12.36"  # half to even
-    assert usd_short(12_345_000_001) == "$12.35" and usd_short(-1_004_999_999) == "-$1.00"
+    assert format_usd(12_345_000_000) == "$12.34" and format_usd(12_355_000_000) == "$12.36"  # half to even
+    assert format_usd(12_345_000_001) == "$12.35" and format_usd(-1_004_999_999) == "-$1.00"
 
 
 def test_csv_is_rfc_4180_with_exact_money_and_no_formulas() -> None:

@@ -19,7 +19,7 @@ import openpyxl
 import pytest
 
 from admin.report_scheduler import ReportScheduler, run_id_of
-from bus.config_publisher import publish_config
+from bus.config_topic import publish_config
 from schemas.config_records import ConfigRecord, ConfigState, template_record
 from schemas.report_templates import parse_template
 from schemas.settings import ReportSettings, Settings
@@ -140,7 +140,7 @@ def _in_process(dep: Deployment, send: Any, lease_s: float, clock: datetime) -> 
     from prometheus_client import CollectorRegistry
 
     def read() -> ConfigState:
-        from bus.admin import config_state
+        from bus.config_topic import config_state
 
         return config_state(dep.settings.kafka.bootstrap, dep.topics.config)
 

@@ -183,7 +183,8 @@ def test_json_schema_agrees_with_the_model(doc: Any) -> None:
 def test_ids_with_a_newline_are_refused_everywhere(bad: str) -> None:
     """The cap client, budgets and request ids validate ids as the event does."""
     from enforcement.core import reserve_call
-    from enforcement.keys import KeyLayout, PeriodKeys, Subject, SubjectError
+    from enforcement.keys import KeyLayout, PeriodKeys
+    from enforcement.subject import Subject, SubjectError
     from schemas.budgets import Budget, BudgetMode, Period, ScopeKind
 
     with pytest.raises(SubjectError, match="org_id"):

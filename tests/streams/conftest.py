@@ -23,12 +23,12 @@ from confluent_kafka import Producer
 
 from bus.topics import Topics
 from enforcement.keys import KeyLayout, PeriodKeys
+from enforcement.redis_clients import sync_redis
 from schemas.config_records import prices_overrides_record
 from schemas.events import UsageEvent
 from schemas.price_sources import load_overrides
 from schemas.pricing import PriceCatalogue, rate
 from schemas.settings import Settings
-from streams.clients import sync_redis
 from workloads.generators import DEFAULT_TRACE, trace_events
 
 TRACE = DEFAULT_TRACE
@@ -254,7 +254,7 @@ def deployed(stack: Settings) -> Iterator[Deployment]:
         }
     )
     dep = Deployment(settings, env, metrics_port)
-    from bus.admin import ensure_topics
+    from bus.topic_admin import ensure_topics
 
     ensure_topics(settings.kafka.bootstrap, dep.topics)
     record = prices_overrides_record(PRICES)

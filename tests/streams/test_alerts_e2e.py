@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from enforcement.client import CapClient
-from enforcement.keys import Subject
+from enforcement.subject import Subject
 from schemas.alerts import BudgetStage, decode_alert
 from schemas.events import UsageEvent
 from tests.receivers import TWILIO_SID, TWILIO_TOKEN, Receivers, start_http, start_smtp

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bus.admin import config_state
+from bus.config_topic import config_state
 from tests.streams.conftest import Deployment
 
 pytestmark = pytest.mark.stack

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bus.producer import UsageProducer
+from bus.usage_producer import UsageProducer
 from tests.streams.conftest import Deployment, make_events
 from tests.streams.test_pipeline_e2e import assert_exact
 

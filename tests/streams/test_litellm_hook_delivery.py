@@ -25,7 +25,7 @@ SCRIPT = """
 import asyncio, json
 from datetime import datetime, timezone
 from confluent_kafka import Producer
-from enforcement.keys import Subject
+from enforcement.subject import Subject
 from integrations.litellm_hook import LOST, handler
 from integrations.litellm_mapping import Identity, usage_event
 

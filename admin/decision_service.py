@@ -1,6 +1,6 @@
 """``spendstream decision serve``: the decision service with its adapters built from settings.
 
-The service itself (:mod:`enforcement.service`) takes its Redis client, keys, estimator and
+The service itself (:mod:`enforcement.decision_api`) takes its Redis client, keys, estimator and
 publisher as arguments; this module builds them: the key ring from the keys file, a Kafka
 publisher for ``/v1/usage`` (it answers once the broker has the event), and an estimator whose
 prices follow ``config.v1``.
@@ -12,26 +12,24 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import yaml
-from confluent_kafka import KafkaError, Producer
 from starlette.applications import Starlette
 
-from bus.admin import config_state
+from bus.config_topic import ConfigCache
 from bus.topics import Topics
+from bus.usage_producer import UsageProducer
 from enforcement.access import KeyFileError, KeyRing, hash_key, new_key, parse_keys
 from enforcement.client import AsyncCapClient
+from enforcement.decision_api import create_app
 from enforcement.estimator import Estimator
-from enforcement.service import create_app
-from schemas.events import UsageEvent, encode_event
+from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
 from schemas.settings import Settings
 
-__all__ = ["KafkaPublisher", "build_app", "load_keys"]
+__all__ = ["build_app", "load_keys"]
 
 log = logging.getLogger("spendstream.decision")
 
@@ -45,53 +43,6 @@ def load_keys(path: Path) -> KeyRing:
     except yaml.YAMLError as exc:
         raise KeyFileError("$", f"malformed YAML: {exc}") from None
     return parse_keys(doc)
-
-
-class KafkaPublisher:
-    """Publishes usage events to the usage topic; :meth:`publish` returns once the broker has the event."""
-
-    def __init__(self, bootstrap: str, topic: str, compression: str = "lz4") -> None:
-        self.topic = topic
-        self.producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 2,
-                "compression.type": compression,
-                "message.timeout.ms": 10_000,
-            }
-        )
-        self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="usage-publisher", daemon=True)
-        self._poller.start()
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self.producer.poll(0.05)
-
-    async def publish(self, event: UsageEvent) -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-
-        def settle(future: asyncio.Future[None], error: KafkaError | None) -> None:
-            if future.done():
-                return
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(RuntimeError(str(error)))
-
-        def delivered(error: KafkaError | None, _message: Any) -> None:
-            loop.call_soon_threadsafe(settle, done, error)
-
-        self.producer.produce(self.topic, key=event.org_id.encode(), value=encode_event(event), on_delivery=delivered)
-        await done
-
-    def close(self) -> None:
-        self._stop.set()
-        self._poller.join(timeout=5)
-        self.producer.flush(10)
 
 
 def build_app(settings: Settings, keys: KeyRing) -> Starlette:
@@ -108,20 +59,18 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
         unknown_orgs=decision.unknown_orgs,
     )
     topics = Topics(settings.kafka.topic_prefix)
-    publisher = KafkaPublisher(settings.kafka.bootstrap, topics.usage, settings.kafka.compression)
+    publisher = UsageProducer(
+        settings.kafka.bootstrap,
+        topics.usage,
+        linger_ms=2,
+        compression=settings.kafka.compression,
+        message_timeout_ms=10_000,
+    ).start_polling()
     estimator = Estimator(PriceCatalogue())
+    prices = ConfigCache.of(settings.kafka.bootstrap, topics, decision.catalogue_refresh_s)
 
-    def read_prices() -> PriceCatalogue:
-        state = config_state(settings.kafka.bootstrap, topics.config, on_error=lambda exc: log.warning("%s", exc))
-        return state.catalogue()
-
-    async def follow_prices() -> None:
-        while True:
-            try:
-                estimator.catalogue = await asyncio.to_thread(read_prices)
-            except Exception:
-                log.warning("reading prices from %s failed; keeping the last ones", topics.config, exc_info=True)
-            await asyncio.sleep(decision.catalogue_refresh_s)
+    def follow_prices(state: ConfigState) -> None:
+        estimator.catalogue = state.catalogue()
 
     app = create_app(
         client,
@@ -134,11 +83,15 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(follow_prices())
+        try:
+            follow_prices(await asyncio.to_thread(prices.state))
+        except Exception:
+            log.warning("reading prices from %s failed; unpriced until it answers", topics.config, exc_info=True)
+        prices.follow(on_read=follow_prices)
         try:
             yield
         finally:
-            task.cancel()
+            prices.stop()
             await asyncio.to_thread(publisher.close)
             await client.aclose()
 

@@ -38,7 +38,7 @@ from enforcement.access import ApiKey, KeyRing, Right
 from enforcement.client import AsyncCapClient, CapUnavailableError
 from enforcement.decision import Outcome
 from enforcement.estimator import Estimator
-from enforcement.keys import Subject
+from enforcement.subject import Subject
 from schemas.errors import ERROR_BODY_SCHEMA, SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, UsageEvent, decode_event, error_of
 

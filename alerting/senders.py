@@ -35,6 +35,8 @@ from alerting.webhooks import InternalTargetError, pinned_request
 from schemas.alerts import Alert, Resolved
 from schemas.budgets import Channel
 from schemas.channels import ChannelSpec
+from schemas.settings import AlertSettings
+from schemas.webhook_targets import allowed_hosts
 
 __all__ = ["DeliveryError", "Senders", "SmtpConfig", "TwilioConfig", "classify", "retry_after_seconds", "send_smtp"]
 
@@ -88,6 +90,22 @@ class SmtpConfig:
 
     def __repr__(self) -> str:
         return f"SmtpConfig({self.host}:{self.port} {self.security} as {self.username or '-'})"
+
+    @classmethod
+    def of(cls, alerts: AlertSettings) -> SmtpConfig | None:
+        """The SMTP server that alerts and reports go out through; None when none is set."""
+        if not alerts.smtp_host:
+            return None
+        return cls(
+            alerts.smtp_host,
+            alerts.smtp_port,
+            alerts.smtp_security,
+            alerts.smtp_username,
+            alerts.smtp_password.get_secret_value(),
+            alerts.smtp_from,
+            alerts.http_timeout_s,
+            alerts.smtp_verify,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +164,21 @@ class Senders:
         self.twilio = twilio
         self.pagerduty_url = pagerduty_url
         self.webhook_allow = webhook_allow  # internal hosts an org's webhook may name (the operator's list)
+
+    @classmethod
+    def of(cls, alerts: AlertSettings) -> Senders:
+        """The alert channels' clients, from settings (credentials come from the environment)."""
+        twilio = None
+        if alerts.twilio_account_sid:
+            twilio = TwilioConfig(
+                alerts.twilio_account_sid,
+                alerts.twilio_auth_token.get_secret_value(),
+                alerts.twilio_from,
+                alerts.twilio_base_url or None,
+            )
+        http = httpx.AsyncClient(timeout=alerts.http_timeout_s, headers={"User-Agent": "spendstream"})
+        smtp = SmtpConfig.of(alerts)
+        return cls(http, smtp, twilio, alerts.pagerduty_events_url, allowed_hosts(alerts.webhook_allow_hosts))
 
     async def send(self, channel: ChannelSpec, target: str, alert: Alert, view: AlertView) -> None:
         """Deliver once; raises DeliveryError."""
