@@ -1,14 +1,20 @@
-"""Shared fixtures: the local stack is started once per run; each test gets its own names."""
+"""Shared fixtures: the local stack is started once per run; each test gets its own names; ``deployment`` is an
+isolated deployment of the whole pipeline (``tests/deployment.py``) for the end-to-end tests of every package."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from schemas.settings import Settings
+from tests.deployment import Deployment, deployed
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _unique(request: pytest.FixtureRequest) -> str:
@@ -71,3 +77,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "stack" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.stack)
+
+
+@pytest.fixture(scope="session")
+def litellm_bin() -> Path:
+    """The LiteLLM proxy's own virtualenv (scripts/setup-litellm): its ``litellm`` command."""
+    result = subprocess.run(
+        [str(REPO / "scripts" / "setup-litellm")], capture_output=True, text=True, timeout=1200, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return REPO / ".venv-litellm" / "bin" / "litellm"
+
+
+@pytest.fixture
+def deployment(stack: Settings) -> Iterator[Deployment]:
+    with deployed(stack) as dep:
+        yield dep

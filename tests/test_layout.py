@@ -79,6 +79,15 @@ def test_the_io_libraries_are_named_once() -> None:
     assert forbidding == ["Pure modules import no I/O library"], "extend that contract's sources instead of copying"
 
 
+def test_the_tests_mirror_the_source() -> None:
+    """Each package's tests are in ``tests/<package>/``; ``tests/faults/`` is the fault-injection suite
+    across packages, and the tests of the project as a whole sit at the top of ``tests/``."""
+    folders = {p.parent.name for p in (ROOT / "tests").glob("*/__init__.py")}
+    assert folders == set(PACKAGES) | {"faults"}, folders ^ (set(PACKAGES) | {"faults"})
+    empty = [p for p in PACKAGES if not any((ROOT / "tests" / p).glob("test_*.py"))]
+    assert not empty, f"packages without tests: {empty}"
+
+
 def test_no_module_is_over_400_lines() -> None:
     long = {
         name(p): n for p in modules(*PACKAGES, "tests", "bench") if (n := len(p.read_text().splitlines())) > MAX_LINES

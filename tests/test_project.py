@@ -65,12 +65,3 @@ def test_nothing_reads_outside_the_repository() -> None:
         text = path.read_text(errors="replace")
         offenders += [f"{name}: {needle}" for needle in needles if needle in text]
     assert not offenders, offenders
-
-
-def test_the_sample_trace_ships_with_its_licence() -> None:
-    from workloads.generators import DEFAULT_TRACE
-
-    assert DEFAULT_TRACE.is_relative_to(ROOT) and DEFAULT_TRACE.exists()
-    assert DEFAULT_TRACE.read_text().splitlines()[0] == "TIMESTAMP,ContextTokens,GeneratedTokens"
-    note = (DEFAULT_TRACE.parent / "README.md").read_text()
-    assert "CC BY 4.0" in note and "Splitwise" in note

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from schemas.settings import Settings
-from tests.streams.conftest import Deployment, deployed, free_port, make_events
+from tests.deployment import Deployment, deployed, free_port, make_events
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PASSWORD = "correct horse battery staple"

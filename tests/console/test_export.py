@@ -22,7 +22,7 @@ import msgspec
 import pytest
 
 from tests.console.conftest import Console
-from tests.streams.conftest import make_events
+from tests.deployment import make_events
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]

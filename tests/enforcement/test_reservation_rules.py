@@ -22,8 +22,8 @@ from enforcement.keys import KeyLayout
 from enforcement.subject import Subject
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
+from tests.deployment import free_port
 from tests.enforcement.settle import Settler
-from tests.streams.conftest import free_port
 
 pytestmark = pytest.mark.stack
 

@@ -30,9 +30,8 @@ from schemas.events import UsageEvent
 from schemas.settings import Settings
 from stack import manager
 from stack.services import ClickHouseService, KafkaService, RedisService
+from tests.deployment import Deployment, assert_exact, make_events
 from tests.receivers import Receivers, start_http
-from tests.streams.conftest import Deployment, deployment, make_events  # noqa: F401 - the fixture, for this folder
-from tests.streams.test_pipeline_e2e import assert_exact
 
 EVENTS = 20_000
 RATE = 1_500.0  # events a second: the replay lasts about 13 s
@@ -148,7 +147,7 @@ def faulty_on(dep: Deployment, stack: Settings) -> Iterator[Faulty]:
 
 
 @pytest.fixture
-def faulty(deployment: Deployment, stack: Settings) -> Iterator[Faulty]:  # noqa: F811 - the imported fixture
+def faulty(deployment: Deployment, stack: Settings) -> Iterator[Faulty]:
     with faulty_on(deployment, stack) as made:
         yield made
 

@@ -15,9 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.events import encode_event
-from tests.streams.conftest import Deployment, make_events
-from tests.streams.test_bad_input_e2e import records_of
-from tests.streams.test_pipeline_e2e import assert_exact
+from tests.deployment import Deployment, assert_exact, make_events, records_of
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 

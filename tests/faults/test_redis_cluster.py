@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from redis.cluster import RedisCluster
 
 from schemas.settings import Settings
+from tests.deployment import Deployment, free_port
 from tests.enforcement.test_concurrency import caps_hold
 from tests.faults.conftest import Faulty, faulty_on
-from tests.streams.conftest import Deployment, free_port
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults]
 

@@ -20,7 +20,7 @@ from reports.data import month_bounds
 from schemas.money import usd_exact
 from schemas.settings import Settings
 from tests.console.conftest import EXAMPLES
-from tests.streams.conftest import Deployment, deployed
+from tests.deployment import Deployment, deployed
 from workloads.generators import synthetic
 
 pytestmark = pytest.mark.stack

@@ -25,8 +25,8 @@ from schemas.report_templates import parse_template
 from schemas.settings import ReportSettings, Settings
 from sinks.report_runs import run_file, runs_of
 from sinks.usage_store import UsageStore
+from tests.deployment import Deployment, deployed
 from tests.receivers import start_smtp
-from tests.streams.conftest import Deployment, deployed
 
 pytestmark = pytest.mark.stack
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -22,7 +22,7 @@ import pytest
 from schemas.settings import StackSettings
 from stack import manager
 from stack.services import ClickHouseService, stale_reason
-from tests.streams.conftest import free_port
+from tests.deployment import free_port
 
 pytestmark = pytest.mark.stack
 

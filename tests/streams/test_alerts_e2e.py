@@ -15,8 +15,8 @@ from enforcement.client import CapClient
 from enforcement.subject import Subject
 from schemas.alerts import BudgetStage, decode_alert
 from schemas.events import UsageEvent
+from tests.deployment import Deployment
 from tests.receivers import TWILIO_SID, TWILIO_TOKEN, Receivers, start_http, start_smtp
-from tests.streams.conftest import Deployment
 
 PD_KEY = "R" * 32
 

@@ -13,12 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from schemas.config_records import prices_overrides_record
 from schemas.events import encode_event
-from tests.streams.conftest import PRICES, Deployment, make_events
-from tests.streams.test_pipeline_e2e import assert_exact
+from tests.deployment import PRICES, Deployment, assert_exact, make_events, records_of
 
 pytestmark = pytest.mark.stack
 
@@ -26,29 +24,6 @@ pytestmark = pytest.mark.stack
 FORGOT_UNIT = """
   - {provider: openai, model: forgot-unit, effective_from: 2020-01-01T00:00:00Z, input: 2.50, output: 10.00}
 """
-
-
-def records_of(dep: Deployment, topic: str) -> list[tuple[bytes | None, dict[str, bytes]]]:
-    consumer = Consumer(
-        {"bootstrap.servers": dep.settings.kafka.bootstrap, "group.id": "check", "enable.auto.commit": False}
-    )
-    out = []
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        for partition in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, low)])
-            while True:
-                message = consumer.poll(10)
-                assert message is not None and not message.error()
-                out.append((message.value(), dict(message.headers() or [])))
-                if message.offset() >= high - 1:
-                    break
-    finally:
-        consumer.close()
-    return out
 
 
 def test_bad_input_among_valid_events_never_stops_the_stream(deployment: Deployment) -> None:

@@ -15,7 +15,7 @@ from schemas.alerts import ProjectedExceed, Spike, decode_alert
 from schemas.events import UsageEvent
 from sinks.tables import usage_row
 from sinks.usage_store import UsageStore
-from tests.streams.conftest import Deployment
+from tests.deployment import Deployment
 
 WEEKDAY, WEEKEND = 10 * 10**9, 3 * 10**9  # nano-USD a day
 

@@ -14,34 +14,9 @@ from schemas.events import encode_event
 from sinks.tables import ALERT_HISTORY, AlertHistoryRow
 from sinks.usage_store import UsageStore
 from streams.rebuild import rebuild_with
-from tests.streams.conftest import Deployment, expected_spend, make_events
+from tests.deployment import Deployment, assert_exact, make_events
 
 pytestmark = pytest.mark.stack
-
-
-def ch_totals(dep: Deployment) -> dict[str, tuple[int, int]]:
-    db = dep.settings.clickhouse.database
-    raw = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_events GROUP BY org_id").result_rows)
-    hourly = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_hourly GROUP BY org_id").result_rows)
-    daily = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_daily GROUP BY org_id").result_rows)
-    assert raw == hourly == daily, (raw, hourly, daily)
-    return raw
-
-
-def assert_exact(dep: Deployment, events: list) -> None:
-    """ClickHouse holds every event's cost, and Redis's counters of every day, week and month the events
-    fall in hold exactly theirs (so a run that crosses midnight checks both days)."""
-    expected = expected_spend(events, dep.catalogue)
-    assert ch_totals(dep) == {org: scopes[f"org/{org}"] for org, scopes in expected.items()}
-    groups: dict[tuple[str, str], tuple[datetime, list]] = {}
-    for event in events:
-        periods = PeriodKeys.at(event.occurred_at, "UTC")
-        for period in ("daily", "weekly", "monthly"):
-            groups.setdefault((period, periods.key(period)), (event.occurred_at, []))[1].append(event)
-    for (period, key), (when, members) in groups.items():
-        in_period = expected_spend(members, dep.catalogue)
-        for org in expected:
-            assert dep.redis_spend(org, when)[period] == in_period.get(org, {}), (org, period, key)
 
 
 def test_events_counted_once_duplicates_ignored_and_bad_input_dead_lettered(deployment: Deployment) -> None:

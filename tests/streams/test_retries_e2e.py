@@ -19,7 +19,7 @@ from enforcement.keys import PeriodKeys
 from schemas.events import UsageEvent, encode_event
 from schemas.pricing import rate
 from schemas.settings import Settings
-from tests.streams.conftest import Deployment, deployed
+from tests.deployment import Deployment, deployed
 
 pytestmark = pytest.mark.stack
 

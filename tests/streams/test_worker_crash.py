@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.streams.conftest import Deployment, make_events
-from tests.streams.test_pipeline_e2e import assert_exact
+from tests.deployment import Deployment, assert_exact, make_events
 
 pytestmark = pytest.mark.stack
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas.events import UsageEvent
-from tests.streams.conftest import Deployment
+from tests.deployment import Deployment
 
 pytestmark = pytest.mark.stack
 

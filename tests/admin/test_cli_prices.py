@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bus.config_topic import config_state
-from tests.streams.conftest import Deployment
+from tests.deployment import Deployment
 
 pytestmark = pytest.mark.stack
 

@@ -19,7 +19,7 @@ import pytest
 from enforcement.budget_store import apply_budgets
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
-from tests.streams.conftest import ROOT, Deployment, free_port
+from tests.deployment import ROOT, Deployment, free_port
 
 pytestmark = pytest.mark.stack
 

@@ -18,7 +18,7 @@ from admin.cli import HISTORY_START
 from schemas.events import UsageEvent
 from schemas.price_sources import parse_litellm_price_map
 from schemas.pricing import PriceCatalogue, rate
-from tests.streams.conftest import ROOT
+from tests.deployment import ROOT
 
 pytestmark = pytest.mark.stack
 

@@ -17,21 +17,21 @@ from enforcement.keys import KeyLayout
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
 from schemas.settings import Settings
-from tests.streams.conftest import ROOT
+from tests.deployment import ROOT
 
 pytestmark = pytest.mark.stack
 
 SCRIPT = """
 import asyncio, json
 from datetime import datetime, timezone
-from confluent_kafka import Producer
+from bus.usage_producer import UsageProducer
 from enforcement.subject import Subject
 from integrations.litellm_hook import LOST, handler
 from integrations.litellm_mapping import Identity, usage_event
 
 async def main():
     hook = handler
-    hook.producer = Producer({"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1500})  # no broker there
+    hook.producer = UsageProducer("127.0.0.1:1", "usage.v1", message_timeout_ms=1500)  # no broker there
     who = Identity("acme", "eng", "ada", "chat", None)
     ada = Subject("acme", "ada", "eng", "chat", "gpt-4o", "openai")
     out = {}

@@ -1,4 +1,5 @@
-"""An isolated deployment per test: its own topics, Redis prefix, ClickHouse database and worker process."""
+"""An isolated deployment per test (its own topics, Redis prefix, ClickHouse database and worker processes),
+and what the end-to-end tests of every package check it with. The fixtures are in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
-import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bus.topics import Topics
 from enforcement.keys import KeyLayout, PeriodKeys
@@ -32,7 +32,7 @@ from schemas.settings import Settings
 from workloads.generators import DEFAULT_TRACE, trace_events
 
 TRACE = DEFAULT_TRACE
-PRICES = (Path(__file__).resolve().parents[2] / "examples" / "prices.yaml").read_text()
+PRICES = (Path(__file__).resolve().parents[1] / "examples" / "prices.yaml").read_text()
 SCOPE_FIELDS = (
     ("org", "org_id"),
     ("department", "department_id"),
@@ -43,17 +43,7 @@ SCOPE_FIELDS = (
 )
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def litellm_bin() -> Path:
-    """The LiteLLM proxy's own virtualenv (scripts/setup-litellm): its ``litellm`` command."""
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "setup-litellm")], capture_output=True, text=True, timeout=1200, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return ROOT / ".venv-litellm" / "bin" / "litellm"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -224,12 +214,6 @@ def make_events(count: int, now: datetime, prefix: str, seed: int = 7) -> list[U
     return list(trace_events(TRACE.read_text(), count, seed=seed, start=start, speedup=speedup, prefix=prefix))
 
 
-@pytest.fixture
-def deployment(stack: Settings) -> Iterator[Deployment]:
-    with deployed(stack) as dep:
-        yield dep
-
-
 @contextmanager
 def deployed(stack: Settings) -> Iterator[Deployment]:
     """A deployment of its own on the shared stack: topics, Redis keys and a ClickHouse database with a
@@ -286,3 +270,51 @@ def delete_topics_of(bootstrap: str, tag: str) -> None:
             future.result()
     except KafkaException as exc:  # the tests passed or failed already; say so and go on
         warnings.warn(f"topics of deployment {tag} not deleted: {exc}", stacklevel=1)
+
+
+def ch_totals(dep: Deployment) -> dict[str, tuple[int, int]]:
+    db = dep.settings.clickhouse.database
+    raw = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_events GROUP BY org_id").result_rows)
+    hourly = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_hourly GROUP BY org_id").result_rows)
+    daily = dict(dep.ch().query(f"SELECT org_id, sum(cost_nanos) FROM {db}.usage_daily GROUP BY org_id").result_rows)
+    assert raw == hourly == daily, (raw, hourly, daily)
+    return raw
+
+
+def assert_exact(dep: Deployment, events: list) -> None:
+    """ClickHouse holds every event's cost, and Redis's counters of every day, week and month the events
+    fall in hold exactly theirs (so a run that crosses midnight checks both days)."""
+    expected = expected_spend(events, dep.catalogue)
+    assert ch_totals(dep) == {org: scopes[f"org/{org}"] for org, scopes in expected.items()}
+    groups: dict[tuple[str, str], tuple[datetime, list]] = {}
+    for event in events:
+        periods = PeriodKeys.at(event.occurred_at, "UTC")
+        for period in ("daily", "weekly", "monthly"):
+            groups.setdefault((period, periods.key(period)), (event.occurred_at, []))[1].append(event)
+    for (period, key), (when, members) in groups.items():
+        in_period = expected_spend(members, dep.catalogue)
+        for org in expected:
+            assert dep.redis_spend(org, when)[period] == in_period.get(org, {}), (org, period, key)
+
+
+def records_of(dep: Deployment, topic: str) -> list[tuple[bytes | None, dict[str, bytes]]]:
+    consumer = Consumer(
+        {"bootstrap.servers": dep.settings.kafka.bootstrap, "group.id": "check", "enable.auto.commit": False}
+    )
+    out = []
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, low)])
+            while True:
+                message = consumer.poll(10)
+                assert message is not None and not message.error()
+                out.append((message.value(), dict(message.headers() or [])))
+                if message.offset() >= high - 1:
+                    break
+    finally:
+        consumer.close()
+    return out

@@ -21,8 +21,7 @@ from enforcement.access import hash_key
 from enforcement.budget_store import apply_budgets
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
-from tests.streams.conftest import Deployment, free_port
-from tests.streams.test_bad_input_e2e import records_of
+from tests.deployment import Deployment, free_port, records_of
 
 pytestmark = pytest.mark.stack
 

@@ -18,9 +18,9 @@ import pytest
 from dashboards import generate
 from enforcement.access import hash_key
 from schemas.settings import Settings
-from tests.streams.conftest import Deployment
+from tests.deployment import Deployment
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = ROOT / "dashboards" / "prometheus"
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from enforcement.decision_api import OPENAPI
 from schemas.settings import Settings
-from tests.enforcement.test_service import AUTH, AppClient, app_client  # noqa: F401 - the fixture
+from tests.enforcement.test_decision_api import AUTH, AppClient, app_client  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.stack
 
