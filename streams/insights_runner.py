@@ -33,12 +33,10 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from bus.topics import Send
 from enforcement.keys import KeyLayout
@@ -61,32 +59,13 @@ from schemas.settings import InsightSettings
 from sinks.queries import bucket_costs, daily_costs, orgs_since
 from sinks.tables import ANOMALIES, FORECASTS, AnomalyRow, ForecastRow
 from sinks.usage_store import UsageStore
+from streams.metrics import InsightMetrics
 
-__all__ = ["InsightMetrics", "InsightState", "InsightsRunner"]
+__all__ = ["InsightState", "InsightsRunner"]
 
 log = logging.getLogger("spendstream.insights")
 
 MAX_CATCH_UP = 120  # buckets scored per run when behind
-
-
-class InsightMetrics:
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        counter = partial(Counter, registry=registry)
-        gauge = partial(Gauge, registry=registry)
-        histogram = partial(Histogram, registry=registry)
-        self.runs = histogram(
-            "spendstream_insights_run_duration_seconds",
-            "One run of the spike or the forecast timer",
-            ["kind"],
-            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.spikes = counter("spendstream_insights_spikes", "Buckets flagged as spikes")
-        self.forecasts = counter("spendstream_insights_forecasts", "Period projections written")
-        self.entities = gauge("spendstream_insights_entities", "Entities the models hold", ["model"])
-        self.restored = counter("spendstream_insights_state_restored", "Times a worker resumed from saved state")
-        self.reset = counter(
-            "spendstream_insights_state_reset", "Saved states not restored (another version, unreadable): relearnt"
-        )
 
 
 def _entities(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:

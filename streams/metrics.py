@@ -1,4 +1,5 @@
-"""Prometheus metrics of the worker."""
+"""Prometheus metrics of the worker: its pipeline's (:class:`WorkerMetrics`) and its insights'
+(:class:`InsightMetrics`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from functools import partial
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["WorkerMetrics"]
+__all__ = ["InsightMetrics", "WorkerMetrics"]
 
 
 class WorkerMetrics:
@@ -84,4 +85,24 @@ class WorkerMetrics:
         )
         self.reservations_open = gauge(
             "spendstream_cap_reservations_open", "Reservations held and not yet settled, released or expired", ["org"]
+        )
+
+
+class InsightMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        counter = partial(Counter, registry=registry)
+        gauge = partial(Gauge, registry=registry)
+        histogram = partial(Histogram, registry=registry)
+        self.runs = histogram(
+            "spendstream_insights_run_duration_seconds",
+            "One run of the spike or the forecast timer",
+            ["kind"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.spikes = counter("spendstream_insights_spikes", "Buckets flagged as spikes")
+        self.forecasts = counter("spendstream_insights_forecasts", "Period projections written")
+        self.entities = gauge("spendstream_insights_entities", "Entities the models hold", ["model"])
+        self.restored = counter("spendstream_insights_state_restored", "Times a worker resumed from saved state")
+        self.reset = counter(
+            "spendstream_insights_state_reset", "Saved states not restored (another version, unreadable): relearnt"
         )

@@ -34,8 +34,8 @@ from schemas.config_records import ConfigState
 from schemas.settings import Settings
 from sinks.usage_store import UsageStore
 from streams.config_follower import ConfigFollower
-from streams.insights_runner import InsightMetrics, InsightsRunner
-from streams.metrics import WorkerMetrics
+from streams.insights_runner import InsightsRunner
+from streams.metrics import InsightMetrics, WorkerMetrics
 from streams.pipeline import Pipeline
 from streams.processing import Bounds
 from streams.rebuild import restore_if_lost
