@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from reports.build import build_report, template_params
 from reports.files import Format, render_files
-from reports.mail import report_email
+from reports.mail import headline, report_email
 from reports.model import Report
 from schemas.budgets import OrgConfig
 from schemas.config_records import ConfigState
@@ -163,8 +163,11 @@ class ReportScheduler:
         period = f"{report.first:%Y-%m}" if report.whole_month else f"{report.first} to {report.last}"
         subject = f"{report.title}: {report.org_id}, {period}"
         text = (
-            f"The scheduled report '{template.name}' ({template.kind}) for {report.org_id}, "
-            f"{period}, is attached.\n\nRun {run_id}. Download it again with "
-            f"`spendstream reports runs --org {report.org_id}` or from Admin > Billing > Generate Report.\n"
+            f"The scheduled report '{template.name}' ({template.kind}) for {report.org_id}, {period}, is attached.\n\n"
+            f"{headline(report)}\n\nRun {run_id}. Download its files again with "
+            f"`spendstream reports fetch --org {report.org_id} --run {run_id}`, "
+            "or from Admin > Billing > Generate Report.\n"
         )
-        return report_email(self.sender, template.recipients, subject, text, files, f"{template.org_id}.{run_id}")
+        return report_email(
+            self.sender, template.recipients, subject, text, files, f"{template.org_id}.{run_id}", self.clock()
+        )

@@ -38,7 +38,12 @@ def _base(title: str, values: Sequence[dict[str, Any]], description: str) -> Spe
         "height": 220,
         "autosize": {"type": "fit-x", "contains": "padding"},
         "data": {"values": list(values)},
-        "config": {"view": {"stroke": None}, "axis": {"labelFontSize": 11, "titleFontSize": 12}},
+        "config": {
+            "view": {"stroke": None},
+            "axis": {"labelFontSize": 11, "titleFontSize": 12},
+            # under the chart, so a feature or model name shows in full ("autocomplet" beside it) at any width
+            "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 440},
+        },
     }
 
 

@@ -168,16 +168,15 @@ def model_data(store: ClickHouseReader, state: ConfigState, org_id: str, month: 
     data = ModelValueData(org_id, month, last, org.timezone, now)
     catalogue = state.catalogue()
     for row in store.query(*report_queries.model_value(store.database, org_id, start, end)):
-        feature, provider, model, requests, errors, *tokens, cost, latency = row
-        p50, p95 = (
-            (float(latency[0]), float(latency[1]))
-            if latency and not any(math.isnan(x) for x in latency)
-            else (None, None)
-        )
+        feature, provider, model, requests, errors, *tokens, cost, latency, reported = row
+        measured = int(reported) > 0 and latency and not any(math.isnan(x) for x in latency)
+        p50, p95 = (float(latency[0]), float(latency[1])) if measured else (None, None)
         t = [int(x) for x in tokens]  # input, output, cache read, cache write, reasoning
         names = (str(feature), str(provider), str(model))
         data.stats.append(
-            ModelStats(*names, int(requests), int(errors), t[0], t[1], t[2], t[3], t[4], int(cost), p50, p95)
+            ModelStats(
+                *names, int(requests), int(errors), t[0], t[1], t[2], t[3], t[4], int(cost), p50, p95, int(reported)
+            )
         )
     for provider, model in {(s.provider, s.model) for s in data.stats}:
         entry = catalogue.lookup(provider, model, end - timedelta(seconds=1))

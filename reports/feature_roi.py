@@ -55,8 +55,8 @@ def feature_roi_report(data: FeatureData) -> Report:
         Column("cost", "Cost", Kind.USD, total=True),
         Column("requests", "Requests", Kind.INT, total=True),
         Column("users", "Active users", Kind.INT),
-        Column("per_user", "Cost per active user", Kind.USD),
-        Column("per_request", "Cost per request", Kind.USD),
+        Column("per_user", "Cost per active user", Kind.UNIT_USD),
+        Column("per_request", "Cost per request", Kind.UNIT_USD),
         Column("retention", "Retention", Kind.PCT),
         Column("users_before", "Users the month before", Kind.INT),
     )

@@ -1,15 +1,19 @@
 """The email that carries a scheduled report's files (pure): one message to the template's recipients,
-the files attached, and a Message-ID made from the run, so that a message sent again after a crash is
-recognisably the same one."""
+dated, with the report's headline figures in its body and the files attached, and a Message-ID made from
+the run, so that a message sent again after a crash is recognisably the same one."""
 
 from __future__ import annotations
 
 import mimetypes
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from email.message import EmailMessage
+from email.utils import format_datetime
 
-__all__ = ["report_email"]
+from reports.model import Report, display
+
+__all__ = ["headline", "report_email"]
 
 _TYPES = {".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 
@@ -21,6 +25,15 @@ def _mime(name: str) -> tuple[str, str]:
     return main, sub
 
 
+def headline(report: Report, most: int = 4) -> str:
+    """The report's first figures as lines of text: what a reader sees before opening the attachment."""
+    return "\n".join(
+        f"  {figure.label}: {display(figure.kind, figure.value) or 'none'}"
+        + (f" ({figure.detail})" if figure.detail else "")
+        for figure in report.figures[:most]
+    )
+
+
 def report_email(
     sender: str,
     recipients: Sequence[str],
@@ -28,11 +41,13 @@ def report_email(
     text: str,
     files: Sequence[tuple[str, bytes]],
     message_id: str,
+    sent_at: datetime,
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Subject"] = subject
+    message["Date"] = format_datetime(sent_at, usegmt=True)
     message["Message-ID"] = f"<{re.sub(r'[^A-Za-z0-9.-]', '.', message_id)}@spendstream>"
     message.set_content(text)
     for name, content in files:

@@ -9,7 +9,9 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["Cell", "Chart", "Column", "Figure", "Kind", "Report", "Section", "Table"]
+from schemas.money import format_unit_usd, format_usd
+
+__all__ = ["Cell", "Chart", "Column", "Figure", "Kind", "Report", "Section", "Table", "display"]
 
 Cell = str | int | float | date | None
 
@@ -18,9 +20,30 @@ class Kind(StrEnum):
     TEXT = "text"
     INT = "int"
     USD = "usd"  # integer nano-USD
+    UNIT_USD = (
+        "unit_usd"  # a unit cost in integer nano-USD (per request, per 1k tokens): shown to 3 figures, not summed
+    )
     PCT = "pct"  # a fraction: 0.25 is 25 %
     FLOAT = "float"
     DATE = "date"
+
+
+_DISPLAY = {
+    Kind.USD: lambda v: format_usd(int(v)),
+    Kind.UNIT_USD: lambda v: format_unit_usd(int(v)),
+    Kind.INT: lambda v: f"{int(v):,}",
+    Kind.PCT: lambda v: f"{float(v) * 100:.1f}%",
+    Kind.FLOAT: lambda v: f"{float(v):,.3f}",
+}
+
+
+def display(kind: Kind, value: Cell) -> str:
+    """A value as a reader sees it on a page or in an email: money to the cent (unit costs to 3 figures)."""
+    if value is None:
+        return ""
+    if kind in _DISPLAY and not isinstance(value, str):
+        return str(_DISPLAY[kind](value))
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +52,7 @@ class Column:
     label: str
     kind: Kind = Kind.TEXT
     total: bool = False  # summed in the table's totals row
+    missing: str = ""  # what the PDF and the XLSX show for a value that is not there (CSV: an empty field)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +62,7 @@ class Table:
     columns: tuple[Column, ...]
     rows: Sequence[Sequence[Cell]]
     note: str = ""
+    total_label: str = "Total"  # the totals row's label: say "of these" when the rows are not all there is
 
     @property
     def totalled(self) -> bool:
@@ -50,7 +75,7 @@ class Table:
             if column.total:
                 out.append(sum(row[i] or 0 for row in self.rows))  # type: ignore[misc]
             else:
-                out.append("Total" if i == 0 else None)
+                out.append(self.total_label if i == 0 else None)
         return out
 
 

@@ -53,12 +53,12 @@ class MonthlyData:
     alerts: list[tuple[Any, ...]] = field(default_factory=list)  # at, kind, scope, period_key, stage, channel, outcome
 
 
-def _breakdown(name: str, title: str, label: str, rows: list[Totals], total: int) -> Table:
+def _breakdown(name: str, title: str, label: str, rows: list[Totals], total: int, total_label: str = "Total") -> Table:
     body = [
         (key or "(none)", requests, tokens, cost, cost / total if total else 0.0)
         for key, requests, tokens, cost in rows
     ]
-    return Table(name, title, (Column(name, label), *_TOTALS_COLUMNS), body)
+    return Table(name, title, (Column(name, label), *_TOTALS_COLUMNS), body, total_label=total_label)
 
 
 def monthly_report(data: MonthlyData) -> Report:
@@ -109,10 +109,21 @@ def monthly_report(data: MonthlyData) -> Report:
         ),
         Section(
             "Top users",
-            tables=(_breakdown("user", "The costliest users", "User", data.top_users, total),),
+            tables=(
+                _breakdown(
+                    "user",
+                    "The costliest users",
+                    "User",
+                    data.top_users,
+                    total,
+                    f"Total of these {len(data.top_users)}",
+                ),
+            ),
         ),
         Section("Budgets against actuals", tables=(_budgets(data.budgets),)),
-        Section("Alerts raised", text=_alert_summary(data.alerts), tables=(_alerts(data.alerts),)),
+        Section(
+            "Alerts raised", text=_alert_summary(data.alerts), tables=(_alerts(data.alerts),) if data.alerts else ()
+        ),
     ]
     return Report(
         "monthly",

@@ -27,14 +27,15 @@ def safe_cell(value: Any) -> Any:
 def _header(columns: Sequence[Column]) -> list[str]:
     names: list[str] = []
     for column in columns:
-        names += [f"{column.name}_usd", f"{column.name}_nanos"] if column.kind is Kind.USD else [column.name]
+        money = column.kind in (Kind.USD, Kind.UNIT_USD)
+        names += [f"{column.name}_usd", f"{column.name}_nanos"] if money else [column.name]
     return names
 
 
 def _values(columns: Sequence[Column], row: Sequence[Cell]) -> list[Any]:
     out: list[Any] = []
     for column, value in zip(columns, row, strict=True):
-        if column.kind is Kind.USD:
+        if column.kind in (Kind.USD, Kind.UNIT_USD):
             out += ["", ""] if value is None else [usd_exact(int(value)), int(value)]  # type: ignore[arg-type]
         elif isinstance(value, date):
             out.append(value.isoformat())

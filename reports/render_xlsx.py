@@ -16,13 +16,14 @@ from xlsxwriter.utility import xl_rowcol_to_cell
 
 from reports.model import Cell, Column, Kind, Report, Table
 from reports.render_csv import safe_cell
-from schemas.money import usd_exact
+from schemas.money import to_usd, usd_exact
 
 __all__ = ["render_xlsx"]
 
 _SHEET = re.compile(r"[\[\]:*?/\\]")
 _NUMBER_FORMATS = {
     Kind.USD: "$#,##0.00",
+    Kind.UNIT_USD: "$#,##0.000000",
     Kind.INT: "#,##0",
     Kind.PCT: "0.0%",
     Kind.FLOAT: "#,##0.000",
@@ -98,7 +99,7 @@ class _Book:
         for r, values in enumerate(table.rows, start=_TOP + 1):
             c = 0
             for column, value in zip(table.columns, values, strict=True):
-                self._cell(sheet, r, c, column.kind, value)
+                self._cell(sheet, r, c, column.kind, column.missing if value is None and column.missing else value)
                 if column.kind is Kind.USD:
                     if value is not None:
                         sheet.write_number(r, c + 1, int(value), self.nano)  # type: ignore[arg-type]
@@ -114,7 +115,7 @@ class _Book:
     def _totals(self, sheet: Any, table: Table, last: int) -> None:
         """SUBTOTAL(109, ...) sums what the autofilter shows; the cached value is the exact total."""
         row = last + 1
-        sheet.write(row, 0, "Total", self.total[Kind.TEXT])
+        sheet.write(row, 0, table.total_label, self.total[Kind.TEXT])
         c = 0
         for column, value in zip(table.columns, table.totals(), strict=True):
             twins = 2 if column.kind is Kind.USD else 1
@@ -123,7 +124,7 @@ class _Book:
                 if k == 1:  # the nano-USD twin: exact
                     sheet.write_formula(row, c + k, f"=SUBTOTAL(109,{cells})", self.nano_total, int(value))  # type: ignore[arg-type]
                 else:
-                    cached = int(value) / 1e9 if column.kind is Kind.USD else value  # type: ignore[arg-type]
+                    cached = float(to_usd(int(value))) if column.kind is Kind.USD else value  # type: ignore[arg-type]
                     sheet.write_formula(row, c + k, f"=SUBTOTAL(109,{cells})", self.total[column.kind], cached)
             c += twins
 
@@ -151,8 +152,8 @@ class _Book:
     def _cell(self, sheet: Any, row: int, col: int, kind: Kind, value: Cell) -> None:
         if value is None:
             sheet.write_blank(row, col, None)
-        elif kind is Kind.USD:
-            sheet.write_number(row, col, int(value) / 1e9, self.cell[kind])  # type: ignore[arg-type]
+        elif kind in (Kind.USD, Kind.UNIT_USD):
+            sheet.write_number(row, col, float(to_usd(int(value))), self.cell[kind])  # type: ignore[arg-type]
         elif kind in (Kind.INT, Kind.FLOAT, Kind.PCT) and isinstance(value, int | float):
             sheet.write_number(row, col, value, self.cell[kind])
         elif kind is Kind.DATE and not isinstance(value, str):
@@ -161,7 +162,10 @@ class _Book:
             sheet.write_string(row, col, str(safe_cell(value)))
 
     def _sheet_name(self, table: Table) -> str:
-        base = _SHEET.sub(" ", table.title)[:31].strip() or table.name[:31]
+        title = _SHEET.sub(" ", table.title).strip()
+        if len(title) > 31:  # Excel's limit: cut at a word, not inside one
+            title = title[:32].rsplit(" ", 1)[0] if " " in title[:32] else title[:31]
+        base = title or table.name[:31]
         name, n = base, 2
         while name.lower() in self.names:
             name = f"{base[:28]} {n}"

@@ -111,3 +111,13 @@ def usd_exact(amount: int) -> str:
     sign = "-" if amount < 0 else ""
     whole, frac = divmod(abs(int(amount)), 10**9)
     return f"{sign}{whole}.{frac:09d}"
+
+
+def format_unit_usd(amount: int, figures: int = 3) -> str:
+    """A unit cost (per request, per 1k tokens) with the precision it needs: ``figures`` significant figures
+    and at least the cents, ``$0.00482`` rather than ``$0.00``; at most the nano-USD."""
+    value = to_usd(amount)
+    if value == 0:
+        return "$0.00"
+    places = min(9, max(2, figures - 1 - value.copy_abs().adjusted()))
+    return format_usd(amount, places)

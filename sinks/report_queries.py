@@ -174,12 +174,13 @@ def feature_retention(database: str, org_id: str, before: datetime, start: datet
 
 def model_value(database: str, org_id: str, start: datetime, end: datetime) -> Query:
     """Per feature and model in ``[start, end)``, from the raw events: requests, failed requests, tokens by
-    type, cost, and latency p50 and p95 (of the events that report one)."""
+    type, cost, latency p50 and p95 (of the events that report one), and how many events reported one (with
+    none, ClickHouse's quantiles of nothing are 0: the count tells them from a measured 0)."""
     db = validate_database(database)
     sql = (
         "SELECT feature, provider, model, count(), countIf(status != 'success'), sum(input_tokens), "
         "sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens), "
-        "sum(cost_nanos), quantilesExact(0.5, 0.95)(latency_ms) "
+        "sum(cost_nanos), quantilesExact(0.5, 0.95)(latency_ms), count(latency_ms) "
         f"FROM {db}.usage_events WHERE org_id = {{org:String}} AND occurred_at >= {{start:DateTime64(6, 'UTC')}} "
         "AND occurred_at < {end:DateTime64(6, 'UTC')} GROUP BY feature, provider, model ORDER BY feature, model"
     )

@@ -4,6 +4,8 @@ an allocation that never loses or invents a nano-USD, and feature ROI's per-user
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -146,3 +148,72 @@ def test_the_ledger_journal_balances_in_cents_and_maps_cost_centres_and_accounts
     with pytest.raises(ChargebackError) as info:
         parse_chargeback({"accounts": {"expense": ""}}, "c")
     assert info.value.field == "c.accounts"
+
+
+def _model_stats(model: str, p95: float | None, requests: int = 100, errors: int = 1) -> Any:
+    from reports.model_value import ModelStats
+
+    p50 = None if p95 is None else p95 / 2
+    reported = 0 if p95 is None else requests
+    tokens = (1_000_000, 100_000, 0, 0, 0)
+    return ModelStats("chat", "openai", model, requests, errors, *tokens, 9_000_000_000, p50, p95, reported)
+
+
+def _model_data(*stats: Any) -> Any:
+    from decimal import Decimal
+
+    from reports.model_value import ModelValueData
+    from schemas.pricing import TokenPrices
+
+    data = ModelValueData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC))
+    data.stats = list(stats)
+    data.prices = {
+        ("openai", "big"): TokenPrices(Decimal("0.000005"), Decimal("0.000015")),
+        ("openai", "small"): TokenPrices(Decimal("0.000001"), Decimal("0.000002")),
+    }
+    return data
+
+
+def test_model_value_proposes_no_move_without_latencies_for_both_models() -> None:
+    """ClickHouse's quantiles of no latency are [0, 0]: read as measured, every model passed the latency test
+    and the report proposed moving everything to the cheapest one."""
+    from reports.model_value import model_value_report
+
+    for stats in ((_model_stats("big", None), _model_stats("small", None)),
+                  (_model_stats("big", 900.0), _model_stats("small", None)),
+                  (_model_stats("big", None), _model_stats("small", 300.0))):  # fmt: skip
+        report = model_value_report(_model_data(*stats))
+        assert report.tables[1].rows == []
+        assert report.figures[1].value == 0 and "none proposed without latencies" in report.figures[1].detail
+        assert "no latency was reported" in report.sections[1].text
+    models = model_value_report(_model_data(_model_stats("big", None))).tables[0]
+    assert models.rows[0][7] is None and models.columns[7].missing == "not reported"
+
+
+def test_a_proposed_move_names_the_evidence_it_rests_on() -> None:
+    from reports.model_value import model_value_report
+
+    report = model_value_report(_model_data(_model_stats("big", 900.0), _model_stats("small", 950.0, 400, 2)))
+    (move,) = report.tables[1].rows
+    assert move[2] == "openai/small"
+    assert move[6] == "big: errors 1.0% of 100, p95 900 ms of 100; small: errors 0.5% of 400, p95 950 ms of 400"
+
+
+def test_unit_costs_print_with_their_significant_figures_in_pdf_and_xlsx(tmp_path: Path) -> None:
+    """A cost per request of about half a cent printed as $0.00 in the PDF and the XLSX."""
+    import subprocess
+
+    import openpyxl
+
+    from reports.feature_roi import FeatureData, FeatureUsage, feature_roi_report
+    from reports.files import Format, write_report
+
+    data = FeatureData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC))
+    data.features = [FeatureUsage("chat", 48_200_000, 10, 300, 3, 2, 4)]  # $0.0482 over 10 requests
+    report = feature_roi_report(data)
+    paths = write_report(report, [Format.PDF, Format.XLSX], tmp_path, progress=lambda _: None)
+    text = subprocess.run(["pdftotext", "-layout", str(paths[0]), "-"], capture_output=True, text=True, check=True)
+    assert "$0.00482" in text.stdout and "$0.0161" in text.stdout  # per request; per active user ($0.0482 / 3)
+    sheet = openpyxl.load_workbook(paths[1])[report.tables[0].title[:31]]
+    cells = [c for row in sheet.iter_rows() for c in row if c.value == 0.00482]
+    assert cells and cells[0].number_format == "$#,##0.000000"

@@ -118,3 +118,26 @@ def test_a_table_totals_its_money_exactly() -> None:
     table = Table("t", "T", (Column("k", "K"), Column("cost", "Cost", Kind.USD, total=True)), [("a", 1), ("b", 2)])
     assert table.totals() == ["Total", 3]
     assert Section("s", tables=(table,)).tables[0].totalled
+
+
+def test_the_top_users_total_says_of_whom_and_no_empty_table_follows_no_alert() -> None:
+    data = sample()
+    data.top_users = [(f"u{i}", 1, 10, 1_000) for i in range(15)]
+    data.alerts = []
+    report = monthly_report(data)
+    users = next(t for t in report.tables if t.name == "user")
+    assert users.totals()[0] == "Total of these 15"  # not the org's total: the top 15 only
+    alerts = next(s for s in report.sections if s.title == "Alerts raised")
+    assert alerts.text == "No alert was raised this month." and alerts.tables == ()
+
+
+def test_xlsx_sheet_names_are_cut_at_a_word(tmp_path: Path) -> None:
+    from reports.model import Column, Report, Section, Table
+
+    long = Table("t", "Cost per department and feature by week", (Column("a", "A"),), [("x",)])
+    report = Report(
+        "custom", "Long", "acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", NOW, (), (Section("S", tables=(long,)),)
+    )
+    path = tmp_path / "r.xlsx"
+    path.write_bytes(render_xlsx(report))
+    assert "Cost per department and feature" in openpyxl.load_workbook(path).sheetnames  # 31 chars, whole words

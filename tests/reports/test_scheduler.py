@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
+from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -127,6 +128,14 @@ def test_a_scheduled_template_runs_once_across_two_schedulers_a_kill_and_a_resta
     assert sorted(recipient for _, recipient, _ in mailbox.messages) == ["ap@acme.example", "cfo@acme.example"]
     message = mailbox.messages[0][2]
     assert message["Message-ID"] == f"<acme.close.{this_month.astimezone(UTC):%Y-%m-%dT%H.%MZ}@spendstream>"
+    assert parsedate_to_datetime(message["Date"]).tzinfo is not None  # alert emails carry one; so do reports
+    body = next(
+        part.get_payload(decode=True).decode()
+        for part in message.walk()
+        if part.get_content_type() == "text/plain" and part.get_filename() is None
+    )
+    assert f"spendstream reports fetch --org acme --run {runs[0].run_id}" in body  # `reports runs` only lists
+    assert re.search(r"^  \S.*: \$[0-9,]+\.[0-9]{2}", body, re.M), body  # a headline figure before the files
     files = _attachments(message)
     assert sorted(files) == sorted(runs[0].files)
     assert any(name.endswith(".xlsx") for name in files) and any(name.endswith(".csv") for name in files)

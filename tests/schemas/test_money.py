@@ -52,3 +52,21 @@ def test_format_and_back() -> None:
     assert parse_usd(format_usd(987_654_321_123, places=9).replace("$", "")) == 987_654_321_123
     with pytest.raises(MoneyError):
         format_usd(1, places=10)
+
+
+@pytest.mark.parametrize(
+    ("nanos_", "text"),
+    [
+        (4_820_000, "$0.00482"),  # a cost per request: not "$0.00"
+        (4_824_999, "$0.00482"),
+        (123, "$0.000000123"),
+        (24_790_000_000, "$24.79"),
+        (1_234_567_890_123, "$1,234.57"),
+        (0, "$0.00"),
+        (-4_820_000, "-$0.00482"),
+    ],
+)
+def test_a_unit_cost_keeps_three_significant_figures(nanos_: int, text: str) -> None:
+    from schemas.money import format_unit_usd
+
+    assert format_unit_usd(nanos_) == text
