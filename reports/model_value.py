@@ -162,8 +162,8 @@ def model_value_report(data: ModelValueData) -> Report:
         Column("per_request", "Per request", Kind.UNIT_USD),
         Column("per_1k_tokens", "Per 1k tokens", Kind.UNIT_USD),
         Column("error_rate", "Errors", Kind.PCT),
-        Column("p50_ms", "p50 ms", Kind.FLOAT, missing="not reported"),
-        Column("p95_ms", "p95 ms", Kind.FLOAT, missing="not reported"),
+        Column("p50_ms", "p50 ms", Kind.INT, missing="not reported"),
+        Column("p95_ms", "p95 ms", Kind.INT, missing="not reported"),
     )
     moves = []
     for s in sorted(data.stats, key=lambda s: -s.cost_nanos):

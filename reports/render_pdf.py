@@ -56,11 +56,13 @@ def _table(table: Table) -> dict[str, Any]:
             if c.total and c.kind is Kind.USD and v is not None
         )
     header = [c.label for c in table.columns]
-    fit = layout_table(header, [*rows, *([total] if total else [])], numeric)
+    fit = layout_table(header, rows, numeric, total)
     room = [w - 8 for w in fit.widths]  # the cell's text width: the column less its inset
 
-    def wrapped(cells: list[str]) -> list[str]:
-        return [cell if n else breakable(cell, r, fit.size) for cell, n, r in zip(cells, numeric, room, strict=True)]
+    def wrapped(cells: list[str], bold: bool = False) -> list[str]:
+        return [
+            cell if n else breakable(cell, r, fit.size, bold) for cell, n, r in zip(cells, numeric, room, strict=True)
+        ]
 
     return {
         "title": table.title,
@@ -71,7 +73,7 @@ def _table(table: Table) -> dict[str, Any]:
         "size": fit.size,
         "align": ["right" if n else "left" for n in numeric],
         "rows": [wrapped(row) for row in rows],
-        "total": wrapped(total) if total else None,
+        "total": wrapped(total, bold=True) if total else None,
     }
 
 
