@@ -37,11 +37,12 @@ def _columns(first: Column) -> tuple[Column, ...]:
 
 def custom_report(data: CustomData) -> Report:
     f = data.filter
-    narrowed = [
-        f"{name} {getattr(f, name)}"
+    narrowed_to = [
+        (name, getattr(f, name))
         for name in ("department", "user", "model", "feature", "provider")
         if getattr(f, name) != "*"
     ]
+    narrowed = [f"{name} {value}" for name, value in narrowed_to]
     text = "Filtered to " + ", ".join(narrowed) + "." if narrowed else "All usage of the org."
     total = sum(r[5] for r in data.rows)
     series_values = [{"key": r[0], "cost_nanos": r[5]} for r in data.series]
@@ -85,4 +86,5 @@ def custom_report(data: CustomData) -> Report:
                 tables=(by_period,),
             ),
         ),
+        filters=(*narrowed_to, ("group", f.group), ("granularity", f.granularity)),
     )

@@ -17,7 +17,7 @@ from reports.render_xlsx import render_xlsx
 from schemas.errors import SpendstreamError
 from schemas.report_kinds import Format
 
-__all__ = ["Format", "ReportError", "download", "media_type", "parse_formats", "render_files", "write_report"]
+__all__ = ["Format", "ReportError", "about", "download", "media_type", "parse_formats", "render_files", "write_report"]
 
 _MEDIA = {
     "pdf": "application/pdf",
@@ -59,8 +59,23 @@ def _write(target: Path, content: bytes) -> Path:
     return target
 
 
+def about(report: Report, names: Sequence[str]) -> str:
+    """The side file of a report's CSVs (``<slug>-about.txt``): what they cover, since a CSV has no place
+    for it that every reader accepts. Money columns come in pairs: ``*_usd`` (exact decimal) and ``*_nanos``."""
+    lines = [
+        f"{report.title}",
+        f"Covers: {report.scope}",
+        f"From {report.first} to {report.last}, both included; generated {report.generated_at:%Y-%m-%d %H:%M} UTC.",
+        "Money: *_usd is the exact decimal USD, *_nanos the same amount in integer nano-USD (1e-9 USD).",
+        "Files:",
+        *(f"  {name}" for name in names),
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def render_files(report: Report, formats: Sequence[Format], bom: bool = False) -> list[tuple[str, bytes]]:
-    """Each file of ``report`` (its name and its bytes): a PDF, an XLSX, one CSV per table."""
+    """Each file of ``report`` (its name and its bytes): a PDF, an XLSX, one CSV per table with the side file
+    that says what they cover."""
     rendered: list[tuple[str, bytes]] = []
     for fmt in formats:
         if fmt is Format.PDF:
@@ -68,8 +83,8 @@ def render_files(report: Report, formats: Sequence[Format], bom: bool = False) -
         elif fmt is Format.XLSX:
             rendered.append((f"{report.slug}.xlsx", render_xlsx(report)))
         else:
-            for table in report.tables:
-                rendered.append((f"{report.slug}-{table.name}.csv", table_csv(table, bom).encode()))
+            csvs = [(f"{report.slug}-{table.name}.csv", table_csv(table, bom).encode()) for table in report.tables]
+            rendered += [*csvs, (f"{report.slug}-about.txt", about(report, [n for n, _ in csvs]).encode())]
     return rendered
 
 

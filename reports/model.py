@@ -3,6 +3,7 @@ charts. Money is integer nano-USD here; each renderer formats it (exactly, where
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -115,6 +116,29 @@ class Report:
     generated_at: datetime
     figures: tuple[Figure, ...] = ()
     sections: tuple[Section, ...] = field(default_factory=tuple)
+    filters: tuple[tuple[str, str], ...] = ()  # what narrows it (model gpt-4o, ...); how it is grouped and cut
+
+    @property
+    def period(self) -> str:
+        """The period as a reader names it: "November 2026", or "2026-11-03 to 2026-11-09"."""
+        if self.whole_month:
+            return f"{self.first:%B %Y}"
+        return self.first.isoformat() if self.first == self.last else f"{self.first} to {self.last}"
+
+    @property
+    def filtered(self) -> str:
+        """Which usage the figures cover: "Filtered to model gpt-4o; by model, per day", or all of it."""
+        narrowing = ", ".join(f"{name} {value}" for name, value in self.filters if name not in ("group", "granularity"))
+        said = f"Filtered to {narrowing}" if narrowing else "All usage of the org"
+        cut = dict(self.filters)
+        if "group" in cut:
+            said += f"; by {cut['group']}, per {cut.get('granularity', 'day')}"
+        return said
+
+    @property
+    def scope(self) -> str:
+        """What the figures cover, said on every file: the org, the period, its time zone and any filter."""
+        return f"{self.org_id}, {self.period} (times in {self.timezone}). {self.filtered}."
 
     @property
     def tables(self) -> list[Table]:
@@ -126,8 +150,13 @@ class Report:
 
     @property
     def slug(self) -> str:
+        """The files' common name; with filters, a short digest of them, so that two reports of one period
+        with different filters do not overwrite each other."""
         if self.whole_month:
             period = f"{self.first:%Y-%m}"
         else:
             period = self.first.isoformat() if self.first == self.last else f"{self.first}_{self.last}"
-        return f"spendstream-{self.org_id}-{self.kind}-{period}"
+        digest = ""
+        if self.filters:
+            digest = "-" + hashlib.blake2b(repr(sorted(self.filters)).encode(), digest_size=3).hexdigest()
+        return f"spendstream-{self.org_id}-{self.kind}-{period}{digest}"

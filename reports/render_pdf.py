@@ -100,13 +100,11 @@ def render_pdf(report: Report) -> bytes:
                 "tables": [_table(t) for t in section.tables],
             }
         )
-    period = report.first.isoformat() if report.first == report.last else f"{report.first} to {report.last}"
-    if report.whole_month:
-        period = report.first.strftime("%B %Y")
     data = {
         "title": report.title,
         "org": report.org_id,
-        "period": period,
+        "period": report.period,
+        "filtered": report.filtered,
         "timezone": report.timezone,
         "generated": f"{report.generated_at:%Y-%m-%d %H:%M} UTC",
         "figures": [_figure(f) for f in report.figures],

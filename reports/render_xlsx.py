@@ -55,7 +55,7 @@ class _Book:
         self.book: Any = xlsxwriter.Workbook(
             out, {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False}
         )
-        self.book.set_properties({"title": report.title, "subject": f"{report.org_id} {report.first} to {report.last}"})
+        self.book.set_properties({"title": report.title, "subject": report.scope})
         self.bold = self.book.add_format({"bold": True})
         self.head = self.book.add_format({"bold": True, "bg_color": "#DBEAFE", "border": 1, "text_wrap": True})
         self.cell = {k: self.book.add_format({"num_format": f}) for k, f in _NUMBER_FORMATS.items()}
@@ -77,8 +77,8 @@ class _Book:
         sheet.set_column(0, 0, 34)
         sheet.set_column(1, 2, 24)
         sheet.write(0, 0, report.title, self.book.add_format({"bold": True, "font_size": 16}))
-        sheet.write(1, 0, f"{report.org_id} · {report.first} to {report.last} ({report.timezone})")
-        sheet.write(2, 0, f"generated {report.generated_at:%Y-%m-%d %H:%M} UTC")
+        sheet.write(1, 0, report.scope, self.bold)
+        sheet.write(2, 0, f"{report.first} to {report.last}; generated {report.generated_at:%Y-%m-%d %H:%M} UTC")
         for row, figure in enumerate(report.figures, start=4):
             sheet.write(row, 0, figure.label, self.bold)
             self._cell(sheet, row, 1, figure.kind, figure.value)
@@ -91,8 +91,9 @@ class _Book:
         sheet = self.book.add_worksheet(self._sheet_name(table))
         layout = _layout(table.columns)
         sheet.write(0, 0, table.title, self.bold)
+        sheet.write(1, 0, self.report.scope)  # a sheet copied out of the workbook still says what it covers
         if table.note:
-            sheet.write(1, 0, table.note)
+            sheet.write(2, 0, table.note)
         for c, (column, twin) in enumerate(layout):
             sheet.write(_TOP, c, f"{column.label} (nano-USD)" if twin else column.label, self.head)
             sheet.set_column(c, c, 24 if column.kind is Kind.TEXT else 15)

@@ -102,7 +102,7 @@ def test_pdf_has_a_title_page_numbers_a_repeating_header_and_exact_totals(tmp_pa
 def test_files_are_written_whole_or_not_at_all(tmp_path: Path) -> None:
     report = monthly_report(sample())
     paths = write_report(report, [Format.CSV, Format.XLSX], tmp_path, progress=lambda line: None)
-    assert {p.suffix for p in paths} == {".csv", ".xlsx"} and not list(tmp_path.glob(".*.part"))
+    assert {p.suffix for p in paths} == {".csv", ".txt", ".xlsx"} and not list(tmp_path.glob(".*.part"))
     broken = Report(
         "monthly", "x", "acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", NOW, (Figure("bad", "x", Kind.USD),)
     )
@@ -141,3 +141,38 @@ def test_xlsx_sheet_names_are_cut_at_a_word(tmp_path: Path) -> None:
     path = tmp_path / "r.xlsx"
     path.write_bytes(render_xlsx(report))
     assert "Cost per department and feature" in openpyxl.load_workbook(path).sheetnames  # 31 chars, whole words
+
+
+def _custom(**narrowing: str) -> Report:
+    from reports.custom import CustomData, custom_report
+    from reports.filters import CostFilter
+
+    f = CostFilter(date(2026, 11, 1), date(2026, 11, 30), "Europe/Berlin", "day", "model", **narrowing)
+    data = CustomData("acme", f, NOW)
+    data.rows = [("gpt-4o", 10, 100, 50, 150, 4_000_000_000)]
+    data.series = [("2026-11-02", 10, 100, 50, 150, 4_000_000_000)]
+    return custom_report(data)
+
+
+def test_every_file_of_a_filtered_report_says_so_and_its_names_differ(tmp_path: Path) -> None:
+    """Only the PDF's second page said "Filtered to model gpt-4o": the cover, the XLSX and the CSVs read as the
+    month's total, and two custom reports of one month got one file name."""
+    import subprocess
+
+    from reports.files import Format, write_report
+
+    report = _custom(model="gpt-4o")
+    said = "Filtered to model gpt-4o"
+    paths = write_report(report, [Format.PDF, Format.XLSX, Format.CSV], tmp_path, progress=lambda _: None)
+    cover = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", str(paths[0]), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    assert said in cover and "November 2026" in cover
+    book = openpyxl.load_workbook(paths[1])
+    for sheet in book.worksheets:
+        assert any(said in str(cell.value) for row in sheet.iter_rows(max_row=3) for cell in row), sheet.title
+    about = next(p for p in paths if p.name.endswith("-about.txt")).read_text()
+    assert said in about and all(p.name in about for p in paths if p.suffix == ".csv")
+    assert report.slug != _custom(model="gpt-4o-mini").slug != _custom().slug
+    assert report.slug == _custom(model="gpt-4o").slug and report.slug.startswith("spendstream-acme-custom-2026-11-")
+    assert monthly_report(sample()).slug == "spendstream-acme-monthly-2026-11"  # nothing filtered: no digest
