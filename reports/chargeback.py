@@ -1,6 +1,7 @@
 """Department chargeback for a month (pure): each department's own spend, its cost-centre code, and its
 part of the spend no department owns, shared by the org's rule and shown; the charges add up to the
-month's spend exactly."""
+month's spend exactly. Spend that cannot be shared (no department had any, and there are no fixed shares)
+is charged on a row of its own, to the org's unallocated cost centre."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from schemas.cost_allocation import Chargeback, allocate
 __all__ = ["ChargebackData", "chargeback_report"]
 
 UNOWNED = ""  # the department of spend that names none
+UNSHARED = "(no department)"  # the row of spend with no department that nothing could be shared to
 
 
 @dataclass(slots=True)
@@ -36,12 +38,17 @@ def chargeback_report(data: ChargebackData) -> Report:
         weights = owned
         basis = "each department's own spend this month"
     shared = allocate(unowned, weights)
+    unshared = unowned - sum(shared.values())  # all of it when there is nothing to share it by
     departments = sorted(set(owned) | {d for d, v in shared.items() if v})
     rows = []
     for department in departments:
         own, part = owned.get(department, 0), shared.get(department, 0)
         requests = data.spend.get(department, (0, 0))[0]
-        rows.append((department, data.rule.code(department) or "(none)", requests, own, part, own + part))
+        rows.append((department, data.rule.code(department) or "(no cost centre)", requests, own, part, own + part))
+    if unshared:
+        requests = data.spend.get(UNOWNED, (0, 0))[0]
+        rows.append((UNSHARED, data.rule.unallocated_cost_centre, requests, unshared, 0, unshared))
+        basis = f"nothing: no department had spend, so it is charged to {data.rule.unallocated_cost_centre}"
     columns = (
         Column("department", "Department"),
         Column("cost_centre", "Cost centre"),
@@ -63,7 +70,8 @@ def chargeback_report(data: ChargebackData) -> Report:
             Column("amount", "Allocated", Kind.USD, total=True),
         ),
         allocation,
-        f"Spend with no department: shared by {basis} ({data.rule.rule}); every nano-USD is allocated.",
+        f"Spend with no department: shared by {basis} ({data.rule.rule})"
+        + ("." if unshared else "; every nano-USD is allocated."),
     )
     total = sum(owned.values()) + unowned
     return Report(

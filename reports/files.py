@@ -14,8 +14,7 @@ from reports.model import Report
 from reports.render_csv import table_csv
 from reports.render_pdf import render_pdf
 from reports.render_xlsx import render_xlsx
-from schemas.errors import SpendstreamError
-from schemas.report_kinds import Format
+from schemas.report_kinds import Format, ReportError
 
 __all__ = ["Format", "ReportError", "about", "download", "media_type", "parse_formats", "render_files", "write_report"]
 
@@ -30,10 +29,6 @@ _MEDIA = {
 def media_type(name: str) -> str:
     """The media type of a report file by its name's suffix."""
     return _MEDIA.get(name.rsplit(".", 1)[-1], "application/octet-stream")
-
-
-class ReportError(SpendstreamError):
-    """A report that cannot be made as asked; ``field`` names what is wrong."""
 
 
 def parse_formats(values: Sequence[str]) -> list[Format]:

@@ -1,13 +1,16 @@
 """A general-ledger journal of the month's chargeback (pure): one debit line per department to the
 expense account, under its cost centre, and one credit line of the total to the accrual account; in
 cents, as accounting systems import them, rounded so that the lines still balance and add up to the
-month's spend rounded once (the nano-USD that rounding moves go to the largest remainders)."""
+month's spend rounded once (the nano-USD that rounding moves go to the largest remainders). A charge with no
+cost centre to post it under (no code of its own and no default) refuses the journal, naming the
+department: a line under a made-up centre would be posted nowhere an accountant can find."""
 
 from __future__ import annotations
 
 from reports.chargeback import ChargebackData, chargeback_report
 from reports.model import Cell, Column, Figure, Kind, Report, Section, Table
 from schemas.cost_allocation import allocate
+from schemas.report_kinds import ReportError
 
 __all__ = ["ledger_report"]
 
@@ -24,6 +27,12 @@ def ledger_report(data: ChargebackData) -> Report:
     charges = chargeback_report(data).tables[0]
     charged = {str(row[0]): int(row[5]) for row in charges.rows}  # type: ignore[arg-type]
     centres = {str(row[0]): str(row[1]) for row in charges.rows}
+    for department, centre in centres.items():
+        if centre == "(no cost centre)" and charged[department]:
+            raise ReportError(
+                "chargeback.cost_centres",
+                f"department {department!r} has no cost centre, and the org sets no default_cost_centre",
+            )
     total = sum(charged.values())
     total_cents = _cents(total)
     # the rounded total shared by each department's exact charge: the debits add up to the credit

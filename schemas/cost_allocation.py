@@ -1,6 +1,10 @@
 """How an org charges its AI spend back to departments (pure): each department's cost-centre code, and
 how the spend that no department owns is shared out, in proportion to each department's own spend or
-in fixed percentages. Allocation is exact: the shares of every nano-USD add up to it."""
+in fixed percentages. Allocation is exact: the shares of every nano-USD add up to it.
+
+Spend that nothing can be shared to (no department had spend, and there are no fixed shares) is charged
+to ``unallocated_cost_centre`` ("UNALLOCATED" unless set). A department without a code of its own is
+charged to ``default_cost_centre``; without one, the general-ledger journal is refused, naming it."""
 
 from __future__ import annotations
 
@@ -23,27 +27,34 @@ class Chargeback:
     shares: tuple[tuple[str, int], ...] = ()  # (department, percent); empty: proportional to usage
     expense_account: str = "6000"  # the general-ledger journal debits the charges here ...
     accrual_account: str = "2000"  # ... and credits their total here
+    default_cost_centre: str = ""  # a department without a code of its own is charged here (none: refused)
+    unallocated_cost_centre: str = "UNALLOCATED"  # spend with no department and nobody to share it with
 
     @property
     def rule(self) -> str:
         return "fixed shares" if self.shares else "proportional to usage"
 
     def code(self, department: str) -> str:
-        return dict(self.cost_centres).get(department, "")
+        """The department's cost centre, or the default one; empty when it has neither."""
+        return dict(self.cost_centres).get(department, self.default_cost_centre)
 
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cost_centres": dict(self.cost_centres)}
         out["unallocated"] = dict(self.shares) if self.shares else "proportional"
         out["accounts"] = {"expense": self.expense_account, "accrual": self.accrual_account}
+        if self.default_cost_centre:
+            out["default_cost_centre"] = self.default_cost_centre
+        out["unallocated_cost_centre"] = self.unallocated_cost_centre
         return out
 
 
 def parse_chargeback(spec: Any, where: str) -> Chargeback:
     """``{cost_centres: {eng: CC-100}, unallocated: proportional | {eng: 60, sales: 40},
-    accounts: {expense: "6420", accrual: "2100"}}``."""
+    accounts: {expense: "6420", accrual: "2100"}, default_cost_centre: CC-000,
+    unallocated_cost_centre: CC-999}``."""
     if not isinstance(spec, Mapping):
         raise ChargebackError(where, "expected a mapping with cost_centres and unallocated")
-    unknown = set(spec) - {"cost_centres", "unallocated", "accounts"}
+    unknown = set(spec) - {"cost_centres", "unallocated", "accounts", "default_cost_centre", "unallocated_cost_centre"}
     if unknown:
         raise ChargebackError(f"{where}.{sorted(unknown)[0]}", "unknown key")
     centres = spec.get("cost_centres", {})
@@ -64,11 +75,19 @@ def parse_chargeback(spec: Any, where: str) -> Chargeback:
         raise ChargebackError(f"{where}.accounts", "a mapping with expense and accrual account codes")
     if any(not isinstance(v, str) or not v for v in accounts.values()):
         raise ChargebackError(f"{where}.accounts", "account codes are non-empty strings")
+    centres_of: dict[str, str] = {}
+    for key, default in (("default_cost_centre", ""), ("unallocated_cost_centre", "UNALLOCATED")):
+        value = spec.get(key, default)
+        if not isinstance(value, str) or (key == "unallocated_cost_centre" and not value):
+            raise ChargebackError(f"{where}.{key}", "a cost-centre code")
+        centres_of[key] = value
     return Chargeback(
         tuple(sorted((str(k), str(v)) for k, v in centres.items())),
         shares,
         accounts.get("expense", "6000"),
         accounts.get("accrual", "2000"),
+        centres_of["default_cost_centre"],
+        centres_of["unallocated_cost_centre"],
     )
 
 

@@ -23,7 +23,7 @@ its answer by that attribute alone, in one place each::
     ├── console.access_store.AccessError                  a console user or API token
     ├── reports.filters.FilterError                a filter of the console's views
     ├── schemas.focus_export.ExportError           a FOCUS export request (cursor, page size, format)
-    ├── reports.files.ReportError                  a report that cannot be made as asked
+    ├── schemas.report_kinds.ReportError           a report that cannot be made as asked
     ├── ForbiddenError (403)                       what the principal may not do
     ├── NotFoundError (404)                        nothing the principal may see by that name
     ├── ConflictError (409)                        creating what exists, or removing what is in use

@@ -7,7 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["KINDS", "REPORT_KINDS", "Coverage", "Format", "ReportKind", "forms"]
+from schemas.errors import SpendstreamError
+
+__all__ = ["KINDS", "REPORT_KINDS", "Coverage", "Format", "ReportError", "ReportKind", "forms"]
+
+
+class ReportError(SpendstreamError):
+    """A report that cannot be made as asked; ``field`` names what is wrong."""
 
 
 class Format(StrEnum):

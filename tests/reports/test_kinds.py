@@ -72,7 +72,7 @@ def test_the_charges_add_up_to_the_month_and_show_the_allocation() -> None:
     report = chargeback_report(data)
     charges = report.tables[0]
     assert [r[0] for r in charges.rows] == ["eng", "sales"]
-    assert charges.rows[0][1] == "CC-1010" and charges.rows[1][1] == "(none)"
+    assert charges.rows[0][1] == "CC-1010" and charges.rows[1][1] == "(no cost centre)"
     assert [r[4] for r in charges.rows] == [67, 33]  # 100 nano-USD shared 2:1, the odd one to the larger remainder
     assert charges.totals()[5] == 3_000_000_101  # everything, exactly
     assert report.figures[1].value == 100 and "proportional" in report.tables[1].note
@@ -217,3 +217,41 @@ def test_unit_costs_print_with_their_significant_figures_in_pdf_and_xlsx(tmp_pat
     sheet = openpyxl.load_workbook(paths[1])[report.tables[0].title[:31]]
     cells = [c for row in sheet.iter_rows() for c in row if c.value == 0.00482]
     assert cells and cells[0].number_format == "$#,##0.000000"
+
+
+def test_spend_with_no_department_and_nobody_to_share_it_is_charged_and_journalled() -> None:
+    """An org whose spend named no department got an empty charges table and a journal crediting 0.00."""
+    from reports.ledger import ledger_report
+
+    rule = parse_chargeback({"unallocated_cost_centre": "CC-9999"}, "c")
+    data = ChargebackData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC), rule)
+    data.spend = {"": (3, 7_500_000)}
+    report = chargeback_report(data)
+    assert report.tables[0].rows == [("(no department)", "CC-9999", 3, 7_500_000, 0, 7_500_000)]
+    assert report.tables[0].totals()[5] == 7_500_000 == report.figures[0].value
+    assert "every nano-USD is allocated" not in report.tables[1].note and "CC-9999" in report.tables[1].note
+    lines = ledger_report(data).tables[0].rows
+    debit = sum(int(row[4] or 0) for row in lines)  # type: ignore[call-overload]
+    credit = sum(int(row[5] or 0) for row in lines)  # type: ignore[call-overload]
+    assert debit == credit == 10_000_000  # $0.0075, rounded once to the cent: $0.01 both sides
+    assert [row[3] for row in lines if row[4]] == ["CC-9999"]
+
+
+def test_a_department_without_a_cost_centre_goes_to_the_default_or_refuses_the_journal() -> None:
+    from reports.ledger import ledger_report
+    from schemas.report_kinds import ReportError
+
+    when = (date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC))
+    spend = {"eng": (1, 2_000_000_000), "ops": (1, 1_000_000_000)}
+    strict = ChargebackData("acme", *when, parse_chargeback({"cost_centres": {"eng": "CC-1"}}, "c"))
+    strict.spend = spend
+    with pytest.raises(ReportError) as info:
+        ledger_report(strict)
+    assert info.value.field == "chargeback.cost_centres" and "'ops'" in info.value.reason
+    lenient = ChargebackData(
+        "acme", *when, parse_chargeback({"cost_centres": {"eng": "CC-1"}, "default_cost_centre": "CC-0"}, "c")
+    )
+    lenient.spend = spend
+    posted = {row[3]: row[4] for row in ledger_report(lenient).tables[0].rows if row[4]}
+    assert posted == {"CC-1": 2_000_000_000, "CC-0": 1_000_000_000}
+    assert parse_chargeback(lenient.rule.body(), "c") == lenient.rule  # survives the config topic
