@@ -111,7 +111,7 @@ class Analyst:
             )
             previous = cost
         for feature, week, users, requests in self.reader.store.query(
-            *queries.feature_adoption(self.db, org, f.start, f.end, f.narrow())
+            *queries.feature_adoption(self.db, org, f.start, f.end, f.narrow(), f.timezone)
         ):
             day = week if isinstance(week, date) else week.date()
             view.adoption.append(

@@ -159,7 +159,7 @@ def patterns() -> dashboard.Dashboard:
         f"FROM usage_daily WHERE $__timeFilter(bucket) AND {FILTERS} GROUP BY weekday ORDER BY weekday"
     )
     adoption = from_builder(
-        queries.feature_adoption(BUILDER_DATABASE, "", SOME_TIME, LATER, everyone),
+        queries.feature_adoption(BUILDER_DATABASE, "", SOME_TIME, LATER, everyone, ""),
         "week, feature, users",
         "week, feature",
     )

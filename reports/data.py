@@ -156,7 +156,9 @@ def feature_data(store: ClickHouseReader, state: ConfigState, org_id: str, month
     for feature, cost, requests, tokens, users in store.query(*report_queries.feature_usage(db, org_id, start, end)):
         kept, then = retention.get(str(feature), (0, 0))
         data.features.append(FeatureUsage(str(feature), int(cost), int(requests), int(tokens), int(users), kept, then))
-    for feature, week, users, requests in store.query(*queries.feature_adoption(db, org_id, start, end)):
+    for feature, week, users, requests in store.query(
+        *queries.feature_adoption(db, org_id, start, end, timezone=org.timezone)
+    ):
         data.weekly.append((str(feature), week if isinstance(week, date) else week.date(), int(users), int(requests)))
     return data
 

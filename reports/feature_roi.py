@@ -5,7 +5,7 @@ in the month before, how many were active again."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from reports import charts
 from reports.model import Chart, Column, Figure, Kind, Report, Section, Table
@@ -33,6 +33,12 @@ class FeatureData:
     generated_at: datetime
     features: list[FeatureUsage] = field(default_factory=list)
     weekly: list[tuple[str, date, int, int]] = field(default_factory=list)  # feature, week, users, requests
+
+
+def _days_in_month(week: date, first: date, last: date) -> str:
+    """ "7", or "partial: 3 of 7" for a week that begins before the month or ends after it."""
+    days = (min(week + timedelta(days=6), last) - max(week, first)).days + 1
+    return "7" if days == 7 else f"partial: {days} of 7"
 
 
 def feature_roi_report(data: FeatureData) -> Report:
@@ -68,8 +74,10 @@ def feature_roi_report(data: FeatureData) -> Report:
             Column("week", "Week starting", Kind.DATE),
             Column("users", "Active users", Kind.INT),
             Column("requests", "Requests", Kind.INT),
+            Column("days", "Days of the month"),
         ),
-        [(f or "(none)", w, u, r) for f, w, u, r in data.weekly],
+        [(f or "(none)", w, u, r, _days_in_month(w, data.month, data.last)) for f, w, u, r in data.weekly],
+        "Weeks start on Monday in the org's time zone; a week the month starts or ends in is partial.",
     )
     adoption = [
         {"feature": f or "(none)", "week": w.isoformat(), "users": u, "requests": r} for f, w, u, r in data.weekly

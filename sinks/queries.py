@@ -217,15 +217,22 @@ def peak_hours(
     return sql, {**params, "tz": timezone}
 
 
-def feature_adoption(database: str, org_id: str, start: datetime, end: datetime, narrow: Narrow | None = None) -> Query:
-    """Per feature and ISO week: distinct users and requests (adoption growth)."""
+def feature_adoption(
+    database: str,
+    org_id: str,
+    start: datetime,
+    end: datetime,
+    narrow: Narrow | None = None,
+    timezone: str = "UTC",
+) -> Query:
+    """Per feature and week (from Monday midnight in ``timezone``): distinct users and requests."""
     db = validate_database(database)
     where, params = _narrowed(org_id, start, end, narrow)
     sql = (
-        "SELECT feature, toMonday(bucket) AS week, uniqExact(user_id) AS users, sum(requests) AS requests "
-        f"FROM {db}.usage_hourly WHERE {where} GROUP BY feature, week ORDER BY feature, week"
+        "SELECT feature, toMonday(toTimeZone(bucket, {tz:String})) AS week, uniqExact(user_id) AS users, "
+        f"sum(requests) AS requests FROM {db}.usage_hourly WHERE {where} GROUP BY feature, week ORDER BY feature, week"
     )
-    return sql, params
+    return sql, {**params, "tz": timezone}
 
 
 def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) -> Query:

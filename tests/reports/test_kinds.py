@@ -90,6 +90,20 @@ def test_feature_roi_rows_cost_per_user_and_retention() -> None:
     assert rows[1][4] is None and rows[1][6] is None  # no users: no cost per user, no retention
     assert report.figures[2].value == 3_000 and report.figures[2].detail == "chat"
     assert report.slug == "spendstream-acme-feature-roi-2026-11"
+    assert report.tables[1].rows == [("chat", date(2026, 11, 2), 3, 30, "7")]
+
+
+def test_weeks_the_month_starts_or_ends_in_are_marked_partial() -> None:
+    from reports.feature_roi import FeatureData, feature_roi_report
+
+    data = FeatureData("acme", date(2026, 11, 1), date(2026, 11, 30), "UTC", datetime(2026, 12, 1, tzinfo=UTC))
+    data.weekly = [
+        ("chat", date(2026, 10, 26), 1, 1),
+        ("chat", date(2026, 11, 9), 2, 2),
+        ("chat", date(2026, 11, 30), 3, 3),
+    ]
+    days = [row[4] for row in feature_roi_report(data).tables[1].rows]
+    assert days == ["partial: 1 of 7", "7", "partial: 1 of 7"]  # Sunday the 1st; Monday the 30th
 
 
 def test_model_value_suggests_only_a_cheaper_comparable_model() -> None:

@@ -225,6 +225,27 @@ def test_feature_adoption(store: UsageStore) -> None:
     ]
 
 
+def test_feature_adoption_cuts_weeks_at_monday_midnight_in_the_orgs_zone(store: UsageStore) -> None:
+    """Weeks were cut at UTC midnight: 8 of 30 cells of a Berlin org's adoption table were a week off."""
+    sunday_night = UsageEvent(
+        event_id="late",
+        occurred_at=datetime(2024, 5, 19, 22, 30, tzinfo=UTC),  # Monday 00:30 in Berlin
+        org_id="acme",
+        user_id="eve",
+        feature="late-night",
+        provider="openai",
+        model="gpt-4o",
+        input_tokens=1,
+    )
+    store.insert_usage([usage_row(sunday_night, 1, "catalogue", 2, 0)], "late")
+    week = {
+        zone: [str(r[1]) for r in run(store, queries.feature_adoption(store.database, "acme", START, END, None, zone))
+               if r[0] == "late-night"]
+        for zone in ("UTC", "Europe/Berlin")
+    }  # fmt: skip
+    assert week == {"UTC": ["2024-05-13"], "Europe/Berlin": ["2024-05-20"]}
+
+
 def test_spend_by_scopes_matches_what_redis_counts(store: UsageStore) -> None:
     rows = dict(run(store, queries.spend_by_scopes(store.database, "acme", START, END)))  # type: ignore[arg-type]
     assert rows["org/acme"] == 127_500
