@@ -176,3 +176,13 @@ def test_every_file_of_a_filtered_report_says_so_and_its_names_differ(tmp_path: 
     assert report.slug != _custom(model="gpt-4o-mini").slug != _custom().slug
     assert report.slug == _custom(model="gpt-4o").slug and report.slug.startswith("spendstream-acme-custom-2026-11-")
     assert monthly_report(sample()).slug == "spendstream-acme-monthly-2026-11"  # nothing filtered: no digest
+
+
+def test_the_cover_lists_the_sections_with_their_pages(tmp_path: Path) -> None:
+    import subprocess
+
+    report = monthly_report(sample())
+    path = tmp_path / "r.pdf"
+    path.write_bytes(render_pdf(report))
+    cover = subprocess.run(["pdftotext", "-l", "1", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    assert "Contents" in cover and all(section.title in cover for section in report.sections)
