@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,22 +16,8 @@ import pytest
 from dashboards import generate
 from enforcement.access import hash_key
 from schemas.settings import Settings
-from tests.deployment import Deployment
-
-ROOT = Path(__file__).resolve().parents[1]
-PROMETHEUS = ROOT / "dashboards" / "prometheus"
-
-
-def promtool() -> str:
-    found = shutil.which("promtool")
-    assert found, "promtool is missing: scripts/setup installs Debian's prometheus package"
-    return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.deployment import Deployment, free_port
+from tests.test_prometheus import PROMETHEUS, promtool
 
 
 def _scrape(url: str, timeout: float = 60) -> str:
@@ -81,7 +65,7 @@ def test_every_process_serves_lint_free_metrics_with_the_names_dashboards_and_ru
     _check_metrics(text)
     served |= _names(text)
     # the decision service
-    port = _free_port()
+    port = free_port()
     keys = tmp_path / "keys.yaml"
     keys.write_text(json.dumps({"keys": [{"name": "k1", "sha256": hash_key("k1"), "orgs": ["*"]}]}))
     env = {**deployment.env, "SPENDSTREAM_DECISION__KEYS_FILE": str(keys), "SPENDSTREAM_DECISION__PORT": str(port)}
