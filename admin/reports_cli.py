@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from admin.environment import settings_from_env, warn_refused
 from schemas.report_kinds import KINDS, REPORT_KINDS
-from schemas.report_templates import FILTERS
+from schemas.report_templates import FILTERS, NARROWING
 from schemas.settings import Settings
 
 __all__ = ["reports_parser"]
@@ -46,7 +46,7 @@ def reports_parser(commands: Any) -> None:
     reports.add_argument("--to", dest="last", help="custom: the last day, included (default: today)")
     reports.add_argument("--group", help="custom: provider, model, feature, department or user (default model)")
     reports.add_argument("--granularity", help="custom: day, week or month (default day)")
-    for name in ("department", "user", "model", "feature", "provider"):
+    for name in NARROWING:
         reports.add_argument(f"--{name}", help=f"custom: only this {name}")
     reports.add_argument(
         "--format", action="append", default=[], help="pdf, xlsx or csv; repeat or separate with commas (default pdf)"

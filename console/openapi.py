@@ -6,6 +6,7 @@ from typing import Any
 
 from schemas.errors import ERROR_BODY_SCHEMA
 from schemas.report_kinds import KINDS, REPORT_KINDS, Format
+from schemas.report_templates import NARROWING
 
 __all__ = ["openapi_document"]
 
@@ -45,10 +46,7 @@ _FILTERS = [
     {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
     {"name": "granularity", "in": "query", "schema": {"enum": ["day", "week", "month"]}},
     {"name": "group", "in": "query", "schema": {"enum": ["provider", "model", "feature", "department", "user"]}},
-    *(
-        {"name": name, "in": "query", "schema": {"type": "string"}}
-        for name in ("department", "user", "model", "feature", "provider")
-    ),
+    *({"name": name, "in": "query", "schema": {"type": "string"}} for name in NARROWING),
 ]
 
 
@@ -221,7 +219,7 @@ def openapi_document() -> dict[str, Any]:
                                         "granularity": {"enum": ["day", "week", "month"]},
                                         **{
                                             name: {"type": "string", "description": f"custom: only this {name}"}
-                                            for name in ("department", "user", "model", "feature", "provider")
+                                            for name in NARROWING
                                         },
                                     },
                                 }

@@ -11,9 +11,10 @@ from datetime import date, datetime
 from reports.model import Column, Figure, Kind, Report, Section, Table
 from schemas.cost_allocation import Chargeback, allocate
 
-__all__ = ["ChargebackData", "chargeback_report"]
+__all__ = ["NO_CENTRE", "UNSHARED", "ChargebackData", "chargeback_report"]
 
 UNOWNED = ""  # the department of spend that names none
+NO_CENTRE = "(no cost centre)"  # shown for a department with no code and no default; the journal refuses it
 UNSHARED = "(no department)"  # the row of spend with no department that nothing could be shared to
 
 
@@ -44,7 +45,7 @@ def chargeback_report(data: ChargebackData) -> Report:
     for department in departments:
         own, part = owned.get(department, 0), shared.get(department, 0)
         requests = data.spend.get(department, (0, 0))[0]
-        rows.append((department, data.rule.code(department) or "(no cost centre)", requests, own, part, own + part))
+        rows.append((department, data.rule.code(department) or NO_CENTRE, requests, own, part, own + part))
     if unshared:
         requests = data.spend.get(UNOWNED, (0, 0))[0]
         rows.append((UNSHARED, data.rule.unallocated_cost_centre, requests, unshared, 0, unshared))

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from reports import charts
 from reports.filters import CostFilter
 from reports.model import Chart, Column, Figure, Kind, Report, Section, Table
+from schemas.report_templates import NARROWING
 
 __all__ = ["CustomData", "custom_report"]
 
@@ -37,11 +38,7 @@ def _columns(first: Column) -> tuple[Column, ...]:
 
 def custom_report(data: CustomData) -> Report:
     f = data.filter
-    narrowed_to = [
-        (name, getattr(f, name))
-        for name in ("department", "user", "model", "feature", "provider")
-        if getattr(f, name) != "*"
-    ]
+    narrowed_to = [(name, getattr(f, name)) for name in NARROWING if getattr(f, name) != "*"]
     narrowed = [f"{name} {value}" for name, value in narrowed_to]
     text = "Filtered to " + ", ".join(narrowed) + "." if narrowed else "All usage of the org."
     total = sum(r[5] for r in data.rows)

@@ -7,7 +7,7 @@ department: a line under a made-up centre would be posted nowhere an accountant 
 
 from __future__ import annotations
 
-from reports.chargeback import ChargebackData, chargeback_report
+from reports.chargeback import NO_CENTRE, ChargebackData, chargeback_report
 from reports.model import Cell, Column, Figure, Kind, Report, Section, Table
 from schemas.cost_allocation import allocate
 from schemas.report_kinds import ReportError
@@ -28,7 +28,7 @@ def ledger_report(data: ChargebackData) -> Report:
     charged = {str(row[0]): int(row[5]) for row in charges.rows}  # type: ignore[arg-type]
     centres = {str(row[0]): str(row[1]) for row in charges.rows}
     for department, centre in centres.items():
-        if centre == "(no cost centre)" and charged[department]:
+        if centre == NO_CENTRE and charged[department]:
             raise ReportError(
                 "chargeback.cost_centres",
                 f"department {department!r} has no cost centre, and the org sets no default_cost_centre",

@@ -19,9 +19,10 @@ from croniter import croniter
 from schemas.errors import SpendstreamError
 from schemas.report_kinds import KINDS, Format
 
-__all__ = ["ReportTemplate", "TemplateError", "parse_template", "template_record_body"]
+__all__ = ["NARROWING", "ReportTemplate", "TemplateError", "parse_template", "template_record_body"]
 
-FILTERS = ("group", "granularity", "department", "user", "model", "feature", "provider")
+NARROWING = ("department", "user", "model", "feature", "provider")  # what a custom report may be narrowed to
+FILTERS = ("group", "granularity", *NARROWING)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
