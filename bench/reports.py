@@ -120,7 +120,7 @@ def api_export(settings: Settings, folder: Path) -> dict[str, float]:
 
 def clickhouse_dump(store: UsageStore, rows: int) -> float:
     """Seconds for ClickHouse to dump the same page (the export's own query) as CSV, read to the end."""
-    _, end = page_end(store, "acme", EXPORT_START, rows, 0)
+    end = page_end(store, "acme", EXPORT_START, rows, 0).end
     parameters = {"org": "acme", "tz": "Europe/Berlin", "after_at": "1970-01-01 00:00:00.000", "after_id": "",
                   "end_at": end.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3], "end_id": end.event_id}  # fmt: skip
     began = time.perf_counter()

@@ -48,18 +48,23 @@ class Exports:
         require(principal, Right.REPORTS)
         asked = parse_export(dict(request.query_params), self.max_rows)
         org = self.web.reader.config.state().orgs.get(principal.org_id, OrgConfig(principal.org_id))
-        count, end = await run_in_threadpool(
-            page_end, self.store, principal.org_id, asked.after, asked.limit, self.settle_s
-        )
+        page = await run_in_threadpool(page_end, self.store, principal.org_id, asked.after, asked.limit, self.settle_s)
+        end = page.end
         cursor = encode_cursor(end)
-        headers = {"X-Next-Cursor": cursor, "X-Row-Count": str(count), "Cache-Control": "no-store"}
-        if count == asked.limit:  # there may be more: the next page starts here
+        headers = {
+            "X-Next-Cursor": cursor,
+            "X-Row-Count": str(page.rows),
+            "X-Event-Count": str(page.events),
+            "Cache-Control": "no-store",
+        }
+        if page.events == asked.limit:  # there may be more: the next page starts here
             query = {**request.query_params, "cursor": cursor}
             headers["Link"] = f'<{request.url.path}?{urlencode(query)}>; rel="next"'
-        if count == 0:
+        if page.events == 0:
             return Response(b"", media_type=asked.media_type, headers=headers)
+        done = f"{page.rows} rows of {page.events} events"
         await run_in_threadpool(
-            self.web.access.audit, principal.org_id, principal.name, "export.focus", f"{count} rows", None, None
+            self.web.access.audit, principal.org_id, principal.name, "export.focus", done, None, None
         )
         rows = focus_rows(
             self.store,

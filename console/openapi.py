@@ -244,9 +244,10 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/v1/export/focus": {
                 "get": {
-                    "summary": "the org's charges as FOCUS rows (1.2, or 1.0), in the export's order, a page a call: "
-                    "start without a cursor, then pass each X-Next-Cursor; every row comes exactly once, late ones "
-                    "included (rows stored less than export_settle_s ago wait for the next page)",
+                    "summary": "the org's charges as FOCUS rows (1.2, or 1.0), a row per token type of each usage "
+                    "event, in the export's order, a page of whole events a call (limit counts events): start "
+                    "without a cursor, then pass each X-Next-Cursor; every row comes exactly once, late ones "
+                    "included (events stored less than export_settle_s ago wait for the next page)",
                     "parameters": [
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
@@ -256,7 +257,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": {
                             "description": "the rows (CSV with a header, or JSON lines); X-Next-Cursor: where the "
-                            "next page starts; X-Row-Count: the rows in this one",
+                            "next page starts; X-Row-Count and X-Event-Count: the rows and events in this one",
                         },
                         **_errors(400, 401, 403),
                     },

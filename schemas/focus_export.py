@@ -127,7 +127,7 @@ def parse_export(params: Mapping[str, str], max_rows: int) -> ExportRequest:
     after = decode_cursor(params.get("cursor", ""))
     text = params.get("limit") or str(min(100_000, max_rows))
     if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= max_rows:
-        raise ExportError("limit", f"a whole number of rows from 1 to {max_rows:,}")
+        raise ExportError("limit", f"a whole number of events from 1 to {max_rows:,} (a row per token type each)")
     fmt = params.get("format") or "csv"
     if fmt not in FORMATS:
         raise ExportError("format", f"{fmt!r}: csv or jsonl")

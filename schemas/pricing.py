@@ -23,6 +23,13 @@ else the cost the proxy already reported on the event; else the
 unpriced-model policy (``reject``, ``zero`` or ``fallback``). Anything but
 the catalogue is flagged on the :class:`Rating` so that unpriced spend is
 visible. An org's discount applies to every cost, the proxy's included.
+
+A cost from the catalogue is also split by token type (:class:`CostSplit`): each type's exact
+discounted amount is floored to nano-USD, and the nano-USD the flooring left (the event's rounded cost
+minus the sum of the floors, at most one per type) go one each to the types with the largest
+fractions, ties to the earlier type in :data:`TOKEN_TYPES`. So the parts sum to the event's cost
+exactly and the same event always splits the same way. A cost the proxy reported has no split: its
+prices are unknown.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from schemas.money import NANOS_PER_USD, NanoUSD, round_nanos
 
 __all__ = [
     "SERVICE_TIER_ALIASES",
+    "TOKEN_TYPES",
+    "CostSplit",
     "PriceCatalogue",
     "PriceEntry",
     "PricingError",
@@ -53,6 +62,9 @@ __all__ = [
 ]
 
 _ZERO = Decimal(0)
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+"""The token types an event counts, in the order of every per-type tuple (and the ``*_tokens`` fields)."""
 
 
 class PricingError(SpendstreamError):
@@ -93,18 +105,26 @@ class TokenPrices:
         for name in ("input", "output", "cache_read", "cache_write", "reasoning"):
             _price(getattr(self, name), name)
 
-    def cost_usd(self, event: UsageEvent) -> Decimal:
-        """The exact, unrounded USD cost of an event's tokens."""
-        cache_read = self.input if self.cache_read is None else self.cache_read
-        cache_write = self.input if self.cache_write is None else self.cache_write
-        reasoning = self.output if self.reasoning is None else self.reasoning
+    def per_type(self) -> tuple[Decimal, Decimal, Decimal, Decimal, Decimal]:
+        """The price of each of :data:`TOKEN_TYPES`, defaults filled in."""
         return (
-            event.input_tokens * self.input
-            + event.output_tokens * self.output
-            + event.cache_read_tokens * cache_read
-            + event.cache_write_tokens * cache_write
-            + event.reasoning_tokens * reasoning
+            self.input,
+            self.output,
+            self.input if self.cache_read is None else self.cache_read,
+            self.input if self.cache_write is None else self.cache_write,
+            self.output if self.reasoning is None else self.reasoning,
         )
+
+
+def token_counts(event: UsageEvent) -> tuple[int, int, int, int, int]:
+    """An event's tokens of each of :data:`TOKEN_TYPES`."""
+    return (
+        event.input_tokens,
+        event.output_tokens,
+        event.cache_read_tokens,
+        event.cache_write_tokens,
+        event.reasoning_tokens,
+    )
 
 
 SERVICE_TIER_ALIASES = {"fast": "priority"}
@@ -186,9 +206,20 @@ class RatingSource(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CostSplit:
+    """A catalogue-rated cost by token type (in the order of :data:`TOKEN_TYPES`)."""
+
+    cost_nanos: tuple[int, ...]  # after the discount; sums to the event's cost
+    unit_prices: tuple[Decimal, ...]  # the catalogue's USD per token that applied
+    discount: Decimal  # the org's fraction off
+
+
+@dataclass(frozen=True, slots=True)
 class Rating:
     cost_nanos: NanoUSD
     source: RatingSource
+    list_nanos: NanoUSD | None = None  # before the org's discount (None: as cost_nanos)
+    split: CostSplit | None = None  # None: a proxy's cost, or nothing to split
 
     @property
     def flagged(self) -> bool:
@@ -260,6 +291,24 @@ def _discounted(amount: Decimal, event: UsageEvent, catalogue: PriceCatalogue) -
     return amount * (1 - discount) if discount else amount
 
 
+def split_cost(total_nanos: int, exact_usd: tuple[Decimal, ...]) -> tuple[int, ...]:
+    """``total_nanos`` shared by the exact USD ``exact_usd`` of each part: each part's floor in nano-USD,
+    then what is left, one nano-USD a part, to the largest fractions (ties to the earlier part)."""
+    scaled = [amount * NANOS_PER_USD for amount in exact_usd]
+    parts = [int(amount) for amount in scaled]  # floor: amounts are >= 0
+    left = total_nanos - sum(parts)
+    order = sorted(range(len(parts)), key=lambda i: (-(scaled[i] - parts[i]), i))
+    while left > 0:  # at most one round: the fractions sum to less than one per part
+        for i in order[:left]:
+            parts[i] += 1
+        left -= min(left, len(order))
+    for i in reversed(order):  # only if Decimal's precision left the sum above the total
+        while left < 0 and parts[i] > 0:
+            parts[i] -= 1
+            left += 1
+    return tuple(parts)
+
+
 def rate(event: UsageEvent, catalogue: PriceCatalogue) -> Rating:
     """Price one event. Raises :class:`UnpricedModelError` only under the ``reject`` policy."""
     entry = catalogue.lookup(event.provider, event.model, event.occurred_at)
@@ -267,7 +316,7 @@ def rate(event: UsageEvent, catalogue: PriceCatalogue) -> Rating:
         source = RatingSource.CATALOGUE
     elif event.cost_nanos is not None:
         amount = _discounted(Decimal(event.cost_nanos) / NANOS_PER_USD, event, catalogue)
-        return Rating(cost_nanos=round_nanos(amount), source=RatingSource.PROXY)
+        return Rating(round_nanos(amount), RatingSource.PROXY, NanoUSD(event.cost_nanos))
     elif catalogue.unpriced_policy is UnpricedPolicy.REJECT:
         raise UnpricedModelError(event.provider, event.model)
     elif catalogue.unpriced_policy is UnpricedPolicy.ZERO:
@@ -278,5 +327,10 @@ def rate(event: UsageEvent, catalogue: PriceCatalogue) -> Rating:
         if entry is None:
             return Rating(cost_nanos=NanoUSD(0), source=RatingSource.UNPRICED)
         source = RatingSource.FALLBACK
-    amount = _discounted(entry.prices_for(event).cost_usd(event), event, catalogue)
-    return Rating(cost_nanos=round_nanos(amount), source=source)
+    prices = entry.prices_for(event).per_type()
+    list_usd = tuple(q * p for q, p in zip(token_counts(event), prices, strict=True))
+    listed = sum(list_usd, _ZERO)
+    discount = catalogue.discounts.get(event.org_id, _ZERO)
+    cost = round_nanos(_discounted(listed, event, catalogue))
+    parts = split_cost(cost, tuple(_discounted(amount, event, catalogue) for amount in list_usd))
+    return Rating(cost, source, round_nanos(listed), CostSplit(parts, prices, discount))

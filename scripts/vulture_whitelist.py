@@ -63,3 +63,6 @@ signum # unused variable stack/clickhouse_server.py
 option # unused variable schemas/report_kinds.py (the Generate Report page reads it)
 _._fetch_max_wait_ms # unused attribute streams/app.py (read by aiokafka when the fetcher starts)
 _._new_consumer_thread # unused method streams/app.py (Faust calls it)
+list_cost_nanos # unused variable sinks/tables.py
+cost_by_type_nanos # unused variable sinks/tables.py
+usd_per_token # unused variable sinks/tables.py

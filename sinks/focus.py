@@ -1,18 +1,27 @@
 """The FOCUS export (FinOps Open Cost and Usage Specification 1.2, and 1.0 for tools that know no newer
-one): one row per charge, that is per usage event, built and formatted by ClickHouse itself, so that a
-million rows stream out at close to ClickHouse's own speed without passing through Python objects.
+one), built and formatted by ClickHouse itself, so that a million rows stream out at close to
+ClickHouse's own speed without passing through Python objects.
 
-Rows come in the export's order, ``(ingested_at, event_id)``: when ClickHouse stored them, so a late
-event (one that happened long ago) comes after everything exported before it arrived. A page ends at
-a position that rows older than ``settle_s`` bound, so a row still being inserted cannot be skipped.
+A row is one token type of one usage event (input, output, cache read, cache write, reasoning: the
+types it used), as providers' own cost exports split a request: ``PricingUnit`` is ``1000000
+Tokens``, ``ListUnitPrice`` the catalogue's price per million tokens of that type, ``ListCost`` the
+exact price of the tokens before the org's discount, ``BilledCost`` the type's share of the event's
+cost after it (:class:`schemas.pricing.CostSplit`: the shares sum to the event's cost to the
+nano-USD). An event whose price the catalogue did not know (the proxy's cost, or an unpriced model),
+or one stored before costs were split, is one row priced per request, as before.
+
+Rows come in the export's order, ``(ingested_at, event_id)`` and then the token type: when ClickHouse
+stored them, so a late event (one that happened long ago) comes after everything exported before it
+arrived. A page holds whole events; it ends at a position that rows older than ``settle_s`` bound, so
+a row still being inserted cannot be skipped.
 
 A row's billing period is the month (in the org's zone) it happened in, unless finance closed that
 month at an earlier position: then it is billed to the first later month that was not closed before
 it, with ``ChargeClass = 'Correction'``, and the rows exported for the closed month never change.
 
 Money is exact: ``BilledCost`` and the other costs are the nano-USD as a decimal with nine places,
-and ``x_CostNanos`` is the integer. In CSV, text that a spreadsheet would run as a formula is
-prefixed with an apostrophe; JSON lines carry text as is.
+``ListCost`` and the unit prices exact decimals, and ``x_CostNanos`` the integer. In CSV, text that a
+spreadsheet would run as a formula is prefixed with an apostrophe; JSON lines carry text as is.
 """
 
 from __future__ import annotations
@@ -24,13 +33,28 @@ from typing import Any, Protocol
 
 from schemas.focus_export import EXPORT_START, ExportPosition, PeriodClose
 
-__all__ = ["COLUMNS", "FOCUS_VERSIONS", "FocusColumn", "focus_query", "focus_rows", "page_end", "settled_end"]
+__all__ = ["COLUMNS", "FOCUS_VERSIONS", "FocusColumn", "Page", "focus_query", "focus_rows", "page_end", "settled_end"]
 
 FOCUS_VERSIONS = ("1.2", "1.0")
 _ISO = "'%Y-%m-%dT%H:%i:%SZ'"
-_COST = "toDecimal128(cost_nanos, 9) / 1000000000"
+_COST = "toDecimal128(part_cost_nanos, 9) / 1000000000"
+_LIST_COST = "if(part = 0, toDecimal128(list_cost_nanos, 18) / 1000000000, toDecimal128(part_tokens, 0) * part_price)"
+_PER_MILLION = "part_price * 1000000"
 _MONTH = "toStartOfMonth(occurred_at, {tz:String})"  # the month it happened in, a Date
 _NULL = "CAST(NULL AS Nullable(String))"
+_TOKENS = "[input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens]"
+_TYPES = "['input', 'output', 'cache_read', 'cache_write', 'reasoning']"  # schemas.pricing.TOKEN_TYPES
+# the parts of an event, as 1-based indexes of the token types it used (0: the whole event, unsplit)
+_PARTS = (
+    f"if(empty(cost_by_type_nanos), [0], if(empty(arrayFilter(i -> {_TOKENS}[i] > 0 OR cost_by_type_nanos[i] > 0, "
+    f"range(1, 6))), [1], arrayFilter(i -> {_TOKENS}[i] > 0 OR cost_by_type_nanos[i] > 0, range(1, 6))))"
+)
+_PART_COLUMNS = (
+    f"if(part = 0, '', {_TYPES}[part]) AS token_type, "
+    f"if(part = 0, arraySum({_TOKENS}), {_TOKENS}[part]) AS part_tokens, "
+    "if(part = 0, cost_nanos, cost_by_type_nanos[part]) AS part_cost_nanos, "
+    "if(part = 0, NULL, usd_per_token[part]) AS part_price"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +64,6 @@ class FocusColumn:
     sql: str
     versions: tuple[str, ...] = FOCUS_VERSIONS
     text: bool = False  # free text: guarded against formula injection in CSV
-    name_1_0: str = ""  # its name in FOCUS 1.0, when 1.2 renamed it
 
 
 def _period(month: str, offset: int = 0) -> str:
@@ -59,8 +82,10 @@ COLUMNS: tuple[FocusColumn, ...] = (
     FocusColumn(
         "ChargeDescription",
         "String",
-        "concat(model, ' via ', provider, ': ', toString(input_tokens + cache_read_tokens + cache_write_tokens), "
-        "' input and ', toString(output_tokens + reasoning_tokens), ' output tokens')",
+        "if(part = 0, concat(model, ' via ', provider, ': ', toString(input_tokens + cache_read_tokens + "
+        "cache_write_tokens), ' input and ', toString(output_tokens + reasoning_tokens), ' output tokens'), "
+        "concat(model, ' via ', provider, ': ', toString(part_tokens), ' ', replaceAll(token_type, '_', ' '), "
+        "' tokens'))",
         text=True,
     ),
     FocusColumn("ChargeFrequency", "String", "'Usage-Based'"),
@@ -68,28 +93,38 @@ COLUMNS: tuple[FocusColumn, ...] = (
     FocusColumn(
         "ChargePeriodEnd", "Date/Time", f"formatDateTime(toStartOfHour(occurred_at) + INTERVAL 1 HOUR, {_ISO}, 'UTC')"
     ),
-    FocusColumn(
-        "ConsumedQuantity",
-        "Decimal",
-        "toDecimal128(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens + reasoning_tokens, 1)",
-    ),
+    FocusColumn("ConsumedQuantity", "Decimal", "toDecimal128(part_tokens, 1)"),
     FocusColumn("ConsumedUnit", "String", "'Tokens'"),
     FocusColumn("ContractedCost", "Decimal", _COST),
-    FocusColumn("ContractedUnitPrice", "Decimal", _COST),
+    FocusColumn(
+        "ContractedUnitPrice",
+        "Decimal",
+        f"if(part = 0, CAST({_COST} AS Decimal(38, 27)), assumeNotNull({_PER_MILLION}) * (1 - discount))",
+    ),
     FocusColumn("EffectiveCost", "Decimal", _COST),
-    FocusColumn("InvoiceIssuerName", "String", "provider", text=True, name_1_0="InvoiceIssuer"),
-    FocusColumn("ListCost", "Decimal", _COST),
-    FocusColumn("ListUnitPrice", "Decimal", _COST),
+    FocusColumn("InvoiceIssuerName", "String", "provider", text=True),
+    FocusColumn("ListCost", "Decimal", f"assumeNotNull({_LIST_COST})"),
+    FocusColumn("ListUnitPrice", "Decimal", f"assumeNotNull(if(part = 0, {_LIST_COST}, {_PER_MILLION}))"),
     FocusColumn("PricingCategory", "String", "'Standard'"),
-    FocusColumn("PricingQuantity", "Decimal", "toDecimal32(1, 1)"),
-    FocusColumn("PricingUnit", "String", "'Requests'"),
-    FocusColumn("ProviderName", "String", "provider", text=True, name_1_0="Provider"),
-    FocusColumn("PublisherName", "String", "provider", text=True, name_1_0="Publisher"),
+    FocusColumn(
+        "PricingQuantity", "Decimal", "if(part = 0, toDecimal128(1, 6), toDecimal128(part_tokens, 6) / 1000000)"
+    ),
+    FocusColumn("PricingUnit", "String", "if(part = 0, 'Requests', '1000000 Tokens')"),
+    FocusColumn("ProviderName", "String", "provider", text=True),
+    FocusColumn("PublisherName", "String", "provider", text=True),
     FocusColumn("ServiceCategory", "String", "'AI and Machine Learning'"),
     FocusColumn("ServiceSubcategory", "String", "'Generative AI'", versions=("1.2",)),
     FocusColumn("ServiceName", "String", "model", text=True),
-    FocusColumn("SkuId", "String", "concat(provider, '/', model)", text=True),
-    FocusColumn("SkuPriceId", "String", "concat(provider, '/', model, '/', price_source)", text=True),
+    FocusColumn(
+        "SkuId", "String", "concat(provider, '/', model, if(part = 0, '', concat('/', token_type)))", text=True
+    ),
+    FocusColumn(
+        "SkuPriceId",
+        "String",
+        "if(part = 0, concat(provider, '/', model, '/', price_source), concat(provider, '/', model, '/', "
+        f"token_type, '/', if(service_tier = '', 'standard', service_tier), '@', toString({_PER_MILLION})))",
+        text=True,
+    ),
     FocusColumn("SubAccountId", "String", "nullIf(department_id, '')", text=True),
     FocusColumn("SubAccountName", "String", "nullIf(department_id, '')", text=True),
     FocusColumn(
@@ -111,13 +146,14 @@ COLUMNS: tuple[FocusColumn, ...] = (
             "CommitmentDiscountType",
             "RegionId",
             "RegionName",
-            "ResourceID",
+            "ResourceId",
             "ResourceName",
             "ResourceType",
         )
     ),
     FocusColumn("x_EventId", "String", "event_id", text=True),
-    FocusColumn("x_CostNanos", "Integer", "cost_nanos"),
+    FocusColumn("x_TokenType", "String", "nullIf(token_type, '')"),
+    FocusColumn("x_CostNanos", "Integer", "part_cost_nanos"),
     FocusColumn("x_UserId", "String", "user_id", text=True),
     FocusColumn("x_Feature", "String", "feature", text=True),
     FocusColumn("x_Status", "String", "status"),
@@ -147,16 +183,17 @@ def focus_query(database: str, version: str, csv: bool, closes: Sequence[PeriodC
     for column in COLUMNS:
         if version not in column.versions:
             continue
-        name = column.name_1_0 if version == "1.0" and column.name_1_0 else column.name
         sql = _guarded(column.sql) if csv and column.text else column.sql
-        columns.append(f"{sql} AS {name}")
+        columns.append(f"{sql} AS {column.name}")
     return (
         f"SELECT {', '.join(columns)} FROM "
+        f"(SELECT *, part, {_PART_COLUMNS} FROM "
         f"(SELECT *, {_MONTH} AS usage_month, {_billing_month(closes)} AS billing_month "
         f"FROM {database}.usage_events WHERE org_id = {{org:String}} "
         "AND (ingested_at, event_id) > ({after_at:DateTime64(3, 'UTC')}, {after_id:String}) "
         "AND (ingested_at, event_id) <= ({end_at:DateTime64(3, 'UTC')}, {end_id:String})) "
-        "ORDER BY ingested_at, event_id"
+        f"ARRAY JOIN {_PARTS} AS part) "
+        "ORDER BY ingested_at, event_id, part"
     )
 
 
@@ -194,14 +231,19 @@ def _ms(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d}"
 
 
-def page_end(
-    store: ExportSource, org_id: str, after: ExportPosition, limit: int, settle_s: float
-) -> tuple[int, ExportPosition]:
-    """How many rows follow ``after`` (at most ``limit``) among those stored ``settle_s`` ago, and the
-    position of the last: where this page ends and the next begins."""
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: int  # usage events on the page (at most the limit)
+    rows: int  # FOCUS rows: one per token type an event used
+    end: ExportPosition  # its last event's position: where the next page begins
+
+
+def page_end(store: ExportSource, org_id: str, after: ExportPosition, limit: int, settle_s: float) -> Page:
+    """The page after ``after``: at most ``limit`` events among those stored ``settle_s`` ago."""
     result = store.client.query(
-        f"SELECT count(), max(ingested_at), argMax(event_id, (ingested_at, event_id)) FROM ("
-        f"SELECT ingested_at, event_id FROM {store.database}.usage_events WHERE org_id = {{org:String}} "
+        "SELECT count(), sum(length(parts)), max(ingested_at), argMax(event_id, (ingested_at, event_id)) FROM ("
+        f"SELECT ingested_at, event_id, {_PARTS} AS parts "
+        f"FROM {store.database}.usage_events WHERE org_id = {{org:String}} "
         "AND (ingested_at, event_id) > ({after_at:DateTime64(3, 'UTC')}, {after_id:String}) "
         "AND ingested_at < now64(3) - toIntervalMillisecond({settle_ms:UInt64}) "
         "ORDER BY ingested_at, event_id LIMIT {limit:UInt64})",
@@ -213,10 +255,10 @@ def page_end(
             "limit": limit,
         },
     )
-    count, at, event_id = result.result_rows[0]
+    count, rows, at, event_id = result.result_rows[0]
     if not count:
-        return 0, after
-    return int(count), ExportPosition(at.astimezone(UTC), str(event_id))
+        return Page(0, 0, after)
+    return Page(int(count), int(rows), ExportPosition(at.astimezone(UTC), str(event_id)))
 
 
 def settled_end(store: ExportSource, org_id: str, settle_s: float) -> ExportPosition:

@@ -10,14 +10,10 @@ NOT EXISTS``, so a table made before gains them.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Generic, NamedTuple, TypeVar, get_type_hints
-
-import msgspec
-
-from schemas.events import UsageEvent
 
 __all__ = [
     "ALERT_HISTORY",
@@ -39,8 +35,6 @@ __all__ = [
     "RollupRow",
     "Table",
     "UsageRow",
-    "content_digest",
-    "usage_row",
 ]
 
 R = TypeVar("R", bound=tuple[Any, ...])
@@ -136,55 +130,13 @@ class UsageRow(NamedTuple):
     metadata: Annotated[dict[str, str], "Map(String, String)"]
     api_key_id: Annotated[str, "String DEFAULT ''"]
     service_tier: Annotated[str, "LowCardinality(String) DEFAULT ''"]
+    # the rating's detail (rows stored before it was kept read as undiscounted and unsplit):
+    list_cost_nanos: Annotated[int, "Int64 DEFAULT cost_nanos"]  # before the org's discount
+    cost_by_type_nanos: Annotated[list[int], "Array(Int64) DEFAULT []"]  # by TOKEN_TYPES; [] when unsplit
+    usd_per_token: Annotated[list[Decimal], "Array(Decimal(38, 18)) DEFAULT []"]  # the prices that applied
+    discount: Annotated[Decimal, "Decimal(18, 9) DEFAULT 0"]  # the org's fraction off
     kafka_partition: UInt32
     kafka_offset: Count
-
-
-def usage_row(event: UsageEvent, cost_nanos: int, price_source: str, partition: int, offset: int) -> UsageRow:
-    """The row of an applied event."""
-    return UsageRow(
-        event.event_id,
-        event.occurred_at,
-        event.org_id,
-        event.department_id or "",
-        event.user_id,
-        event.feature,
-        event.provider,
-        event.model,
-        event.request_id or "",
-        event.input_tokens,
-        event.output_tokens,
-        event.cache_read_tokens,
-        event.cache_write_tokens,
-        event.reasoning_tokens,
-        cost_nanos,
-        price_source,
-        event.status,
-        event.latency_ms,
-        event.metadata,
-        event.api_key_id or "",
-        event.service_tier or "",
-        partition,
-        offset,
-    )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_DIGEST_SKIPS = {"event_id", "price_source", "kafka_partition", "kafka_offset"}  # not what the producer said
-
-
-def content_digest(row: UsageRow) -> bytes:
-    """8 bytes of BLAKE2b over what a copy of an event must repeat to be the same event: its time (to the
-    microsecond, in UTC), org, department, user, feature, provider, model, request id, tokens, rated cost,
-    status, latency, metadata, API key and service tier. Its id, where it was read from and how it was
-    priced play no part. The worker and the rebuild compute it alike, from the event or from its row."""
-    at = row.occurred_at if row.occurred_at.tzinfo else row.occurred_at.replace(tzinfo=UTC)
-    values: list[Any] = [(at - _EPOCH) // timedelta(microseconds=1)]
-    for name, value in zip(UsageRow._fields[2:], row[2:], strict=True):
-        if name in _DIGEST_SKIPS:
-            continue
-        values.append(sorted(value.items()) if isinstance(value, dict) else value)
-    return hashlib.blake2b(msgspec.msgpack.encode(values), digest_size=8).digest()
 
 
 USAGE_EVENTS: Table[UsageRow] = Table(
@@ -194,7 +146,7 @@ USAGE_EVENTS: Table[UsageRow] = Table(
     order_by="org_id, occurred_at, event_id",
     defaulted=("ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)",),
     settings=DEDUP_WINDOW,
-    added=("api_key_id", "service_tier"),
+    added=("api_key_id", "service_tier", "list_cost_nanos", "cost_by_type_nanos", "usd_per_token", "discount"),
 )
 
 

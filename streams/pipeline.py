@@ -29,7 +29,8 @@ from enforcement.decision import SettleResult
 from retries.policy import Retry
 from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
-from sinks.tables import UsageRow, usage_row
+from sinks.tables import UsageRow
+from sinks.usage_rows import usage_row
 from streams.dead_letters import send_dead_letter
 from streams.metrics import WorkerMetrics
 from streams.ports import Applier, RowSink
@@ -300,7 +301,17 @@ class Pipeline:
                 self.metrics.dead_lettered.labels(letter.field).inc()
                 deliveries.append(self._dead_letter(letter))
             if result.sink and item.offset > self.ch_watermarks.get(item.partition, -1):
-                rows.append(usage_row(item.event, item.cost_nanos, item.price_source, item.partition, item.offset))
+                rows.append(
+                    usage_row(
+                        item.event,
+                        item.cost_nanos,
+                        item.price_source,
+                        item.partition,
+                        item.offset,
+                        item.list_nanos,
+                        item.split,
+                    )
+                )
                 stored.append(item)
             for crossing in result.crossings:
                 periods = self.applier.periods_of(item.event.org_id, item.event.occurred_at)

@@ -22,7 +22,7 @@ from enforcement.decision import StageCrossing
 from schemas.alerts import BudgetStage, encode_alert
 from schemas.events import MAX_COST_NANOS, EventError, UsageEvent, decode_event
 from schemas.money import format_usd
-from schemas.pricing import PriceCatalogue, UnpricedModelError, rate
+from schemas.pricing import CostSplit, PriceCatalogue, UnpricedModelError, rate
 
 __all__ = [
     "DLQ_PAYLOAD_BYTES",
@@ -63,6 +63,8 @@ class Rated:
     partition: int
     offset: int
     timestamp_ms: int
+    list_nanos: int | None = None  # before the org's discount
+    split: CostSplit | None = None  # by token type, when the catalogue priced it
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +139,14 @@ def process_batch(
             continue
         rated.append(
             Rated(
-                decoded, rating.cost_nanos, rating.source.value, message.partition, message.offset, message.timestamp_ms
+                decoded,
+                rating.cost_nanos,
+                rating.source.value,
+                message.partition,
+                message.offset,
+                message.timestamp_ms,
+                rating.list_nanos,
+                rating.split,
             )
         )
     return rated, dead

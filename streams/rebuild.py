@@ -34,7 +34,8 @@ from schemas.budgets import OrgConfig, Period, period_bounds
 from schemas.config_records import ConfigState
 from schemas.settings import Settings
 from sinks import queries
-from sinks.tables import UsageRow, content_digest
+from sinks.tables import UsageRow
+from sinks.usage_rows import content_digest
 from sinks.usage_store import UsageStore
 
 __all__ = ["RebuildReport", "mark_restored", "rebuild", "rebuild_with", "restore_if_lost", "text_of"]

@@ -21,7 +21,7 @@ from enforcement.keys import UNCONFIGURED, KeyLayout, PeriodKeys
 from enforcement.redis_clients import is_cluster
 from enforcement.scripts import SETTLE
 from enforcement.subject import Subject
-from sinks.tables import content_digest, usage_row
+from sinks.usage_rows import content_digest, usage_row
 from streams.processing import Rated
 
 __all__ = ["RedisApplier"]

@@ -15,7 +15,8 @@ import pytest
 from dashboards import generate
 from schemas.events import UsageEvent
 from schemas.settings import Settings
-from sinks.tables import CONFIG_AUDIT, FORECASTS, ConfigAuditRow, ForecastRow, usage_row
+from sinks.tables import CONFIG_AUDIT, FORECASTS, ConfigAuditRow, ForecastRow
+from sinks.usage_rows import usage_row
 from sinks.usage_store import UsageStore
 from tests.dashboards.grafana_expand import expand
 

@@ -95,7 +95,7 @@ def test_a_redelivery_after_a_rebuild_lowered_the_watermark_is_counted(
 def digest_of(at: datetime, cost: int, user: str = "ada") -> bytes:
     """The content digest the worker computes, for an event of ``user`` at ``at`` costing ``cost``."""
     from schemas.events import UsageEvent
-    from sinks.tables import content_digest, usage_row
+    from sinks.usage_rows import content_digest, usage_row
 
     event = UsageEvent(
         event_id="x", occurred_at=at, org_id="acme", user_id=user, feature="chat", provider="openai", model="gpt-4o"

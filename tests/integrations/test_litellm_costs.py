@@ -96,9 +96,42 @@ def test_our_rating_of_the_hooks_events_equals_litellms_cost(litellm_bin: Path) 
             provider=provider,
             model=model,
             service_tier=tier,
-            **{f"{name}_tokens": count for name, count in tokens.items()},  # type: ignore[arg-type]
+            **{f"{name}_tokens": count for name, count in tokens.items()},
         )
         rating = rate(event, catalogue)
         theirs = Decimal(got["cost"]) * 1_000_000_000
         assert rating.source.value == "catalogue", case
         assert abs(Decimal(rating.cost_nanos) - theirs) <= 1, (case, rating.cost_nanos, theirs)
+
+
+def test_every_priced_model_splits_its_cost_by_token_type_exactly(litellm_bin: Path) -> None:
+    """Over LiteLLM's whole price map: each model, at several sizes (below and above its context tiers) and
+    in each service tier, splits its cost into parts that sum to it to the nano-USD."""
+    price_map = next(
+        litellm_bin.parent.parent.glob("lib/python3*/site-packages/litellm/model_prices_and_context_window_backup.json")
+    )
+    catalogue = PriceCatalogue.of(
+        parse_litellm_price_map(price_map.read_text(), HISTORY_START), discounts={"acme": Decimal("0.137")}
+    )
+    sizes = ((1, 1, 0, 0, 0), (1237, 311, 97, 13, 5), (250_001, 40_003, 7_777, 1_001, 999))
+    rated = 0
+    for (provider, model), entries in catalogue.models().items():
+        for tier in (None, *(name for name, _ in entries[-1].service_tiers)):
+            for counts in sizes:
+                tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), counts, strict=True))
+                event = UsageEvent(
+                    event_id="e",
+                    occurred_at=HISTORY_START.replace(year=2026),
+                    org_id="acme",
+                    user_id="u",
+                    feature="f",
+                    provider=provider,
+                    model=model,
+                    service_tier=tier,
+                    **{f"{name}_tokens": count for name, count in tokens.items()},  # type: ignore[arg-type]
+                )
+                rating = rate(event, catalogue)
+                assert rating.split is not None, (provider, model)
+                assert sum(rating.split.cost_nanos) == rating.cost_nanos, (provider, model, tier, counts)
+                rated += 1
+    assert rated > 3000

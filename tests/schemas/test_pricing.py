@@ -3,6 +3,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import (
     PriceCatalogue,
@@ -222,3 +224,52 @@ def test_an_inexact_entry_yields_to_the_proxy_cost() -> None:
     assert (rate(with_cost, catalogue).cost_nanos, rate(with_cost, catalogue).source) == (3_000_000, RatingSource.PROXY)
     without = event(input_tokens=1000)
     assert (rate(without, catalogue).cost_nanos, rate(without, catalogue).source) == (2_500_000, RatingSource.CATALOGUE)
+
+
+_PRICE = st.decimals(min_value=0, max_value=Decimal("0.001"), places=18, allow_nan=False, allow_infinity=False)
+_COUNT = st.integers(min_value=0, max_value=2_000_000)
+
+
+@given(
+    prices=st.tuples(_PRICE, _PRICE, _PRICE | st.none(), _PRICE | st.none(), _PRICE | st.none()),
+    counts=st.tuples(_COUNT, _COUNT, _COUNT, _COUNT, _COUNT),
+    discount=st.decimals(min_value=0, max_value=Decimal("0.99"), places=4),
+)
+def test_a_cost_splits_by_token_type_exactly(
+    prices: tuple[Decimal | None, ...], counts: tuple[int, ...], discount: Decimal
+) -> None:
+    token_prices = TokenPrices(*prices)  # type: ignore[arg-type]
+    catalogue = PriceCatalogue.of([PriceEntry("openai", "gpt-4o", T0, token_prices)], discounts={"acme": discount})
+    tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), counts, strict=True))
+    rating = rate(event(**{f"{k}_tokens": v for k, v in tokens.items()}), catalogue)
+    assert rating.split is not None
+    assert sum(rating.split.cost_nanos) == rating.cost_nanos  # exact, whatever the prices
+    assert rating.split.unit_prices == token_prices.per_type() and rating.split.discount == discount
+    for count, price, part in zip(counts, rating.split.unit_prices, rating.split.cost_nanos, strict=True):
+        exact = count * price * (1 - discount) * 1_000_000_000
+        assert exact - 1 < part < exact + 1  # each part within a nano-USD of its exact amount
+    listed = sum((c * p for c, p in zip(counts, token_prices.per_type(), strict=True)), Decimal(0))
+    assert rating.list_nanos == round(listed * 1_000_000_000)
+    assert rate(event(**{f"{k}_tokens": v for k, v in tokens.items()}), catalogue) == rating  # deterministic
+
+
+def test_the_split_places_the_left_over_nanos_on_the_largest_fractions() -> None:
+    third = Decimal(1) / 3 / 1_000_000_000  # a third of a nano-USD per token
+    prices = TokenPrices(input=third, output=third * 2)
+    catalogue = PriceCatalogue.of([PriceEntry("openai", "gpt-4o", T0, prices)])
+    rating = rate(event(input_tokens=1, output_tokens=1), catalogue)  # 0.333 + 0.667 = 1 nano-USD
+    assert rating.cost_nanos == 1 and rating.split is not None
+    assert rating.split.cost_nanos == (0, 1, 0, 0, 0)
+    tie = rate(
+        event(input_tokens=3, output_tokens=0, cache_read_tokens=0),
+        PriceCatalogue.of(
+            [PriceEntry("openai", "gpt-4o", T0, TokenPrices(input=Decimal("0.5") / 1_000_000_000, output=third))]
+        ),
+    )
+    assert tie.cost_nanos == 2 and tie.split is not None and tie.split.cost_nanos == (2, 0, 0, 0, 0)
+
+
+def test_a_proxy_cost_has_no_split_and_lists_the_proxys_figure() -> None:
+    catalogue = PriceCatalogue(discounts={"acme": Decimal("0.25")})
+    rating = rate(event(model="unknown", cost_nanos=1_000, input_tokens=5), catalogue)
+    assert (rating.cost_nanos, rating.list_nanos, rating.split) == (750, 1_000, None)

@@ -10,7 +10,8 @@ import pytest
 from schemas.events import UsageEvent
 from schemas.settings import Settings
 from sinks import queries
-from sinks.tables import FORECASTS, ForecastRow, usage_row
+from sinks.tables import FORECASTS, ForecastRow
+from sinks.usage_rows import usage_row
 from sinks.usage_store import UsageStore
 
 pytestmark = pytest.mark.stack

@@ -7,7 +7,8 @@ import pytest
 
 from schemas.events import UsageEvent
 from sinks.schema import migrations
-from sinks.tables import TABLES, USAGE_EVENTS, Table, usage_row
+from sinks.tables import TABLES, USAGE_EVENTS, Table
+from sinks.usage_rows import usage_row
 
 
 def test_every_row_field_is_a_column_of_its_create_in_order() -> None:

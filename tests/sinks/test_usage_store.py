@@ -10,7 +10,7 @@ import pytest
 
 from schemas.events import UsageEvent
 from schemas.settings import Settings
-from sinks.tables import usage_row
+from sinks.usage_rows import usage_row
 from sinks.usage_store import UsageStore
 
 pytestmark = pytest.mark.stack

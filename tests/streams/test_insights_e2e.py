@@ -13,7 +13,7 @@ from confluent_kafka import Consumer
 from insights.state import InsightState, load_state
 from schemas.alerts import ProjectedExceed, Spike, decode_alert
 from schemas.events import UsageEvent
-from sinks.tables import usage_row
+from sinks.usage_rows import usage_row
 from sinks.usage_store import UsageStore
 from tests.deployment import Deployment
 

@@ -13,7 +13,7 @@ from schemas.alerts import Spike, decode_alert
 from schemas.config_records import ConfigState
 from schemas.events import UsageEvent
 from schemas.settings import InsightSettings, Settings
-from sinks.tables import usage_row
+from sinks.usage_rows import usage_row
 from sinks.usage_store import UsageStore
 from streams.insights_runner import InsightsRunner
 

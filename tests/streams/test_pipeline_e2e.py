@@ -27,6 +27,13 @@ def test_events_counted_once_duplicates_ignored_and_bad_input_dead_lettered(depl
     dep.send(events)
     dep.wait_for(lambda: dep.ch_rows() == len(events), 120, "all events in ClickHouse")
     assert_exact(dep, events)
+    # each row keeps its cost split by token type, summing to it, and the prices that applied
+    db = dep.settings.clickhouse.database
+    split = dep.ch().query(
+        f"SELECT count(), countIf(arraySum(cost_by_type_nanos) = cost_nanos AND length(usd_per_token) = 5), "
+        f"countIf(list_cost_nanos = cost_nanos) FROM {db}.usage_events"
+    )
+    assert split.result_rows[0] == (len(events), len(events), len(events))  # no discount in this deployment
 
     # The producer sends every event again: nothing may change.
     dep.send(events)
