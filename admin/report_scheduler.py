@@ -44,8 +44,10 @@ log = logging.getLogger("spendstream.reports")
 
 
 def run_id_of(template: ReportTemplate, due: datetime) -> str:
-    """The run of ``template`` for its scheduled time ``due``: unique per org."""
-    return f"{template.name}@{due.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+    """The run of ``template`` for its scheduled time ``due`` (or the second a run was asked for): unique
+    per org."""
+    at = due.astimezone(UTC)
+    return f"{template.name}@{at:%Y-%m-%dT%H:%M}{f':{at:%S}' if at.second else ''}Z"
 
 
 class _Metrics:
@@ -103,11 +105,17 @@ class ReportScheduler:
         now = self.clock()
         ran = []
         for (org_id, _), template in sorted(state.reports.items()):
-            if template.schedule is None:
+            if template.schedule is None and template.run_requested_at is None:
                 continue
-            zone = ZoneInfo(state.orgs.get(org_id, OrgConfig(org_id)).timezone)
+            zone = ZoneInfo(template.timezone or state.orgs.get(org_id, OrgConfig(org_id)).timezone)
             settled = last_settled(self.store, org_id, template.name, self.settings.max_attempts)
-            due = template.last_due(now.astimezone(zone), settled.astimezone(zone) if settled else None)
+            asked = template.run_requested_at
+            if asked is not None and asked <= now and (settled is None or asked > settled):
+                due: datetime | None = asked.replace(microsecond=0).astimezone(zone)  # "Run now", paused or not
+            elif template.paused:
+                continue
+            else:
+                due = template.last_due(now.astimezone(zone), settled.astimezone(zone) if settled else None)
             if due is not None and self._run(state, template, due):
                 ran.append(run_id_of(template, due))
         self.metrics.polled.set(time.time())
@@ -146,7 +154,7 @@ class ReportScheduler:
             if template.recipients:
                 if self.send is None:
                     raise RuntimeError("email is not configured (SPENDSTREAM_ALERTS__SMTP_HOST)")
-                self.send(self._email(template, report, run_id, files))
+                self.send(self._email(template, report, due, files))
                 outcome = "sent"
         except Exception as exc:
             log.warning("report run %s of %s failed (attempt %d)", run_id, template.org_id, attempt, exc_info=True)
@@ -158,12 +166,15 @@ class ReportScheduler:
         return True
 
     def _email(
-        self, template: ReportTemplate, report: Report, run_id: str, files: list[tuple[str, bytes]]
+        self, template: ReportTemplate, report: Report, due: datetime, files: list[tuple[str, bytes]]
     ) -> EmailMessage:
+        run_id = run_id_of(template, due)
         period = f"{report.first:%Y-%m}" if report.whole_month else f"{report.first} to {report.last}"
         subject = f"{report.title}: {report.org_id}, {period}"
+        asked = template.run_requested_at is not None and due == template.run_requested_at.replace(microsecond=0)
+        which = "report asked for" if asked else "scheduled report"
         text = (
-            f"The scheduled report '{template.name}' ({template.kind}) for {report.org_id}, {period}, is attached.\n\n"
+            f"The {which} '{template.name}' ({template.kind}) for {report.org_id}, {period}, is attached.\n\n"
             f"{headline(report)}\n\nRun {run_id}. Download its files again with "
             f"`spendstream reports fetch --org {report.org_id} --run {run_id}`, "
             "or from Admin > Billing > Generate Report.\n"

@@ -23,6 +23,7 @@ from console.api import Api
 from console.export_api import Exports
 from console.http_guard import HttpGuard
 from console.pages import Pages
+from console.report_api import ReportApi
 from console.report_pages import ReportPages
 from console.web import Web, error_response
 
@@ -35,6 +36,7 @@ def create_app(
     web: Web, exports: Exports | None = None, max_body_bytes: int = 1 << 20, hsts: bool = False
 ) -> Starlette:
     pages, api, analysis, reports = Pages(web), Api(web), AnalysisPages(web), ReportPages(web)
+    report_api = ReportApi(reports.settings)
     routes = [
         Route("/", lambda request: RedirectResponse("/billing", 303)),
         Route("/healthz", api.health),
@@ -51,6 +53,8 @@ def create_app(
         Route("/billing/patterns", web.page(analysis.patterns_page)),
         Route("/billing/forecasts", web.page(analysis.forecasts_page)),
         Route("/billing/reports", web.page(reports.reports_page), methods=["GET", "POST"]),
+        Route("/billing/reports/templates", web.page(reports.templates_save), methods=["POST"]),
+        Route("/billing/reports/chargeback", web.page(reports.chargeback_save), methods=["POST"]),
         Route("/billing/alerts", web.page(pages.alerts_page)),
         Route("/billing/access", web.page(pages.access_page), methods=["GET", "POST"]),
         Route("/static/vega.js", pages.vega),
@@ -70,6 +74,10 @@ def create_app(
         Route("/api/v1/reports", web.api(reports.api_reports), methods=["POST"]),
         Route("/api/v1/reports/runs", web.api(reports.api_runs)),
         Route("/api/v1/reports/runs/{run_id}/files/{name}", web.api(reports.api_run_file)),
+        Route("/api/v1/reports/templates", web.api(report_api.templates), methods=["GET", "POST"]),
+        Route("/api/v1/reports/templates/{name}", web.api(report_api.template), methods=["GET", "PUT", "DELETE"]),
+        Route("/api/v1/reports/templates/{name}/run", web.api(report_api.run), methods=["POST"]),
+        Route("/api/v1/chargeback", web.api(report_api.chargeback), methods=["GET", "PUT"]),
         Route("/api/v1/alerts", web.api(api.api_alerts)),
         Route("/api/v1/audit", web.api(api.api_audit)),
     ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.errors import ERROR_BODY_SCHEMA
+from console.openapi_parts import errors, ok, path_param
+from console.openapi_reports import settings_paths
 from schemas.report_kinds import KINDS, REPORT_KINDS, Format
 from schemas.report_templates import NARROWING
 
 __all__ = ["openapi_document"]
 
-_ERROR = ERROR_BODY_SCHEMA
 _BUDGET = {
     "type": "object",
     "required": ["scope", "id", "period", "limit"],
@@ -50,31 +50,6 @@ _FILTERS = [
 ]
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    reasons = {
-        400: "a field is wrong (named in error.field)",
-        401: "not signed in, or an unknown or revoked token",
-        403: "the role may not do this, or the target is outside the principal's org or departments",
-        404: "no such budget visible to the principal",
-        409: "it exists already",
-        412: "If-Match is not the current version: someone changed it meanwhile",
-        413: "the request body is over the console's limit (console.max_body_bytes)",
-        422: "a PUT that lacks fields it replaces (named in error.field)",
-        428: "If-Match is required",
-    }
-    return {
-        str(code): {"description": reasons[code], "content": {"application/json": {"schema": _ERROR}}} for code in codes
-    }
-
-
-def _path(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 def openapi_document() -> dict[str, Any]:
     page = {
         "type": "object",
@@ -96,14 +71,14 @@ def openapi_document() -> dict[str, Any]:
             "/api/v1/me": {
                 "get": {
                     "summary": "who the token or session is",
-                    "responses": {"200": _ok("the principal", {"type": "object"}), **_errors(401)},
+                    "responses": {"200": ok("the principal", {"type": "object"}), **errors(401)},
                 }
             },
             "/api/v1/overview": {
                 "get": {
                     "summary": "Admin > Billing: month to date, budgets, forecast, tokens by model, cost drivers",
                     "parameters": [{"name": "department", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": _ok("the overview", {"type": "object"}), **_errors(401, 403)},
+                    "responses": {"200": ok("the overview", {"type": "object"}), **errors(401, 403)},
                 }
             },
             "/api/v1/budgets": {
@@ -113,70 +88,70 @@ def openapi_document() -> dict[str, Any]:
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
                     ],
-                    "responses": {"200": _ok("a page of budgets", page), **_errors(400, 401)},
+                    "responses": {"200": ok("a page of budgets", page), **errors(400, 401)},
                 },
                 "post": {
                     "summary": "create a budget (published to config.v1, enforced within seconds)",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
-                    "responses": {"201": _ok("the budget", _BUDGET), **_errors(400, 401, 403, 409)},
+                    "responses": {"201": ok("the budget", _BUDGET), **errors(400, 401, 403, 409)},
                 },
             },
             "/api/v1/budgets/{key}": {
                 "get": {
                     "summary": "one budget, with its version as the ETag",
                     "parameters": [key],
-                    "responses": {"200": _ok("the budget", _BUDGET), **_errors(401, 404)},
+                    "responses": {"200": ok("the budget", _BUDGET), **errors(401, 404)},
                 },
                 "put": {
                     "summary": "replace a budget: every one of limit, mode, stages and alerts is sent (422 names "
                     "the missing ones); a change that weakens enforcement is audited as budget.weaken",
                     "parameters": [key, if_match],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
-                    "responses": {"200": _ok("the budget", _BUDGET), **_errors(400, 401, 403, 404, 412, 422, 428)},
+                    "responses": {"200": ok("the budget", _BUDGET), **errors(400, 401, 403, 404, 412, 422, 428)},
                 },
                 "patch": {
                     "summary": "change some of a budget's limit, mode, stages or alerts; the rest is kept",
                     "parameters": [key, if_match],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
-                    "responses": {"200": _ok("the budget", _BUDGET), **_errors(400, 401, 403, 404, 412, 428)},
+                    "responses": {"200": ok("the budget", _BUDGET), **errors(400, 401, 403, 404, 412, 428)},
                 },
                 "delete": {
                     "summary": "delete a budget",
                     "parameters": [key, if_match],
-                    "responses": {"204": {"description": "deleted"}, **_errors(401, 403, 404, 412, 428)},
+                    "responses": {"204": {"description": "deleted"}, **errors(401, 403, 404, 412, 428)},
                 },
             },
             "/api/v1/budgets/preview": {
                 "post": {
                     "summary": "what a budget would have done over the last 30 days (stages fired, requests denied)",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _BUDGET}}},
-                    "responses": {"200": _ok("per period", {"type": "object"}), **_errors(400, 401, 403)},
+                    "responses": {"200": ok("per period", {"type": "object"}), **errors(400, 401, 403)},
                 }
             },
             "/api/v1/costs": {
                 "get": {
                     "summary": "cost analysis: by group (provider, model, feature, department, user) and per period",
                     "parameters": _FILTERS,
-                    "responses": {"200": _ok("rows and series", {"type": "object"}), **_errors(400, 401, 403)},
+                    "responses": {"200": ok("rows and series", {"type": "object"}), **errors(400, 401, 403)},
                 }
             },
             "/api/v1/patterns": {
                 "get": {
                     "summary": "peak hours, weekday profile, weekly trend, feature adoption, spikes",
                     "parameters": _FILTERS,
-                    "responses": {"200": _ok("patterns", {"type": "object"}), **_errors(400, 401, 403)},
+                    "responses": {"200": ok("patterns", {"type": "object"}), **errors(400, 401, 403)},
                 }
             },
             "/api/v1/forecasts": {
                 "get": {
                     "summary": "every visible scope's latest end-of-period projection",
-                    "responses": {"200": _ok("projections", {"type": "object"}), **_errors(401)},
+                    "responses": {"200": ok("projections", {"type": "object"}), **errors(401)},
                 }
             },
             "/api/v1/channels": {
                 "get": {
                     "summary": "the org's alert channels (secrets never shown) and routing",
-                    "responses": {"200": _ok("channels", {"type": "object"}), **_errors(401)},
+                    "responses": {"200": ok("channels", {"type": "object"}), **errors(401)},
                 }
             },
             "/api/v1/channels/{name}": {
@@ -184,19 +159,19 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "create or replace an alert channel: type, recipients (a webhook or key as env:NAME)",
                     "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "requestBody": {"required": True, "content": {"application/json": {"schema": _CHANNEL}}},
-                    "responses": {"200": _ok("the channel", {"type": "object"}), **_errors(400, 401, 403)},
+                    "responses": {"200": ok("the channel", {"type": "object"}), **errors(400, 401, 403)},
                 },
                 "delete": {
                     "summary": "delete an alert channel no budget or routing uses",
                     "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-                    "responses": {"204": {"description": "deleted"}, **_errors(401, 403, 404, 409)},
+                    "responses": {"204": {"description": "deleted"}, **errors(401, 403, 404, 409)},
                 },
             },
             "/api/v1/routing": {
                 "put": {
                     "summary": "where alerts go that their budget does not route: default and per kind",
                     "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
-                    "responses": {"200": _ok("the routing", {"type": "object"}), **_errors(400, 401, 403)},
+                    "responses": {"200": ok("the routing", {"type": "object"}), **errors(400, 401, 403)},
                 }
             },
             "/api/v1/reports": {
@@ -226,20 +201,20 @@ def openapi_document() -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"200": {"description": "the file"}, **_errors(400, 401, 403)},
+                    "responses": {"200": {"description": "the file"}, **errors(400, 401, 403)},
                 }
             },
             "/api/v1/reports/runs": {
                 "get": {
                     "summary": "scheduled report runs of the org, newest first: outcome, period and file links",
-                    "responses": {"200": _ok("runs", {"type": "object"}), **_errors(401, 403)},
+                    "responses": {"200": ok("runs", {"type": "object"}), **errors(401, 403)},
                 }
             },
             "/api/v1/reports/runs/{run_id}/files/{name}": {
                 "get": {
                     "summary": "a file a run made, again (PDF, XLSX or CSV)",
-                    "parameters": [_path("run_id"), _path("name")],
-                    "responses": {"200": {"description": "the file"}, **_errors(401, 403, 404)},
+                    "parameters": [path_param("run_id"), path_param("name")],
+                    "responses": {"200": {"description": "the file"}, **errors(401, 403, 404)},
                 }
             },
             "/api/v1/export/focus": {
@@ -259,14 +234,14 @@ def openapi_document() -> dict[str, Any]:
                             "description": "the rows (CSV with a header, or JSON lines); X-Next-Cursor: where the "
                             "next page starts; X-Row-Count and X-Event-Count: the rows and events in this one",
                         },
-                        **_errors(400, 401, 403),
+                        **errors(400, 401, 403),
                     },
                 }
             },
             "/api/v1/export/closes": {
                 "get": {
                     "summary": "the org's closed months",
-                    "responses": {"200": _ok("closed months", {"type": "object"}), **_errors(401, 403)},
+                    "responses": {"200": ok("closed months", {"type": "object"}), **errors(401, 403)},
                 },
                 "post": {
                     "summary": "close a month that has ended at a cursor (default: everything stored so far): its rows "
@@ -286,20 +261,21 @@ def openapi_document() -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"201": _ok("the close", {"type": "object"}), **_errors(400, 401, 403, 409)},
+                    "responses": {"201": ok("the close", {"type": "object"}), **errors(400, 401, 403, 409)},
                 },
             },
+            **settings_paths(if_match),
             "/api/v1/alerts": {
                 "get": {
                     "summary": "alert deliveries of the last 31 days, newest first",
-                    "responses": {"200": _ok("deliveries", {"type": "object"}), **_errors(401, 403)},
+                    "responses": {"200": ok("deliveries", {"type": "object"}), **errors(401, 403)},
                 }
             },
             "/api/v1/audit": {
                 "get": {
                     "summary": "who changed what (owners), newest first, cursor-paginated",
                     "parameters": [{"name": "cursor", "in": "query", "schema": {"type": "string"}}],
-                    "responses": {"200": _ok("audit entries", {"type": "object"}), **_errors(400, 401, 403)},
+                    "responses": {"200": ok("audit entries", {"type": "object"}), **errors(400, 401, 403)},
                 }
             },
         },

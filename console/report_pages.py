@@ -1,20 +1,29 @@
 """Generate Report: the monthly summary, the department chargeback or a custom report, as PDF, XLSX or
-CSV (a zip of one file per table), from the page and from ``POST /api/v1/reports``; owners, admins and
-finance."""
+CSV (a zip of one file per table), from the page and from ``POST /api/v1/reports``; the saved templates
+(save, edit, pause, run now, delete) and the chargeback rule, through :mod:`console.report_actions`;
+owners, admins and finance."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from console.access_store import Session
 from console.actions import require
+from console.report_actions import ReportActions
+from console.report_settings import (
+    chargeback_form_values,
+    chargeback_from_form,
+    template_form_values,
+    template_from_form,
+)
 from console.roles import Principal, Right
 from console.web import Web, json_response
 from reports.build import build_report
@@ -28,9 +37,20 @@ from sinks.report_runs import run_file, runs_of
 __all__ = ["ReportPages"]
 
 
+_NOTICES = {
+    "saved": "Saved template {name}.",
+    "paused": "Paused template {name}: it keeps its schedule but does not run on it.",
+    "resumed": "Resumed template {name}: its next scheduled time runs.",
+    "run": "Asked for a run of {name}: the report scheduler runs it within a minute and emails it.",
+    "deleted": "Deleted template {name}.",
+    "chargeback": "Saved the chargeback rule: the next chargeback report and journal use it.",
+}
+
+
 class ReportPages:
     def __init__(self, web: Web) -> None:
         self.web = web
+        self.settings = ReportActions(web.reader, web.access)
 
     def _report(self, principal: Principal, data: Mapping[str, Any]) -> Report:
         require(principal, Right.REPORTS)
@@ -76,19 +96,74 @@ class ReportPages:
     ) -> Response:
         today = datetime.now(UTC).date()
         previous = date.fromordinal(today.replace(day=1).toordinal() - 1)
-        state = self.web.reader.config.state()
-        templates = [t for (org, _), t in sorted(state.reports.items()) if org == principal.org_id]
+        templates = await run_in_threadpool(self.settings.templates, principal)
+        saving: Mapping[str, Any] = values if values.get("form") == "template" else {}
+        editing = request.query_params.get("template")
+        if editing and not saving:
+            saving = next((template_form_values(t) for t in templates if t["name"] == editing), {})
+        chargeback = values if values.get("form") == "chargeback" else None
+        done, name = request.query_params.get("done", ""), request.query_params.get("name", "")
         context = {
             "values": values,
             "error": error,
             "groups": list(GROUPS),
             "month_forms": [(first, kinds) for first, kinds in forms() if first.coverage is Coverage.MONTH],
             "custom": next(k for k in REPORT_KINDS if k.coverage is Coverage.RANGE),
+            "kinds": REPORT_KINDS,
             "default_month": f"{previous:%Y-%m}",
             "templates": templates,
+            "saving": saving,
+            "chargeback": chargeback or chargeback_form_values(self.settings.chargeback(principal)),
+            "org_zone": self.web.reader.org(principal).timezone,
+            "notice": _NOTICES[done].format(name=name[:64]) if done in _NOTICES else None,
             "runs": (await run_in_threadpool(self._runs, principal))[:20],
         }
         return self.web.render(request, "reports.html", principal, session, context, status)
+
+    async def templates_save(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        """The Scheduled reports form and its rows' buttons: save, pause, resume, run, delete."""
+        require(principal, Right.REPORTS)
+        action, name = str(form.get("action") or "save"), str(form.get("name") or "").strip()
+        version = str(form.get("version") or "") or None
+        try:
+            if action == "save":
+                data = template_from_form(form, [f for f in _ticked(form) if f in {x.value for x in Format}])
+                await run_in_threadpool(self.settings.save_template, principal, name, data, version, version is None)
+                done = "saved"
+            elif action in ("pause", "resume"):
+                await run_in_threadpool(self.settings.set_paused, principal, name, action == "pause", version)
+                done = "paused" if action == "pause" else "resumed"
+            elif action == "run":
+                await run_in_threadpool(self.settings.run_now, principal, name)
+                done = "run"
+            elif action == "delete":
+                await run_in_threadpool(self.settings.delete_template, principal, name, version)
+                done = "deleted"
+            else:
+                raise ReportError("action", "save, pause, resume, run or delete")
+        except ForbiddenError:
+            raise
+        except SpendstreamError as exc:
+            values = {**dict(form), "form": "template", "formats": _ticked(form)}
+            return await self._form(request, principal, session, values, exc, exc.status)
+        return RedirectResponse(f"/billing/reports?{urlencode({'done': done, 'name': name})}#s-h", 303)
+
+    async def chargeback_save(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        require(principal, Right.REPORTS)
+        version = str(form.get("version") or "") or None
+        try:
+            data = chargeback_from_form(form)
+            await run_in_threadpool(self.settings.save_chargeback, principal, data, version)
+        except ForbiddenError:
+            raise
+        except SpendstreamError as exc:
+            values = {**dict(form), "form": "chargeback"}
+            return await self._form(request, principal, session, values, exc, exc.status)
+        return RedirectResponse("/billing/reports?done=chargeback#cb-h", 303)
 
     async def api_reports(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         return await run_in_threadpool(self._file, principal, body)
@@ -125,3 +200,9 @@ class ReportPages:
         return Response(
             content, media_type=media_type(name), headers={"Content-Disposition": f'attachment; filename="{name}"'}
         )
+
+
+def _ticked(form: Mapping[str, Any]) -> list[str]:
+    """The formats ticked on the form (a form field may repeat)."""
+    getlist = getattr(form, "getlist", None)
+    return [str(v) for v in getlist("formats")] if getlist else []

@@ -8,13 +8,19 @@ charged to ``default_cost_centre``; without one, the general-ledger journal is r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.errors import SpendstreamError
+from schemas.events import ID_PATTERN
 
 __all__ = ["Chargeback", "ChargebackError", "allocate", "parse_chargeback"]
+
+
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/:-]{0,63}\Z")  # a cost centre or an account: "CC-1010", "6420"
+_DEPARTMENT = re.compile(ID_PATTERN)
 
 
 class ChargebackError(SpendstreamError):
@@ -60,26 +66,25 @@ def parse_chargeback(spec: Any, where: str) -> Chargeback:
     centres = spec.get("cost_centres", {})
     if not isinstance(centres, Mapping) or any(not isinstance(v, str) or not v for v in centres.values()):
         raise ChargebackError(f"{where}.cost_centres", "a mapping of department to its cost-centre code")
-    rule = spec.get("unallocated", "proportional")
-    shares: tuple[tuple[str, int], ...] = ()
-    if isinstance(rule, Mapping):
-        if not rule or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in rule.values()):
-            raise ChargebackError(f"{where}.unallocated", "percentages: whole numbers of 0 or more per department")
-        if sum(rule.values()) != 100:
-            raise ChargebackError(f"{where}.unallocated", f"the shares add up to {sum(rule.values())}, not 100")
-        shares = tuple(sorted((str(k), int(v)) for k, v in rule.items()))
-    elif rule != "proportional":
-        raise ChargebackError(f"{where}.unallocated", "proportional, or a mapping of department to percent")
+    if len(centres) > 1000:
+        raise ChargebackError(f"{where}.cost_centres", "at most 1,000 departments")
+    for department, code in centres.items():
+        _check(department, code, f"{where}.cost_centres")
+    shares = _shares(spec.get("unallocated", "proportional"), f"{where}.unallocated")
     accounts = spec.get("accounts", {})
     if not isinstance(accounts, Mapping) or set(accounts) - {"expense", "accrual"}:
         raise ChargebackError(f"{where}.accounts", "a mapping with expense and accrual account codes")
-    if any(not isinstance(v, str) or not v for v in accounts.values()):
-        raise ChargebackError(f"{where}.accounts", "account codes are non-empty strings")
+    if any(not isinstance(v, str) or not _CODE.fullmatch(v) for v in accounts.values()):
+        raise ChargebackError(f"{where}.accounts", "account codes: letters, digits, ' ._/:-', at most 64")
     centres_of: dict[str, str] = {}
     for key, default in (("default_cost_centre", ""), ("unallocated_cost_centre", "UNALLOCATED")):
         value = spec.get(key, default)
-        if not isinstance(value, str) or (key == "unallocated_cost_centre" and not value):
-            raise ChargebackError(f"{where}.{key}", "a cost-centre code")
+        if (
+            not isinstance(value, str)
+            or (value and not _CODE.fullmatch(value))
+            or (key == "unallocated_cost_centre" and not value)
+        ):
+            raise ChargebackError(f"{where}.{key}", "a cost-centre code: letters, digits, ' ._/:-', at most 64")
         centres_of[key] = value
     return Chargeback(
         tuple(sorted((str(k), str(v)) for k, v in centres.items())),
@@ -89,6 +94,28 @@ def parse_chargeback(spec: Any, where: str) -> Chargeback:
         centres_of["default_cost_centre"],
         centres_of["unallocated_cost_centre"],
     )
+
+
+def _shares(rule: Any, where: str) -> tuple[tuple[str, int], ...]:
+    """Fixed shares of unallocated spend (percent per department), or none: proportional to usage."""
+    if rule == "proportional":
+        return ()
+    if not isinstance(rule, Mapping):
+        raise ChargebackError(where, "proportional, or a mapping of department to percent")
+    if len(rule) > 1000 or any(not isinstance(k, str) or not _DEPARTMENT.fullmatch(k) for k in rule):
+        raise ChargebackError(where, "department ids (at most 1,000) to percentages")
+    if not rule or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in rule.values()):
+        raise ChargebackError(where, "percentages: whole numbers of 0 or more per department")
+    if sum(rule.values()) != 100:
+        raise ChargebackError(where, f"the shares add up to {sum(rule.values())}, not 100")
+    return tuple(sorted((str(k), int(v)) for k, v in rule.items()))
+
+
+def _check(department: Any, code: str, where: str) -> None:
+    if not isinstance(department, str) or not _DEPARTMENT.fullmatch(department):
+        raise ChargebackError(where, f"{str(department)[:40]!r} is not a department id")
+    if not _CODE.fullmatch(code):
+        raise ChargebackError(f"{where}.{department}", "a cost-centre code: letters, digits, ' ._/:-', at most 64")
 
 
 def allocate(amount: int, weights: Mapping[str, int]) -> dict[str, int]:

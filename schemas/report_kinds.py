@@ -55,7 +55,8 @@ REPORT_KINDS: tuple[ReportKind, ...] = (
         "chargeback",
         "Department chargeback",
         "Each department's own spend, its cost-centre code, and its share of the spend no department owns, by "
-        "the org's rule (set in the budgets file).",
+        "the org's chargeback rule (edited on the Generate Report page, through /api/v1/chargeback or in the "
+        "budgets file).",
         Coverage.MONTH,
         option="the chargeback report",
     ),

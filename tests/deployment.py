@@ -4,6 +4,7 @@ and what the end-to-end tests of every package check it with. The fixtures are i
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -318,3 +319,34 @@ def records_of(dep: Deployment, topic: str) -> list[tuple[bytes | None, dict[str
     finally:
         consumer.close()
     return out
+
+
+def start_report_scheduler(dep: Deployment, smtp_port: int) -> tuple[subprocess.Popen[str], int]:
+    """``spendstream reports scheduler`` for ``dep``, polling every 0.3 s and mailing to ``smtp_port``; the
+    process and its metrics port."""
+    env = {
+        **dep.env,
+        "SPENDSTREAM_REPORTS__POLL_S": "0.3",
+        "SPENDSTREAM_REPORTS__METRICS_PORT": "0",
+        "SPENDSTREAM_ALERTS__SMTP_HOST": "127.0.0.1",
+        "SPENDSTREAM_ALERTS__SMTP_PORT": str(smtp_port),
+        "SPENDSTREAM_ALERTS__SMTP_SECURITY": "none",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "admin.cli", "reports", "scheduler"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"metrics on :(\d+)/", line)
+    assert found, line
+    return proc, int(found.group(1))
+
+
+def scheduler_polls(port: int) -> float:
+    """When the scheduler on ``port`` last polled (its metric), 0 before it has."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.search(r"^spendstream_report_scheduler_last_poll_timestamp_seconds (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0

@@ -9,18 +9,23 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.message import Message
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pypdf
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from enforcement.client import CapClient
 from enforcement.decision import Outcome
 from enforcement.subject import Subject
 from schemas.money import format_usd
 from tests.console.conftest import PASSWORD, Console
+from tests.deployment import scheduler_polls, start_report_scheduler
+from tests.receivers import start_smtp
 
 pytestmark = pytest.mark.stack
 
@@ -174,3 +179,66 @@ def test_generate_report_downloads_a_custom_pdf(browser: Browser, console: Conso
     assert target.suffix == ".pdf" and target.read_bytes().startswith(b"%PDF")
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(target).pages)
     assert "Usage report" in text and "By department" in text
+
+
+def saved_row(page: Page) -> Locator:
+    return page.get_by_role("table", name="Saved templates").get_by_role("row").filter(has_text="cfo-daily")
+
+
+def test_finance_saves_schedules_runs_and_deletes_a_template_and_the_run_is_emailed_once(
+    browser: Browser, console: Console
+) -> None:
+    controller, mailbox = start_smtp()
+    scheduler, metrics = start_report_scheduler(console.dep, controller.port)
+    try:
+        page = sign_in(browser, console, "fiona")  # finance
+        page.goto(console.url + "/billing/reports")
+        # a daily schedule whose time is the next minute at least 20 s away (in the org's zone, Berlin)
+        berlin = datetime.now(ZoneInfo("Europe/Berlin"))
+        due = (berlin + timedelta(seconds=80)).replace(second=0, microsecond=0)
+        page.get_by_label("Name", exact=True).fill("cfo-daily")
+        page.get_by_label("Report", exact=True).select_option("chargeback")
+        page.get_by_label("Schedule (cron").fill(f"{due.minute} {due.hour} * * *")
+        page.get_by_label("Recipients").fill("cfo@acme.example")
+        page.get_by_label("PDF").uncheck()
+        page.get_by_label("CSV (zip)").check()
+        page.get_by_role("button", name="Save template").click()
+        assert page.get_by_role("status").inner_text() == "Saved template cfo-daily."
+        row = saved_row(page)
+        assert "chargeback" in row.inner_text() and f"{due:%Y-%m-%d %H:%M}" in row.inner_text()
+
+        def sent(kind: str) -> list[Message]:
+            return [m for _, _, m in mailbox.messages if kind in str(m.get_payload(0).get_payload(decode=True))]
+
+        console.dep.wait_for(lambda: len(sent("scheduled report")) == 1, 150, "the scheduled run's email")
+        polled = time.time()
+        console.dep.wait_for(lambda: scheduler_polls(metrics) > polled + 2, 30, "the scheduler to poll again")
+        (scheduled,) = sent("scheduled report")  # once
+        assert scheduled["To"] == "cfo@acme.example" and f"cfo-daily@{due.astimezone(UTC):%Y-%m-%dT%H:%MZ}" in str(
+            scheduled.get_payload(0).get_payload(decode=True)
+        )
+        assert [p.get_filename() for p in scheduled.walk() if p.get_filename()]  # the CSV files, attached
+
+        page.goto(console.url + "/billing/reports")
+        page.get_by_role("button", name="Pause cfo-daily").click()
+        assert "Paused template cfo-daily" in page.get_by_role("status").inner_text()
+        assert "paused" in saved_row(page).inner_text()
+        page.get_by_role("button", name="Run now cfo-daily").click()
+        assert "Asked for a run of cfo-daily" in page.get_by_role("status").inner_text()
+        console.dep.wait_for(lambda: len(sent("report asked for")) == 1, 60, "the run asked for, paused or not")
+
+        page.get_by_role("link", name="Edit cfo-daily").click()
+        page.get_by_label("Recipients").fill("cfo@acme.example, ap@acme.example")
+        page.get_by_role("button", name="Save template").click()
+        assert "ap@acme.example" in saved_row(page).inner_text()
+        page.get_by_role("button", name="Delete cfo-daily").click()
+        assert page.get_by_role("status").inner_text() == "Deleted template cfo-daily."
+        assert saved_row(page).count() == 0
+        runs = page.get_by_role("table", name="Recent scheduled runs").get_by_role("row").filter(has_text="cfo-daily@")
+        assert runs.count() == 2  # the scheduled run and the one asked for, each sent
+        page.screenshot(path=str(SHOTS / "reports-templates.png"), full_page=True)
+    finally:
+        scheduler.terminate()
+        scheduler.wait(30)
+        controller.stop()
+    assert len(sent("scheduled report")) == 1 and len(sent("report asked for")) == 1

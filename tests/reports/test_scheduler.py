@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -26,7 +24,7 @@ from schemas.report_templates import parse_template
 from schemas.settings import ReportSettings, Settings
 from sinks.report_runs import run_file, runs_of
 from sinks.usage_store import UsageStore
-from tests.deployment import Deployment, deployed
+from tests.deployment import Deployment, deployed, scheduler_polls, start_report_scheduler
 from tests.receivers import start_smtp
 
 pytestmark = pytest.mark.stack
@@ -60,34 +58,6 @@ def _publish(dep: Deployment, saved_at: datetime, recipients: list[str], schedul
     )
 
 
-def _scheduler(dep: Deployment, smtp_port: int) -> tuple[subprocess.Popen[str], int]:
-    env = {
-        **dep.env,
-        "SPENDSTREAM_REPORTS__POLL_S": "0.3",
-        "SPENDSTREAM_REPORTS__METRICS_PORT": "0",
-        "SPENDSTREAM_ALERTS__SMTP_HOST": "127.0.0.1",
-        "SPENDSTREAM_ALERTS__SMTP_PORT": str(smtp_port),
-        "SPENDSTREAM_ALERTS__SMTP_SECURITY": "none",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "admin.cli", "reports", "scheduler"], env=env, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"metrics on :(\d+)/", line)
-    assert found, line
-    return proc, int(found.group(1))
-
-
-def _polls(port: int) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    found = re.search(r"^spendstream_report_scheduler_last_poll_timestamp_seconds (\S+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 def _attachments(message: Message) -> dict[str, bytes]:
     return {
         str(part.get_filename()): bytes(part.get_payload(decode=True))  # type: ignore[arg-type]
@@ -106,15 +76,15 @@ def test_a_scheduled_template_runs_once_across_two_schedulers_a_kill_and_a_resta
         # both were missed, and the latest is caught up once
         saved = datetime.combine(_first_of_month(today, 2), datetime.min.time(), BERLIN) + timedelta(days=3)
         _publish(dep, saved, ["cfo@acme.example", "ap@acme.example"])
-        first = [_scheduler(dep, controller.port) for _ in range(2)]
+        first = [start_report_scheduler(dep, controller.port) for _ in range(2)]
         store = UsageStore.of(dep.settings.clickhouse)
         dep.wait_for(lambda: any(r.outcome == "sent" for r in runs_of(store, "acme")), 90, "a sent run")
         for proc, _ in first:
             proc.kill()
             proc.wait()
-        proc, port = _scheduler(dep, controller.port)
+        proc, port = start_report_scheduler(dep, controller.port)
         restarted = time.time()
-        dep.wait_for(lambda: _polls(port) > restarted + 1, 60, "the restarted scheduler to poll for a while")
+        dep.wait_for(lambda: scheduler_polls(port) > restarted + 1, 60, "the restarted scheduler to poll for a while")
         proc.terminate()
         assert proc.wait(30) == 0
     finally:
