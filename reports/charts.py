@@ -37,9 +37,11 @@ def _base(title: str, values: Sequence[dict[str, Any]], description: str) -> Spe
         "width": "container",
         "height": 220,
         "autosize": {"type": "fit-x", "contains": "padding"},
+        "padding": {"left": 5, "top": 5, "right": 18, "bottom": 5},  # room for the last x label's second half
         "data": {"values": list(values)},
         "config": {
             "view": {"stroke": None},
+            "font": "DejaVu Sans",  # measured in the face the PDF sets, so no label runs past the chart's edge
             "axis": {"labelFontSize": 11, "titleFontSize": 12},
             # under the chart, so a feature or model name shows in full ("autocomplet" beside it) at any width
             "legend": {"orient": "bottom", "direction": "vertical", "labelLimit": 440},
@@ -206,12 +208,22 @@ def weekday_profile(days: Sequence[dict[str, Any]]) -> Spec:
     return spec
 
 
+# one label per week, at its Monday: the weeks are dates (the org's Mondays), read as such, not instants
+_WEEK = {
+    "field": "week",
+    "type": "ordinal",
+    "timeUnit": "utcyearmonthdate",
+    "title": "week starting",
+    "axis": {"format": "%b %d", "labelAngle": 0},
+}
+
+
 def weekly_trend(weeks: Sequence[dict[str, Any]]) -> Spec:
     values = [{"week": w["week"], "usd": w["cost_nanos"] * _USD} for w in weeks]
     spec = _base("Weekly cost (USD)", values, "Line chart of the cost of each week")
     spec["mark"] = {"type": "line", "point": True, "color": "#1d4ed8", "tooltip": True}
     spec["encoding"] = {
-        "x": {"field": "week", "type": "temporal", "title": "week starting", "axis": {"format": "%b %d"}},
+        "x": _WEEK,
         "y": {"field": "usd", "type": "quantitative", "title": "USD", "axis": {"format": "$,.2f"}},
     }
     return spec
@@ -220,9 +232,13 @@ def weekly_trend(weeks: Sequence[dict[str, Any]]) -> Spec:
 def adoption(rows: Sequence[dict[str, Any]]) -> Spec:
     """Active users of each feature per week: feature adoption."""
     spec = _base("Active users per feature and week", list(rows), "Line chart of each feature's weekly users")
+    spec["title"] = {
+        "text": "Active users per feature and week",
+        "subtitle": "A week the period starts or ends in is partial: fewer days, fewer users.",
+    }
     spec["mark"] = {"type": "line", "point": True, "tooltip": True}
     spec["encoding"] = {
-        "x": {"field": "week", "type": "temporal", "title": "week starting", "axis": {"format": "%b %d"}},
+        "x": _WEEK,
         "y": {"field": "users", "type": "quantitative", "title": "active users"},
         "color": {"field": "feature", "type": "nominal", "title": "feature"},
     }

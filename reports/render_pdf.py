@@ -89,7 +89,9 @@ def render_pdf(report: Report) -> bytes:
         keys = []
         for c, chart in enumerate(section.charts):
             key = f"chart-{s}-{c}"
-            charts[key] = vl_convert.vegalite_to_svg({**chart.spec, "width": _CHART_WIDTH, "autosize": "fit-x"})
+            charts[key] = vl_convert.vegalite_to_svg(
+                {**chart.spec, "width": _CHART_WIDTH, "autosize": {"type": "fit-x", "contains": "padding"}}
+            )
             keys.append({"key": key})
         sections.append(
             {
