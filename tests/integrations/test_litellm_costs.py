@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from admin.cli import HISTORY_START
 from schemas.events import UsageEvent
 from schemas.price_sources import parse_litellm_price_map
-from schemas.pricing import PriceCatalogue, rate
+from schemas.pricing import TOKEN_TYPES, PriceCatalogue, rate
 from tests.deployment import ROOT
 
 pytestmark = pytest.mark.stack
@@ -67,6 +68,22 @@ print(json.dumps(out))
 """
 
 
+def _event(provider: str, model: str, tier: str | None, counts: Sequence[int]) -> UsageEvent:
+    """An event of acme with these tokens of each type (input, output, cache read, cache write, reasoning)."""
+    tokens = dict(zip(TOKEN_TYPES, counts, strict=True))
+    return UsageEvent(
+        event_id="e",
+        occurred_at=HISTORY_START.replace(year=2026),
+        org_id="acme",
+        user_id="u",
+        feature="f",
+        provider=provider,
+        model=model,
+        service_tier=tier,
+        **{f"{name}_tokens": count for name, count in tokens.items()},  # type: ignore[arg-type]
+    )
+
+
 def test_our_rating_of_the_hooks_events_equals_litellms_cost(litellm_bin: Path) -> None:
     python = litellm_bin.parent / "python"
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
@@ -86,19 +103,7 @@ def test_our_rating_of_the_hooks_events_equals_litellms_cost(litellm_bin: Path) 
         key, *_, tier = case
         provider = out["map"][key]["litellm_provider"]
         model = key.split("/", 1)[1] if key.startswith(provider + "/") else key
-        tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), got["tokens"], strict=True))
-        event = UsageEvent(
-            event_id="e",
-            occurred_at=HISTORY_START.replace(year=2026),
-            org_id="acme",
-            user_id="u",
-            feature="f",
-            provider=provider,
-            model=model,
-            service_tier=tier,
-            **{f"{name}_tokens": count for name, count in tokens.items()},
-        )
-        rating = rate(event, catalogue)
+        rating = rate(_event(provider, model, tier, got["tokens"]), catalogue)
         theirs = Decimal(got["cost"]) * 1_000_000_000
         assert rating.source.value == "catalogue", case
         assert abs(Decimal(rating.cost_nanos) - theirs) <= 1, (case, rating.cost_nanos, theirs)
@@ -118,19 +123,7 @@ def test_every_priced_model_splits_its_cost_by_token_type_exactly(litellm_bin: P
     for (provider, model), entries in catalogue.models().items():
         for tier in (None, *(name for name, _ in entries[-1].service_tiers)):
             for counts in sizes:
-                tokens = dict(zip(("input", "output", "cache_read", "cache_write", "reasoning"), counts, strict=True))
-                event = UsageEvent(
-                    event_id="e",
-                    occurred_at=HISTORY_START.replace(year=2026),
-                    org_id="acme",
-                    user_id="u",
-                    feature="f",
-                    provider=provider,
-                    model=model,
-                    service_tier=tier,
-                    **{f"{name}_tokens": count for name, count in tokens.items()},  # type: ignore[arg-type]
-                )
-                rating = rate(event, catalogue)
+                rating = rate(_event(provider, model, tier, counts), catalogue)
                 assert rating.split is not None, (provider, model)
                 assert sum(rating.split.cost_nanos) == rating.cost_nanos, (provider, model, tier, counts)
                 rated += 1
