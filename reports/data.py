@@ -123,7 +123,7 @@ def _actual(store: ClickHouseReader, budget: Budget, start: datetime, end: datet
 def custom_data(store: ClickHouseReader, org_id: str, f: CostFilter, now: datetime) -> CustomData:
     db = store.database
     data = CustomData(org_id, f, now)
-    for row in store.query(*queries.spend_by(db, f.column, org_id, f.start, f.end, f.narrow())):
+    for row in store.query(*f.spend(db, org_id)):
         data.rows.append((str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))
     for row in store.query(*queries.series(db, org_id, f.granularity, f.start, f.end, f.timezone, f.narrow())):
         data.series.append((row[0].isoformat(), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))

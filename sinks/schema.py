@@ -2,8 +2,9 @@
 
 ``usage_events`` holds every applied event with its cost in nano-USD and the
 Kafka partition and offset it came from. Rollups (hourly and daily, by org,
-department, user, feature, provider and model) are SummingMergeTree tables fed
-by materialized views, and are always read with ``sum()`` and ``GROUP BY``,
+department, user, feature, provider and model; and hourly by label: each API key
+and each declared allocation tag's value) are SummingMergeTree tables fed by
+materialized views, and are always read with ``sum()`` and ``GROUP BY``,
 so unmerged parts never show as extra rows.
 
 Why duplicates cannot inflate a sum: an event reaches ClickHouse only when the
@@ -36,6 +37,7 @@ from sinks.tables import (
     USAGE_DAILY,
     USAGE_EVENTS,
     USAGE_HOURLY,
+    USAGE_LABELS_HOURLY,
     Table,
 )
 
@@ -71,6 +73,21 @@ FROM {db}.{USAGE_EVENTS.name}
 GROUP BY bucket, {dims}"""
 
 
+def _labels_view(db: str) -> str:
+    """Each event once under ``api_key`` and once under each of its tags (``tag:<key>``)."""
+    dims = ", ".join(d for d in DIMENSIONS if d != "org_id")
+    sums = ",\n    ".join(["count() AS requests", *(f"sum({c}) AS {c}" for c in SUMS if c != "requests")])
+    table = f"{db}.{USAGE_LABELS_HOURLY.name}"
+    return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {table}_mv TO {table} AS
+SELECT toStartOfHour(occurred_at) AS bucket, org_id, label, value, {dims},
+    {sums}
+FROM {db}.{USAGE_EVENTS.name}
+ARRAY JOIN
+    arrayConcat(['api_key'], arrayMap(k -> concat('tag:', k), mapKeys(tags))) AS label,
+    arrayConcat([api_key_id], mapValues(tags)) AS value
+GROUP BY bucket, org_id, label, value, {dims}"""
+
+
 def _added(db: str, table: Table[Any]) -> list[str]:
     """Columns added after the first release: a table made before gains them (each a no-op once there)."""
     statements = []
@@ -91,6 +108,8 @@ def migrations(database: str) -> list[str]:
         _view(db, USAGE_HOURLY, "toStartOfHour(occurred_at)"),
         USAGE_DAILY.create(db),
         _view(db, USAGE_DAILY, "toDateTime(toStartOfDay(occurred_at), 'UTC')"),
+        USAGE_LABELS_HOURLY.create(db),
+        _labels_view(db),
         CONFIG_AUDIT.create(db),
         ALERT_HISTORY.create(db),
         *_added(db, ALERT_HISTORY),

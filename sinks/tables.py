@@ -135,6 +135,8 @@ class UsageRow(NamedTuple):
     cost_by_type_nanos: Annotated[list[int], "Array(Int64) DEFAULT []"]  # by TOKEN_TYPES; [] when unsplit
     usd_per_token: Annotated[list[Decimal], "Array(Decimal(38, 18)) DEFAULT []"]  # the prices that applied
     discount: Annotated[Decimal, "Decimal(18, 9) DEFAULT 0"]  # the org's fraction off
+    # the org's declared allocation tags when the event was stored, each with its value or its missing value:
+    tags: Annotated[dict[str, str], "Map(LowCardinality(String), String) DEFAULT map()"]
     kafka_partition: UInt32
     kafka_offset: Count
 
@@ -146,7 +148,15 @@ USAGE_EVENTS: Table[UsageRow] = Table(
     order_by="org_id, occurred_at, event_id",
     defaulted=("ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)",),
     settings=DEDUP_WINDOW,
-    added=("api_key_id", "service_tier", "list_cost_nanos", "cost_by_type_nanos", "usd_per_token", "discount"),
+    added=(
+        "api_key_id",
+        "service_tier",
+        "list_cost_nanos",
+        "cost_by_type_nanos",
+        "usd_per_token",
+        "discount",
+        "tags",
+    ),
 )
 
 
@@ -182,6 +192,38 @@ def _rollup(name: str) -> Table[RollupRow]:
 
 USAGE_HOURLY = _rollup("usage_hourly")
 USAGE_DAILY = _rollup("usage_daily")
+
+
+class LabelRollupRow(NamedTuple):
+    """An hour's sums for one value of one label (``tag:<key>`` for a declared tag, ``api_key`` for the key
+    that made the requests) and one combination of the dimensions: an event counts once under every label."""
+
+    bucket: Seconds
+    org_id: Label
+    label: Label
+    value: Text
+    department_id: Label
+    user_id: Text
+    feature: Label
+    provider: Label
+    model: Label
+    requests: Count
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count
+    cache_write_tokens: Count
+    reasoning_tokens: Count
+    cost_nanos: Nanos
+
+
+USAGE_LABELS_HOURLY: Table[LabelRollupRow] = Table(
+    "usage_labels_hourly",
+    LabelRollupRow,
+    engine="SummingMergeTree",
+    partition_by="toYYYYMM(bucket)",
+    order_by="org_id, label, bucket, value, department_id, user_id, feature, provider, model",
+    settings=DEDUP_WINDOW,
+)
 
 
 class ConfigAuditRow(NamedTuple):
