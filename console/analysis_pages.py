@@ -35,6 +35,7 @@ COST_COLUMNS = (
     Column("output_tokens", "Output tokens", Kind.INT),
     Column("tokens", "All tokens", Kind.INT),
     Column("cost", "Cost", Kind.USD),
+    *(Column(field.removesuffix("_nanos"), f"Cost of {name}", Kind.USD) for field, name in charts.TYPE_NAMES.items()),
 )
 
 
@@ -58,11 +59,18 @@ class AnalysisPages:
         view = await run_in_threadpool(self.analyst.costs, principal, self._filter(request, principal))
         specs = {
             "series": charts.cost_series(view.series, view.filter.granularity),
-            "breakdown": charts.breakdown(view.rows, view.filter.group),
+            "breakdown": charts.type_breakdown(view.rows, view.filter.group),
         }
         tags = self._tags(principal)
         groups = [*GROUPS, *(f"tag:{key}" for key in tags)]
-        context = {"v": view, "f": view.filter, "groups": groups, "tags": tags, "specs": specs}
+        context = {
+            "v": view,
+            "f": view.filter,
+            "groups": groups,
+            "tags": tags,
+            "specs": specs,
+            "type_names": charts.TYPE_NAMES,
+        }
         return self.web.render(request, "costs.html", principal, session, context)
 
     async def costs_csv(
@@ -78,8 +86,12 @@ class AnalysisPages:
         what = _file_part(f.group) if table == "breakdown" else f.granularity  # tag:project: no ":" in a name
         name = f"spendstream-{_file_part(principal.org_id)}-{table}-{what}"
         cells = [
-            (r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["tokens"], r["cost_nanos"]) for r in rows
-        ]
+            (
+                r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["tokens"], r["cost_nanos"],
+                *(r[field] for field in charts.TYPE_NAMES),
+            )
+            for r in rows
+        ]  # fmt: skip
         bom = request.query_params.get("bom") == "1"
         return Response(
             "".join(csv_lines(COST_COLUMNS, cells, bom)),

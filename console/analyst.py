@@ -17,6 +17,7 @@ from reports.filters import CostFilter
 from schemas.allocation_tags import UNTAGGED
 from sinks import queries
 from sinks.label_queries import API_KEY
+from sinks.tables import TYPE_COSTS
 
 __all__ = ["Analyst", "CostView", "PatternView"]
 
@@ -44,6 +45,9 @@ class PatternView:
 
 
 def _totals_row(key: str, row: Sequence[Any]) -> dict[str, Any]:
+    """A group's or a period's totals (a row of :data:`sinks.queries.TOTALS`), its cost split by token type;
+    ``unsplit_cost_nanos`` is what no type holds (costs the proxy reported, events rated before the split)."""
+    by_type = {name: int(row[8 + i]) for i, name in enumerate(TYPE_COSTS)}
     return {
         "key": key,
         "requests": int(row[1]),
@@ -51,10 +55,12 @@ def _totals_row(key: str, row: Sequence[Any]) -> dict[str, Any]:
         "output_tokens": int(row[3]),
         "tokens": int(sum(row[2:7])),
         "cost_nanos": int(row[7]),
+        **by_type,
+        "unsplit_cost_nanos": int(row[7]) - sum(by_type.values()),
     }
 
 
-_SUMMED = ("requests", "input_tokens", "output_tokens", "tokens", "cost_nanos")
+_SUMMED = ("requests", "input_tokens", "output_tokens", "tokens", "cost_nanos", *TYPE_COSTS, "unsplit_cost_nanos")
 NO_KEY = "(no key)"
 
 

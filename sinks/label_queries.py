@@ -17,6 +17,7 @@ from datetime import datetime
 from schemas.allocation_tags import TAG_KEY_PATTERN
 from sinks.queries import TOTALS, Narrow, Query, narrowed
 from sinks.schema import validate_database
+from sinks.tables import TYPE_COSTS
 
 __all__ = ["API_KEY", "TAG_PREFIX", "check_label", "spend_by_label"]
 
@@ -26,7 +27,8 @@ _TAG_KEY = re.compile(TAG_KEY_PATTERN)
 _RAW_TOTALS = (
     "count() AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
     "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos"
+    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos, "
+    + ", ".join(f"sum(cost_by_type_nanos[{i}]) AS {c}" for i, c in enumerate(TYPE_COSTS, 1))
 )
 
 

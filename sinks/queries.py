@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sinks.schema import DIMENSIONS, validate_database
-from sinks.tables import UsageRow
+from sinks.tables import TYPE_COSTS, UsageRow
 
 __all__ = [
     "TOTALS",
@@ -76,8 +76,10 @@ def _rollup(db: str, narrow: Narrow | None) -> str:
 TOTALS = (
     "sum(requests) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
     "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos"
+    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos, "
+    + ", ".join(f"sum({c}) AS {c}" for c in TYPE_COSTS)
 )
+"""Requests, the five token counts, the cost, then the cost of each token type (:data:`TYPE_COSTS`)."""
 _GRANULARITY = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}  # each returns a Date
 
 

@@ -15,6 +15,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, NamedTuple, TypeVar, get_type_hints
 
+from schemas.pricing import TOKEN_TYPES
+
 __all__ = [
     "ALERT_HISTORY",
     "ANOMALIES",
@@ -102,6 +104,8 @@ UInt16 = Annotated[int, "UInt16"]
 Real = Annotated[float, "Float64"]
 Millis = Annotated[datetime, "DateTime64(3, 'UTC')"]
 Seconds = Annotated[datetime, "DateTime('UTC')"]
+TypeCost = Annotated[int, "Int64 DEFAULT 0"]  # a rollup's cost of one token type, in nano-USD
+TYPE_COSTS = tuple(f"{kind}_cost_nanos" for kind in TOKEN_TYPES)  # in the order of cost_by_type_nanos
 
 DEDUP_WINDOW = "non_replicated_deduplication_window = 1000"  # a retried insert (same token) is dropped
 
@@ -177,6 +181,12 @@ class RollupRow(NamedTuple):
     cache_write_tokens: Count
     reasoning_tokens: Count
     cost_nanos: Nanos
+    # the cost by token type (rows rated before the split was kept, and costs a proxy reported, count in none):
+    input_cost_nanos: TypeCost
+    output_cost_nanos: TypeCost
+    cache_read_cost_nanos: TypeCost
+    cache_write_cost_nanos: TypeCost
+    reasoning_cost_nanos: TypeCost
 
 
 def _rollup(name: str) -> Table[RollupRow]:
@@ -187,6 +197,7 @@ def _rollup(name: str) -> Table[RollupRow]:
         partition_by="toYYYYMM(bucket)",
         order_by="org_id, bucket, department_id, user_id, feature, provider, model",
         settings=DEDUP_WINDOW,
+        added=TYPE_COSTS,
     )
 
 
@@ -214,6 +225,11 @@ class LabelRollupRow(NamedTuple):
     cache_write_tokens: Count
     reasoning_tokens: Count
     cost_nanos: Nanos
+    input_cost_nanos: TypeCost
+    output_cost_nanos: TypeCost
+    cache_read_cost_nanos: TypeCost
+    cache_write_cost_nanos: TypeCost
+    reasoning_cost_nanos: TypeCost
 
 
 USAGE_LABELS_HOURLY: Table[LabelRollupRow] = Table(

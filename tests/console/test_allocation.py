@@ -4,6 +4,10 @@ and the page group and narrow by them, each figure equal to a sum over ClickHous
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+
 import httpx
 
 from tests.console.conftest import Console
@@ -11,6 +15,13 @@ from tests.console.conftest import Console
 
 def api(console: Console, token: str) -> httpx.Client:
     return httpx.Client(base_url=console.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _eventually(check: Callable[[], bool], within_s: float = 10) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "the console did not read the change back in time"
+        time.sleep(0.1)
 
 
 def _costs(rows: list[dict[str, int | str]]) -> dict[str, int]:
@@ -43,6 +54,11 @@ def test_costs_by_project_customer_and_api_key_equal_sql(console: Console, token
     two_labels = finance.get("/api/v1/costs", params={"group": "tag:customer", "tag:project": "apollo"}).json()
     assert sum(_costs(two_labels["rows"]).values()) == projects["apollo"]
 
+    focus = finance.get("/api/v1/export/focus", params={"format": "jsonl", "limit": "200"}).text.split("\n")
+    tags = [json.loads(line)["Tags"] for line in focus if line]
+    tags = [json.loads(t) if isinstance(t, str) else t for t in tags]
+    assert tags and all(t["project"] in projects and "customer" in t for t in tags)  # as stored: (untagged) too
+
     download = finance.get("/billing/costs.csv", params={"group": "tag:project"})
     assert download.status_code == 200 and "breakdown-tag_project" in download.headers["content-disposition"]
     lines = download.text.strip().split("\r\n")[1:]
@@ -51,6 +67,36 @@ def test_costs_by_project_customer_and_api_key_equal_sql(console: Console, token
     assert page.status_code == 200
     assert 'name="tag:project"' in page.text and "<option selected>tag:project</option>" in page.text
     assert "/billing/costs?" in page.text and "tag%3Aproject=apollo" in page.text  # a project drills to its models
+
+
+def test_every_row_splits_its_cost_by_token_type_exactly(console: Console, tokens: dict[str, str]) -> None:
+    view = api(console, tokens["finance"]).get("/api/v1/costs", params={"group": "tag:project"}).json()
+    types = ("input", "output", "cache_read", "cache_write", "reasoning")
+    for row in view["rows"] + view["series"]:
+        parts = [row[f"{kind}_cost_nanos"] for kind in types]
+        assert sum(parts) + row["unsplit_cost_nanos"] == row["cost_nanos"], row
+        assert row["unsplit_cost_nanos"] == 0  # the catalogue priced every event of the workload
+    for i, kind in enumerate(types, 1):
+        in_sql = console.month_to_date_sum("acme", f"cost_by_type_nanos[{i}]")
+        assert sum(row[f"{kind}_cost_nanos"] for row in view["rows"]) == in_sql, kind
+    assert sum(row["input_cost_nanos"] for row in view["rows"]) > 0 and view["rows"][0]["output_cost_nanos"] > 0
+    page = console.signed_in("fiona").get("/billing/costs", params={"group": "tag:project"})
+    table = page.text.split('data-testid="token-types"', 1)[1].split("</table>", 1)[0]
+    assert "Cache read" in table and "Not split" in table and "apollo" in table
+    lines = api(console, tokens["finance"]).get("/billing/costs.csv", params={"group": "model"}).text.split("\r\n")
+    header = lines[0].split(",")
+    assert header[7:] == [
+        f"{name}_{unit}"
+        for name in (
+            "input_cost",
+            "output_cost",
+            "cache_read_cost",
+            "cache_write_cost",
+            "reasoning_cost",
+            "unsplit_cost",
+        )
+        for unit in ("usd", "nanos")
+    ]
 
 
 def test_a_manager_sees_their_departments_projects_and_undeclared_tags_are_refused(
@@ -70,3 +116,44 @@ def test_a_manager_sees_their_departments_projects_and_undeclared_tags_are_refus
         assert answer.status_code == 400 and answer.json()["error"]["field"] == field, answer.text
     globex = api(console, tokens["globex"]).get("/api/v1/costs", params={"group": "tag:project"})
     assert globex.status_code == 400 and "declared: none" in globex.json()["error"]["reason"]
+
+
+def test_owners_and_admins_edit_the_tags_with_versions_and_audit(console: Console, tokens: dict[str, str]) -> None:
+    viewer, finance, admin = (api(console, tokens[role]) for role in ("viewer", "finance", "admin"))
+    read = viewer.get("/api/v1/tags")
+    assert read.status_code == 200 and read.json()["tags"] == ["project", "customer"]
+    version = read.headers["ETag"]
+    wanted = {"tags": ["project", "customer", {"env": {"values": ["prod", "staging"], "missing": "prod"}}]}
+    assert finance.put("/api/v1/tags", json=wanted, headers={"If-Match": version}).status_code == 403
+    assert admin.put("/api/v1/tags", json=wanted).status_code == 428
+    for body, field in (
+        ({"tags": ["Project"]}, "tags"),
+        ({"tags": [{"env": {"values": ["a b"]}}]}, "tags.env.values"),
+        ({"tags": [], "colour": "red"}, "colour"),
+        ({"tags": [], "trust_request_tags": "yes"}, "trust_request_tags"),
+    ):
+        refused = admin.put("/api/v1/tags", json=body, headers={"If-Match": version})
+        assert refused.status_code == 400 and refused.json()["error"]["field"] == field, refused.text
+    saved = admin.put("/api/v1/tags", json=wanted, headers={"If-Match": version})
+    assert saved.status_code == 200 and saved.json()["tags"] == wanted["tags"]
+    assert admin.put("/api/v1/tags", json=wanted, headers={"If-Match": version}).status_code == 412  # stale
+    entry = next(
+        e for e in api(console, tokens["owner"]).get("/api/v1/audit").json()["items"] if e["action"] == "tags.save"
+    )
+    assert entry["actor"] == "token:olivia-admin"
+    assert entry["before"]["tags"] == ["project", "customer"] and entry["after"]["tags"] == wanted["tags"]
+    # the filters offer the new tag (once the console has read the config back), and the form round-trips it
+    _eventually(lambda: finance.get("/api/v1/costs", params={"group": "tag:env"}).status_code == 200)
+    client = console.signed_in("adam")
+    page = client.get("/billing/budgets")
+    assert "env: prod, staging; missing prod" in page.text
+    form = {"csrf": console.csrf(client), "version": saved.headers["ETag"], "tags": "project\nenv: prod; maybe prod"}
+    refused_page = client.post("/billing/budgets/tags", data=form)
+    assert (
+        refused_page.status_code == 400
+        and "after &#39;;&#39; write &#39;missing &lt;value&gt;&#39;" in refused_page.text
+    )
+    form["tags"] = "project\ncustomer"
+    assert client.post("/billing/budgets/tags", data=form).status_code == 303
+    _eventually(lambda: viewer.get("/api/v1/tags").json()["tags"] == ["project", "customer"])  # as other tests expect
+    assert "project, customer" in console.signed_in("victor").get("/billing/budgets").text
