@@ -104,6 +104,9 @@ class OrgConfig:
             raise BudgetError("min_estimate_nanos", "an int of nano-USD between 0 and 10^15")
         if len(self.tags) > MAX_TAGS:
             raise BudgetError("tags", f"at most {MAX_TAGS} tags")
+        by = self.chargeback.by if self.chargeback else "department"
+        if by != "department" and self.tag(by) is None:
+            raise BudgetError("chargeback.by", f"{by!r} is not one of the org's allocation tags")
         _zone(self.timezone)
 
     def tag(self, key: str) -> TagRule | None:

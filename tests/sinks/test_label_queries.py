@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -97,3 +97,28 @@ def test_narrowed_to_a_tag_value_every_view_reads_its_events(store: UsageStore) 
     by_customer = _costs(store, spend_by_label(db, "tag:customer", "acme", START, END, k1))
     assert by_customer == _sums(store, "tags['customer']", "api_key_id = 'k1'")
     assert "" in by_customer  # events stored before the declaration have no value in the raw events
+
+
+def test_a_project_chargeback_reads_every_nano_usd_of_the_month(store: UsageStore) -> None:
+    from reports.chargeback import chargeback_report
+    from reports.data import chargeback_data
+    from schemas.budgets import OrgConfig
+    from schemas.config_records import ConfigState
+    from schemas.cost_allocation import parse_chargeback
+
+    state = ConfigState()
+    state.orgs["acme"] = OrgConfig("acme", tags=RULES, chargeback=parse_chargeback({"by": "project"}, "c"))
+    data = chargeback_data(store, state, "acme", date(2026, 11, 1), datetime(2026, 12, 1, tzinfo=UTC))
+    tagged = _sums(store, "tags['project']")
+    assert data.spend.pop("") == (  # untagged, and stored before the declaration (no tag at all)
+        int(
+            store.query(
+                f"SELECT count() FROM {store.database}.usage_events WHERE tags['project'] IN ('', '(untagged)')"
+            )[0][0]
+        ),
+        tagged.pop("") + tagged.pop(UNTAGGED),
+    )
+    assert {k: cost for k, (_, cost) in data.spend.items()} == tagged
+    data = chargeback_data(store, state, "acme", date(2026, 11, 1), datetime(2026, 12, 1, tzinfo=UTC))
+    charged = sum(int(row[5]) for row in chargeback_report(data).tables[0].rows)
+    assert charged == _sums(store, "org_id")["acme"]
