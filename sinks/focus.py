@@ -130,9 +130,7 @@ COLUMNS: tuple[FocusColumn, ...] = (
     FocusColumn(
         "Tags",
         "JSON",
-        # the event's metadata, each declared allocation tag as stored (its value or its missing value), and ids
-        "toJSONString(mapConcat(mapUpdate(mapFilter((k, v) -> NOT startsWith(k, 'spendstream/'), metadata), "
-        "CAST(tags, 'Map(String, String)')), "
+        "toJSONString(mapConcat(mapFilter((k, v) -> NOT startsWith(k, 'spendstream/'), metadata), "
         "mapFilter((k, v) -> v != '', map('spendstream/department', department_id, 'spendstream/user', user_id, "
         "'spendstream/feature', feature, 'spendstream/api-key', api_key_id))))",
     ),

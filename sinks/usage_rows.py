@@ -28,9 +28,8 @@ def usage_row(
     offset: int,
     list_nanos: int | None = None,
     split: CostSplit | None = None,
-    tags: dict[str, str] | None = None,
 ) -> UsageRow:
-    """The row of an applied event, with its rating's detail when there is one and its org's declared tags."""
+    """The row of an applied event, with its rating's detail when there is one."""
     return UsageRow(
         event.event_id,
         event.occurred_at,
@@ -57,7 +56,6 @@ def usage_row(
         list(split.cost_nanos) if split else [],
         [price.quantize(_PRICE_PLACES) for price in split.unit_prices] if split else [],
         split.discount.quantize(_DISCOUNT_PLACES) if split else Decimal(0),
-        tags or {},
         partition,
         offset,
     )
@@ -71,7 +69,6 @@ _DIGEST_SKIPS = {  # not what the producer said
     "cost_by_type_nanos",
     "usd_per_token",
     "discount",
-    "tags",  # the org's declarations when it was stored, not the event's
     "kafka_partition",
     "kafka_offset",
 }

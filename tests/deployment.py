@@ -41,7 +41,6 @@ SCOPE_FIELDS = (
     ("feature", "feature"),
     ("model", "model"),
     ("provider", "provider"),
-    ("apikey", "api_key_id"),
 )
 
 
