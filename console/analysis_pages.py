@@ -35,6 +35,7 @@ COST_COLUMNS = (
     Column("output_tokens", "Output tokens", Kind.INT),
     Column("tokens", "All tokens", Kind.INT),
     Column("cost", "Cost", Kind.USD),
+    *(Column(field.removesuffix("_nanos"), f"Cost of {name}", Kind.USD) for field, name in charts.TYPE_NAMES.items()),
 )
 
 
@@ -46,7 +47,11 @@ class AnalysisPages:
     def _filter(self, request: Request, principal: Principal) -> CostFilter:
         org = self.web.reader.org(principal)
         today = datetime.now(ZoneInfo(org.timezone)).date()
-        return parse_filter(dict(request.query_params), org.timezone, today)
+        return parse_filter(dict(request.query_params), org.timezone, today, self._tags(principal))
+
+    def _tags(self, principal: Principal) -> list[str]:
+        """The org's declared allocation tags: what a view may be grouped and narrowed by, besides the columns."""
+        return [rule.key for rule in self.web.reader.org(principal).tags]
 
     async def costs_page(
         self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
@@ -54,9 +59,18 @@ class AnalysisPages:
         view = await run_in_threadpool(self.analyst.costs, principal, self._filter(request, principal))
         specs = {
             "series": charts.cost_series(view.series, view.filter.granularity),
-            "breakdown": charts.breakdown(view.rows, view.filter.group),
+            "breakdown": charts.type_breakdown(view.rows, view.filter.group),
         }
-        context = {"v": view, "f": view.filter, "groups": list(GROUPS), "specs": specs}
+        tags = self._tags(principal)
+        groups = [*GROUPS, *(f"tag:{key}" for key in tags)]
+        context = {
+            "v": view,
+            "f": view.filter,
+            "groups": groups,
+            "tags": tags,
+            "specs": specs,
+            "type_names": charts.TYPE_NAMES,
+        }
         return self.web.render(request, "costs.html", principal, session, context)
 
     async def costs_csv(
@@ -69,11 +83,15 @@ class AnalysisPages:
         rows = view.series if table == "series" else view.rows
         f = view.filter
         # the file name comes from a fixed set of words and checked values, never from the request's text
-        what = f.group if table == "breakdown" else f.granularity
+        what = _file_part(f.group) if table == "breakdown" else f.granularity  # tag:project: no ":" in a name
         name = f"spendstream-{_file_part(principal.org_id)}-{table}-{what}"
         cells = [
-            (r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["tokens"], r["cost_nanos"]) for r in rows
-        ]
+            (
+                r["key"], r["requests"], r["input_tokens"], r["output_tokens"], r["tokens"], r["cost_nanos"],
+                *(r[field] for field in charts.TYPE_NAMES),
+            )
+            for r in rows
+        ]  # fmt: skip
         bom = request.query_params.get("bom") == "1"
         return Response(
             "".join(csv_lines(COST_COLUMNS, cells, bom)),
@@ -91,9 +109,8 @@ class AnalysisPages:
             "trend": charts.weekly_trend(view.trend),
             "adoption": charts.adoption(view.adoption),
         }
-        return self.web.render(
-            request, "patterns.html", principal, session, {"v": view, "f": view.filter, "specs": specs}
-        )
+        context = {"v": view, "f": view.filter, "tags": self._tags(principal), "specs": specs}
+        return self.web.render(request, "patterns.html", principal, session, context)
 
     async def forecasts_page(
         self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]

@@ -14,7 +14,10 @@ from typing import Any
 from console.readmodels import Reader
 from console.roles import Principal
 from reports.filters import CostFilter
+from schemas.allocation_tags import UNTAGGED
 from sinks import queries
+from sinks.label_queries import API_KEY
+from sinks.tables import TYPE_COSTS
 
 __all__ = ["Analyst", "CostView", "PatternView"]
 
@@ -42,6 +45,9 @@ class PatternView:
 
 
 def _totals_row(key: str, row: Sequence[Any]) -> dict[str, Any]:
+    """A group's or a period's totals (a row of :data:`sinks.queries.TOTALS`), its cost split by token type;
+    ``unsplit_cost_nanos`` is what no type holds (costs the proxy reported, events rated before the split)."""
+    by_type = {name: int(row[8 + i]) for i, name in enumerate(TYPE_COSTS)}
     return {
         "key": key,
         "requests": int(row[1]),
@@ -49,7 +55,23 @@ def _totals_row(key: str, row: Sequence[Any]) -> dict[str, Any]:
         "output_tokens": int(row[3]),
         "tokens": int(sum(row[2:7])),
         "cost_nanos": int(row[7]),
+        **by_type,
+        "unsplit_cost_nanos": int(row[7]) - sum(by_type.values()),
     }
+
+
+_SUMMED = ("requests", "input_tokens", "output_tokens", "tokens", "cost_nanos", *TYPE_COSTS, "unsplit_cost_nanos")
+NO_KEY = "(no key)"
+
+
+def _unlabelled(rows: list[dict[str, Any]], series: list[dict[str, Any]], missing: str) -> list[dict[str, Any]]:
+    """Rows by label, with spend that has no value (no API key; stored before the tag was declared, so not in
+    the label rollup) under ``missing``: the rows then add up to the same total as any other grouping."""
+    kept = [row for row in rows if row["key"] not in ("", missing)]
+    rest = {name: sum(r[name] for r in series) - sum(r[name] for r in kept) for name in _SUMMED}
+    if any(rest.values()):
+        kept.append({"key": missing, **rest})
+    return sorted(kept, key=lambda row: (-row["cost_nanos"], row["key"]))
 
 
 class Analyst:
@@ -71,12 +93,14 @@ class Analyst:
         view = CostView(f)
         rows = self.reader.all_at_once(
             {
-                "rows": queries.spend_by(self.db, f.column, org, f.start, f.end, f.narrow()),
+                "rows": f.spend(self.db, org),
                 "series": queries.series(self.db, org, f.granularity, f.start, f.end, f.timezone, f.narrow()),
             }
         )
         view.rows = [_totals_row(str(row[0]), row) for row in rows["rows"]]
         view.series = [_totals_row(row[0].isoformat(), row) for row in rows["series"]]
+        if f.by_label:
+            view.rows = _unlabelled(view.rows, view.series, NO_KEY if f.group == API_KEY else UNTAGGED)
         view.total_nanos = sum(r["cost_nanos"] for r in view.rows)
         view.requests = sum(r["requests"] for r in view.rows)
         view.tokens = sum(r["tokens"] for r in view.rows)

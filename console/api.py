@@ -16,6 +16,7 @@ from console.budget_edit import budget_view, missing_for_replace, patched, versi
 from console.channel_edit import channel_view
 from console.openapi import openapi_document
 from console.roles import Principal, Right
+from console.tag_settings import TagSettings
 from console.web import Web, error_response, json_response
 from schemas.params import whole_number
 
@@ -25,6 +26,18 @@ __all__ = ["Api"]
 class Api:
     def __init__(self, web: Web) -> None:
         self.web = web
+        self.tags = TagSettings(web.reader, web.access)
+
+    async def api_tags(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
+        """The org's allocation tags: GET for anyone who reads the org, PUT (If-Match) for owners and admins."""
+        if request.method == "GET":
+            view = await run_in_threadpool(self.tags.view, principal)
+            return json_response(view, headers={"ETag": view["version"]})
+        if_match = request.headers.get("if-match")
+        if if_match is None:
+            return error_response(428, "If-Match", "send the tags' version (their ETag) to change them")
+        view = await run_in_threadpool(self.tags.save, principal, body, if_match)
+        return json_response(view, headers={"ETag": view["version"]})
 
     async def api_overview(self, request: Request, principal: Principal, body: dict[str, Any]) -> Response:
         overview = await run_in_threadpool(self.web.reader.overview, principal, request.query_params.get("department"))

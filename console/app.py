@@ -48,6 +48,7 @@ def create_app(
         Route("/billing/budgets", web.page(pages.budgets_save), methods=["POST"]),
         Route("/billing/budgets/channels", web.page(pages.channels_save), methods=["POST"]),
         Route("/billing/budgets/delete", web.page(pages.budgets_delete), methods=["POST"]),
+        Route("/billing/budgets/tags", web.page(pages.tags_save), methods=["POST"]),
         Route("/billing/costs", web.page(analysis.costs_page)),
         Route("/billing/costs.csv", web.page(analysis.costs_csv)),
         Route("/billing/patterns", web.page(analysis.patterns_page)),
@@ -78,6 +79,7 @@ def create_app(
         Route("/api/v1/reports/templates/{name}", web.api(report_api.template), methods=["GET", "PUT", "DELETE"]),
         Route("/api/v1/reports/templates/{name}/run", web.api(report_api.run), methods=["POST"]),
         Route("/api/v1/chargeback", web.api(report_api.chargeback), methods=["GET", "PUT"]),
+        Route("/api/v1/tags", web.api(api.api_tags), methods=["GET", "PUT"]),
         Route("/api/v1/alerts", web.api(api.api_alerts)),
         Route("/api/v1/audit", web.api(api.api_audit)),
     ]

@@ -41,13 +41,20 @@ _CHANNEL = {
         "rate_per_minute": {"type": "integer", "minimum": 1, "maximum": 10000},
     },
 }
+GROUP = {
+    "type": "string",
+    "pattern": "^(provider|model|feature|department|user|api_key|tag:[a-z][a-z0-9_]{0,31})$",
+    "description": "a column, api_key, or tag:<key> of a tag the org declared; narrow with tag:<key>=<value>",
+}
 _FILTERS = [
     {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
     {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
     {"name": "granularity", "in": "query", "schema": {"enum": ["day", "week", "month"]}},
-    {"name": "group", "in": "query", "schema": {"enum": ["provider", "model", "feature", "department", "user"]}},
+    {"name": "group", "in": "query", "schema": GROUP},
     *({"name": name, "in": "query", "schema": {"type": "string"}} for name in NARROWING),
+    {"name": "api_key", "in": "query", "schema": {"type": "string"}, "description": "only this API key's spend"},
 ]
+"""Besides these, ``tag:<key>=<value>`` narrows to one value of a declared tag (one API key or tag value at once)."""
 
 
 def openapi_document() -> dict[str, Any]:
@@ -190,7 +197,7 @@ def openapi_document() -> dict[str, Any]:
                                         "format": {"enum": [f.value for f in Format]},
                                         "from": {"type": "string", "description": "custom: the first day, YYYY-MM-DD"},
                                         "to": {"type": "string", "description": "custom: the last day, included"},
-                                        "group": {"enum": ["provider", "model", "feature", "department", "user"]},
+                                        "group": GROUP,
                                         "granularity": {"enum": ["day", "week", "month"]},
                                         **{
                                             name: {"type": "string", "description": f"custom: only this {name}"}

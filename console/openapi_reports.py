@@ -1,5 +1,5 @@
-"""The admin API's OpenAPI paths of what finance edits beside the reports: saved report templates and
-the chargeback rule (:mod:`console.report_api`)."""
+"""The admin API's OpenAPI paths of the org's settings beside budgets and channels: saved report templates
+and the chargeback rule (:mod:`console.report_api`), and the allocation tags (:mod:`console.tag_settings`)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ _CHARGEBACK = {
 }
 
 
+_TAGS = {
+    "type": "object",
+    "properties": {
+        "tags": {
+            "type": "array",
+            "maxItems": 8,
+            "items": {"description": "a key (a-z 0-9 _), or {key: {values: [...], missing: value}}"},
+        },
+        "trust_request_tags": {"type": "boolean"},
+        "version": {"type": "string", "readOnly": True},
+    },
+}
+
+
 def settings_paths(if_match: dict[str, Any]) -> dict[str, Any]:
     """Saved report templates and the chargeback rule (owners, admins and finance)."""
     body = {"required": True, "content": {"application/json": {"schema": _TEMPLATE}}}
@@ -90,6 +104,18 @@ def settings_paths(if_match: dict[str, Any]) -> dict[str, Any]:
                 "parameters": [name],
                 "responses": {"202": ok("the template", _TEMPLATE), **errors(401, 403, 404)},
             }
+        },
+        "/api/v1/tags": {
+            "get": {
+                "summary": "the org's allocation tags (metadata keys its spend is grouped and charged by)",
+                "responses": {"200": ok("the tags", _TAGS), **errors(401, 403)},
+            },
+            "put": {
+                "summary": "replace the allocation tags (owners and admins); If-Match: the version read",
+                "parameters": [if_match],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _TAGS}}},
+                "responses": {"200": ok("the tags", _TAGS), **errors(400, 401, 403, 412, 428)},
+            },
         },
         "/api/v1/chargeback": {
             "get": {

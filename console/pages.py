@@ -18,6 +18,7 @@ from console.budget_edit import budget_view
 from console.channel_edit import channel_view
 from console.credentials import new_secret, same
 from console.roles import Principal, Right, Role
+from console.tag_settings import TagSettings, tags_from_form, tags_text, tags_version
 from console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Web
 from reports import charts
 from schemas.budgets import Period, ScopeKind
@@ -31,6 +32,7 @@ NOTICES = {
     "channel-saved": "Saved the alert channel.",
     "channel-deleted": "Deleted the alert channel.",
     "routing-saved": "Saved the org's alert routing.",
+    "tags-saved": "Saved the allocation tags: events stored from now on carry them.",
 }
 
 
@@ -165,6 +167,7 @@ class Pages:
         state = self.web.reader.config.state()
         channels = sorted(name for org, name in state.channels if org == principal.org_id)
         routing = state.routing.get(principal.org_id)
+        org = self.web.reader.org(principal)
         may_edit = principal.can(Right.EDIT_BUDGETS) or principal.can(Right.EDIT_USER_BUDGETS)
         context = {
             "notice": _notice(request.query_params, {b.key for b in budgets}),
@@ -183,6 +186,8 @@ class Pages:
             "routable": ("default", *ROUTABLE_KINDS),
             "may_edit": may_edit,
             "may_edit_channels": principal.can(Right.EDIT_CHANNELS),
+            "tags": {"text": tags_text(org.tags), "trust": org.trust_request_tags, "version": tags_version(org)},
+            "may_edit_tags": principal.can(Right.EDIT_BUDGETS),
             **extra,
         }
         return self.web.render(request, "budgets.html", principal, session, context, status)
@@ -230,6 +235,19 @@ class Pages:
                 request, principal, session, {}, None, {key: exc, "channel_values": form}, exc.status
             )
         return RedirectResponse(f"/billing/budgets?done={done}#channels-h", 303)
+
+    async def tags_save(
+        self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]
+    ) -> Response:
+        """Save the org's allocation tags from Budget Settings."""
+        settings = TagSettings(self.web.reader, self.web.access)
+        try:
+            data = tags_from_form(form)
+            await run_in_threadpool(settings.save, principal, data, str(form.get("version", "")) or None)
+        except SpendstreamError as exc:
+            extra = {"tags_error": exc, "tags_values": form}
+            return await self._budgets(request, principal, session, {}, None, extra, exc.status)
+        return RedirectResponse("/billing/budgets?done=tags-saved#tags-h", 303)
 
     async def budgets_delete(
         self, request: Request, principal: Principal, session: Session | None, form: Mapping[str, Any]

@@ -58,8 +58,9 @@ def build_report(
     if coverage is Coverage.MONTH:
         read, build = BUILDERS[kind]
         return build(read(store, state, org_id, parse_month(params.get("month"), today), now))
-    timezone = state.orgs.get(org_id, OrgConfig(org_id)).timezone
-    return custom_report(custom_data(store, org_id, parse_filter(params, timezone, today), now))
+    org = state.orgs.get(org_id, OrgConfig(org_id))
+    f = parse_filter(params, org.timezone, today, [rule.key for rule in org.tags])
+    return custom_report(custom_data(store, org_id, f, now))
 
 
 def template_params(template: ReportTemplate, day: date) -> dict[str, str]:

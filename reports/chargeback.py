@@ -11,7 +11,7 @@ from datetime import date, datetime
 from reports.model import Column, Figure, Kind, Report, Section, Table
 from schemas.cost_allocation import Chargeback, allocate
 
-__all__ = ["NO_CENTRE", "UNSHARED", "ChargebackData", "chargeback_report"]
+__all__ = ["NO_CENTRE", "UNOWNED", "UNSHARED", "ChargebackData", "chargeback_report"]
 
 UNOWNED = ""  # the department of spend that names none
 NO_CENTRE = "(no cost centre)"  # shown for a department with no code and no default; the journal refuses it
@@ -28,16 +28,26 @@ class ChargebackData:
     rule: Chargeback
     spend: dict[str, tuple[int, int]] = field(default_factory=dict)  # department -> (requests, cost nano-USD)
 
+    @property
+    def owner(self) -> str:
+        """What is charged: "department", or the tag the org charges by ("project")."""
+        return self.rule.by
+
+
+def _unshared(owner: str) -> str:
+    return UNSHARED if owner == "department" else f"(no {owner})"
+
 
 def chargeback_report(data: ChargebackData) -> Report:
     owned = {d: cost for d, (_, cost) in data.spend.items() if d != UNOWNED}
     unowned = data.spend.get(UNOWNED, (0, 0))[1]
+    owner = data.owner
     if data.rule.shares:
         weights = dict(data.rule.shares)
         basis = "the org's fixed shares"
     else:
         weights = owned
-        basis = "each department's own spend this month"
+        basis = f"each {owner}'s own spend this month"
     shared = allocate(unowned, weights)
     unshared = unowned - sum(shared.values())  # all of it when there is nothing to share it by
     departments = sorted(set(owned) | {d for d, v in shared.items() if v})
@@ -48,10 +58,10 @@ def chargeback_report(data: ChargebackData) -> Report:
         rows.append((department, data.rule.code(department) or NO_CENTRE, requests, own, part, own + part))
     if unshared:
         requests = data.spend.get(UNOWNED, (0, 0))[0]
-        rows.append((UNSHARED, data.rule.unallocated_cost_centre, requests, unshared, 0, unshared))
-        basis = f"nothing: no department had spend, so it is charged to {data.rule.unallocated_cost_centre}"
+        rows.append((_unshared(owner), data.rule.unallocated_cost_centre, requests, unshared, 0, unshared))
+        basis = f"nothing: no {owner} had spend, so it is charged to {data.rule.unallocated_cost_centre}"
     columns = (
-        Column("department", "Department"),
+        Column("department", owner.capitalize()),
         Column("cost_centre", "Cost centre"),
         Column("requests", "Requests", Kind.INT, total=True),
         Column("direct", "Direct spend", Kind.USD, total=True),
@@ -66,18 +76,18 @@ def chargeback_report(data: ChargebackData) -> Report:
         "allocation",
         "How the unallocated spend was shared",
         (
-            Column("department", "Department"),
+            Column("department", owner.capitalize()),
             Column("weight", "Share", Kind.PCT),
             Column("amount", "Allocated", Kind.USD, total=True),
         ),
         allocation,
-        f"Spend with no department: shared by {basis} ({data.rule.rule})"
+        f"Spend with no {owner}: shared by {basis} ({data.rule.rule})"
         + ("." if unshared else "; every nano-USD is allocated."),
     )
     total = sum(owned.values()) + unowned
     return Report(
         "chargeback",
-        "Department chargeback",
+        f"{owner.capitalize()} chargeback",
         data.org_id,
         data.month,
         data.last,
@@ -85,13 +95,13 @@ def chargeback_report(data: ChargebackData) -> Report:
         data.generated_at,
         (
             Figure("Charged this month", total),
-            Figure("Spend with no department", unowned, Kind.USD, f"shared {data.rule.rule}"),
+            Figure(f"Spend with no {owner}", unowned, Kind.USD, f"shared {data.rule.rule}"),
         ),
         (
             Section(
                 "Charges",
-                text="What each department is charged: its own spend and its share of the rest.",
-                tables=(Table("charges", "Charges by department", columns, rows),),
+                text=f"What each {owner} is charged: its own spend and its share of the rest.",
+                tables=(Table("charges", f"Charges by {owner}", columns, rows),),
             ),
             Section("Allocation", tables=(allocation_table,)),
         ),

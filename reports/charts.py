@@ -178,6 +178,38 @@ def breakdown(rows: Sequence[dict[str, Any]], group: str, top: int = 15) -> Spec
     return spec
 
 
+TYPE_NAMES = {
+    "input_cost_nanos": "input",
+    "output_cost_nanos": "output",
+    "cache_read_cost_nanos": "cache read",
+    "cache_write_cost_nanos": "cache write",
+    "reasoning_cost_nanos": "reasoning",
+    "unsplit_cost_nanos": "not split",
+}
+"""The parts of a cost by token type, as the legend names them (``not split``: a cost the proxy reported)."""
+
+
+def type_breakdown(rows: Sequence[dict[str, Any]], group: str, top: int = 15) -> Spec:
+    """The costliest values of a group as horizontal bars stacked by token type."""
+    values = [
+        {"key": r["key"] or "(none)", "type": name, "usd": r[field] * _USD}
+        for r in rows[:top]
+        for field, name in TYPE_NAMES.items()
+        if r.get(field)
+    ]
+    title = f"Cost by {group} and token type (USD)"
+    spec = _base(title, values, f"Horizontal bars of the cost of the top {top} by {group}, stacked by token type")
+    spec["height"] = max(60, 24 * len(rows[:top]))
+    spec["mark"] = {"type": "bar", "tooltip": True}
+    spec["encoding"] = {
+        "y": {"field": "key", "type": "nominal", "sort": "-x", "title": None},
+        "x": {"field": "usd", "type": "quantitative", "title": "USD", "axis": {"format": "$,.2f"}, "stack": True},
+        "color": {"field": "type", "type": "nominal", "sort": list(TYPE_NAMES.values()), "title": "token type"},
+        "order": {"field": "type", "sort": "ascending"},
+    }
+    return spec
+
+
 def heatmap(cells: Sequence[dict[str, Any]]) -> Spec:
     """Requests by weekday and hour of day (the org's time zone): peak hours."""
     weekdays = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]

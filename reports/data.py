@@ -9,16 +9,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from reports.chargeback import ChargebackData
+from reports.chargeback import UNOWNED, ChargebackData
 from reports.custom import CustomData
 from reports.feature_roi import FeatureData, FeatureUsage
 from reports.filters import CostFilter
 from reports.model_value import ModelStats, ModelValueData
 from reports.monthly import BudgetActual, MonthlyData
+from schemas.allocation_tags import UNTAGGED
 from schemas.budgets import Budget, OrgConfig, Period
 from schemas.config_records import ConfigState
 from schemas.cost_allocation import Chargeback
 from sinks import queries, report_queries
+from sinks.label_queries import spend_by_label
 from sinks.queries import ClickHouseReader
 
 __all__ = [
@@ -123,7 +125,7 @@ def _actual(store: ClickHouseReader, budget: Budget, start: datetime, end: datet
 def custom_data(store: ClickHouseReader, org_id: str, f: CostFilter, now: datetime) -> CustomData:
     db = store.database
     data = CustomData(org_id, f, now)
-    for row in store.query(*queries.spend_by(db, f.column, org_id, f.start, f.end, f.narrow())):
+    for row in store.query(*f.spend(db, org_id)):
         data.rows.append((str(row[0]), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))
     for row in store.query(*queries.series(db, org_id, f.granularity, f.start, f.end, f.timezone, f.narrow())):
         data.series.append((row[0].isoformat(), int(row[1]), int(row[2]), int(row[3]), int(sum(row[2:7])), int(row[7])))
@@ -137,8 +139,21 @@ def chargeback_data(
     start, end = month_bounds(month, org.timezone)
     last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(org.timezone)).date()
     data = ChargebackData(org_id, month, last, org.timezone, now, org.chargeback or Chargeback())
-    for row in store.query(*queries.spend_by(store.database, "department_id", org_id, start, end)):
-        data.spend[str(row[0])] = (int(row[1]), int(row[7]))
+    if data.owner == "department":
+        for row in store.query(*queries.spend_by(store.database, "department_id", org_id, start, end)):
+            data.spend[str(row[0])] = (int(row[1]), int(row[7]))
+        return data
+    # by a tag: its values own their spend; spend it left untagged, or stored before it was declared (so
+    # not under the tag in the label rollup: the org's total less the tagged), is what is shared out
+    total_requests = total_cost = 0
+    for row in store.query(*queries.spend_by(store.database, "org_id", org_id, start, end)):
+        total_requests, total_cost = int(row[1]), int(row[7])
+    for row in store.query(*spend_by_label(store.database, f"tag:{data.owner}", org_id, start, end)):
+        if str(row[0]) not in (UNTAGGED, UNOWNED):
+            data.spend[str(row[0])] = (int(row[1]), int(row[7]))
+    requests, cost = (sum(values) for values in zip(*data.spend.values(), strict=True)) if data.spend else (0, 0)
+    if total_cost - cost or total_requests - requests:
+        data.spend[UNOWNED] = (total_requests - requests, total_cost - cost)
     return data
 
 

@@ -1,4 +1,5 @@
-"""A general-ledger journal of the month's chargeback (pure): one debit line per department to the
+"""A general-ledger journal of the month's chargeback (pure): one debit line per department (or tag value,
+when the org charges by a tag) to the
 expense account, under its cost centre, and one credit line of the total to the accrual account; in
 cents, as accounting systems import them, rounded so that the lines still balance and add up to the
 month's spend rounded once (the nano-USD that rounding moves go to the largest remainders). A charge with no
@@ -31,7 +32,7 @@ def ledger_report(data: ChargebackData) -> Report:
         if centre == NO_CENTRE and charged[department]:
             raise ReportError(
                 "chargeback.cost_centres",
-                f"department {department!r} has no cost centre, and the org sets no default_cost_centre",
+                f"{data.owner} {department!r} has no cost centre, and the org sets no default_cost_centre",
             )
     total = sum(charged.values())
     total_cents = _cents(total)
@@ -40,7 +41,7 @@ def ledger_report(data: ChargebackData) -> Report:
     period = f"{data.month:%Y-%m}"
     reference = f"spendstream-{data.org_id}-{period}"
     rule = data.rule
-    memo = f"AI usage {period}"
+    memo = f"AI usage {period}" + ("" if data.owner == "department" else f" by {data.owner}")
     lines: list[tuple[Cell, ...]] = [
         (data.last, reference, rule.expense_account, centres[d], debits[d] * 10**7, None, "USD", f"{memo}: {d}")
         for d in sorted(debits)

@@ -7,6 +7,8 @@ orgs:
     min_estimate: "0.000001"         # USD; the smallest reservation (default 1,000 nano-USD)
     unpriced_models: deny            # deny (a model without a price is refused under a hard cap) | allow
     notify_closed_periods: false     # true: also send stage alerts of periods that had ended (a backfill)
+    tags: [project, {customer: {missing: internal}}]  # allocation tags: metadata keys spend is grouped by
+    trust_request_tags: false        # true: a request's own metadata may name a capped tag value
 budgets:
   - org: acme
     scope: department                # org | department | user | feature | model | provider | apikey
@@ -37,6 +39,7 @@ from typing import Any
 
 import yaml
 
+from schemas.allocation_tags import TagError, parse_tag_rules
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.cost_allocation import ChargebackError, parse_chargeback
@@ -140,6 +143,8 @@ _ORG_KEYS = {
     "unpriced_models",
     "chargeback",
     "notify_closed_periods",
+    "tags",
+    "trust_request_tags",
 }
 
 
@@ -169,10 +174,17 @@ def _org(org_id: str, spec: Any) -> OrgConfig:
         except ChargebackError as exc:
             raise BudgetFileError(exc.field, exc.reason) from None
     late = spec.get("notify_closed_periods", False)
-    if not isinstance(late, bool):
-        raise BudgetFileError(f"{where}.notify_closed_periods", "true or false")
+    trust = spec.get("trust_request_tags", False)
+    for name, flag in (("notify_closed_periods", late), ("trust_request_tags", trust)):
+        if not isinstance(flag, bool):
+            raise BudgetFileError(f"{where}.{name}", "true or false")
     try:
-        return OrgConfig(org_id, str(spec.get("timezone", "UTC")), policy, floor, unpriced, chargeback, late)
+        tags = parse_tag_rules(spec.get("tags"), f"{where}.tags")
+    except TagError as exc:
+        raise BudgetFileError(exc.field, exc.reason) from None
+    try:
+        zone = str(spec.get("timezone", "UTC"))
+        return OrgConfig(org_id, zone, policy, floor, unpriced, chargeback, late, tags, trust)
     except BudgetError as exc:
         raise BudgetFileError(where, str(exc)) from None
 

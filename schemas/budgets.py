@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from schemas.allocation_tags import MAX_TAGS, TagRule
 from schemas.cost_allocation import Chargeback
 from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN
@@ -88,6 +89,8 @@ class OrgConfig:
     unpriced_models: str = "deny"  # deny: refused under a hard cap (the default) | allow: reserved at the floor
     chargeback: Chargeback | None = None  # cost centres and the rule for spend no department owns
     notify_closed_periods: bool = False  # send stage alerts of periods that ended before their events arrived
+    tags: tuple[TagRule, ...] = ()  # the metadata keys spend is allocated by (schemas.allocation_tags)
+    trust_request_tags: bool = False  # whether a request's own metadata may name a capped tag value
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.org_id):
@@ -99,7 +102,15 @@ class OrgConfig:
         amount = self.min_estimate_nanos
         if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 10**15:
             raise BudgetError("min_estimate_nanos", "an int of nano-USD between 0 and 10^15")
+        if len(self.tags) > MAX_TAGS:
+            raise BudgetError("tags", f"at most {MAX_TAGS} tags")
+        by = self.chargeback.by if self.chargeback else "department"
+        if by != "department" and self.tag(by) is None:
+            raise BudgetError("chargeback.by", f"{by!r} is not one of the org's allocation tags")
         _zone(self.timezone)
+
+    def tag(self, key: str) -> TagRule | None:
+        return next((rule for rule in self.tags if rule.key == key), None)
 
     def settings(self) -> dict[str, str]:
         """The org's settings as the cap client reads them from Redis."""

@@ -3,7 +3,8 @@
 Keys and values (JSON), the latest value of a key wins; a null value deletes:
 
 * ``org/<org>`` -> ``{"timezone": ..., "on_redis_unavailable": "closed"|"open", "min_estimate_nanos": ...,
-  "unpriced_models": "deny"|"allow"}``
+  "unpriced_models": "deny"|"allow", "tags": [...], "trust_request_tags": bool}`` (with the chargeback rule and
+  ``notify_closed_periods`` when set)
 * ``budget/<org>/<scope>/<id>/<period>`` -> ``{"limit_nanos": ..., "mode": ..., "stages": [...], "alerts": {...}}``
 * ``channel/<org>/<name>`` -> a channel as written in the budgets file (secrets as ``env:NAME``)
 * ``routing/<org>`` -> ``{"default": [...], "spike": [...], ...}``
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from schemas.allocation_tags import parse_tag_rules, tag_bodies
 from schemas.budget_file import BudgetFile
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
@@ -63,6 +65,10 @@ def org_record(org: OrgConfig) -> ConfigRecord:
         body["chargeback"] = org.chargeback.body()
     if org.notify_closed_periods:
         body["notify_closed_periods"] = True
+    if org.tags:
+        body["tags"] = tag_bodies(org.tags)
+    if org.trust_request_tags:
+        body["trust_request_tags"] = True
     return ConfigRecord(f"org/{org.org_id}", json.dumps(body).encode())
 
 
@@ -158,6 +164,8 @@ def parse_org(key: str, value: bytes) -> OrgConfig:
         body.get("unpriced_models", "deny"),
         parse_chargeback(body["chargeback"], f"{key}.chargeback") if "chargeback" in body else None,
         body.get("notify_closed_periods", False) is True,
+        parse_tag_rules(body.get("tags"), f"{key}.tags"),
+        body.get("trust_request_tags", False) is True,
     )
 
 

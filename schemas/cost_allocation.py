@@ -2,6 +2,9 @@
 how the spend that no department owns is shared out, in proportion to each department's own spend or
 in fixed percentages. Allocation is exact: the shares of every nano-USD add up to it.
 
+An org that declared allocation tags may charge by one of them instead (``by: project``): the tag's values
+take the departments' place, and spend the tag left ``(untagged)`` is what is shared out.
+
 Spend that nothing can be shared to (no department had spend, and there are no fixed shares) is charged
 to ``unallocated_cost_centre`` ("UNALLOCATED" unless set). A department without a code of its own is
 charged to ``default_cost_centre``; without one, the general-ledger journal is refused, naming it."""
@@ -13,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.allocation_tags import TAG_KEY_PATTERN
 from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN
 
@@ -20,7 +24,8 @@ __all__ = ["Chargeback", "ChargebackError", "allocate", "parse_chargeback"]
 
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._/:-]{0,63}\Z")  # a cost centre or an account: "CC-1010", "6420"
-_DEPARTMENT = re.compile(ID_PATTERN)
+_DEPARTMENT = re.compile(ID_PATTERN)  # or a tag's value, for a chargeback by tag: the same rules
+_TAG_KEY = re.compile(TAG_KEY_PATTERN)
 
 
 class ChargebackError(SpendstreamError):
@@ -35,6 +40,7 @@ class Chargeback:
     accrual_account: str = "2000"  # ... and credits their total here
     default_cost_centre: str = ""  # a department without a code of its own is charged here (none: refused)
     unallocated_cost_centre: str = "UNALLOCATED"  # spend with no department and nobody to share it with
+    by: str = "department"  # or a declared allocation tag's key: a chargeback by project, by customer ...
 
     @property
     def rule(self) -> str:
@@ -51,6 +57,8 @@ class Chargeback:
         if self.default_cost_centre:
             out["default_cost_centre"] = self.default_cost_centre
         out["unallocated_cost_centre"] = self.unallocated_cost_centre
+        if self.by != "department":
+            out["by"] = self.by
         return out
 
 
@@ -60,7 +68,14 @@ def parse_chargeback(spec: Any, where: str) -> Chargeback:
     unallocated_cost_centre: CC-999}``."""
     if not isinstance(spec, Mapping):
         raise ChargebackError(where, "expected a mapping with cost_centres and unallocated")
-    unknown = set(spec) - {"cost_centres", "unallocated", "accounts", "default_cost_centre", "unallocated_cost_centre"}
+    unknown = set(spec) - {
+        "cost_centres",
+        "unallocated",
+        "accounts",
+        "default_cost_centre",
+        "unallocated_cost_centre",
+        "by",
+    }
     if unknown:
         raise ChargebackError(f"{where}.{sorted(unknown)[0]}", "unknown key")
     centres = spec.get("cost_centres", {})
@@ -86,6 +101,9 @@ def parse_chargeback(spec: Any, where: str) -> Chargeback:
         ):
             raise ChargebackError(f"{where}.{key}", "a cost-centre code: letters, digits, ' ._/:-', at most 64")
         centres_of[key] = value
+    by = spec.get("by", "department")
+    if not isinstance(by, str) or not (by == "department" or _TAG_KEY.fullmatch(by)):
+        raise ChargebackError(f"{where}.by", "department, or the key of one of the org's allocation tags")
     return Chargeback(
         tuple(sorted((str(k), str(v)) for k, v in centres.items())),
         shares,
@@ -93,6 +111,7 @@ def parse_chargeback(spec: Any, where: str) -> Chargeback:
         accounts.get("accrual", "2000"),
         centres_of["default_cost_centre"],
         centres_of["unallocated_cost_centre"],
+        by,
     )
 
 

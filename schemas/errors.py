@@ -15,6 +15,7 @@ its answer by that attribute alone, in one place each::
     ├── schemas.money.MoneyError                   an amount of money
     ├── schemas.channels.AlertConfigError          an alert channel or routing record
     ├── schemas.cost_allocation.ChargebackError         cost centres and the unallocated rule
+    ├── schemas.allocation_tags.TagError           an org's declared allocation tags
     ├── schemas.report_templates.TemplateError     a saved report template
     ├── schemas.params.ParameterError              a query or path parameter of an HTTP service
     ├── enforcement.subject.SubjectError           a subject, id or amount the caps cannot meter

@@ -66,3 +66,8 @@ _._new_consumer_thread # unused method streams/app.py (Faust calls it)
 list_cost_nanos # unused variable sinks/tables.py
 cost_by_type_nanos # unused variable sinks/tables.py
 usd_per_token # unused variable sinks/tables.py
+input_cost_nanos # unused variable sinks/tables.py (rollup columns, read by name in SQL)
+output_cost_nanos # unused variable sinks/tables.py (rollup columns, read by name in SQL)
+cache_read_cost_nanos # unused variable sinks/tables.py (rollup columns, read by name in SQL)
+cache_write_cost_nanos # unused variable sinks/tables.py (rollup columns, read by name in SQL)
+reasoning_cost_nanos # unused variable sinks/tables.py (rollup columns, read by name in SQL)

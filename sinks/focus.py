@@ -130,7 +130,9 @@ COLUMNS: tuple[FocusColumn, ...] = (
     FocusColumn(
         "Tags",
         "JSON",
-        "toJSONString(mapConcat(mapFilter((k, v) -> NOT startsWith(k, 'spendstream/'), metadata), "
+        # the event's metadata, each declared allocation tag as stored (its value or its missing value), and ids
+        "toJSONString(mapConcat(mapUpdate(mapFilter((k, v) -> NOT startsWith(k, 'spendstream/'), metadata), "
+        "CAST(tags, 'Map(String, String)')), "
         "mapFilter((k, v) -> v != '', map('spendstream/department', department_id, 'spendstream/user', user_id, "
         "'spendstream/feature', feature, 'spendstream/api-key', api_key_id))))",
     ),

@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sinks.schema import DIMENSIONS, validate_database
-from sinks.tables import UsageRow
+from sinks.tables import TYPE_COSTS, UsageRow
 
 __all__ = [
+    "TOTALS",
     "ClickHouseReader",
     "Narrow",
     "Query",
@@ -24,6 +25,7 @@ __all__ = [
     "daily_costs",
     "feature_adoption",
     "latest_forecasts",
+    "narrowed",
     "peak_hours",
     "period_spend_by_scopes",
     "series",
@@ -50,20 +52,34 @@ Query = tuple[str, dict[str, Any]]
 
 @dataclass(frozen=True, slots=True)
 class Narrow:
-    """A department, user, model, feature and provider to narrow a view to; ``*`` is any."""
+    """A department, user, model, feature and provider to narrow a view to; ``*`` is any. ``label`` (``api_key``
+    or ``tag:<key>``) with ``label_value`` narrows to one API key or one value of a declared tag: the views
+    then read the label rollup."""
 
     department: str = "*"
     user: str = "*"
     model: str = "*"
     feature: str = "*"
     provider: str = "*"
+    label: str = ""
+    label_value: str = ""
+
+    def rollup(self, database: str) -> str:
+        """The hourly rollup these filters read: by label when narrowed to one."""
+        return f"{database}.usage_labels_hourly" if self.label else f"{database}.usage_hourly"
 
 
-_TOTALS = (
+def _rollup(db: str, narrow: Narrow | None) -> str:
+    return (narrow or Narrow()).rollup(db)
+
+
+TOTALS = (
     "sum(requests) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
     "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos"
+    "sum(reasoning_tokens) AS reasoning_tokens, sum(cost_nanos) AS cost_nanos, "
+    + ", ".join(f"sum({c}) AS {c}" for c in TYPE_COSTS)
 )
+"""Requests, the five token counts, the cost, then the cost of each token type (:data:`TYPE_COSTS`)."""
 _GRANULARITY = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}  # each returns a Date
 
 
@@ -89,8 +105,8 @@ def spend_by(
 
     Read from the hourly rollup, so ``start`` and ``end`` should fall on whole hours."""
     db, dim = validate_database(database), _dimension(dimension)
-    where, params = _narrowed(org_id, start, end, narrow)
-    sql = f"SELECT {dim} AS key, {_TOTALS} FROM {db}.usage_hourly WHERE {where} GROUP BY key"
+    where, params = narrowed(org_id, start, end, narrow)
+    sql = f"SELECT {dim} AS key, {TOTALS} FROM {_rollup(db, narrow)} WHERE {where} GROUP BY key"
     return sql + " ORDER BY cost_nanos DESC, key", params
 
 
@@ -108,9 +124,9 @@ def series(
         raise ValueError("granularity: day, week or month")
     db = validate_database(database)
     fn = _GRANULARITY[granularity]
-    where, params = _narrowed(org_id, start, end, narrow)
+    where, params = narrowed(org_id, start, end, narrow)
     sql = (
-        f"SELECT {fn}(toTimeZone(bucket, {{tz:String}})) AS period, {_TOTALS} FROM {db}.usage_hourly "
+        f"SELECT {fn}(toTimeZone(bucket, {{tz:String}})) AS period, {TOTALS} FROM {_rollup(db, narrow)} "
         f"WHERE {where} GROUP BY period ORDER BY period"
     )
     return sql, {**params, "tz": timezone}
@@ -144,7 +160,7 @@ def top_cost_drivers(
     db = validate_database(database)
     if not 1 <= limit <= 1000:
         raise ValueError("limit: 1 to 1000")
-    where, params = _narrowed(org_id, start, end, narrow)
+    where, params = narrowed(org_id, start, end, narrow)
     params["limit"] = limit
     if scope is not None:
         kind, _, ident = scope.partition("/")
@@ -153,12 +169,11 @@ def top_cost_drivers(
                 raise ValueError(f"scope: {scope!r} is not <department|user|feature|model|provider>/<id>")
             where += f" AND {SCOPE_COLUMNS[kind]} = {{scope_id:String}}"
             params["scope_id"] = ident
-    share = (
-        f"round(cost_nanos / (SELECT sum(cost_nanos) FROM {db}.usage_hourly WHERE {where}), 6)" if with_share else "0"
-    )
+    total = f"(SELECT sum(cost_nanos) FROM {_rollup(db, narrow)} WHERE {where})"
+    share = f"round(cost_nanos / {total}, 6)" if with_share else "0"
     sql = (
         f"SELECT user_id, model, feature, sum(cost_nanos) AS cost_nanos, sum(requests) AS requests, {share} AS share "
-        f"FROM {db}.usage_hourly WHERE {where} "
+        f"FROM {_rollup(db, narrow)} WHERE {where} "
         "GROUP BY user_id, model, feature ORDER BY cost_nanos DESC, user_id, model, feature LIMIT {limit:UInt32}"
     )
     return sql, params
@@ -188,9 +203,11 @@ def top_cost_drivers_by_scope(
     return sql, {**time_range(org_id, start, end), "ids": list(ids), "limit": limit}
 
 
-def _narrowed(org_id: str, start: datetime, end: datetime, narrow: Narrow | None) -> tuple[str, dict[str, Any]]:
+def narrowed(
+    org_id: str, start: datetime, end: datetime, narrow: Narrow | None, time: str = "bucket"
+) -> tuple[str, dict[str, Any]]:
     """The org and time range, and optionally a department, user, model, feature and provider (``*``: any)."""
-    where = "org_id = {org:String} AND bucket >= {start:DateTime('UTC')} AND bucket < {end:DateTime('UTC')}"
+    where = f"org_id = {{org:String}} AND {time} >= {{start:DateTime('UTC')}} AND {time} < {{end:DateTime('UTC')}}"
     params = time_range(org_id, start, end)
     if narrow is not None:
         for name, column in (("department", "department_id"), ("user", "user_id"), ("model", "model")):
@@ -200,6 +217,9 @@ def _narrowed(org_id: str, start: datetime, end: datetime, narrow: Narrow | None
             if getattr(narrow, name) != "*":  # have no variable for them
                 where += f" AND {column} = {{{name}:String}}"
                 params[name] = getattr(narrow, name)
+        if narrow.label:
+            where += " AND label = {label:String} AND value = {label_value:String}"
+            params |= {"label": narrow.label, "label_value": narrow.label_value}
     return where, params
 
 
@@ -208,11 +228,11 @@ def peak_hours(
 ) -> Query:
     """Requests and cost by weekday (1 = Monday) and hour of day, in ``timezone``."""
     db = validate_database(database)
-    where, params = _narrowed(org_id, start, end, narrow)
+    where, params = narrowed(org_id, start, end, narrow)
     sql = (
         "SELECT toDayOfWeek(toTimeZone(bucket, {tz:String})) AS weekday, "
         "toHour(toTimeZone(bucket, {tz:String})) AS hour, sum(requests) AS requests, sum(cost_nanos) AS cost_nanos "
-        f"FROM {db}.usage_hourly WHERE {where} GROUP BY weekday, hour ORDER BY weekday, hour"
+        f"FROM {_rollup(db, narrow)} WHERE {where} GROUP BY weekday, hour ORDER BY weekday, hour"
     )
     return sql, {**params, "tz": timezone}
 
@@ -227,10 +247,11 @@ def feature_adoption(
 ) -> Query:
     """Per feature and week (from Monday midnight in ``timezone``): distinct users and requests."""
     db = validate_database(database)
-    where, params = _narrowed(org_id, start, end, narrow)
+    where, params = narrowed(org_id, start, end, narrow)
     sql = (
         "SELECT feature, toMonday(toTimeZone(bucket, {tz:String})) AS week, uniqExact(user_id) AS users, "
-        f"sum(requests) AS requests FROM {db}.usage_hourly WHERE {where} GROUP BY feature, week ORDER BY feature, week"
+        f"sum(requests) AS requests FROM {_rollup(db, narrow)} WHERE {where} GROUP BY feature, week "
+        "ORDER BY feature, week"
     )
     return sql, {**params, "tz": timezone}
 

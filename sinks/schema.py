@@ -2,8 +2,9 @@
 
 ``usage_events`` holds every applied event with its cost in nano-USD and the
 Kafka partition and offset it came from. Rollups (hourly and daily, by org,
-department, user, feature, provider and model) are SummingMergeTree tables fed
-by materialized views, and are always read with ``sum()`` and ``GROUP BY``,
+department, user, feature, provider and model; and hourly by label: each API key
+and each declared allocation tag's value) are SummingMergeTree tables fed by
+materialized views, and are always read with ``sum()`` and ``GROUP BY``,
 so unmerged parts never show as extra rows.
 
 Why duplicates cannot inflate a sum: an event reaches ClickHouse only when the
@@ -33,9 +34,11 @@ from sinks.tables import (
     FORECASTS,
     REPORT_FILES,
     REPORT_RUNS,
+    TYPE_COSTS,
     USAGE_DAILY,
     USAGE_EVENTS,
     USAGE_HOURLY,
+    USAGE_LABELS_HOURLY,
     Table,
 )
 
@@ -61,14 +64,41 @@ def validate_database(name: str) -> str:
     return name
 
 
-def _view(db: str, rollup: Table[Any], bucket: str) -> str:
+def _sums() -> str:
+    """A rollup's sums of the events of one group: requests, tokens, cost, and cost by token type (an event's
+    ``cost_by_type_nanos`` is [] when unsplit, and an index past its end reads 0)."""
+    sums = ["count() AS requests", *(f"sum({c}) AS {c}" for c in SUMS if c != "requests")]
+    sums += [f"sum(cost_by_type_nanos[{i}]) AS {c}" for i, c in enumerate(TYPE_COSTS, 1)]
+    return ",\n    ".join(sums)
+
+
+def _view_query(db: str, rollup: Table[Any], bucket: str) -> str:
     dims = ", ".join(DIMENSIONS)
-    sums = ",\n    ".join(["count() AS requests", *(f"sum({c}) AS {c}" for c in SUMS if c != "requests")])
-    return f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{rollup.name}_mv TO {db}.{rollup.name} AS
-SELECT {bucket} AS bucket, {dims},
-    {sums}
+    if rollup is USAGE_LABELS_HOURLY:  # each event once under its API key and once under each of its tags
+        dims = ", ".join(d for d in DIMENSIONS if d != "org_id")
+        return f"""SELECT {bucket} AS bucket, org_id, label, value, {dims},
+    {_sums()}
+FROM {db}.{USAGE_EVENTS.name}
+ARRAY JOIN
+    arrayConcat(['api_key'], arrayMap(k -> concat('tag:', k), mapKeys(tags))) AS label,
+    arrayConcat([api_key_id], mapValues(tags)) AS value
+GROUP BY bucket, org_id, label, value, {dims}"""
+    return f"""SELECT {bucket} AS bucket, {dims},
+    {_sums()}
 FROM {db}.{USAGE_EVENTS.name}
 GROUP BY bucket, {dims}"""
+
+
+def _view(db: str, rollup: Table[Any], bucket: str) -> list[str]:
+    """The rollup, its materialized view, and (for a rollup made by an earlier release) the columns it gained
+    and the view's query brought up to them: ``MODIFY QUERY`` swaps the query in place, so no insert is missed."""
+    query = _view_query(db, rollup, bucket)
+    return [  # the columns before the view: ClickHouse checks a view's query even when the view exists
+        rollup.create(db),
+        *_added(db, rollup),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{rollup.name}_mv TO {db}.{rollup.name} AS\n{query}",
+        f"ALTER TABLE {db}.{rollup.name}_mv MODIFY QUERY\n{query}",
+    ]
 
 
 def _added(db: str, table: Table[Any]) -> list[str]:
@@ -87,10 +117,9 @@ def migrations(database: str) -> list[str]:
         f"CREATE DATABASE IF NOT EXISTS {db}",
         USAGE_EVENTS.create(db),
         *_added(db, USAGE_EVENTS),
-        USAGE_HOURLY.create(db),
-        _view(db, USAGE_HOURLY, "toStartOfHour(occurred_at)"),
-        USAGE_DAILY.create(db),
-        _view(db, USAGE_DAILY, "toDateTime(toStartOfDay(occurred_at), 'UTC')"),
+        *_view(db, USAGE_HOURLY, "toStartOfHour(occurred_at)"),
+        *_view(db, USAGE_DAILY, "toDateTime(toStartOfDay(occurred_at), 'UTC')"),
+        *_view(db, USAGE_LABELS_HOURLY, "toStartOfHour(occurred_at)"),
         CONFIG_AUDIT.create(db),
         ALERT_HISTORY.create(db),
         *_added(db, ALERT_HISTORY),

@@ -15,6 +15,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, NamedTuple, TypeVar, get_type_hints
 
+from schemas.pricing import TOKEN_TYPES
+
 __all__ = [
     "ALERT_HISTORY",
     "ANOMALIES",
@@ -102,6 +104,8 @@ UInt16 = Annotated[int, "UInt16"]
 Real = Annotated[float, "Float64"]
 Millis = Annotated[datetime, "DateTime64(3, 'UTC')"]
 Seconds = Annotated[datetime, "DateTime('UTC')"]
+TypeCost = Annotated[int, "Int64 DEFAULT 0"]  # a rollup's cost of one token type, in nano-USD
+TYPE_COSTS = tuple(f"{kind}_cost_nanos" for kind in TOKEN_TYPES)  # in the order of cost_by_type_nanos
 
 DEDUP_WINDOW = "non_replicated_deduplication_window = 1000"  # a retried insert (same token) is dropped
 
@@ -135,6 +139,8 @@ class UsageRow(NamedTuple):
     cost_by_type_nanos: Annotated[list[int], "Array(Int64) DEFAULT []"]  # by TOKEN_TYPES; [] when unsplit
     usd_per_token: Annotated[list[Decimal], "Array(Decimal(38, 18)) DEFAULT []"]  # the prices that applied
     discount: Annotated[Decimal, "Decimal(18, 9) DEFAULT 0"]  # the org's fraction off
+    # the org's declared allocation tags when the event was stored, each with its value or its missing value:
+    tags: Annotated[dict[str, str], "Map(LowCardinality(String), String) DEFAULT map()"]
     kafka_partition: UInt32
     kafka_offset: Count
 
@@ -146,7 +152,15 @@ USAGE_EVENTS: Table[UsageRow] = Table(
     order_by="org_id, occurred_at, event_id",
     defaulted=("ingested_at DateTime64(3, 'UTC') DEFAULT now64(3)",),
     settings=DEDUP_WINDOW,
-    added=("api_key_id", "service_tier", "list_cost_nanos", "cost_by_type_nanos", "usd_per_token", "discount"),
+    added=(
+        "api_key_id",
+        "service_tier",
+        "list_cost_nanos",
+        "cost_by_type_nanos",
+        "usd_per_token",
+        "discount",
+        "tags",
+    ),
 )
 
 
@@ -167,6 +181,12 @@ class RollupRow(NamedTuple):
     cache_write_tokens: Count
     reasoning_tokens: Count
     cost_nanos: Nanos
+    # the cost by token type (rows rated before the split was kept, and costs a proxy reported, count in none):
+    input_cost_nanos: TypeCost
+    output_cost_nanos: TypeCost
+    cache_read_cost_nanos: TypeCost
+    cache_write_cost_nanos: TypeCost
+    reasoning_cost_nanos: TypeCost
 
 
 def _rollup(name: str) -> Table[RollupRow]:
@@ -177,11 +197,49 @@ def _rollup(name: str) -> Table[RollupRow]:
         partition_by="toYYYYMM(bucket)",
         order_by="org_id, bucket, department_id, user_id, feature, provider, model",
         settings=DEDUP_WINDOW,
+        added=TYPE_COSTS,
     )
 
 
 USAGE_HOURLY = _rollup("usage_hourly")
 USAGE_DAILY = _rollup("usage_daily")
+
+
+class LabelRollupRow(NamedTuple):
+    """An hour's sums for one value of one label (``tag:<key>`` for a declared tag, ``api_key`` for the key
+    that made the requests) and one combination of the dimensions: an event counts once under every label."""
+
+    bucket: Seconds
+    org_id: Label
+    label: Label
+    value: Text
+    department_id: Label
+    user_id: Text
+    feature: Label
+    provider: Label
+    model: Label
+    requests: Count
+    input_tokens: Count
+    output_tokens: Count
+    cache_read_tokens: Count
+    cache_write_tokens: Count
+    reasoning_tokens: Count
+    cost_nanos: Nanos
+    input_cost_nanos: TypeCost
+    output_cost_nanos: TypeCost
+    cache_read_cost_nanos: TypeCost
+    cache_write_cost_nanos: TypeCost
+    reasoning_cost_nanos: TypeCost
+
+
+USAGE_LABELS_HOURLY: Table[LabelRollupRow] = Table(
+    "usage_labels_hourly",
+    LabelRollupRow,
+    engine="SummingMergeTree",
+    partition_by="toYYYYMM(bucket)",
+    order_by="org_id, label, bucket, value, department_id, user_id, feature, provider, model",
+    settings=DEDUP_WINDOW,
+)
 
 
 class ConfigAuditRow(NamedTuple):

@@ -28,8 +28,9 @@ def usage_row(
     offset: int,
     list_nanos: int | None = None,
     split: CostSplit | None = None,
+    tags: dict[str, str] | None = None,
 ) -> UsageRow:
-    """The row of an applied event, with its rating's detail when there is one."""
+    """The row of an applied event, with its rating's detail when there is one and its org's declared tags."""
     return UsageRow(
         event.event_id,
         event.occurred_at,
@@ -56,6 +57,7 @@ def usage_row(
         list(split.cost_nanos) if split else [],
         [price.quantize(_PRICE_PLACES) for price in split.unit_prices] if split else [],
         split.discount.quantize(_DISCOUNT_PLACES) if split else Decimal(0),
+        tags or {},
         partition,
         offset,
     )
@@ -69,6 +71,7 @@ _DIGEST_SKIPS = {  # not what the producer said
     "cost_by_type_nanos",
     "usd_per_token",
     "discount",
+    "tags",  # the org's declarations when it was stored, not the event's
     "kafka_partition",
     "kafka_offset",
 }

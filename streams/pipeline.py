@@ -27,7 +27,9 @@ from bus.topics import Send, Topics
 from enforcement.core import StateNotLoadedError
 from enforcement.decision import SettleResult
 from retries.policy import Retry
+from schemas.allocation_tags import tag_values
 from schemas.config_records import ConfigState
+from schemas.events import UsageEvent
 from schemas.pricing import PriceCatalogue
 from sinks.tables import UsageRow
 from sinks.usage_rows import usage_row
@@ -310,6 +312,7 @@ class Pipeline:
                         item.offset,
                         item.list_nanos,
                         item.split,
+                        self._tags(item.event),
                     )
                 )
                 stored.append(item)
@@ -323,6 +326,10 @@ class Pipeline:
         for counter, count in zip(metrics, counts, strict=True):
             counter.inc(count)
         return rows, stored
+
+    def _tags(self, event: UsageEvent) -> dict[str, str] | None:
+        org = self.config.orgs.get(event.org_id)
+        return tag_values(org.tags, event.metadata) if org is not None and org.tags else None
 
     def flush_due(self) -> bool:
         pending = self._pending

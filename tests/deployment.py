@@ -41,6 +41,7 @@ SCOPE_FIELDS = (
     ("feature", "feature"),
     ("model", "model"),
     ("provider", "provider"),
+    ("apikey", "api_key_id"),
 )
 
 

@@ -53,6 +53,21 @@ def trace_rows(text: str) -> Iterator[tuple[datetime, int, int]]:
         yield datetime.fromisoformat(stamp[:26]).replace(tzinfo=UTC), int(context), int(generated)
 
 
+PROJECTS = ("apollo", "gemini", "mercury")
+CUSTOMERS = 12
+
+
+def _allocation(rng: random.Random, department: str) -> tuple[dict[str, str], str]:
+    """The project and end customer in the event's metadata (some events name neither, as in real traffic),
+    and the proxy key that made the request (two per department)."""
+    metadata = {}
+    if rng.random() < 0.9:
+        metadata["project"] = rng.choice(PROJECTS)
+    if rng.random() < 0.6:
+        metadata["customer"] = f"cust-{rng.randrange(CUSTOMERS):03d}"
+    return metadata, f"{department}-key-{rng.randrange(2)}"
+
+
 def _pick(rng: random.Random, orgs: tuple[Org, ...]) -> tuple[str, str, str]:
     org = rng.choices(orgs, weights=[len(o.departments) * o.users_per_department for o in orgs])[0]
     department = rng.choice(org.departments)
@@ -73,6 +88,7 @@ def trace_events(
     from ``start`` on."""
     rows = list(trace_rows(text))
     rng = random.Random(seed)  # noqa: S311 - a repeatable workload, not a secret
+    tags = random.Random(-seed)  # noqa: S311 - its own stream: adding tags left the rest of each event as it was
     first = rows[0][0]
     span = rows[-1][0] - first + timedelta(seconds=1)
     origin = start or first
@@ -83,6 +99,7 @@ def trace_events(
         org_id, department, user = _pick(rng, orgs)
         provider, model = rng.choice(MODELS)
         cached = prompt // 4 if rng.random() < 0.3 else 0
+        metadata, key = _allocation(tags, department)
         yield UsageEvent(
             event_id=f"{prefix}-{seed}-{i:09d}",
             occurred_at=origin + offset,
@@ -97,6 +114,8 @@ def trace_events(
             cache_read_tokens=cached,
             output_tokens=generated,
             latency_ms=rng.randrange(150, 6000),
+            metadata=metadata,
+            api_key_id=key,
         )
 
 
@@ -111,6 +130,7 @@ def synthetic(
 ) -> Iterator[UsageEvent]:
     """A synthetic organisation: a daily curve peaking mid-afternoon, quiet weekends, optional spike days."""
     rng = random.Random(seed)  # noqa: S311 - a repeatable workload, not a secret
+    tags = random.Random(-seed)  # noqa: S311 - its own stream, as in trace_events
     n = 0
     for day in range(days):
         date = start + timedelta(days=day)
@@ -124,6 +144,7 @@ def synthetic(
             org_id, department, user = _pick(rng, orgs)
             provider, model = rng.choice(MODELS)
             prompt = int(math.exp(rng.gauss(7, 1)))
+            metadata, key = _allocation(tags, department)
             yield UsageEvent(
                 event_id=f"{prefix}-{seed}-{n:09d}",
                 occurred_at=at,
@@ -135,5 +156,7 @@ def synthetic(
                 model=model,
                 input_tokens=min(prompt, 200_000),
                 output_tokens=int(math.exp(rng.gauss(5, 1))),
+                metadata=metadata,
+                api_key_id=key,
             )
             n += 1

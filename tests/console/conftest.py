@@ -55,15 +55,20 @@ class Console:
         page = client.get("/billing/budgets")
         return page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
-    def month_to_date(self, org: str, department: str = "") -> int:
-        """What ClickHouse holds for the org's current month (in its time zone, Europe/Berlin for acme)."""
+    def month_to_date_sum(self, org: str, expression: str) -> int:
+        """``sum(expression)`` over the org's events of its current month."""
+        return self.month_to_date(org, expression=expression)
+
+    def month_to_date(self, org: str, department: str = "", where: str = "", expression: str = "cost_nanos") -> int:
+        """What ClickHouse holds for the org's current month (in its time zone, Europe/Berlin for acme),
+        optionally of one department and of the events matching ``where`` (SQL)."""
         from schemas.budgets import Period, period_bounds
 
         start, end = period_bounds(datetime.now(UTC), Period.MONTHLY, "Europe/Berlin" if org == "acme" else "UTC")
-        where = f" AND department_id = '{department}'" if department else ""
+        where = (f" AND department_id = '{department}'" if department else "") + (f" AND {where}" if where else "")
         return int(
             self.dep.ch().command(
-                f"SELECT sum(cost_nanos) FROM {self.dep.settings.clickhouse.database}.usage_events "
+                f"SELECT sum({expression}) FROM {self.dep.settings.clickhouse.database}.usage_events "
                 f"WHERE org_id = '{org}' AND occurred_at >= '{start:%Y-%m-%d %H:%M:%S}' "
                 f"AND occurred_at < '{end:%Y-%m-%d %H:%M:%S}'{where}"
             )

@@ -75,27 +75,27 @@ def run(store: UsageStore, query: queries.Query) -> list[tuple[object, ...]]:
 def test_spend_by_each_dimension(store: UsageStore) -> None:
     db = store.database
     by_model = run(store, queries.spend_by(db, "model", "acme", START, END))
-    assert [(r[0], r[1], r[2], r[3], r[-1]) for r in by_model] == [
+    assert [(r[0], r[1], r[2], r[3], r[7]) for r in by_model] == [
         ("gpt-4o", 6, 11_900, 1_190, 119_000),
         ("o3-mini", 1, 800, 80, 8_000),
         ("gpt-4o-mini", 1, 50, 5, 500),
     ]
-    assert [(r[0], r[-1]) for r in run(store, queries.spend_by(db, "user_id", "acme", START, END))] == [
+    assert [(r[0], r[7]) for r in run(store, queries.spend_by(db, "user_id", "acme", START, END))] == [
         ("ada", 75_000),
         ("dan", 32_000),
         ("bob", 16_500),
         ("cyd", 4_000),
     ]
-    assert [(r[0], r[-1]) for r in run(store, queries.spend_by(db, "department_id", "acme", START, END))] == [
+    assert [(r[0], r[7]) for r in run(store, queries.spend_by(db, "department_id", "acme", START, END))] == [
         ("eng", 91_500),
         ("sales", 36_000),
     ]
-    assert [(r[0], r[-1]) for r in run(store, queries.spend_by(db, "feature", "acme", START, END))] == [
+    assert [(r[0], r[7]) for r in run(store, queries.spend_by(db, "feature", "acme", START, END))] == [
         ("chat", 71_000),
         ("code-review", 56_000),
         ("search", 500),
     ]
-    assert [(r[0], r[-1]) for r in run(store, queries.spend_by(db, "provider", "acme", START, END))] == [
+    assert [(r[0], r[7]) for r in run(store, queries.spend_by(db, "provider", "acme", START, END))] == [
         ("openai", 127_500),
     ]
 
@@ -103,7 +103,7 @@ def test_spend_by_each_dimension(store: UsageStore) -> None:
 def test_daily_weekly_monthly_series(store: UsageStore) -> None:
     db = store.database
     daily = run(store, queries.series(db, "acme", "day", START, END))
-    assert [(str(r[0]), r[-1]) for r in daily] == [
+    assert [(str(r[0]), r[7]) for r in daily] == [
         ("2024-05-13", 3_500),
         ("2024-05-14", 4_000),
         ("2024-05-15", 8_000),
@@ -111,15 +111,15 @@ def test_daily_weekly_monthly_series(store: UsageStore) -> None:
         ("2024-06-02", 64_000),
     ]
     weekly = run(store, queries.series(db, "acme", "week", START, END))
-    assert [(str(r[0]), r[-1]) for r in weekly] == [
+    assert [(str(r[0]), r[7]) for r in weekly] == [
         ("2024-05-13", 15_500),
         ("2024-05-20", 48_000),
         ("2024-05-27", 64_000),
     ]
     monthly = run(store, queries.series(db, "acme", "month", START, END))
-    assert [(str(r[0]), r[-1]) for r in monthly] == [("2024-05-01", 63_500), ("2024-06-01", 64_000)]
+    assert [(str(r[0]), r[7]) for r in monthly] == [("2024-05-01", 63_500), ("2024-06-01", 64_000)]
     berlin = run(store, queries.series(db, "acme", "day", START, END, "Europe/Berlin"))
-    assert [(str(r[0]), r[-1]) for r in berlin][2] == ("2024-05-16", 8_000)
+    assert [(str(r[0]), r[7]) for r in berlin][2] == ("2024-05-16", 8_000)
 
 
 def test_top_cost_drivers(store: UsageStore) -> None:
