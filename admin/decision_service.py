@@ -25,6 +25,8 @@ from enforcement.access import KeyFileError, KeyRing, hash_key, new_key, parse_k
 from enforcement.client import AsyncCapClient
 from enforcement.decision_api import create_app
 from enforcement.estimator import Estimator
+from schemas.allocation_tags import cap_tags, tag_values
+from schemas.budgets import OrgConfig
 from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
 from schemas.settings import Settings
@@ -69,8 +71,16 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
     estimator = Estimator(PriceCatalogue())
     prices = ConfigCache.of(settings.kafka.bootstrap, topics, decision.catalogue_refresh_s)
 
+    orgs: dict[str, OrgConfig] = {}
+
     def follow_prices(state: ConfigState) -> None:
         estimator.catalogue = state.catalogue()
+        orgs.clear()
+        orgs.update(state.orgs)
+
+    def tags(org_id: str, given: dict[str, str]) -> tuple[tuple[str, str], ...]:
+        org = orgs.get(org_id)
+        return cap_tags(tag_values(org.tags, given)) if org is not None and org.tags else ()
 
     app = create_app(
         client,
@@ -79,6 +89,7 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
         publisher.publish,
         max_past_s=decision.max_past_s,
         max_future_s=decision.max_future_s,
+        tags=tags,
     )
 
     @contextlib.asynccontextmanager

@@ -68,7 +68,7 @@ class Enricher:
                 budget is None
                 or alert.drivers
                 or not isinstance(alert, _WITH_DRIVERS)
-                or budget.scope.value == "apikey"
+                or budget.scope.value in ("apikey", "tag")  # no rollup dimension to rank drivers within
             ):
                 keys.append(None)
                 continue

@@ -135,7 +135,8 @@ class ConfigCache:
 
     def follow(self, on_read: Callable[[ConfigState], None] | None = None) -> None:
         """Re-read the topic every ``max_age_s`` in a daemon thread (until :meth:`stop`), so readers get what
-        is cached; ``on_read`` is called with each state read, in that thread."""
+        is cached (the first read is at once when nothing was read yet); ``on_read`` is called with each state
+        read, in that thread."""
         self._following, self._on_read = True, on_read
         threading.Thread(target=self._follow, name="config-follower", daemon=True).start()
 
@@ -143,7 +144,9 @@ class ConfigCache:
         self._stopped.set()
 
     def _follow(self) -> None:
-        while not self._stopped.wait(self.max_age_s):
+        first = self._state is None  # nothing read yet: read at once rather than after max_age_s
+        while first or not self._stopped.wait(self.max_age_s):
+            first = False
             with self._lock:
                 published = self._published
             try:

@@ -15,7 +15,7 @@ _BUDGET = {
     "type": "object",
     "required": ["scope", "id", "period", "limit"],
     "properties": {
-        "scope": {"enum": ["org", "department", "user", "feature", "model", "provider", "apikey"]},
+        "scope": {"enum": ["org", "department", "user", "feature", "model", "provider", "apikey", "tag"]},
         "id": {"type": "string", "description": "the scope's id (an org budget: the org's own id)"},
         "period": {"enum": ["daily", "weekly", "monthly"]},
         "limit": {"type": "string", "description": "USD as a decimal string, such as '250.00'"},

@@ -24,6 +24,7 @@ from sinks.queries import ClickHouseReader, Narrow, Query
 __all__ = ["BudgetProgress", "Overview", "Reader"]
 
 _ANY = "*"
+_RAW_SCOPES = (ScopeKind.API_KEY, ScopeKind.TAG)  # budgets the hourly rollup cannot tell apart
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +187,9 @@ class Reader:
 
     def _budget_query(self, budgets: list[Budget], org: OrgConfig, now: datetime) -> Query:
         """Each budget's spend in its current period: one scan of the hourly rollup (of the raw events when
-        an API-key budget is among them, which the rollup cannot tell apart)."""
+        an API-key or tag budget is among them, which the rollup cannot tell apart)."""
         end = now + timedelta(days=1)
-        if any(b.scope is ScopeKind.API_KEY for b in budgets):
+        if any(b.scope in _RAW_SCOPES for b in budgets):
             day, week, month = (period_bounds(now, p, org.timezone)[0] for p in Period)
             return queries.period_spend_by_scopes(self.db, org.org_id, day, week, month, end)
         starts = [(b.scope.value, b.scope_id, period_bounds(now, b.period, org.timezone)[0]) for b in budgets]
@@ -202,7 +203,7 @@ class Reader:
         rows: list[tuple[Any, ...]],
         forecasts: dict[tuple[str, str], dict[str, Any]],
     ) -> list[BudgetProgress]:
-        if any(b.scope is ScopeKind.API_KEY for b in budgets):  # rows of period_spend_by_scopes
+        if any(b.scope in _RAW_SCOPES for b in budgets):  # rows of period_spend_by_scopes
             by_scope = {str(r[0]): {"daily": int(r[1]), "weekly": int(r[2]), "monthly": int(r[3])} for r in rows}
             spent = [by_scope.get(f"{b.scope.value}/{b.scope_id}", {}).get(b.period.value, 0) for b in budgets]
         else:  # one row, a sum per budget

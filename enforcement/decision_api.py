@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -36,53 +35,16 @@ from starlette.routing import Route
 
 from enforcement.access import ApiKey, KeyRing, Right
 from enforcement.client import AsyncCapClient, CapUnavailableError
-from enforcement.decision import Outcome
+from enforcement.decision_schema import OPENAPI, SCOPES, Publish, ReleaseBody, ReserveBody, TagsOf
 from enforcement.estimator import Estimator
-from enforcement.subject import Subject
-from schemas.errors import ERROR_BODY_SCHEMA, SpendstreamError
-from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, UsageEvent, decode_event, error_of
+from schemas.allocation_tags import split_tag_scope
+from schemas.errors import SpendstreamError
+from schemas.events import ID_PATTERN, NAME_PATTERN, EventError, decode_event, error_of
 
-__all__ = ["OPENAPI", "Publish", "create_app"]
+__all__ = ["OPENAPI", "Publish", "TagsOf", "create_app"]  # the schema is re-exported: it is served here
 
 _ID = re.compile(ID_PATTERN)
 _NAME = re.compile(NAME_PATTERN)
-Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
-Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
-Nanos = Annotated[int, msgspec.Meta(ge=0)]
-Tokens = Annotated[int, msgspec.Meta(ge=0, le=100_000_000)]
-Publish = Callable[[UsageEvent], Awaitable[None]]
-"""Sends a validated UsageEvent to the usage topic; returns once the broker has it."""
-_SCOPES = ("org", "department", "user", "feature", "model", "provider", "apikey")
-
-
-class _SubjectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    org_id: Id
-    user_id: Id
-    department_id: Id | None = None
-    feature: Id | None = None
-    model: Name | None = None
-    provider: Name | None = None
-    api_key_id: Id | None = None
-
-    def subject(self) -> Subject:
-        # msgspec checked every field against the same patterns as Subject does
-        return Subject.unchecked(
-            self.org_id, self.user_id, self.department_id, self.feature, self.model, self.provider, self.api_key_id
-        )
-
-
-class ReserveBody(_SubjectBody, kw_only=True):
-    request_id: Id
-    estimate_nanos: Nanos | None = None
-    prompt_tokens: Tokens | None = None
-    max_tokens: Tokens | None = None
-
-
-class ReleaseBody(msgspec.Struct, forbid_unknown_fields=True):
-    org_id: Id
-    request_id: Id
-
-
 _ENCODE = msgspec.json.Encoder().encode
 
 
@@ -138,13 +100,16 @@ def _spend_target(request: Request) -> tuple[str, str, str]:
     scope = request.path_params["scope"]
     scope_id = request.path_params["scope_id"]
     org_id = request.query_params.get("org_id") or (scope_id if scope == "org" else None)
-    if scope not in _SCOPES:
-        raise _RefusedError(400, "scope", "one of " + ", ".join(_SCOPES))
+    if scope not in SCOPES:
+        raise _RefusedError(400, "scope", "one of " + ", ".join(SCOPES))
     if not org_id:
         raise _RefusedError(400, "org_id", "required as a query parameter for this scope")
     if not _ID.fullmatch(org_id):
         raise _RefusedError(400, "org_id", "must be 1-128 of A-Z a-z 0-9 _ . @ + -")
-    if not (_NAME if scope in ("model", "provider") else _ID).fullmatch(scope_id):
+    if scope == "tag":
+        if split_tag_scope(scope_id) is None:
+            raise _RefusedError(400, "id", "a tag scope's id is <tag>=<value> (project=apollo)")
+    elif not (_NAME if scope in ("model", "provider") else _ID).fullmatch(scope_id):
         raise _RefusedError(400, "id", f"not a valid {scope} id")
     return org_id, scope, scope_id
 
@@ -156,10 +121,12 @@ def create_app(
     publish: Publish | None = None,
     max_past_s: float = 86_400,
     max_future_s: float = 300,
+    tags: TagsOf | None = None,
 ) -> Starlette:
     """The service. ``publish`` (``/v1/usage``) and ``estimator`` (reserve by tokens) are optional;
     a route that needs one that is missing answers 501. Usage events may be at most ``max_past_s``
-    old and ``max_future_s`` ahead of this clock, so a caller cannot put cost into other periods."""
+    old and ``max_future_s`` ahead of this clock, so a caller cannot put cost into other periods. ``tags``
+    keeps a reserve's declared tags (without it, a reserve's tags are not capped)."""
     reserve_decoder = msgspec.json.Decoder(ReserveBody)
     release_decoder = msgspec.json.Decoder(ReleaseBody)
 
@@ -185,7 +152,7 @@ def create_app(
     @_answers
     async def reserve(request: Request) -> Response:
         body = reserve_decoder.decode(await request.body())
-        subject = body.subject()
+        subject = body.subject(tags)
         _authorised(keys, request, body.org_id, Right.RESERVE)
         decision = await client.reserve(subject, body.request_id, estimate_of(body))
         return _json(decision.to_dict())
@@ -259,129 +226,3 @@ def create_app(
             Route("/openapi.json", openapi, methods=["GET"]),
         ],
     )
-
-
-_COMPONENTS: dict[str, Any] = msgspec.json.schema_components(
-    [ReserveBody, ReleaseBody, UsageEvent], ref_template="#/components/schemas/{name}"
-)[1]
-_COMPONENTS["Error"] = ERROR_BODY_SCHEMA
-_BUDGET_STATE = {
-    "type": "object",
-    "properties": {
-        "scope": {"type": "string"},
-        "period": {"type": "string"},
-        "limit_nanos": {"type": "integer"},
-        "spent_nanos": {"type": "integer"},
-        "reserved_nanos": {"type": "integer"},
-        "resets_at_ms": {"type": "integer"},
-    },
-}
-_COMPONENTS["Decision"] = {
-    "type": "object",
-    "required": ["allowed", "outcome", "reason", "request_id", "estimate_nanos", "remaining_nanos"],
-    "properties": {
-        "allowed": {"type": "boolean"},
-        "outcome": {"enum": [o.value for o in Outcome]},
-        "reason": {"type": "string"},
-        "request_id": {"type": "string"},
-        "estimate_nanos": {"type": "integer"},
-        "blocking": {"anyOf": [{"type": "null"}, _BUDGET_STATE]},
-        "remaining_nanos": {"type": "object", "additionalProperties": {"type": "integer"}},
-    },
-}
-_COMPONENTS["Accepted"] = {
-    "type": "object",
-    "required": ["accepted", "event_id"],
-    "properties": {"accepted": {"type": "boolean"}, "event_id": {"type": "string"}},
-}
-_COMPONENTS["Released"] = {
-    "type": "object",
-    "required": ["released"],
-    "properties": {"released": {"type": "boolean"}},
-}
-_COMPONENTS["Spend"] = {
-    "type": "object",
-    "required": ["org_id", "scope", "id", "nanos"],
-    "properties": {
-        "org_id": {"type": "string"},
-        "scope": {"type": "string"},
-        "id": {"type": "string"},
-        "nanos": {
-            "type": "object",
-            "properties": {k: {"type": "integer"} for k in ("daily", "weekly", "monthly", "reserved")},
-        },
-    },
-}
-
-
-def _error_response(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
-
-
-def _json_op(summary: str, request: str | None, response: str, status: str = "200") -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "security": [{"proxyKey": []}],
-        "responses": {
-            status: {
-                "description": "OK" if status == "200" else "Accepted",
-                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{response}"}}},
-            },
-            "400": _error_response("a bad field, named in the answer"),
-            "401": _error_response("missing or unknown proxy API key"),
-            "403": _error_response("the key may not act for that org, or may not do this"),
-            "503": _error_response("Redis (or, for usage, Kafka) could not answer; retry"),
-        },
-    }
-    if request:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}},
-        }
-    return op
-
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.1.0",
-    "info": {"title": "spendstream decision service", "version": "2"},
-    "components": {
-        "schemas": _COMPONENTS,
-        "securitySchemes": {"proxyKey": {"type": "http", "scheme": "bearer"}},
-    },
-    "paths": {
-        "/v1/reserve": {
-            "post": _json_op("Admit a request against every hard cap and hold its estimate", "ReserveBody", "Decision")
-        },
-        "/v1/usage": {
-            "post": _json_op(
-                "Publish a request's UsageEvent: the stream settles its reservation and counts the cost once",
-                "UsageEvent",
-                "Accepted",
-                "202",
-            )
-        },
-        "/v1/release": {
-            "post": _json_op("Drop the reservation of a request that will not run", "ReleaseBody", "Released")
-        },
-        "/v1/spend/{scope}/{id}": {
-            "get": {
-                **_json_op("Committed and reserved nano-USD of one scope", None, "Spend"),
-                "parameters": [
-                    {"name": "scope", "in": "path", "required": True, "schema": {"enum": list(_SCOPES)}},
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"name": "org_id", "in": "query", "required": False, "schema": {"type": "string"}},
-                ],
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Redis reachable",
-                "responses": {"200": {"description": "healthy"}, "503": {"description": "unhealthy"}},
-            }
-        },
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
-    },
-}

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,7 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 from prometheus_client import Counter
 
+from bus.config_topic import ConfigCache
 from bus.topics import Topics
 from bus.usage_producer import UsageProducer
 from enforcement.client import AsyncCapClient
@@ -51,8 +53,12 @@ from integrations.litellm_mapping import (
     identity,
     prompt_tokens_bound,
     read,
+    request_tags,
     usage_event,
 )
+from schemas.allocation_tags import cap_tags, tag_values
+from schemas.budgets import OrgConfig
+from schemas.config_records import ConfigState
 from schemas.events import EventError, UsageEvent, decode_event, encode_event
 from schemas.price_sources import parse_litellm_price_map
 from schemas.pricing import PriceCatalogue
@@ -99,10 +105,20 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             compression=self.settings.kafka.compression,
         )
         self.estimator = Estimator(self._bundled_prices())
+        self.orgs: dict[str, OrgConfig] = {}  # from config.v1: each org's declared allocation tags
+        self.config = ConfigCache.of(
+            self.settings.kafka.bootstrap,
+            Topics(self.settings.kafka.topic_prefix),
+            self.settings.decision.catalogue_refresh_s,
+        )
+        self.config.follow(on_read=self._follow_orgs)
         self._routes: dict[str, tuple[float, str, str]] = {}  # alias -> (when, provider, model)
         self._unsent: list[tuple[str, str]] = []  # (org, request_id) of events Kafka refused: to release
         self._poller: asyncio.Task[None] | None = None
         atexit.register(self.close)
+
+    def _follow_orgs(self, state: ConfigState) -> None:
+        self.orgs = dict(state.orgs)
 
     @staticmethod
     def _bundled_prices() -> PriceCatalogue:
@@ -148,9 +164,15 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
     ) -> dict[str, Any]:
         conf = self.settings.litellm
         try:
-            who = identity(KeyView.of(user_api_key_dict), data, conf.default_org, conf.trust_request_user)
+            key = KeyView.of(user_api_key_dict)
+            who = identity(key, data, conf.default_org, conf.trust_request_user)
+            org = self.orgs.get(who.org_id)
+            who = replace(who, tags=request_tags(key, data, org))
             provider, model = self.route(str(data.get("model") or ""))
-            subject = Subject(who.org_id, who.user_id, who.department_id, who.feature, model, provider, who.api_key_id)
+            tags = cap_tags(tag_values(org.tags, dict(who.tags))) if org is not None and org.tags else ()
+            subject = Subject(
+                who.org_id, who.user_id, who.department_id, who.feature, model, provider, who.api_key_id, tags
+            )
         except IdentityError as exc:
             raise HTTPException(status_code=exc.status, detail={"error": f"spendstream: {exc}"}) from exc
         except SubjectError as exc:
@@ -174,6 +196,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             "user_id": who.user_id,
             "feature": who.feature,
             "api_key_id": who.api_key_id,
+            "tags": dict(who.tags),
         }
         return data
 
@@ -191,6 +214,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             subject["user_id"],
             subject["feature"],
             subject.get("api_key_id"),
+            tuple((subject.get("tags") or {}).items()),
         )
         tier = read(response_obj, "service_tier") or (kwargs.get("optional_params") or {}).get("service_tier")
         event = usage_event(

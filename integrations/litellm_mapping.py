@@ -11,6 +11,11 @@ Identity comes from the proxy's authenticated key, never from what the caller wr
 * **feature**: ``spendstream_feature`` in the key's metadata pins it; else the request's
   ``metadata.spendstream_feature``; else ``chat``. A feature budget is only as firm as the key pins it.
 * **api_key_id**: the key's hash as LiteLLM stores it (its ``token``), never the key.
+* **allocation tags** (the org's declared tags, such as ``project``): the key's metadata, else its team's,
+  which only the proxy's admin sets. The request's ``metadata`` (and, for a tag named ``customer``, the
+  request's ``user``: LiteLLM's end user, the org's own customer) fills a tag the key leaves open only when
+  the org sets ``trust_request_tags``, since a caller could otherwise pick an uncapped project. The values go
+  into the event's metadata, so the reserve checks the very tag budgets the stream counts.
 
 A request whose ``metadata`` names an org, department or user (``spendstream_org_id``,
 ``spendstream_department_id``, ``spendstream_user_id``) other than its key's is refused with 403,
@@ -19,14 +24,16 @@ and one naming the same is accepted: the metadata is never believed, only compar
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from schemas.budgets import OrgConfig
 from schemas.errors import SpendstreamError
-from schemas.events import UsageEvent
+from schemas.events import ID_PATTERN, UsageEvent
 from schemas.money import round_nanos
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "identity",
     "occurred_at",
     "prompt_tokens_bound",
+    "request_tags",
     "tokens_of",
     "usage_event",
 ]
@@ -44,6 +52,7 @@ __all__ = [
 BYTES_PER_TOKEN = 3  # tokenizers average ~4 bytes of English and ~3 of CJK text a token: 3 errs high
 TOKENS_PER_MESSAGE = 4  # the role and the chat template's separators
 
+_VALUE = re.compile(ID_PATTERN)
 _STANDARD_TIERS = frozenset({"", "auto", "default", "standard", "on_demand"})
 
 
@@ -91,6 +100,24 @@ class Identity:
     user_id: str
     feature: str
     api_key_id: str | None
+    tags: tuple[tuple[str, str], ...] = ()  # the declared tags' values as found (see request_tags)
+
+
+def request_tags(key: KeyView, body: Mapping[str, Any], org: OrgConfig | None) -> tuple[tuple[str, str], ...]:
+    """The org's declared tags a request carries, by the rules of the module's notes. A value that does not
+    follow the id rules is left out (the stream charges the tag's missing value), so the event stays valid."""
+    if org is None or not org.tags:
+        return ()
+    request_meta = body.get("metadata")
+    request_meta = request_meta if isinstance(request_meta, Mapping) else {}
+    found = []
+    for rule in org.tags:
+        value = key.metadata.get(rule.key) or key.team_metadata.get(rule.key)
+        if value is None and org.trust_request_tags:
+            value = request_meta.get(rule.key) or (body.get("user") if rule.key == "customer" else None)
+        if isinstance(value, str | int) and not isinstance(value, bool) and _VALUE.fullmatch(str(value)):
+            found.append((rule.key, str(value)))
+    return tuple(found)
 
 
 def _from_meta(key: KeyView, name: str) -> str | None:
@@ -261,6 +288,7 @@ def usage_event(
     tokens are kept in metadata, and billed as zero."""
     counts = Tokens(0, 0, 0, 0, 0) if cache_hit else tokens_of(usage)
     metadata = {"litellm_cache_hit": "true"} if cache_hit else {}
+    metadata.update(who.tags)
     return UsageEvent(
         event_id=event_id,
         occurred_at=occurred_at(end_time),

@@ -27,10 +27,13 @@ from schemas.events import ID_PATTERN
 __all__ = [
     "MAX_TAGS",
     "TAG_KEY_PATTERN",
+    "TAG_SCOPE",
     "UNTAGGED",
     "TagError",
     "TagRule",
+    "cap_tags",
     "parse_tag_rules",
+    "split_tag_scope",
     "tag_bodies",
     "tag_values",
 ]
@@ -42,6 +45,8 @@ TAG_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,31}(?![\s\S])"
 """Lower-case, as metadata keys are matched exactly: ``Project`` and ``project`` would be two tags."""
 _KEY = re.compile(TAG_KEY_PATTERN)
 _VALUE = re.compile(ID_PATTERN)
+TAG_SCOPE = "tag"
+"""The budget scope of one tag value: its id is ``<key>=<value>`` (``project=apollo``)."""
 
 
 class TagError(SpendstreamError):
@@ -90,6 +95,22 @@ class TagRule:
 def tag_values(rules: Sequence[TagRule], metadata: Mapping[str, str]) -> dict[str, str]:
     """Every declared tag's value for an event with this metadata."""
     return {rule.key: rule.value_of(metadata) for rule in rules}
+
+
+def cap_tags(values: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    """The (key, value) pairs a request spends in for caps: every declared tag's value but ``(untagged)``,
+    which no budget can name. A tag's own ``missing`` value is a value like any other (``env=prod``)."""
+    if not values:
+        return ()
+    return tuple((key, value) for key, value in values.items() if value != UNTAGGED)
+
+
+def split_tag_scope(scope_id: str) -> tuple[str, str] | None:
+    """``project=apollo`` -> (project, apollo); None when it is not a tag key and an id joined by ``=``."""
+    key, sep, value = scope_id.partition("=")
+    if not sep or not _KEY.fullmatch(key) or not _VALUE.fullmatch(value):
+        return None
+    return key, value
 
 
 def _rule(item: Any, where: str) -> TagRule:

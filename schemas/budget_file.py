@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from schemas.allocation_tags import TagError, parse_tag_rules
+from schemas.allocation_tags import TagError, parse_tag_rules, split_tag_scope
 from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetError, BudgetMode, OrgConfig, Period, ScopeKind
 from schemas.channels import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.cost_allocation import ChargebackError, parse_chargeback
@@ -118,6 +118,8 @@ def parse_budget_spec(spec: Any, orgs: dict[str, OrgConfig], where: str) -> Budg
         routes = parse_budget_routes(spec.get("alerts"), tuple(stages), f"{where}.alerts")
     except AlertConfigError as exc:
         raise BudgetFileError(exc.field, exc.reason) from None
+    if scope is ScopeKind.TAG:
+        _declared(scope_id, orgs.get(org, OrgConfig(org)), f"{where}.id")
     try:
         return Budget(
             org_id=org,
@@ -187,6 +189,18 @@ def _org(org_id: str, spec: Any) -> OrgConfig:
         return OrgConfig(org_id, zone, policy, floor, unpriced, chargeback, late, tags, trust)
     except BudgetError as exc:
         raise BudgetFileError(where, str(exc)) from None
+
+
+def _declared(scope_id: str, org: OrgConfig, where: str) -> None:
+    """A tag budget names a declared tag, and one of its listed values when it lists them."""
+    pair = split_tag_scope(scope_id)
+    if pair is None:
+        raise BudgetFileError(where, f"{scope_id[:60]!r} is not <tag>=<value> (project=apollo)")
+    rule = org.tag(pair[0])
+    if rule is None:
+        raise BudgetFileError(where, f"{pair[0]!r} is not one of {org.org_id}'s allocation tags; declare it first")
+    if rule.values and pair[1] not in rule.values and pair[1] != rule.missing:
+        raise BudgetFileError(where, f"{pair[1]!r} is not one of the values tag {pair[0]!r} lists")
 
 
 def parse_budget_file(text: str) -> BudgetFile:

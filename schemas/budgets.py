@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.allocation_tags import MAX_TAGS, TagRule
+from schemas.allocation_tags import MAX_TAGS, TagRule, split_tag_scope
 from schemas.cost_allocation import Chargeback
 from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN
@@ -49,6 +49,7 @@ class ScopeKind(StrEnum):
     MODEL = "model"
     PROVIDER = "provider"
     API_KEY = "apikey"
+    TAG = "tag"  # one value of a declared allocation tag: scope_id "project=apollo"
 
 
 class Period(StrEnum):
@@ -146,7 +147,10 @@ class Budget:
         if not _ID.fullmatch(self.org_id):
             raise BudgetError("org_id", f"{self.org_id!r} is not a valid id")
         pattern = _NAME if self.scope in (ScopeKind.MODEL, ScopeKind.PROVIDER) else _ID
-        if not pattern.fullmatch(self.scope_id):
+        if self.scope is ScopeKind.TAG:
+            if not isinstance(self.scope_id, str) or split_tag_scope(self.scope_id) is None:
+                raise BudgetError("scope_id", f"{str(self.scope_id)[:60]!r} is not <tag>=<value> (project=apollo)")
+        elif not pattern.fullmatch(self.scope_id):
             raise BudgetError("scope_id", f"{self.scope_id!r} is not a valid {self.scope.value} id")
         if self.scope is ScopeKind.ORG and self.scope_id != self.org_id:
             raise BudgetError("scope_id", "an org budget's scope_id must be its org_id")

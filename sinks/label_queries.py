@@ -19,7 +19,7 @@ from sinks.queries import TOTALS, Narrow, Query, narrowed
 from sinks.schema import validate_database
 from sinks.tables import TYPE_COSTS
 
-__all__ = ["API_KEY", "TAG_PREFIX", "check_label", "spend_by_label"]
+__all__ = ["API_KEY", "TAG_PREFIX", "check_label", "daily_tag_costs", "spend_by_label"]
 
 API_KEY = "api_key"
 TAG_PREFIX = "tag:"
@@ -70,3 +70,19 @@ def spend_by_label(
             f"WHERE {where} AND label = {{group_label:String}} GROUP BY key"
         )
     return sql + " ORDER BY cost_nanos DESC, key", params
+
+
+def daily_tag_costs(database: str, org_id: str, since: datetime, keys: list[str], timezone: str = "UTC") -> Query:
+    """Cost per day (cut in ``timezone``) of each value of the tags ``keys`` from ``since``: the daily series
+    the forecasts of tag budgets learn. Rows: (day, tag key, value, nano-USD)."""
+    db = validate_database(database)
+    if since.tzinfo is None:
+        raise ValueError("since: must be tz-aware")
+    labels = [check_label(TAG_PREFIX + key) for key in keys]
+    sql = (
+        "SELECT toDate(toTimeZone(bucket, {tz:String})) AS day, substring(label, 5) AS tag, value, "
+        f"sum(cost_nanos) FROM {db}.usage_labels_hourly WHERE org_id = {{org:String}} "
+        "AND bucket >= {since:DateTime('UTC')} AND label IN {labels:Array(String)} "
+        "GROUP BY day, tag, value ORDER BY day"
+    )
+    return sql, {"org": org_id, "since": since, "tz": timezone, "labels": labels}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from schemas.allocation_tags import UNTAGGED
 from sinks.schema import DIMENSIONS, validate_database
 from sinks.tables import TYPE_COSTS, UsageRow
 
@@ -30,7 +31,6 @@ __all__ = [
     "period_spend_by_scopes",
     "series",
     "spend_by",
-    "spend_by_scopes",
     "time_range",
     "top_cost_drivers",
     "usage_watermarks_by_org",
@@ -256,45 +256,25 @@ def feature_adoption(
     return sql, {**params, "tz": timezone}
 
 
-def spend_by_scopes(database: str, org_id: str, start: datetime, end: datetime) -> Query:
-    """Exact cost of every scope in ``[start, end)`` from the raw events: what Redis counts per period."""
-    db = validate_database(database)
-    unions = " UNION ALL ".join(
-        f"SELECT concat('{kind}/', {column}) AS scope, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events "
-        "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
-        "AND occurred_at < {end:DateTime64(6, 'UTC')}"
-        + (f" AND {column} != ''" if kind in ("department", "apikey") else "")
-        + f" GROUP BY {column}"
-        for kind, column in (
-            ("org", "org_id"),
-            ("department", "department_id"),
-            ("user", "user_id"),
-            ("feature", "feature"),
-            ("model", "model"),
-            ("provider", "provider"),
-            ("apikey", "api_key_id"),
-        )
-    )
-    return f"SELECT scope, cost_nanos FROM ({unions})", time_range(org_id, start, end)
-
-
 def period_spend_by_scopes(
     database: str, org_id: str, day: datetime, week: datetime, month: datetime, end: datetime
 ) -> Query:
     """Exact cost of every scope of an org in its current day, week and month (the periods starting at
     ``day``, ``week`` and ``month`` and ending at ``end``), from the raw events in one scan: what Redis
-    counts per period. Rows: (scope, day nano-USD, week nano-USD, month nano-USD, events summed)."""
+    counts per period, tag values included (``tag/project=apollo``; ``(untagged)`` is no scope). Rows: (scope,
+    day nano-USD, week nano-USD, month nano-USD, events summed)."""
     db = validate_database(database)
     for name, when in (("day", day), ("week", week), ("month", month), ("end", end)):
         if when.tzinfo is None:
             raise ValueError(f"{name} must be tz-aware")
-    pairs = ", ".join(f"('{kind}', {column})" for kind, column in COUNTED_SCOPES.items())
+    pairs = ", ".join(f"('{kind}', toString({column}))" for kind, column in COUNTED_SCOPES.items())
+    tags = f"arrayMap((k, v) -> ('tag', if(v = '{UNTAGGED}', '', concat(k, '=', v))), mapKeys(tags), mapValues(tags))"
     sql = (
         f"SELECT concat(scope.1, '/', scope.2) AS key, "
         "sumIf(cost_nanos, occurred_at >= {day:DateTime64(6, 'UTC')}), "
         "sumIf(cost_nanos, occurred_at >= {week:DateTime64(6, 'UTC')}), "
         "sumIf(cost_nanos, occurred_at >= {month:DateTime64(6, 'UTC')}), count() "
-        f"FROM {db}.usage_events ARRAY JOIN [{pairs}] AS scope "
+        f"FROM {db}.usage_events ARRAY JOIN arrayConcat([{pairs}], {tags}) AS scope "
         "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
         "AND occurred_at < {end:DateTime64(6, 'UTC')} AND scope.2 != '' "
         "GROUP BY key"

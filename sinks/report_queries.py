@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from schemas.allocation_tags import TAG_SCOPE, split_tag_scope
 from sinks.queries import COUNTED_SCOPES, SCOPE_COLUMNS, Query, time_range
 from sinks.schema import validate_database
 
@@ -68,14 +69,14 @@ def budget_days(
     database: str, org_id: str, scope: str, scope_id: str, start: datetime, end: datetime, timezone: str
 ) -> Query:
     """Cost and requests per day (in ``timezone``) of one budget's scope: what a budget preview replays."""
-    db, column = validate_database(database), _scope_column(scope)
+    db, (match, ids) = validate_database(database), _scope_match(scope, scope_id)
     sql = (
         "SELECT toDate(toTimeZone(occurred_at, {tz:String})) AS day, sum(cost_nanos), count() "
         f"FROM {db}.usage_events "
         "WHERE org_id = {org:String} AND occurred_at >= {start:DateTime64(6, 'UTC')} "
-        f"AND occurred_at < {{end:DateTime64(6, 'UTC')}} AND {column} = {{scope_id:String}} GROUP BY day ORDER BY day"
+        f"AND occurred_at < {{end:DateTime64(6, 'UTC')}} AND {match} GROUP BY day ORDER BY day"
     )
-    return sql, {**time_range(org_id, start, end), "tz": timezone, "scope_id": scope_id}
+    return sql, {**time_range(org_id, start, end), "tz": timezone, **ids}
 
 
 def requests_over_limit(
@@ -91,7 +92,7 @@ def requests_over_limit(
 ) -> Query:
     """Per period (its first day): the requests that arrived once the scope's spend in that period, counting
     them, passed ``limit_nanos``; what a hard cap of that limit would have refused."""
-    db, column = validate_database(database), _scope_column(scope)
+    db, (match, ids) = validate_database(database), _scope_match(scope, scope_id)
     if period not in _PERIOD_START:
         raise ValueError("period: daily, weekly or monthly")
     sql = (
@@ -100,10 +101,10 @@ def requests_over_limit(
         "sum(cost_nanos) OVER (PARTITION BY period_start ORDER BY occurred_at, event_id "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running "
         f"FROM {db}.usage_events WHERE org_id = {{org:String}} AND occurred_at >= {{start:DateTime64(6, 'UTC')}} "
-        f"AND occurred_at < {{end:DateTime64(6, 'UTC')}} AND {column} = {{scope_id:String}}) "
+        f"AND occurred_at < {{end:DateTime64(6, 'UTC')}} AND {match}) "
         "GROUP BY period_start ORDER BY period_start"
     )
-    return sql, {**time_range(org_id, start, end), "tz": timezone, "scope_id": scope_id, "limit": limit_nanos}
+    return sql, {**time_range(org_id, start, end), "tz": timezone, **ids, "limit": limit_nanos}
 
 
 def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datetime]], end: datetime) -> Query:
@@ -129,10 +130,16 @@ def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datet
     return sql, params
 
 
-def _scope_column(scope: str) -> str:
+def _scope_match(scope: str, scope_id: str) -> tuple[str, dict[str, Any]]:
+    """The condition on the raw events of one budget scope, and its parameters."""
+    if scope == TAG_SCOPE:
+        pair = split_tag_scope(scope_id)
+        if pair is None:
+            raise ValueError("scope_id: <tag>=<value>")
+        return "tags[{tag_key:String}] = {scope_id:String}", {"tag_key": pair[0], "scope_id": pair[1]}
     if scope not in COUNTED_SCOPES:
-        raise ValueError(f"scope: one of {', '.join(COUNTED_SCOPES)}")
-    return COUNTED_SCOPES[scope]
+        raise ValueError(f"scope: one of {', '.join([*COUNTED_SCOPES, TAG_SCOPE])}")
+    return f"{COUNTED_SCOPES[scope]} = {{scope_id:String}}", {"scope_id": scope_id}
 
 
 def alerts_between(database: str, org_id: str, start: datetime, end: datetime) -> Query:

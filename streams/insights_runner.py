@@ -56,6 +56,7 @@ from schemas.alerts import Spike as SpikeAlert
 from schemas.budgets import Budget, Period, period_bounds, period_key
 from schemas.config_records import ConfigState
 from schemas.settings import InsightSettings
+from sinks.label_queries import daily_tag_costs
 from sinks.queries import bucket_costs, daily_costs, orgs_since
 from sinks.tables import ANOMALIES, FORECASTS, AnomalyRow, ForecastRow
 from sinks.usage_store import UsageStore
@@ -251,20 +252,11 @@ class InsightsRunner:
             self.metrics.runs.labels("forecasts").observe(time.perf_counter() - began)
             return len(rows)
 
-    async def _forecast_org(self, org: str, now: datetime) -> list[ForecastRow]:
-        org_config = self.config.orgs.get(org)
-        timezone = org_config.timezone if org_config else "UTC"
-        zone = ZoneInfo(timezone)
-        local = now.astimezone(zone)
-        today = local.date()
-        budgets = [b for b in self.config.budgets.values() if b.org_id == org]
-        with_budget_users = {b.scope_id for b in budgets if b.scope.value == "user"}
-        state = self.state
-        known = [m.last_day for key, m in state.forecasters.items() if key.startswith(org + "|") and m.last_day]
-        start_day = min(known) if known else today - timedelta(days=self.settings.history_days)
-        since = datetime(start_day.year, start_day.month, start_day.day, tzinfo=zone).astimezone(UTC)
-        period_starts = [period_bounds(now, b.period, timezone)[0] for b in budgets]
-        since = min([since, *period_starts, period_bounds(now, Period.MONTHLY, timezone)[0]])
+    async def _daily(
+        self, org: str, budgets: list[Budget], since: datetime, timezone: str
+    ) -> dict[str, dict[date, float]]:
+        """Cost per day of the org, each department, and each user and tag value with a budget."""
+        with_budget = {f"{b.scope.value}/{b.scope_id}" for b in budgets}
         sql, params = daily_costs(self.store.database, org, since, timezone)
         daily: dict[str, dict[date, float]] = defaultdict(lambda: defaultdict(float))
         for day, department, user, cost in await self._query(sql, params):
@@ -272,15 +264,37 @@ class InsightsRunner:
             daily[f"org/{org}"][day] += value
             if department:
                 daily[f"department/{department}"][day] += value
-            if user in with_budget_users:
+            if f"user/{user}" in with_budget:
                 daily[f"user/{user}"][day] += value
+        tag_keys = sorted({b.scope_id.partition("=")[0] for b in budgets if b.scope.value == "tag"})
+        if tag_keys:
+            sql, params = daily_tag_costs(self.store.database, org, since, tag_keys, timezone)
+            for day, key, value, cost in await self._query(sql, params):
+                if f"tag/{key}={value}" in with_budget:
+                    daily[f"tag/{key}={value}"][day] += float(cost)
+        return daily
+
+    async def _forecast_org(self, org: str, now: datetime) -> list[ForecastRow]:
+        org_config = self.config.orgs.get(org)
+        timezone = org_config.timezone if org_config else "UTC"
+        zone = ZoneInfo(timezone)
+        local = now.astimezone(zone)
+        today = local.date()
+        budgets = [b for b in self.config.budgets.values() if b.org_id == org]
+        state = self.state
+        known = [m.last_day for key, m in state.forecasters.items() if key.startswith(org + "|") and m.last_day]
+        start_day = min(known) if known else today - timedelta(days=self.settings.history_days)
+        since = datetime(start_day.year, start_day.month, start_day.day, tzinfo=zone).astimezone(UTC)
+        period_starts = [period_bounds(now, b.period, timezone)[0] for b in budgets]
+        since = min([since, *period_starts, period_bounds(now, Period.MONTHLY, timezone)[0]])
+        daily = await self._daily(org, budgets, since, timezone)
         for budget in budgets:
             daily.setdefault(f"{budget.scope.value}/{budget.scope_id}", defaultdict(float))
         fraction = (local - local.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86_400
         rows: list[ForecastRow] = []
         for scope, days in daily.items():
             kind = scope.split("/", 1)[0]
-            if kind not in ("org", "department", "user"):
+            if kind not in ("org", "department", "user", "tag"):
                 continue  # feature, model... budgets are enforced and alerted, not forecast
             model = state.forecasters.get(f"{org}|{scope}")
             if model is None:

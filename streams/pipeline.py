@@ -27,9 +27,7 @@ from bus.topics import Send, Topics
 from enforcement.core import StateNotLoadedError
 from enforcement.decision import SettleResult
 from retries.policy import Retry
-from schemas.allocation_tags import tag_values
 from schemas.config_records import ConfigState
-from schemas.events import UsageEvent
 from schemas.pricing import PriceCatalogue
 from sinks.tables import UsageRow
 from sinks.usage_rows import usage_row
@@ -149,7 +147,7 @@ class Pipeline:
         after another, in order (a batch waits here for the one before it). Raises what the batch before
         failed with; a failure with no batch after it goes to ``on_failure``."""
         taken = self.rebalances  # the batch was taken in this assignment
-        rated, dead = process_batch(messages, self.catalogue, datetime.now(UTC), self.bounds)
+        rated, dead = process_batch(messages, self.catalogue, datetime.now(UTC), self.bounds, self.config.orgs)
         await self.settled()
         task = asyncio.ensure_future(self._finish(messages, acks, rated, dead, taken))
         task.add_done_callback(self._finished)
@@ -312,7 +310,7 @@ class Pipeline:
                         item.offset,
                         item.list_nanos,
                         item.split,
-                        self._tags(item.event),
+                        item.tags,
                     )
                 )
                 stored.append(item)
@@ -326,10 +324,6 @@ class Pipeline:
         for counter, count in zip(metrics, counts, strict=True):
             counter.inc(count)
         return rows, stored
-
-    def _tags(self, event: UsageEvent) -> dict[str, str] | None:
-        org = self.config.orgs.get(event.org_id)
-        return tag_values(org.tags, event.metadata) if org is not None and org.tags else None
 
     def flush_due(self) -> bool:
         pending = self._pending

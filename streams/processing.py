@@ -12,7 +12,7 @@ budget stage crossing of a rated event becomes on ``alerts.v1`` (:func:`alert_re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +20,8 @@ import msgspec
 
 from enforcement.decision import StageCrossing
 from schemas.alerts import BudgetStage, encode_alert
+from schemas.allocation_tags import tag_values
+from schemas.budgets import OrgConfig
 from schemas.events import MAX_COST_NANOS, EventError, UsageEvent, decode_event
 from schemas.money import format_usd
 from schemas.pricing import CostSplit, PriceCatalogue, UnpricedModelError, rate
@@ -65,6 +67,7 @@ class Rated:
     timestamp_ms: int
     list_nanos: int | None = None  # before the org's discount
     split: CostSplit | None = None  # by token type, when the catalogue priced it
+    tags: dict[str, str] | None = None  # each declared tag's value: what the row stores and the caps count
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +113,15 @@ def _refusal(message: Message, value: bytes, bounds: Bounds, now: datetime) -> t
 
 
 def process_batch(
-    messages: Sequence[Message], catalogue: PriceCatalogue, now: datetime, bounds: Bounds = Bounds()
+    messages: Sequence[Message],
+    catalogue: PriceCatalogue,
+    now: datetime,
+    bounds: Bounds = Bounds(),
+    orgs: Mapping[str, OrgConfig] | None = None,
 ) -> tuple[list[Rated], list[DeadLetter]]:
+    """Decode and rate each message; ``orgs``: the declared allocation tags, whose values are read once here
+    so that the stored row and the caps' settle agree on them."""
+    orgs = orgs or {}
     rated: list[Rated] = []
     dead: list[DeadLetter] = []
     for message in messages:
@@ -147,9 +157,14 @@ def process_batch(
                 message.timestamp_ms,
                 rating.list_nanos,
                 rating.split,
+                _tags(orgs.get(decoded.org_id), decoded),
             )
         )
     return rated, dead
+
+
+def _tags(org: OrgConfig | None, event: UsageEvent) -> dict[str, str] | None:
+    return tag_values(org.tags, event.metadata) if org is not None and org.tags else None
 
 
 def conflict_letter(rated: Rated, first: str) -> DeadLetter:

@@ -21,6 +21,7 @@ from enforcement.keys import UNCONFIGURED, KeyLayout, PeriodKeys
 from enforcement.redis_clients import is_cluster
 from enforcement.scripts import SETTLE
 from enforcement.subject import Subject
+from schemas.allocation_tags import cap_tags
 from sinks.usage_rows import content_digest, usage_row
 from streams.processing import Rated
 
@@ -120,7 +121,7 @@ class RedisApplier:
             by_org.setdefault(rated.event.org_id, []).append(position)
         calls: list[core.ScriptCall] = []
         order: list[tuple[str, list[int]]] = []
-        subjects: dict[tuple[str | None, ...], Subject] = {}  # one object per subject: its scopes are made once
+        subjects: dict[tuple[object, ...], Subject] = {}  # one object per subject: its scopes are made once
         for org_id, positions in by_org.items():
             for start in range(0, len(positions), self.chunk):
                 chunk = positions[start : start + self.chunk]
@@ -137,9 +138,10 @@ class RedisApplier:
                         event.provider,
                         event.api_key_id,
                     )
-                    subject = subjects.get(fields)
+                    tags = cap_tags(rated.tags)
+                    subject = subjects.get((*fields, *tags))
                     if subject is None:
-                        subject = subjects[fields] = Subject.unchecked(*fields)
+                        subject = subjects[(*fields, *tags)] = Subject.unchecked(*fields, tags)
                     items.append(
                         core.SettleItem(
                             subject,

@@ -28,6 +28,11 @@ SUBJECT = Subject(org_id="acme", department_id="eng", user_id="ada", feature="ch
         ({"feature": "chat:beta"}, "feature"),
         ({"model": "gpt 4o"}, "model"),
         ({"api_key_id": "k{1}"}, "api_key_id"),
+        ({"tags": (("project", "a:b"),)}, "tags.project"),
+        ({"tags": (("Project", "apollo"),)}, "tags.Project"),
+        ({"tags": (("project", "a"), ("project", "b"))}, "tags"),
+        ({"tags": tuple((f"t{i}", "v") for i in range(9))}, "tags"),
+        ({"tags": {"project": "apollo"}}, "tags"),
     ],
 )
 def test_subjects_refuse_key_separators_and_hash_tags(fields: dict[str, str], field: str) -> None:
@@ -36,6 +41,15 @@ def test_subjects_refuse_key_separators_and_hash_tags(fields: dict[str, str], fi
     with pytest.raises(SubjectError) as info:
         Subject(**base)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_each_tag_value_is_a_scope_of_its_own() -> None:
+    subject = Subject("acme", "ada", "eng", tags=(("project", "apollo"), ("customer", "c-42")))
+    assert subject.scopes()[-2:] == ["tag/project=apollo", "tag/customer=c-42"]
+    call = core.reserve_call(LAYOUT, subject, "r1", 10, 60_000, PERIODS)
+    assert call.args[-2:] == ["tag/project=apollo", "tag/customer=c-42"]
+    untagged = core.reserve_call(LAYOUT, Subject("acme", "ada", "eng"), "r1", 10, 60_000, PERIODS)
+    assert call.args[3] != untagged.args[3]  # the digest: a retry naming other tags is another request
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,11 @@ import redis.asyncio as aioredis
 from enforcement.access import ApiKey, KeyRing, Right, hash_key, parse_keys
 from enforcement.budget_store import apply_budgets
 from enforcement.client import AsyncCapClient
-from enforcement.decision_api import OPENAPI, create_app
+from enforcement.decision_api import OPENAPI, TagsOf, create_app
 from enforcement.estimator import Estimator, OutputSizes
 from enforcement.keys import KeyLayout
 from schemas import PriceCatalogue, PriceEntry, TokenPrices
+from schemas.allocation_tags import cap_tags, tag_values
 from schemas.budget_file import parse_budget_file
 from schemas.events import UsageEvent, decode_event
 from schemas.settings import Settings
@@ -47,7 +48,7 @@ ADA = {
 class AppClient:
     """Runs each request on one event loop for the whole test, as a server would."""
 
-    def __init__(self, redis_url: str, key_prefix: str, estimator: Estimator) -> None:
+    def __init__(self, redis_url: str, key_prefix: str, estimator: Estimator, tags: TagsOf | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.caps = AsyncCapClient(aioredis.Redis.from_url(redis_url), key_prefix=key_prefix)
         self.published: list[UsageEvent] = []
@@ -55,7 +56,7 @@ class AppClient:
         async def publish(event: UsageEvent) -> None:
             self.published.append(event)
 
-        app = create_app(self.caps, KEYS, estimator, publish)
+        app = create_app(self.caps, KEYS, estimator, publish, tags=tags)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://decision")
 
     def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
@@ -139,6 +140,47 @@ def test_reserve_release_spend_and_usage(app_client: AppClient, stack: Settings,
     assert call(
         app_client, "POST", "/v1/release", headers=AUTH, json={"org_id": "acme", "request_id": "r1"}
     ).json() == {"released": False}
+
+
+def test_a_reserve_naming_tags_is_capped_by_its_orgs_declared_tag_budgets(
+    stack: Settings, redis_client: redis.Redis, key_prefix: str
+) -> None:
+    parsed = parse_budget_file("""
+orgs:
+  acme: {tags: [project, {env: {values: [prod, dev], missing: prod}}]}
+budgets:
+  - {org: acme, scope: tag, id: project=apollo, period: monthly, limit: "0.005", mode: hard}
+  - {org: acme, scope: tag, id: env=prod, period: daily, limit: "0.008", mode: hard}
+""")
+    apply_budgets(redis_client, KeyLayout(key_prefix), parsed.orgs.values(), parsed.budgets)
+    org = parsed.orgs["acme"]
+
+    def tags(org_id: str, given: dict[str, str]) -> tuple[tuple[str, str], ...]:
+        return cap_tags(tag_values(org.tags, given)) if org_id == "acme" else ()
+
+    client = AppClient(stack.redis.url, key_prefix, Estimator(PriceCatalogue()), tags)
+    try:
+
+        def reserve(request_id: str, estimate: int, given: object) -> httpx.Response:
+            body = {**ADA, "request_id": request_id, "estimate_nanos": estimate, "tags": given}
+            return call(client, "POST", "/v1/reserve", headers=AUTH, json=body)
+
+        denied = reserve("t1", 6_000_000, {"project": "apollo", "env": "dev"}).json()
+        assert not denied["allowed"] and denied["blocking"]["scope"] == "tag/project=apollo"
+        allowed = reserve("t2", 6_000_000, {"project": "zeus", "env": "dev", "undeclared": "x"}).json()
+        assert allowed["allowed"] and allowed["remaining_nanos"] == {}  # no budget on zeus, dev, or undeclared
+        no_env = reserve("t3", 9_000_000, {"project": "zeus"}).json()  # env's missing value: prod
+        assert not no_env["allowed"] and no_env["blocking"]["scope"] == "tag/env=prod"
+        assert reserve("t4", 3_000_000, None).json()["remaining_nanos"] == {"tag/env=prod/daily": 5_000_000}
+        for given in ({"Project": "a"}, {"project": "a b"}, "x", {f"t{i}": "v" for i in range(9)}):
+            r = reserve("t5", 1, given)
+            assert r.status_code == 400 and r.json()["error"]["field"].startswith("$.tags"), r.text
+        spend = call(client, "GET", "/v1/spend/tag/env=prod", headers=AUTH, params={"org_id": "acme"})
+        assert spend.status_code == 200 and spend.json()["nanos"]["reserved"] == 3_000_000
+        bad = call(client, "GET", "/v1/spend/tag/prod", headers=AUTH, params={"org_id": "acme"})
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "id"
+    finally:
+        client.close()
 
 
 def test_a_key_acts_for_its_own_orgs_and_rights_only(app_client: AppClient, redis_client: redis.Redis) -> None:

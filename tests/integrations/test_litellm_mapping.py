@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -17,9 +18,12 @@ from integrations.litellm_mapping import (
     identity,
     occurred_at,
     read,
+    request_tags,
     tokens_of,
     usage_event,
 )
+from schemas.allocation_tags import parse_tag_rules
+from schemas.budgets import OrgConfig
 
 ACME_KEY = KeyView("a" * 64, "acme", "eng", "ada", {}, {})
 BARE_KEY = KeyView("b" * 64, None, None, None, {}, {})
@@ -63,6 +67,40 @@ def test_key_metadata_set_by_the_admin_carries_org_department_and_a_pinned_featu
     assert (identity(team_key, {}).org_id, identity(team_key, {}).department_id) == ("acme", "x")
     with pytest.raises(IdentityError, match="pinned"):
         identity(key, {"metadata": {"spendstream_feature": "chat"}})
+
+
+TAGGED = OrgConfig("acme", tags=parse_tag_rules(["project", "customer"]))
+APOLLO_KEY = KeyView("d" * 64, "acme", "eng", "ada", {"project": "apollo"}, {"customer": "c-1"})
+OPEN_KEY = KeyView("e" * 64, "acme", "eng", "bob", {}, {})
+
+
+def test_tags_come_from_the_key_and_its_team_and_the_request_only_when_the_org_trusts_it() -> None:
+    asks = {"user": "c-77", "metadata": {"project": "zeus", "customer": "c-9", "other": "x"}}
+    assert request_tags(APOLLO_KEY, asks, TAGGED) == (("project", "apollo"), ("customer", "c-1"))
+    assert request_tags(OPEN_KEY, asks, TAGGED) == ()  # a caller may not pick its project
+    trusting = replace(TAGGED, trust_request_tags=True)
+    assert request_tags(APOLLO_KEY, asks, trusting) == (("project", "apollo"), ("customer", "c-1"))  # the key pins
+    assert request_tags(OPEN_KEY, asks, trusting) == (("project", "zeus"), ("customer", "c-9"))
+    assert request_tags(OPEN_KEY, {"user": "c-77"}, trusting) == (("customer", "c-77"),)  # LiteLLM's end user
+    assert request_tags(OPEN_KEY, {"metadata": {"project": "a b"}}, trusting) == ()  # not an id: left out
+    assert request_tags(APOLLO_KEY, asks, None) == () == request_tags(APOLLO_KEY, asks, OrgConfig("acme"))
+
+
+def test_the_event_carries_the_tags_the_reserve_checked() -> None:
+    who = replace(identity(APOLLO_KEY, {}), tags=(("project", "apollo"),))
+    event = usage_event(
+        who,
+        event_id="e1",
+        request_id="r1",
+        provider="openai",
+        model="gpt-4o",
+        end_time=datetime(2026, 12, 1, tzinfo=UTC),
+        latency_ms=5,
+        usage=usage(prompt_tokens=10, completion_tokens=2),
+        cost=None,
+        cache_hit=False,
+    )
+    assert event.metadata == {"project": "apollo"}
 
 
 def usage(**fields: object) -> SimpleNamespace:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.allocation_tags import UNTAGGED, TagError, TagRule, parse_tag_rules, tag_values
+from schemas.allocation_tags import (
+    UNTAGGED,
+    TagError,
+    TagRule,
+    cap_tags,
+    parse_tag_rules,
+    split_tag_scope,
+    tag_values,
+)
 from schemas.budget_file import BudgetFileError, parse_budget_file
 from schemas.config_records import ConfigState, org_record
 
@@ -75,3 +83,36 @@ def test_a_rule_round_trips_through_its_body() -> None:
         assert parse_tag_rules([rule.body()]) == (rule,)
     with pytest.raises(TagError):
         TagRule("1project")
+
+
+BUDGETED = """
+orgs:
+  acme:
+    tags: [project, {env: {values: [prod, staging], missing: prod}}]
+budgets:
+  - {org: acme, scope: tag, id: "%s", period: monthly, limit: "500", mode: hard}
+"""
+
+
+def test_a_budget_on_a_tag_value_names_a_declared_tag_and_a_listed_value() -> None:
+    budget = parse_budget_file(BUDGETED % "project=apollo").budgets[0]
+    assert (budget.key, budget.limit_nanos) == ("tag/project=apollo/monthly", 500 * 10**9)
+    assert parse_budget_file(BUDGETED % "env=prod").budgets[0].scope_id == "env=prod"
+    for scope_id, reason in (
+        ("customer=c1", "'customer' is not one of acme's allocation tags"),
+        ("env=dev", "'dev' is not one of the values tag 'env' lists"),
+        ("project", "is not <tag>=<value>"),
+        ("project=a b", "is not <tag>=<value>"),
+        ("Project=apollo", "is not <tag>=<value>"),
+    ):
+        with pytest.raises(BudgetFileError, match=reason) as caught:
+            parse_budget_file(BUDGETED % scope_id)
+        assert caught.value.field == "budgets[0].id"
+
+
+def test_caps_count_every_declared_value_but_untagged() -> None:
+    assert cap_tags(tag_values(RULES, {"project": "apollo"})) == (("project", "apollo"), ("env", "prod"))
+    assert cap_tags(tag_values(RULES, {})) == (("env", "prod"),)  # a tag's own missing value is a value
+    assert cap_tags(None) == ()
+    assert split_tag_scope("project=apollo") == ("project", "apollo")
+    assert split_tag_scope("project=apollo=x") is None and split_tag_scope("=apollo") is None

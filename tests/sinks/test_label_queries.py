@@ -122,3 +122,22 @@ def test_a_project_chargeback_reads_every_nano_usd_of_the_month(store: UsageStor
     data = chargeback_data(store, state, "acme", date(2026, 11, 1), datetime(2026, 12, 1, tzinfo=UTC))
     charged = sum(int(row[5]) for row in chargeback_report(data).tables[0].rows)
     assert charged == _sums(store, "org_id")["acme"]
+
+
+def test_what_caps_count_per_tag_value_equals_the_raw_events(store: UsageStore) -> None:
+    """A rebuilt Redis counts each declared tag value as the scope ``tag/<key>=<value>``; (untagged) is none."""
+    rows = store.query(*queries.period_spend_by_scopes(store.database, "acme", START, START, START, END))
+    tags = {str(r[0]): int(r[3]) for r in rows if str(r[0]).startswith("tag/")}
+    expected = {
+        f"tag/{key}={value}": cost
+        for key in ("project", "customer")
+        for value, cost in _sums(store, f"tags['{key}']", f"mapContains(tags, '{key}')").items()
+        if value != UNTAGGED
+    }
+    assert tags == expected and set(tags) == {
+        "tag/project=apollo",
+        "tag/project=gemini",
+        "tag/customer=c1",
+        "tag/customer=c2",
+    }
+    assert {str(r[0]): int(r[3]) for r in rows}["org/acme"] == _sums(store, "org_id")["acme"]

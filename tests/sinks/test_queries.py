@@ -248,7 +248,9 @@ def test_feature_adoption_cuts_weeks_at_monday_midnight_in_the_orgs_zone(store: 
 
 
 def test_spend_by_scopes_matches_what_redis_counts(store: UsageStore) -> None:
-    rows = dict(run(store, queries.spend_by_scopes(store.database, "acme", START, END)))  # type: ignore[arg-type]
+    rows = {
+        r[0]: r[3] for r in run(store, queries.period_spend_by_scopes(store.database, "acme", START, START, START, END))
+    }
     assert rows["org/acme"] == 127_500
     assert rows["department/eng"] == 91_500 and rows["user/ada"] == 75_000 and rows["model/o3-mini"] == 8_000
     assert rows["feature/search"] == 500 and rows["provider/openai"] == 127_500
