@@ -5,7 +5,8 @@ In one run, on a topic of its own with the same 200k replayed events as bench/pi
 2. faust: an app configured as the worker (raw serializers, take_events(5,000, 20 ms), the same
    fetch and commit settings) whose agent only counts, in a process of its own;
 3. redis: the server-side cost of the batched SETTLE script per event, of one RESERVE (org,
-   department and user hard caps, every period) and of a trivial EVALSHA, from INFO commandstats:
+   department and user hard caps, every period; and with two tag scopes more, each with a hard cap) and
+   of a trivial EVALSHA, from INFO commandstats:
    one Redis thread runs them, so 1e6 / microseconds bounds events or decisions per second. A
    reserve is measured one call at a time (Redis idles between calls: cold caches) and 50 in
    flight (Redis busy, as under load: the ceiling), beside RESERVE_FLOOR, the Redis commands a
@@ -154,14 +155,20 @@ def reserve_us(url: str) -> dict[str, float]:
     client = redis.Redis.from_url(url)
     prefix = f"c{uuid.uuid4().hex[:8]}"
     parsed = parse_budget_file(
+        "orgs: {acme: {tags: [project, customer]}}\n"
         "budgets:\n"
         '  - {org: acme, scope: org, period: monthly, limit: "100000", mode: hard}\n'
         '  - {org: acme, scope: department, id: eng, period: daily, limit: "10000", mode: hard}\n'
         '  - {org: acme, scope: user, id: ada, period: monthly, limit: "10000", mode: hard}\n'
+        '  - {org: acme, scope: tag, id: project=apollo, period: monthly, limit: "10000", mode: hard}\n'
+        '  - {org: acme, scope: tag, id: customer=c-1, period: monthly, limit: "10000", mode: hard}\n'
     )
     apply_budgets(client, KeyLayout(prefix), parsed.orgs.values(), parsed.budgets)
     caps = CapClient(client, key_prefix=prefix)
     subject = Subject("acme", "ada", department_id="eng", feature="chat", model="gpt-4o", provider="openai")
+    tagged = Subject(
+        "acme", "ada", "eng", "chat", "gpt-4o", "openai", tags=(("project", "apollo"), ("customer", "c-1"))
+    )
     periods = PeriodKeys.at(datetime.now(UTC), "UTC")
     layout = KeyLayout(prefix)
     scripts = {
@@ -177,8 +184,8 @@ def reserve_us(url: str) -> dict[str, float]:
         after = client.info("commandstats")["cmdstat_evalsha"]
         return (after["usec"] - before["usec"]) / (after["calls"] - before["calls"])
 
-    def in_flight(name: str, tag: str, n: int = 3000, depth: int = 50) -> float:
-        calls = [core.reserve_call(layout, subject, f"{tag}{i}", 1000, 60_000, periods) for i in range(n)]
+    def in_flight(name: str, tag: str, n: int = 3000, depth: int = 50, who: Subject = subject) -> float:
+        calls = [core.reserve_call(layout, who, f"{tag}{i}", 1000, 60_000, periods) for i in range(n)]
         before = client.info("commandstats").get("cmdstat_evalsha", {"usec": 0, "calls": 0})
         for start in range(0, n, depth):
             pipe = client.pipeline(transaction=False)
@@ -195,10 +202,12 @@ def reserve_us(url: str) -> dict[str, float]:
 
     result = {
         "reserve": server_us(lambda i: caps.reserve(subject, f"r{i}", 1000)),
+        "reserve_two_tags": server_us(lambda i: caps.reserve(tagged, f"g{i}", 1000)),
         "trivial": server_us(lambda i: client.evalsha(scripts["trivial"], 0)),
         "trivial_same_args": server_us(lambda i: like_reserve("trivial", i)),
         "floor": server_us(lambda i: like_reserve("floor", i)),
         "reserve_in_flight": in_flight("reserve", "p"),
+        "reserve_two_tags_in_flight": in_flight("reserve", "h", who=tagged),
         "floor_in_flight": in_flight("floor", "q"),
         "trivial_in_flight": in_flight("trivial", "s"),
     }
@@ -237,6 +246,11 @@ def main() -> None:
             "pipeline_target_events_per_s": 20_000,
             "pipeline_target_over_raw": 0.3,
             "redis_reserve_us": round(reserve["reserve"], 2),
+            "redis_reserve_two_tags_us": round(reserve["reserve_two_tags"], 2),
+            "redis_reserve_two_tags_in_flight_us": round(reserve["reserve_two_tags_in_flight"], 2),
+            "two_tags_over_reserve_in_flight": round(
+                reserve["reserve_two_tags_in_flight"] / reserve["reserve_in_flight"], 3
+            ),
             "redis_trivial_evalsha_us": round(reserve["trivial"], 2),
             "redis_trivial_evalsha_reserve_args_us": round(reserve["trivial_same_args"], 2),
             "redis_reserve_floor_us": round(reserve["floor"], 2),

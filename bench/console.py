@@ -172,7 +172,7 @@ def main() -> None:
                 "console": base.console.model_copy(update={"database": Path(home) / "console.db"}),
             }
         )
-        store = UsageStore.of(settings.clickhouse)
+        store = UsageStore.of(settings.clickhouse, timeout_s=1800)  # the seed's merges take minutes
         now = datetime.now(UTC).replace(microsecond=0)
         try:
             seeding = time.monotonic()

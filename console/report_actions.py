@@ -23,10 +23,12 @@ from console.report_settings import (
     template_view,
 )
 from console.roles import Principal, Right
+from reports.build import template_params
+from reports.filters import FilterError, parse_filter
 from schemas.budgets import OrgConfig
 from schemas.config_records import ConfigRecord, org_record, template_record
 from schemas.errors import ConflictError, NotFoundError, PreconditionError
-from schemas.report_templates import ReportTemplate
+from schemas.report_templates import ReportTemplate, TemplateError
 
 __all__ = ["ReportActions"]
 
@@ -67,8 +69,10 @@ class ReportActions:
         read at, None to replace whatever is there."""
         require(principal, Right.REPORTS)
         with self.config.edit_lock:
-            current = self.config.state(fresh=True).reports.get((principal.org_id, name))
+            state = self.config.state(fresh=True)
+            current = state.reports.get((principal.org_id, name))
             template = template_from_input(principal.org_id, name, data, datetime.now(UTC), current)
+            _check_filters(template, state.orgs.get(principal.org_id, OrgConfig(principal.org_id)))
             if creating and current is not None:
                 raise ConflictError("name", f"template {name} exists already; change it instead")
             if if_match is not None and if_match != template_version(current):
@@ -137,3 +141,15 @@ class ReportActions:
             template_view(before, zone) if before else None,
             template_view(after, zone) if after else None,
         )
+
+
+def _check_filters(template: ReportTemplate, org: OrgConfig) -> None:
+    """A custom template's filters as its run will read them (a group or label filter on a tag the org has
+    not declared is refused now, not at the first run)."""
+    if not template.filters:
+        return
+    today = datetime.now(UTC).date()
+    try:
+        parse_filter(template_params(template, today), org.timezone, today, [rule.key for rule in org.tags])
+    except FilterError as exc:
+        raise TemplateError(f"filters.{exc.field}", exc.reason) from None

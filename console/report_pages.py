@@ -102,11 +102,14 @@ class ReportPages:
         if editing and not saving:
             saving = next((template_form_values(t) for t in templates if t["name"] == editing), {})
         chargeback = values if values.get("form") == "chargeback" else None
+        tags = [rule.key for rule in self.web.reader.org(principal).tags]
         done, name = request.query_params.get("done", ""), request.query_params.get("name", "")
         context = {
             "values": values,
             "error": error,
-            "groups": list(GROUPS),
+            "groups": [*GROUPS, *(f"tag:{key}" for key in tags)],
+            "labels": ["api_key", *(f"tag:{key}" for key in tags)],
+            "tag_keys": tags,
             "month_forms": [(first, kinds) for first, kinds in forms() if first.coverage is Coverage.MONTH],
             "custom": next(k for k in REPORT_KINDS if k.coverage is Coverage.RANGE),
             "kinds": REPORT_KINDS,

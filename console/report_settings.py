@@ -86,10 +86,15 @@ def template_from_form(form: Mapping[str, Any], formats: list[str]) -> dict[str,
         "timezone": str(form.get("timezone") or "").strip() or None,
         "paused": form.get("paused") == "on",
         "days": int(days) if days.isdigit() and len(days) < 5 else days,
-        "filters": {k: str(form[k]).strip() for k in FILTERS if str(form.get(k) or "").strip()}
+        "filters": {k: str(form[k]).strip() for k in form if _filter(k) and str(form.get(k) or "").strip()}
         if form.get("kind") == CUSTOM
         else {},  # the form always sends the custom report's grouping; another kind takes no filters
     }
+
+
+def _filter(name: str) -> bool:
+    """A field of the form that is a custom report's filter: a grouping, a narrowing or a label."""
+    return name in FILTERS or name == "api_key" or name.startswith("tag:")
 
 
 def template_form_values(view: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,6 +114,7 @@ def chargeback_form_values(view: Mapping[str, Any]) -> dict[str, Any]:
     rule = view.get("unallocated", "proportional")
     shares = rule if isinstance(rule, Mapping) else {}
     return {
+        "by": view.get("by", "department"),
         "cost_centres": "\n".join(f"{k} = {v}" for k, v in view.get("cost_centres", {}).items()),
         "rule": "shares" if shares else "proportional",
         "shares": "\n".join(f"{k} = {v}" for k, v in shares.items()),
@@ -137,6 +143,7 @@ def chargeback_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
     if form.get("rule") == "shares":
         rule = {k: int(v) if v.isdigit() and len(v) < 4 else v for k, v in shares.items()}
     return {
+        "by": str(form.get("by") or "department").strip(),
         "cost_centres": _pairs(str(form.get("cost_centres") or ""), "cost_centres"),
         "unallocated": rule,
         "accounts": {

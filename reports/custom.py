@@ -39,6 +39,8 @@ def _columns(first: Column) -> tuple[Column, ...]:
 def custom_report(data: CustomData) -> Report:
     f = data.filter
     narrowed_to = [(name, getattr(f, name)) for name in NARROWING if getattr(f, name) != "*"]
+    if f.label:  # api_key or tag:<key>
+        narrowed_to.append((f.label, f.label_value))
     narrowed = [f"{name} {value}" for name, value in narrowed_to]
     text = "Filtered to " + ", ".join(narrowed) + "." if narrowed else "All usage of the org."
     total = sum(r[5] for r in data.rows)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from schemas.allocation_tags import TAG_KEY_PATTERN
 from schemas.errors import SpendstreamError
 from schemas.report_kinds import KINDS, Format
 
@@ -28,7 +29,14 @@ FILTERS = ("group", "granularity", *NARROWING)
 _FIELDS = ("kind", "formats", "recipients", "schedule", "timezone", "paused", "days", "filters")  # what a user sets
 MAX_RECIPIENTS = 20
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_LABEL = re.compile("tag:" + TAG_KEY_PATTERN.removeprefix("^"))
 _EMAIL = re.compile(r'^[^@\s<>,;"]{1,64}@[^@\s<>,;"]{1,189}\.[^@\s<>,;"]{1,63}\Z')  # one address, no list
+
+
+def _filter_name(name: object) -> bool:
+    """A filter a template may keep: the custom report's, or one label (api_key, tag:<declared tag>), which
+    the report checks against the org's declared tags when it runs."""
+    return isinstance(name, str) and (name in FILTERS or name == "api_key" or bool(_LABEL.fullmatch(name)))
 
 
 class TemplateError(SpendstreamError):
@@ -88,8 +96,10 @@ def parse_template(org_id: str, name: str, body: Mapping[str, Any]) -> ReportTem
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 400:
         raise TemplateError("days", "a whole number of days from 1 to 400")
     filters = body.get("filters") or {}
-    if not isinstance(filters, Mapping) or any(k not in FILTERS or not isinstance(v, str) for k, v in filters.items()):
-        raise TemplateError("filters", f"a mapping of {', '.join(FILTERS)} to values")
+    if not isinstance(filters, Mapping) or any(
+        not _filter_name(k) or not isinstance(v, str) for k, v in filters.items()
+    ):
+        raise TemplateError("filters", f"a mapping of {', '.join(FILTERS)}, api_key or tag:<tag> to values")
     if filters and kind != "custom":
         raise TemplateError("filters", "only a custom report takes filters")
     timezone = body.get("timezone") or ""

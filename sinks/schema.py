@@ -96,9 +96,19 @@ def _view(db: str, rollup: Table[Any], bucket: str) -> list[str]:
     return [  # the columns before the view: ClickHouse checks a view's query even when the view exists
         rollup.create(db),
         *_added(db, rollup),
+        *_projections(db, rollup),
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{rollup.name}_mv TO {db}.{rollup.name} AS\n{query}",
         f"ALTER TABLE {db}.{rollup.name}_mv MODIFY QUERY\n{query}",
     ]
+
+
+def _projections(db: str, table: Table[Any]) -> list[str]:
+    """A table made before its projections gains them; its parts gain them as they merge (a query reads the
+    parts without one from the table itself), so no rewrite of old data is forced on a start."""
+    if not table.projections:
+        return []
+    mode = f"ALTER TABLE {db}.{table.name} MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'"
+    return [mode, *(f"ALTER TABLE {db}.{table.name} ADD PROJECTION IF NOT EXISTS {p}" for p in table.projections)]
 
 
 def _added(db: str, table: Table[Any]) -> list[str]:

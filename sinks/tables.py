@@ -52,6 +52,7 @@ class Table(Generic[R]):
     partition_by: str = ""
     settings: str = ""
     added: tuple[str, ...] = ()  # fields added after the first release, in order
+    projections: tuple[str, ...] = ()  # "<name> (SELECT ...)": ClickHouse answers a matching query from one
     types: dict[str, str] = field(init=False)  # field -> ClickHouse type, in the row's order
 
     def __post_init__(self) -> None:
@@ -84,6 +85,7 @@ class Table(Generic[R]):
     def create(self, database: str) -> str:
         columns = [f"    {name} {kind}" for name, kind in self.types.items()]
         columns += [f"    {spec}" for spec in self.defaulted]
+        columns += [f"    PROJECTION {spec}" for spec in self.projections]
         clauses = [f"ENGINE = {self.engine}"]
         if self.partition_by:
             clauses.append(f"PARTITION BY {self.partition_by}")
@@ -232,13 +234,21 @@ class LabelRollupRow(NamedTuple):
     reasoning_cost_nanos: TypeCost
 
 
+_LABEL_SUMS = LabelRollupRow._fields[LabelRollupRow._fields.index("requests") :]
 USAGE_LABELS_HOURLY: Table[LabelRollupRow] = Table(
     "usage_labels_hourly",
     LabelRollupRow,
     engine="SummingMergeTree",
     partition_by="toYYYYMM(bucket)",
     order_by="org_id, label, bucket, value, department_id, user_id, feature, provider, model",
-    settings=DEDUP_WINDOW,
+    settings=DEDUP_WINDOW + ", deduplicate_merge_projection_mode = 'rebuild'",
+    # Each value's hourly sums, whatever the dimensions: a view grouped by a tag (or narrowed to a value) and
+    # not by a dimension reads a row an hour and value from here, fewer rows than a grouping by department.
+    projections=(
+        "by_value (SELECT org_id, label, bucket, value, "
+        + ", ".join(f"sum({c})" for c in _LABEL_SUMS)
+        + " GROUP BY org_id, label, bucket, value)",
+    ),
 )
 
 

@@ -34,6 +34,7 @@ class UsageStore:
         password: str = "",
         secure: bool = False,
         client_factory: Callable[..., Any] | None = None,
+        timeout_s: float = 60,
     ) -> None:
         self.database = validate_database(database)
         self._factory: Callable[..., Any] = client_factory or clickhouse_connect.get_client
@@ -46,14 +47,15 @@ class UsageStore:
             tz_mode="aware",
             compress="zstd",
             connect_timeout=5,
-            send_receive_timeout=60,
+            send_receive_timeout=timeout_s,
             autogenerate_session_id=False,
         )
         self._client: Any = None
 
     @classmethod
-    def of(cls, settings: ClickHouseSettings) -> UsageStore:
-        """A store from the ClickHouse settings (the one place that reads them)."""
+    def of(cls, settings: ClickHouseSettings, timeout_s: float = 60) -> UsageStore:
+        """A store from the ClickHouse settings (the one place that reads them); ``timeout_s``: how long a
+        statement may take to answer."""
         return cls(
             settings.host,
             settings.port,
@@ -61,6 +63,7 @@ class UsageStore:
             settings.username,
             settings.password.get_secret_value(),
             settings.secure,
+            timeout_s=timeout_s,
         )
 
     def _connect(self) -> Any:

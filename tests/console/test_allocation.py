@@ -157,3 +157,21 @@ def test_owners_and_admins_edit_the_tags_with_versions_and_audit(console: Consol
     assert client.post("/billing/budgets/tags", data=form).status_code == 303
     _eventually(lambda: viewer.get("/api/v1/tags").json()["tags"] == ["project", "customer"])  # as other tests expect
     assert "project, customer" in console.signed_in("victor").get("/billing/budgets").text
+
+
+def test_a_project_budget_shows_its_spend_and_previews_its_cap(console: Console, tokens: dict[str, str]) -> None:
+    """examples/budgets.yaml budgets project apollo; its spend is the month's events stored with apollo."""
+    admin = api(console, tokens["admin"])
+    apollo = console.month_to_date("acme", where="tags['project'] = 'apollo'")
+    assert apollo > 0
+    progress = admin.get("/api/v1/overview").json()["budgets"]
+    (found,) = [p for p in progress if p["budget"]["key"] == "tag/project=apollo/monthly"]
+    assert found["spent_nanos"] == apollo
+    body = {"scope": "tag", "id": "project=apollo", "period": "monthly", "limit": f"{apollo / 2e9:.9f}", "mode": "hard"}
+    preview = admin.post("/api/v1/budgets/preview", json=body)
+    assert preview.status_code == 200, preview.text
+    (month,) = [p for p in preview.json()["periods"] if p["spent_nanos"]]
+    assert month["spent_nanos"] == apollo and 0 < month["denied"] < month["requests"]
+    undeclared = admin.post("/api/v1/budgets", json={**body, "id": "team=red"})
+    assert undeclared.status_code == 400 and "allocation tags" in undeclared.json()["error"]["reason"]
+    assert undeclared.json()["error"]["field"] == "budget.id"

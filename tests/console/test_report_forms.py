@@ -27,10 +27,10 @@ def test_a_template_form_reads_as_the_api_body_and_shows_back() -> None:
     form = FormData(
         [("kind", "custom"), ("recipients", "cfo@acme.example,  ap@acme.example"), ("schedule", "0 8 * * 1"),
          ("timezone", ""), ("days", "7"), ("group", "feature"), ("granularity", "week"), ("model", "gpt-4o"),
-         ("user", ""), ("paused", "on")]
+         ("user", ""), ("paused", "on"), ("tag:project", "apollo"), ("api_key", "")]
     )  # fmt: skip
     body = template_from_form(form, ["csv", "pdf"])
-    assert body["filters"] == {"group": "feature", "granularity": "week", "model": "gpt-4o"}
+    assert body["filters"] == {"group": "feature", "granularity": "week", "model": "gpt-4o", "tag:project": "apollo"}
     assert body["recipients"] == ["cfo@acme.example", "ap@acme.example"] and body["paused"] is True
     template = template_from_input("acme", "weekly", body, NOW, None)
     assert (template.days, template.timezone, template.saved_at) == (7, "", NOW)
@@ -61,6 +61,9 @@ def test_the_chargeback_form_round_trips_and_bad_lines_name_the_field() -> None:
     )
     again = {k: v for k, v in chargeback_form_values(chargeback_view(rule)).items()}
     assert parse_chargeback_input(chargeback_from_form(FormData(list(again.items())))) == rule
+    assert rule.by == "department" and again["by"] == "department"
+    by_project = parse_chargeback_input(chargeback_from_form(FormData([*again.items(), ("by", "project")])))
+    assert by_project.by == "project" and chargeback_form_values(chargeback_view(by_project))["by"] == "project"
     with pytest.raises(ChargebackError) as bad:
         chargeback_from_form(FormData([("cost_centres", "eng CC-1010")]))
     assert bad.value.field == "cost_centres" and "line 1" in bad.value.reason

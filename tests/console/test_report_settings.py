@@ -83,6 +83,9 @@ def test_finance_saves_edits_pauses_runs_and_deletes_a_template(console: Console
         ({"kind": "monthly", "recipients": [f"r{i}@acme.example" for i in range(21)]}, "recipients"),
         ({"kind": "monthly", "formats": ["docx"]}, "formats"),
         ({"kind": "monthly", "filters": {"model": "gpt-4o"}}, "filters"),
+        ({"kind": "custom", "filters": {"tag:team": "red"}}, "filters.tag:team"),  # acme declares no tag team
+        ({"kind": "custom", "filters": {"group": "tag:team"}}, "filters.group"),
+        ({"kind": "custom", "filters": {"Tag:Project": "x"}}, "filters"),
         ({"kind": "monthly", "owner": "olivia"}, "owner"),
         ({"name": "Bad Name!", "kind": "monthly"}, "name"),
     ):

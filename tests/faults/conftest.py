@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -111,13 +112,20 @@ class Faulty:
         replay.thread.start()
         return replay
 
+    def worker_logs(self, tail: int = 2_000) -> str:
+        logs = sorted(Path("/tmp").glob(f"{self.dep.settings.kafka.topic_prefix}worker-*.log"))
+        return "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-tail:]}" for log in logs)
+
     def consumed(self) -> float:
         return self.dep.metric("spendstream_events_consumed_total") or 0.0
 
     def conserved(self, events: list[UsageEvent], timeout: float = 240) -> None:
         """Every event once in ClickHouse, Redis equal to it everywhere, no alert twice."""
         dep = self.dep
-        dep.wait_for(lambda: dep.ch_rows() >= len(events), timeout, f"{len(events)} events in ClickHouse")
+        try:
+            dep.wait_for(lambda: dep.ch_rows() >= len(events), timeout, f"{len(events)} events in ClickHouse")
+        except AssertionError as exc:  # what the workers said: a timeout alone does not tell stuck from slow
+            raise AssertionError(f"{exc} ({dep.ch_rows()} there)\n{self.worker_logs()}") from exc
         db = dep.settings.clickhouse.database
         count, unique = dep.ch().query(f"SELECT count(), uniqExact(event_id) FROM {db}.usage_events").result_rows[0]
         assert (count, unique) == (len(events), len(events)), "an event stored twice, or lost"

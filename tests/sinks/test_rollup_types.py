@@ -11,7 +11,7 @@ from schemas.events import UsageEvent
 from schemas.price_sources import load_overrides
 from schemas.pricing import rate
 from schemas.settings import Settings
-from sinks import queries
+from sinks import label_queries, queries
 from sinks.schema import SUMS
 from sinks.tables import TYPE_COSTS
 from sinks.usage_rows import usage_row
@@ -95,3 +95,23 @@ def test_an_older_database_gains_the_split_and_the_sums_stay_exact(stack: Settin
     (row,) = rows
     assert [int(v) for v in row[7:13]] == raw  # the cost, then each type's: what the console reads
     assert raw[4] == raw[5] == 0  # no cache writes or reasoning tokens in these events
+
+
+def test_a_grouping_by_label_reads_the_value_projection_which_an_older_rollup_gains(
+    stack: Settings, ch_database: str
+) -> None:
+    store = UsageStore(stack.clickhouse.host, stack.clickhouse.port, ch_database)
+    store.migrate()
+    db = ch_database
+    store.query(f"ALTER TABLE {db}.usage_labels_hourly DROP PROJECTION by_value")  # as made before it
+    store.insert_usage(_rows(0, 40, split=True), "old")
+    store.migrate()
+    store.insert_usage(_rows(40, 60, split=True), "new")
+    query = label_queries.spend_by_label(db, "api_key", "acme", AT, AT + timedelta(days=1))
+    plan = "\n".join(str(row[0]) for row in store.query("EXPLAIN " + query[0], query[1]))
+    assert "by_value" in plan  # the parts made after the upgrade; the older part is read from the table
+    ((key, *sums),) = store.query(*query)
+    raw = store.query(f"SELECT count(), sum(cost_nanos) FROM {db}.usage_events")[0]
+    assert key == "k1" and (sums[0], sums[6]) == (raw[0], raw[1])
+    store.query(f"OPTIMIZE TABLE {db}.usage_labels_hourly FINAL")  # a merge gives the old part the projection
+    assert store.query(*query)[0][1:] == (key, *sums)[1:]
