@@ -19,8 +19,8 @@ from console.access_store import AccessStore
 from console.actions import require
 from console.readmodels import Reader
 from console.roles import Principal, Right
-from schemas.allocation_tags import UNTAGGED, TagError, TagRule, parse_tag_rules, tag_bodies
-from schemas.budgets import OrgConfig
+from schemas.allocation_tags import UNTAGGED, TagError, TagRule, parse_tag_rules, split_tag_scope, tag_bodies
+from schemas.budgets import Budget, OrgConfig, ScopeKind
 from schemas.config_records import org_record
 from schemas.errors import PreconditionError
 
@@ -83,6 +83,21 @@ def tags_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
     return {"tags": tags, "trust_request_tags": form.get("trust_request_tags") == "on"}
 
 
+def _keeps_budgeted(rules: tuple[TagRule, ...], budgets: list[Budget]) -> None:
+    """A tag value with a budget stays declared (and listed, where the tag lists values): delete the budget
+    first, or it would count nothing while it looks in force."""
+    declared = {rule.key: rule for rule in rules}
+    for budget in budgets:
+        pair = split_tag_scope(budget.scope_id) if budget.scope is ScopeKind.TAG else None
+        if pair is None:
+            continue
+        rule = declared.get(pair[0])
+        if rule is None:
+            raise TagError("tags", f"tag {pair[0]!r} has the budget {budget.key}: delete the budget first")
+        if rule.values and pair[1] not in (*rule.values, rule.missing):
+            raise TagError(f"tags.{rule.key}.values", f"{pair[1]!r} has the budget {budget.key}: keep it listed")
+
+
 class TagSettings:
     def __init__(self, reader: Reader, access: AccessStore) -> None:
         self.reader, self.access = reader, access
@@ -100,9 +115,11 @@ class TagSettings:
         require(principal, Right.EDIT_BUDGETS)
         rules, trust = parse_tags_input(data)
         with self.config.edit_lock:
-            org = self.config.state(fresh=True).orgs.get(principal.org_id, OrgConfig(principal.org_id))
+            state = self.config.state(fresh=True)
+            org = state.orgs.get(principal.org_id, OrgConfig(principal.org_id))
             if if_match is not None and if_match != tags_version(org):
                 raise PreconditionError("version", "the tags were changed by someone else; reload and try again")
+            _keeps_budgeted(rules, [b for b in state.budgets.values() if b.org_id == principal.org_id])
             changed = dataclasses.replace(org, tags=rules, trust_request_tags=trust)
             self.config.publish([org_record(changed)])
         before, after = tags_view(org), tags_view(changed)

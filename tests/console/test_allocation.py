@@ -131,6 +131,8 @@ def test_owners_and_admins_edit_the_tags_with_versions_and_audit(console: Consol
         ({"tags": [{"env": {"values": ["a b"]}}]}, "tags.env.values"),
         ({"tags": [], "colour": "red"}, "colour"),
         ({"tags": [], "trust_request_tags": "yes"}, "trust_request_tags"),
+        ({"tags": ["customer"]}, "tags"),  # project apollo has a budget (examples/budgets.yaml)
+        ({"tags": [{"project": {"values": ["gemini"]}}]}, "tags.project.values"),
     ):
         refused = admin.put("/api/v1/tags", json=body, headers={"If-Match": version})
         assert refused.status_code == 400 and refused.json()["error"]["field"] == field, refused.text

@@ -25,16 +25,15 @@ pytestmark = pytest.mark.stack
 
 ADA_KEY, BOB_KEY = "sk-acme-ada-0001", "sk-acme-bob-0002"
 CAROL_KEY, DAVE_KEY = "sk-initech-carol-0003", "sk-umbrella-dave-0004"  # orgs no one configured
-CUSTOM_AUTH = f"""
+
+
+def custom_auth(keys: dict[str, dict[str, object]]) -> str:
+    """A LiteLLM custom auth module giving each key its fields (user, team, org, metadata), as a key database."""
+    return f"""
 from fastapi import Request
 from litellm.proxy._types import UserAPIKeyAuth
 
-KEYS = {{
-    "{ADA_KEY}": {{"user_id": "ada", "team_id": "eng", "org_id": "acme"}},
-    "{BOB_KEY}": {{"user_id": "bob", "team_id": "eng", "org_id": "acme"}},
-    "{CAROL_KEY}": {{"user_id": "carol", "team_id": "ops", "org_id": "initech"}},
-    "{DAVE_KEY}": {{"user_id": "dave", "team_id": "ops", "org_id": "umbrella"}},
-}}
+KEYS = {keys!r}
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
@@ -43,6 +42,16 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         raise Exception("unknown key")
     return UserAPIKeyAuth(api_key=api_key.removeprefix("Bearer ").strip(), **who)
 """
+
+
+CUSTOM_AUTH = custom_auth(
+    {
+        ADA_KEY: {"user_id": "ada", "team_id": "eng", "org_id": "acme"},
+        BOB_KEY: {"user_id": "bob", "team_id": "eng", "org_id": "acme"},
+        CAROL_KEY: {"user_id": "carol", "team_id": "ops", "org_id": "initech"},
+        DAVE_KEY: {"user_id": "dave", "team_id": "ops", "org_id": "umbrella"},
+    }
+)
 CONFIG = """
 model_list:
   - model_name: team-default

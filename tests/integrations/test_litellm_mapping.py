@@ -24,6 +24,7 @@ from integrations.litellm_mapping import (
 )
 from schemas.allocation_tags import parse_tag_rules
 from schemas.budgets import OrgConfig
+from schemas.events import UsageEvent
 
 ACME_KEY = KeyView("a" * 64, "acme", "eng", "ada", {}, {})
 BARE_KEY = KeyView("b" * 64, None, None, None, {}, {})
@@ -87,20 +88,23 @@ def test_tags_come_from_the_key_and_its_team_and_the_request_only_when_the_org_t
 
 
 def test_the_event_carries_the_tags_the_reserve_checked() -> None:
-    who = replace(identity(APOLLO_KEY, {}), tags=(("project", "apollo"),))
-    event = usage_event(
+    event = event_of(replace(identity(APOLLO_KEY, {}), tags=(("project", "apollo"),)), cost=None, cache_hit=False)
+    assert event.metadata == {"project": "apollo"}
+
+
+def event_of(who: Identity, cost: float | None, cache_hit: bool) -> UsageEvent:
+    return usage_event(
         who,
         event_id="e1",
         request_id="r1",
         provider="openai",
         model="gpt-4o",
-        end_time=datetime(2026, 12, 1, tzinfo=UTC),
-        latency_ms=5,
-        usage=usage(prompt_tokens=10, completion_tokens=2),
-        cost=None,
-        cache_hit=False,
+        end_time=datetime(2026, 1, 1, tzinfo=UTC),
+        latency_ms=3,
+        usage=usage(prompt_tokens=1000, completion_tokens=500),
+        cost=cost,
+        cache_hit=cache_hit,
     )
-    assert event.metadata == {"project": "apollo"}
 
 
 def usage(**fields: object) -> SimpleNamespace:
@@ -121,19 +125,7 @@ def test_anthropic_cache_writes_are_their_own_tokens() -> None:
 
 def test_a_response_from_litellms_cache_costs_nothing() -> None:
     """A cache hit was billed at full price."""
-    who = Identity("acme", "eng", "ada", "chat", None)
-    event = usage_event(
-        who,
-        event_id="e1",
-        request_id="r1",
-        provider="openai",
-        model="gpt-4o",
-        end_time=datetime(2026, 1, 1, tzinfo=UTC),
-        latency_ms=3,
-        usage=usage(prompt_tokens=1000, completion_tokens=500),
-        cost=0.0125,
-        cache_hit=True,
-    )
+    event = event_of(Identity("acme", "eng", "ada", "chat", None), cost=0.0125, cache_hit=True)
     assert (event.input_tokens, event.output_tokens, event.cost_nanos, event.metadata) == (
         0,
         0,

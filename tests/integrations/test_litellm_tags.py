@@ -12,27 +12,17 @@ import httpx
 import pytest
 
 from tests.deployment import Deployment
-from tests.integrations.test_litellm_e2e import CONFIG, COST, start_proxy, stop
+from tests.integrations.test_litellm_e2e import CONFIG, COST, custom_auth, start_proxy, stop
 
 pytestmark = pytest.mark.stack
 
 APOLLO_KEY, OPEN_KEY = "sk-acme-apollo-0001", "sk-acme-open-0002"
-CUSTOM_AUTH = f"""
-from fastapi import Request
-from litellm.proxy._types import UserAPIKeyAuth
-
-KEYS = {{
-    "{APOLLO_KEY}": {{"user_id": "ada", "team_id": "eng", "org_id": "acme", "metadata": {{"project": "apollo"}}}},
-    "{OPEN_KEY}": {{"user_id": "bob", "team_id": "eng", "org_id": "acme"}},
-}}
-
-
-async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
-    who = KEYS.get(api_key.removeprefix("Bearer ").strip())
-    if who is None:
-        raise Exception("unknown key")
-    return UserAPIKeyAuth(api_key=api_key.removeprefix("Bearer ").strip(), **who)
-"""
+CUSTOM_AUTH = custom_auth(
+    {
+        APOLLO_KEY: {"user_id": "ada", "team_id": "eng", "org_id": "acme", "metadata": {"project": "apollo"}},
+        OPEN_KEY: {"user_id": "bob", "team_id": "eng", "org_id": "acme"},
+    }
+)
 BUDGETS = """
 orgs:
   acme: {tags: [project, customer], trust_request_tags: %s}
