@@ -85,8 +85,8 @@ REPORT_KINDS: tuple[ReportKind, ...] = (
     ReportKind(
         "custom",
         "Custom report",
-        "Cost and requests over any range of days, grouped by provider, model, feature, department or user, per "
-        "day, week or month, narrowed to one of each.",
+        "Cost and requests over any range of days, grouped by provider, model, feature, department, user, API key "
+        "or allocation tag, per day, week or month, narrowed to one of each and to one API key or tag value.",
         Coverage.RANGE,
     ),
 )

@@ -4,9 +4,14 @@ and the page group and narrow by them, each figure equal to a sum over ClickHous
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
+import zipfile
 from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -176,4 +181,33 @@ def test_a_project_budget_shows_its_spend_and_previews_its_cap(console: Console,
     assert month["spent_nanos"] == apollo and 0 < month["denied"] < month["requests"]
     undeclared = admin.post("/api/v1/budgets", json={**body, "id": "team=red"})
     assert undeclared.status_code == 400 and "allocation tags" in undeclared.json()["error"]["reason"]
-    assert undeclared.json()["error"]["field"] == "budget.id"
+    assert undeclared.json()["error"]["field"] == "id"
+
+
+def test_a_custom_report_from_the_page_narrows_to_a_project(console: Console) -> None:
+    """The Generate Report form offers each declared tag; the file's figures are the project's own."""
+    client = console.signed_in("fiona")
+    page = client.get("/billing/reports")
+    assert 'name="tag:project"' in page.text and ">tag:customer</option>" in page.text
+    today = datetime.now(ZoneInfo("Europe/Berlin")).date()
+    form = {
+        "csrf": page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0],
+        "kind": "custom",
+        "from": today.replace(day=1).isoformat(),
+        "to": today.isoformat(),
+        "group": "department",
+        "tag:project": "apollo",
+        "format": "csv",
+    }
+    answer = client.post("/billing/reports", data=form)
+    assert answer.status_code == 200, answer.text[:500]
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as files:
+        name = next(n for n in files.namelist() if "by_department" in n)
+        text = files.read(name).decode("utf-8-sig")
+        about = files.read(next(n for n in files.namelist() if n.endswith("about.txt"))).decode()
+    assert "tag:project apollo" in about  # the files state their filter
+    rows = list(csv.DictReader(text.splitlines()))
+    by_department = {r["department"]: int(r["cost_nanos"]) for r in rows if r["department"] != "Total"}
+    for department, cost in by_department.items():
+        assert cost == console.month_to_date("acme", department, "tags['project'] = 'apollo'"), department
+    assert sum(by_department.values()) == console.month_to_date("acme", where="tags['project'] = 'apollo'")
