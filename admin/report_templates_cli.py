@@ -24,8 +24,10 @@ def _state(settings: Settings) -> ConfigState:
 
 
 def templates_command(settings: Settings, args: argparse.Namespace) -> int:
+    from admin.reports_cli import label_filters  # noqa: PLC0415
     from bus.config_topic import publish_config  # noqa: PLC0415
     from bus.topics import Topics  # noqa: PLC0415
+    from reports.filters import FilterError  # noqa: PLC0415
     from schemas.config_records import ConfigRecord, template_record  # noqa: PLC0415
     from schemas.report_templates import TemplateError, parse_template  # noqa: PLC0415
 
@@ -58,8 +60,9 @@ def templates_command(settings: Settings, args: argparse.Namespace) -> int:
         "filters": {k: getattr(args, k) for k in FILTERS if getattr(args, k, None)},
     }
     try:
+        body["filters"] |= label_filters(args)
         template = parse_template(args.org, args.template, body)
-    except TemplateError as exc:
+    except (TemplateError, FilterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     publish_config(settings.kafka.bootstrap, topics, [template_record(template)])
@@ -80,7 +83,10 @@ def apply_template(settings: Settings, args: argparse.Namespace, now: datetime) 
     args.kind = template.kind
     args.format = args.format or list(template.formats)
     for key, value in template.filters:
-        setattr(args, key, value)
+        if key.startswith("tag:"):
+            args.tag = f"{key.removeprefix('tag:')}={value}"
+        else:
+            setattr(args, key, value)  # api_key, a grouping or a narrowing
     if template.kind == "custom":
         org = state.orgs.get(args.org)
         today = now.astimezone(ZoneInfo(org.timezone if org else "UTC")).date()

@@ -44,10 +44,14 @@ def reports_parser(commands: Any) -> None:
     reports.add_argument("--month", help="the month's reports: YYYY-MM (default: the month before this one)")
     reports.add_argument("--from", dest="first", help="custom: the first day, YYYY-MM-DD (default: this month's first)")
     reports.add_argument("--to", dest="last", help="custom: the last day, included (default: today)")
-    reports.add_argument("--group", help="custom: provider, model, feature, department or user (default model)")
+    reports.add_argument(
+        "--group", help="custom: provider, model, feature, department, user, api_key or tag:KEY (default model)"
+    )
     reports.add_argument("--granularity", help="custom: day, week or month (default day)")
     for name in NARROWING:
         reports.add_argument(f"--{name}", help=f"custom: only this {name}")
+    reports.add_argument("--api-key", dest="api_key", help="custom: only this API key (or --tag, not both)")
+    reports.add_argument("--tag", help="custom: only this value of a declared tag, KEY=VALUE (project=apollo)")
     reports.add_argument(
         "--format", action="append", default=[], help="pdf, xlsx or csv; repeat or separate with commas (default pdf)"
     )
@@ -90,6 +94,7 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         formats = parse_formats(args.format)
         month = parse_month(args.month, now.date())
+        labels = label_filters(args)
     except (ReportError, FilterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -100,7 +105,7 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     store = UsageStore.of(settings.clickhouse)
     today = datetime.now(ZoneInfo(state.orgs.get(args.org, OrgConfig(args.org)).timezone)).date()
-    params = {k: str(getattr(args, k)) for k in FILTERS if getattr(args, k, None)}
+    params = {k: str(getattr(args, k)) for k in FILTERS if getattr(args, k, None)} | labels
     params.update({"from": args.first or "", "to": args.last or "", "month": f"{month:%Y-%m}"})
     print(f"reading {args.org} from ClickHouse", file=sys.stderr)
     try:
@@ -111,6 +116,19 @@ def _generate(settings: Settings, args: argparse.Namespace) -> int:
     write_report(report, formats, Path(args.out), bom=args.bom, progress=lambda line: print(line, file=sys.stderr))
     print(f"done in {time.monotonic() - began:.1f} s", file=sys.stderr)
     return 0
+
+
+def label_filters(args: argparse.Namespace) -> dict[str, str]:
+    """``--api-key`` and ``--tag KEY=VALUE`` as the filter parameters (``api_key``, ``tag:KEY``)."""
+    from reports.filters import FilterError  # noqa: PLC0415
+
+    found = {"api_key": args.api_key} if getattr(args, "api_key", None) else {}
+    if getattr(args, "tag", None):
+        key, sep, value = str(args.tag).partition("=")
+        if not sep or not key or not value:
+            raise FilterError("tag", f"{str(args.tag)[:60]!r}: KEY=VALUE, such as project=apollo")
+        found[f"tag:{key}"] = value
+    return found
 
 
 def _orgs_with_usage(store: Any) -> set[str]:

@@ -281,3 +281,17 @@ def test_a_saved_template_is_listed_run_and_deleted(seeded: Deployment, tmp_path
     assert sum(int(r["cost_nanos"]) for r in rows) == eng > 0 and f"{first}_{last}" in next(tmp_path.glob("*.csv")).name
     assert dep.cli("reports", "delete", "--org", "acme", "--template", "eng-week").returncode == 0
     assert "eng-week" not in dep.cli("reports", "list", "--org", "acme").stdout
+
+    # a template narrowed to one project (acme declares project in examples/budgets.yaml)
+    apollo = ["reports", "save", "--org", "acme", "--template", "apollo-week", "--kind", "custom", "--days", "7"]
+    assert dep.cli(*apollo, "--group", "department", "--tag", "project", "--format", "csv").returncode == 2
+    assert dep.cli(*apollo, "--group", "department", "--tag", "project=apollo", "--format", "csv").returncode == 0
+    out = tmp_path / "apollo"
+    ran = dep.cli("reports", "generate", "--org", "acme", "--template", "apollo-week", "--out", str(out))
+    assert ran.returncode == 0, ran.stderr
+    rows = list(csv.DictReader(io.StringIO(next(out.glob("*-by_department.csv")).read_text())))
+    apollo_total = raw_total(
+        dep, "acme", zone_start.astimezone(UTC), midnight.astimezone(UTC), " AND tags['project'] = 'apollo'"
+    )
+    assert sum(int(r["cost_nanos"]) for r in rows) == apollo_total > 0
+    assert "tag:project apollo" in next(out.glob("*-about.txt")).read_text()
