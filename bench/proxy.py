@@ -45,6 +45,7 @@ from enforcement.keys import KeyLayout
 from schemas import Budget, BudgetMode, Period, ScopeKind
 from schemas.budgets import OrgConfig
 from schemas.settings import Settings
+from sinks.usage_store import UsageStore
 from stack import manager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,6 +266,7 @@ def main() -> None:
         worker.wait(30)
         for key in client.scan_iter(f"bp{tag}:*", count=1000):
             client.delete(key)
+        UsageStore.of(base.clickhouse).client.command(f"DROP DATABASE IF EXISTS bench_proxy_{tag}")
 
     def med(name: str, i: int) -> float:
         return statistics.median(row[i] for row in results[name])
