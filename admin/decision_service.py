@@ -25,7 +25,7 @@ from enforcement.access import KeyFileError, KeyRing, hash_key, new_key, parse_k
 from enforcement.client import AsyncCapClient
 from enforcement.decision_api import create_app
 from enforcement.estimator import Estimator
-from schemas.allocation_tags import cap_tags, tag_values
+from schemas.allocation_tags import cap_tags
 from schemas.budgets import OrgConfig
 from schemas.config_records import ConfigState
 from schemas.pricing import PriceCatalogue
@@ -80,7 +80,7 @@ def build_app(settings: Settings, keys: KeyRing) -> Starlette:
 
     def tags(org_id: str, given: dict[str, str]) -> tuple[tuple[str, str], ...]:
         org = orgs.get(org_id)
-        return cap_tags(tag_values(org.tags, given)) if org is not None and org.tags else ()
+        return cap_tags(org.tag_values(given)) if org is not None else ()
 
     app = create_app(
         client,

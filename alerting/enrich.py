@@ -14,7 +14,7 @@ import msgspec
 from alerting.plan import budget_of
 from enforcement.keys import KeyLayout, PeriodKeys
 from schemas.alerts import Alert, BudgetStage, CapDenied, ProjectedExceed
-from schemas.budgets import Budget, period_bounds
+from schemas.budgets import Budget, ScopeKind, period_bounds
 from schemas.config_records import ConfigState
 from sinks.queries import top_cost_drivers_by_scope
 from sinks.usage_store import UsageStore
@@ -68,7 +68,7 @@ class Enricher:
                 budget is None
                 or alert.drivers
                 or not isinstance(alert, _WITH_DRIVERS)
-                or budget.scope.value in ("apikey", "tag")  # no rollup dimension to rank drivers within
+                or budget.scope in (ScopeKind.API_KEY, ScopeKind.TAG)  # no rollup dimension to rank drivers by
             ):
                 keys.append(None)
                 continue

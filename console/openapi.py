@@ -6,6 +6,7 @@ from typing import Any
 
 from console.openapi_parts import errors, ok, path_param
 from console.openapi_reports import settings_paths
+from schemas.budgets import ScopeKind
 from schemas.report_kinds import KINDS, REPORT_KINDS, Format
 from schemas.report_templates import NARROWING
 
@@ -15,7 +16,7 @@ _BUDGET = {
     "type": "object",
     "required": ["scope", "id", "period", "limit"],
     "properties": {
-        "scope": {"enum": ["org", "department", "user", "feature", "model", "provider", "apikey", "tag"]},
+        "scope": {"enum": [kind.value for kind in ScopeKind]},
         "id": {"type": "string", "description": "the scope's id (an org budget: the org's own id)"},
         "period": {"enum": ["daily", "weekly", "monthly"]},
         "limit": {"type": "string", "description": "USD as a decimal string, such as '250.00'"},

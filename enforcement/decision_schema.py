@@ -11,6 +11,7 @@ import msgspec
 from enforcement.decision import Outcome
 from enforcement.subject import Subject
 from schemas.allocation_tags import MAX_TAGS, TAG_KEY_PATTERN
+from schemas.budgets import ScopeKind
 from schemas.errors import ERROR_BODY_SCHEMA
 from schemas.events import ID_PATTERN, NAME_PATTERN, UsageEvent
 
@@ -25,7 +26,7 @@ Publish = Callable[[UsageEvent], Awaitable[None]]
 """Sends a validated UsageEvent to the usage topic; returns once the broker has it."""
 TagsOf = Callable[[str, dict[str, str]], tuple[tuple[str, str], ...]]
 """An org's declared tags' (tag, value) pairs for caps, from the tags a reserve names."""
-SCOPES = ("org", "department", "user", "feature", "model", "provider", "apikey", "tag")
+SCOPES = tuple(kind.value for kind in ScopeKind)
 
 
 class _SubjectBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -56,7 +56,7 @@ from integrations.litellm_mapping import (
     request_tags,
     usage_event,
 )
-from schemas.allocation_tags import cap_tags, tag_values
+from schemas.allocation_tags import cap_tags
 from schemas.budgets import OrgConfig
 from schemas.config_records import ConfigState
 from schemas.events import EventError, UsageEvent, decode_event, encode_event
@@ -169,7 +169,7 @@ class SpendstreamHook(CustomLogger):  # type: ignore[misc]
             org = self.orgs.get(who.org_id)
             who = replace(who, tags=request_tags(key, data, org))
             provider, model = self.route(str(data.get("model") or ""))
-            tags = cap_tags(tag_values(org.tags, dict(who.tags))) if org is not None and org.tags else ()
+            tags = cap_tags(org.tag_values(dict(who.tags))) if org is not None else ()
             subject = Subject(
                 who.org_id, who.user_id, who.department_id, who.feature, model, provider, who.api_key_id, tags
             )

@@ -10,6 +10,7 @@ from reports import charts
 from reports.filters import CostFilter
 from reports.model import Chart, Column, Figure, Kind, Report, Section, Table
 from schemas.report_templates import NARROWING
+from sinks.label_queries import API_KEY, TAG_PREFIX
 
 __all__ = ["CustomData", "custom_report"]
 
@@ -39,8 +40,8 @@ def _columns(first: Column) -> tuple[Column, ...]:
 def custom_report(data: CustomData) -> Report:
     f = data.filter
     narrowed_to = [(name, getattr(f, name)) for name in NARROWING if getattr(f, name) != "*"]
-    if f.label:  # api_key or tag:<key>
-        narrowed_to.append((f.label, f.label_value))
+    if f.label:  # as a reader says it: "project apollo", "API key eng-key-0"
+        narrowed_to.append(("API key" if f.label == API_KEY else f.label.removeprefix(TAG_PREFIX), f.label_value))
     narrowed = [f"{name} {value}" for name, value in narrowed_to]
     text = "Filtered to " + ", ".join(narrowed) + "." if narrowed else "All usage of the org."
     total = sum(r[5] for r in data.rows)

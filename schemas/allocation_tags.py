@@ -27,7 +27,6 @@ from schemas.events import ID_PATTERN
 __all__ = [
     "MAX_TAGS",
     "TAG_KEY_PATTERN",
-    "TAG_SCOPE",
     "UNTAGGED",
     "TagError",
     "TagRule",
@@ -45,8 +44,6 @@ TAG_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,31}(?![\s\S])"
 """Lower-case, as metadata keys are matched exactly: ``Project`` and ``project`` would be two tags."""
 _KEY = re.compile(TAG_KEY_PATTERN)
 _VALUE = re.compile(ID_PATTERN)
-TAG_SCOPE = "tag"
-"""The budget scope of one tag value: its id is ``<key>=<value>`` (``project=apollo``)."""
 
 
 class TagError(SpendstreamError):

@@ -10,12 +10,13 @@ channels each stage (or alert kind) goes to.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from schemas.allocation_tags import MAX_TAGS, TagRule, split_tag_scope
+from schemas.allocation_tags import MAX_TAGS, TagRule, split_tag_scope, tag_values
 from schemas.cost_allocation import Chargeback
 from schemas.errors import SpendstreamError
 from schemas.events import ID_PATTERN, NAME_PATTERN
@@ -112,6 +113,10 @@ class OrgConfig:
 
     def tag(self, key: str) -> TagRule | None:
         return next((rule for rule in self.tags if rule.key == key), None)
+
+    def tag_values(self, metadata: Mapping[str, str]) -> dict[str, str] | None:
+        """Each declared tag's value for an event (or a request) with this metadata; None with no tags."""
+        return tag_values(self.tags, metadata) if self.tags else None
 
     def settings(self) -> dict[str, str]:
         """The org's settings as the cap client reads them from Redis."""

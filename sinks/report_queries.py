@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from schemas.allocation_tags import TAG_SCOPE, split_tag_scope
+from schemas.allocation_tags import split_tag_scope
+from schemas.budgets import ScopeKind
 from sinks.queries import COUNTED_SCOPES, SCOPE_COLUMNS, Query, time_range
 from sinks.schema import validate_database
 
@@ -132,13 +133,13 @@ def budget_spend(database: str, org_id: str, budgets: list[tuple[str, str, datet
 
 def _scope_match(scope: str, scope_id: str) -> tuple[str, dict[str, Any]]:
     """The condition on the raw events of one budget scope, and its parameters."""
-    if scope == TAG_SCOPE:
+    if scope == ScopeKind.TAG:
         pair = split_tag_scope(scope_id)
         if pair is None:
             raise ValueError("scope_id: <tag>=<value>")
         return "tags[{tag_key:String}] = {scope_id:String}", {"tag_key": pair[0], "scope_id": pair[1]}
     if scope not in COUNTED_SCOPES:
-        raise ValueError(f"scope: one of {', '.join([*COUNTED_SCOPES, TAG_SCOPE])}")
+        raise ValueError(f"scope: one of {', '.join([*COUNTED_SCOPES, ScopeKind.TAG])}")
     return f"{COUNTED_SCOPES[scope]} = {{scope_id:String}}", {"scope_id": scope_id}
 
 

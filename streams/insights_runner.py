@@ -53,7 +53,7 @@ from insights.state import (
 )
 from schemas.alerts import ProjectedExceed, encode_alert
 from schemas.alerts import Spike as SpikeAlert
-from schemas.budgets import Budget, Period, period_bounds, period_key
+from schemas.budgets import Budget, Period, ScopeKind, period_bounds, period_key
 from schemas.config_records import ConfigState
 from schemas.settings import InsightSettings
 from sinks.label_queries import daily_tag_costs
@@ -67,6 +67,12 @@ __all__ = ["InsightState", "InsightsRunner"]
 log = logging.getLogger("spendstream.insights")
 
 MAX_CATCH_UP = 120  # buckets scored per run when behind
+_FORECAST_SCOPES = (
+    ScopeKind.ORG,
+    ScopeKind.DEPARTMENT,
+    ScopeKind.USER,
+    ScopeKind.TAG,
+)  # feature, model ...: not forecast
 
 
 def _entities(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
@@ -266,7 +272,7 @@ class InsightsRunner:
                 daily[f"department/{department}"][day] += value
             if f"user/{user}" in with_budget:
                 daily[f"user/{user}"][day] += value
-        tag_keys = sorted({b.scope_id.partition("=")[0] for b in budgets if b.scope.value == "tag"})
+        tag_keys = sorted({b.scope_id.partition("=")[0] for b in budgets if b.scope is ScopeKind.TAG})
         if tag_keys:
             sql, params = daily_tag_costs(self.store.database, org, since, tag_keys, timezone)
             for day, key, value, cost in await self._query(sql, params):
@@ -294,7 +300,7 @@ class InsightsRunner:
         rows: list[ForecastRow] = []
         for scope, days in daily.items():
             kind = scope.split("/", 1)[0]
-            if kind not in ("org", "department", "user", "tag"):
+            if kind not in _FORECAST_SCOPES:
                 continue  # feature, model... budgets are enforced and alerted, not forecast
             model = state.forecasters.get(f"{org}|{scope}")
             if model is None:

@@ -20,7 +20,6 @@ import msgspec
 
 from enforcement.decision import StageCrossing
 from schemas.alerts import BudgetStage, encode_alert
-from schemas.allocation_tags import tag_values
 from schemas.budgets import OrgConfig
 from schemas.events import MAX_COST_NANOS, EventError, UsageEvent, decode_event
 from schemas.money import format_usd
@@ -164,7 +163,7 @@ def process_batch(
 
 
 def _tags(org: OrgConfig | None, event: UsageEvent) -> dict[str, str] | None:
-    return tag_values(org.tags, event.metadata) if org is not None and org.tags else None
+    return org.tag_values(event.metadata) if org is not None else None
 
 
 def conflict_letter(rated: Rated, first: str) -> DeadLetter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bus.config_topic import ConfigCache
 from schemas.config_records import ConfigRecord, ConfigState
@@ -47,3 +47,27 @@ def test_a_follower_read_that_began_before_a_publish_does_not_hide_it() -> None:
     assert reads == 3
     assert "acme" in cache.state().routing
     finished.set()
+
+
+def test_a_follower_with_nothing_read_reads_at_once_not_after_its_period() -> None:
+    """The LiteLLM hook follows every 60 s: its first tags must not wait that long."""
+    read_once = threading.Event()
+    seen: list[ConfigState] = []
+
+    def read() -> ConfigState:
+        read_once.set()
+        return ConfigState()
+
+    cache = ConfigCache(read, None, max_age_s=3600)
+    cache.follow(on_read=seen.append)
+    try:
+        assert read_once.wait(5) and _eventually(lambda: len(seen) == 1)
+    finally:
+        cache.stop()
+
+
+def _eventually(check: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 5
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return check()

@@ -205,7 +205,7 @@ def test_a_custom_report_from_the_page_narrows_to_a_project(console: Console) ->
         name = next(n for n in files.namelist() if "by_department" in n)
         text = files.read(name).decode("utf-8-sig")
         about = files.read(next(n for n in files.namelist() if n.endswith("about.txt"))).decode()
-    assert "tag:project apollo" in about  # the files state their filter
+    assert "Filtered to project apollo" in about  # the files state their filter, as a reader says it
     rows = list(csv.DictReader(text.splitlines()))
     by_department = {r["department"]: int(r["cost_nanos"]) for r in rows if r["department"] != "Total"}
     for department, cost in by_department.items():

@@ -294,4 +294,4 @@ def test_a_saved_template_is_listed_run_and_deleted(seeded: Deployment, tmp_path
         dep, "acme", zone_start.astimezone(UTC), midnight.astimezone(UTC), " AND tags['project'] = 'apollo'"
     )
     assert sum(int(r["cost_nanos"]) for r in rows) == apollo_total > 0
-    assert "tag:project apollo" in next(out.glob("*-about.txt")).read_text()
+    assert "Filtered to project apollo" in next(out.glob("*-about.txt")).read_text()
