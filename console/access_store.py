@@ -30,11 +30,12 @@ __all__ = ["AccessError", "AccessStore", "AuditEntry", "Session", "TokenInfo", "
 SESSION_TTL_S = 12 * 3600
 _USERNAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-_SCHEMA_VERSION = 2  # 2: usernames are unique per org, not across orgs
+_SCHEMA_VERSION = 3  # 2: usernames are unique per org, not across orgs; 3: single sign-on identities
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     org_id TEXT NOT NULL, username TEXT NOT NULL, role TEXT NOT NULL, departments TEXT NOT NULL DEFAULT '',
     password TEXT NOT NULL, created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0,
+    sso_issuer TEXT NOT NULL DEFAULT '', sso_subject TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (org_id, username));
 CREATE TABLE IF NOT EXISTS sessions (
     id_digest TEXT PRIMARY KEY, org_id TEXT NOT NULL, username TEXT NOT NULL, csrf TEXT NOT NULL,
@@ -48,6 +49,12 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, org_id TEXT NOT NULL, actor TEXT NOT NULL,
     action TEXT NOT NULL, target TEXT NOT NULL, before TEXT, after TEXT);
 CREATE INDEX IF NOT EXISTS audit_by_org ON audit (org_id, id);
+"""
+
+# version 2 had no single sign-on: its users are all local (no issuer, no subject)
+_MIGRATE_2_TO_3 = """
+ALTER TABLE users ADD COLUMN sso_issuer TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN sso_subject TEXT NOT NULL DEFAULT '';
 """
 
 # version 1 keyed users by username alone: copy them over; its sessions end (everyone signs in again)
@@ -133,8 +140,22 @@ class AccessStore:
                 "SELECT org_id, username, role, departments, password, created_at, disabled FROM users_v1"
             )
             db.execute("DROP TABLE users_v1")
+        elif old is not None and version == 2:
+            db.executescript(_MIGRATE_2_TO_3)
         db.executescript(_SCHEMA)  # its own transaction
         db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for one read (:mod:`console.sso_store` shares it)."""
+        with self._lock:
+            yield self._db
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it or none (:mod:`console.sso_store` shares it)."""
+        with self._tx() as db:
+            yield db
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -217,30 +238,33 @@ class AccessStore:
 
     # -- sessions -------------------------------------------------------------------------------------------------
 
-    def sign_in(
-        self, org_id: str, username: str, password: str, now: float | None = None
-    ) -> tuple[str, Session] | None:
-        """A new session (its id, to set as a cookie) for the right password; None otherwise. ``org_id`` may
-        be empty when the username is used in one org only."""
-        now = now or time.time()
+    def check_password(self, org_id: str, username: str, password: str) -> tuple[str, Role] | None:
+        """The user's org and role for the right password of a local user; None otherwise (a user of
+        single sign-on has no password)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT org_id, role, departments, password FROM users "
-                "WHERE username = ? AND disabled = 0 AND (? = '' OR org_id = ?)",
+                "SELECT org_id, role, password FROM users "
+                "WHERE username = ? AND disabled = 0 AND sso_subject = '' AND (? = '' OR org_id = ?)",
                 (username, org_id, org_id),
             ).fetchall()
         if len(rows) != 1:
             verify_password(_DUMMY_HASH, password)  # the same time whether or not the user exists
             return None
-        org_id, role, departments, hashed = rows[0]
-        if not verify_password(hashed, password):
-            return None
+        org_id, role, hashed = rows[0]
+        return (org_id, Role(role)) if verify_password(hashed, password) else None
+
+    def open_session(self, org_id: str, username: str, ttl_s: float, now: float | None = None) -> tuple[str, Session]:
+        """A session for a user who has proved who they are; it ends after ``ttl_s`` at the latest."""
+        now = now or time.time()
         session_id, csrf = new_secret(), new_secret()
         with self._tx() as db:
             db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))  # expired sessions go as new ones come
+            role, departments = db.execute(
+                "SELECT role, departments FROM users WHERE org_id = ? AND username = ?", (org_id, username)
+            ).fetchone()
             db.execute(
                 "INSERT INTO sessions (id_digest, org_id, username, csrf, expires_at) VALUES (?, ?, ?, ?, ?)",
-                (digest(session_id), org_id, username, csrf, now + SESSION_TTL_S),
+                (digest(session_id), org_id, username, csrf, now + ttl_s),
             )
         principal = Principal(org_id, username, Role(role), _departments(departments), user=username)
         return session_id, Session(principal, csrf)

@@ -25,6 +25,7 @@ from console.http_guard import HttpGuard
 from console.pages import Pages
 from console.report_api import ReportApi
 from console.report_pages import ReportPages
+from console.sso_pages import SsoPages
 from console.web import Web, error_response
 
 __all__ = ["create_app"]
@@ -33,15 +34,17 @@ HERE = Path(__file__).parent
 
 
 def create_app(
-    web: Web, exports: Exports | None = None, max_body_bytes: int = 1 << 20, hsts: bool = False
+    web: Web, sso: SsoPages, exports: Exports | None = None, max_body_bytes: int = 1 << 20, hsts: bool = False
 ) -> Starlette:
-    pages, api, analysis, reports = Pages(web), Api(web), AnalysisPages(web), ReportPages(web)
+    pages, api, analysis, reports = Pages(web, sso), Api(web), AnalysisPages(web), ReportPages(web)
     report_api = ReportApi(reports.settings)
     routes = [
         Route("/", lambda request: RedirectResponse("/billing", 303)),
         Route("/healthz", api.health),
         Route("/login", pages.login_page, methods=["GET"]),
         Route("/login", pages.login, methods=["POST"]),
+        Route("/login/sso", sso.start, methods=["GET"]),
+        Route("/login/sso/callback", sso.callback, methods=["GET"]),
         Route("/logout", web.page(pages.logout), methods=["POST"]),
         Route("/billing", web.page(pages.overview_page)),
         Route("/billing/budgets", web.page(pages.budgets_page), methods=["GET"]),
@@ -82,6 +85,7 @@ def create_app(
         Route("/api/v1/tags", web.api(api.api_tags), methods=["GET", "PUT"]),
         Route("/api/v1/alerts", web.api(api.api_alerts)),
         Route("/api/v1/audit", web.api(api.api_audit)),
+        Route("/api/v1/sso", web.api(sso.api), methods=["GET", "PUT", "DELETE"]),
     ]
     if exports is not None:
         routes += [

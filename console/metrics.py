@@ -20,7 +20,8 @@ class ConsoleMetrics:
         )
         self.sign_ins = Counter(
             "spendstream_console_sign_ins",
-            "Console sign-ins by outcome (ok, failed, throttled)",
+            "Console sign-ins by outcome: ok, failed, throttled, sso_only (a password where single sign-on is "
+            "required); through an identity provider: sso_ok, sso_refused",
             ["outcome"],
             registry=registry,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from console.openapi_parts import errors, ok, path_param
-from console.openapi_reports import settings_paths
+from console.openapi_reports import settings_paths, sso_paths
 from schemas.budgets import ScopeKind
 from schemas.report_kinds import KINDS, REPORT_KINDS, Format
 from schemas.report_templates import NARROWING
@@ -273,6 +273,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
             **settings_paths(if_match),
+            **sso_paths(),
             "/api/v1/alerts": {
                 "get": {
                     "summary": "alert deliveries of the last 31 days, newest first",

@@ -9,7 +9,7 @@ from console.openapi_parts import errors, ok, path_param
 from schemas.report_kinds import KINDS, Format
 from schemas.report_templates import NARROWING
 
-__all__ = ["settings_paths"]
+__all__ = ["settings_paths", "sso_paths"]
 
 _TEMPLATE = {
     "type": "object",
@@ -62,6 +62,55 @@ _TAGS = {
         "version": {"type": "string", "readOnly": True},
     },
 }
+
+
+_RULE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "group": {"type": "string", "description": "a value of the ID token's groups claim"},
+        "email_domain": {"type": "string", "description": "the domain of a verified email (instead of group)"},
+        "role": {"enum": ["owner", "admin", "finance", "manager", "viewer"]},
+        "departments": {"type": "array", "items": {"type": "string"}, "description": "a manager's"},
+    },
+}
+_SSO = {
+    "type": "object",
+    "required": ["issuer", "client_id", "client_secret", "rules"],
+    "properties": {
+        "issuer": {"type": "string", "description": "the provider's issuer URL (https)"},
+        "client_id": {"type": "string"},
+        "client_secret": {"type": "string", "description": "env:SPENDSTREAM_SECRET_<ORG>_<NAME>, a reference"},
+        "scopes": {"type": "array", "items": {"type": "string"}, "default": ["openid", "email", "profile"]},
+        "groups_claim": {"type": "string", "default": "groups"},
+        "rules": {"type": "array", "items": _RULE, "description": "the first that matches gives the role"},
+        "required": {"type": "boolean", "description": "refuse passwords but the break-glass owners'"},
+        "break_glass": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
+        "session_minutes": {"type": "integer", "minimum": 5, "maximum": 1440, "default": 480},
+    },
+}
+
+
+def sso_paths() -> dict[str, Any]:
+    """The org's single sign-on settings (owners)."""
+    answer = {"type": "object", "properties": {"sso": {"oneOf": [_SSO, {"type": "null"}]}}}
+    return {
+        "/api/v1/sso": {
+            "get": {
+                "summary": "the org's single sign-on settings (owners); null when it has none",
+                "responses": {"200": ok("the settings", answer), **errors(401, 403)},
+            },
+            "put": {
+                "summary": "set the org's OpenID Connect provider and the rules mapping its groups to roles",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _SSO}}},
+                "responses": {"200": ok("the settings", answer), **errors(400, 401, 403)},
+            },
+            "delete": {
+                "summary": "remove single sign-on: users of the provider can no longer sign in",
+                "responses": {"200": ok("null settings", answer), **errors(401, 403)},
+            },
+        }
+    }
 
 
 def settings_paths(if_match: dict[str, Any]) -> dict[str, Any]:

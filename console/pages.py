@@ -12,12 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from console.access_store import Session
+from console.access_store import SESSION_TTL_S, Session
 from console.actions import require
 from console.budget_edit import budget_view
 from console.channel_edit import channel_view
 from console.credentials import new_secret, same
 from console.roles import Principal, Right, Role
+from console.sso_pages import SsoPages, safe_next
+from console.sso_rules import rules_text, sso_from_form
 from console.tag_settings import TagSettings, tags_from_form, tags_text, tags_version
 from console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Web
 from reports import charts
@@ -48,8 +50,9 @@ def _notice(params: Mapping[str, str], keys: set[str]) -> str | None:
 
 
 class Pages:
-    def __init__(self, web: Web) -> None:
+    def __init__(self, web: Web, sso: SsoPages) -> None:
         self.web = web
+        self.sso = sso
         self._vega: str | None = None
 
     async def login_page(self, request: Request) -> Response:
@@ -75,17 +78,22 @@ class Pages:
             self.web.metrics.sign_ins.labels("throttled").inc()
             message = f"Too many failed sign-ins; try again in {int(wait) + 1} s."
             return self._login_again(request, message, org, username, 429, {"Retry-After": str(int(wait) + 1)})
-        signed = await run_in_threadpool(self.web.access.sign_in, org, username, password)
-        if signed is None:
+        found = await run_in_threadpool(self.web.access.check_password, org, username, password)
+        if found is None:
             self.web.metrics.sign_ins.labels("failed").inc()
             return self._login_again(request, "Wrong organisation, username or password.", org, username, 401)
         self.web.throttle.succeeded(username, address, began)
+        gate = await run_in_threadpool(self.sso.password_gate, found[0], username)
+        if gate == "refused":
+            self.web.metrics.sign_ins.labels("sso_only").inc()
+            self.web.access.audit(found[0], username, "sso.password_refused", username, None, None)
+            message = "Your organisation signs in through its identity provider: use single sign-on below."
+            return self._login_again(request, message, found[0], username, 403)
+        if gate == "break_glass":
+            self.web.access.audit(found[0], username, "sso.break_glass", username, None, {"role": found[1].value})
         self.web.metrics.sign_ins.labels("ok").inc()
-        session_id, _ = signed
-        target = str(form.get("next", ""))
-        response = RedirectResponse(
-            target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/billing", 303
-        )
+        session_id, _ = await run_in_threadpool(self.web.access.open_session, found[0], username, SESSION_TTL_S)
+        response = RedirectResponse(safe_next(str(form.get("next", ""))), 303)
         self._cookie(response, SESSION_COOKIE, session_id)
         response.delete_cookie(LOGIN_CSRF_COOKIE)
         return response
@@ -117,7 +125,8 @@ class Pages:
         session_id = request.cookies.get(SESSION_COOKIE)
         if session_id:
             await run_in_threadpool(self.web.access.sign_out, session_id)
-        response = RedirectResponse("/login", 303)
+        at_provider = await self.sso.end_session_url(principal) if session else None
+        response = RedirectResponse(at_provider or "/login", 303)
         response.delete_cookie(SESSION_COOKIE)
         return response
 
@@ -289,6 +298,10 @@ class Pages:
                     fields = [str(form.get(k, "")) for k in ("username", "role", "departments")]
                     await run_in_threadpool(actions.set_role, principal, *fields)
                     context["done"] = "Changed the role of the user."
+                elif action in ("save-sso", "remove-sso"):
+                    body = sso_from_form(form) if action == "save-sso" else None
+                    await run_in_threadpool(self.sso.save, principal, body)
+                    context["done"] = "Saved single sign-on." if body else "Removed single sign-on."
                 elif action == "remove-user":
                     await run_in_threadpool(actions.delete_user, principal, str(form.get("username", "")))
                     context["done"] = "Removed the user and revoked the API tokens they made."
@@ -303,6 +316,9 @@ class Pages:
         context["users"] = self.web.access.users(principal.org_id)
         context["tokens"] = self.web.access.tokens(principal.org_id)
         context["audit"] = self.web.access.audit_trail(principal.org_id, limit=30)
+        context["sso"] = sso = self.sso.settings(principal.org_id)
+        context["sso_rules"] = rules_text(sso)
+        context["redirect_uri"] = self.sso.redirect_uri
         return self.web.render(request, "access.html", principal, session, context, 400 if "error" in context else 200)
 
     async def vega(self, request: Request) -> Response:

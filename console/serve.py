@@ -15,7 +15,10 @@ from console.actions import Actions
 from console.app import create_app
 from console.export_api import Exports
 from console.metrics import ConsoleMetrics
+from console.oidc import OidcClient
 from console.readmodels import Reader
+from console.sso_pages import SsoPages
+from console.sso_store import SsoStore
 from console.throttle import SignInThrottle
 from console.web import Web
 from enforcement.keys import KeyLayout
@@ -70,4 +73,10 @@ def app_from_settings(
         vega_bundle=_vega_bundle,
     )
     exports = Exports(web, store, settings.console.export_settle_s, settings.console.export_max_rows)
-    return create_app(web, exports, settings.console.max_body_bytes, settings.console.hsts)
+    oidc = OidcClient(
+        allowed_hosts(settings.console.oidc_allow_hosts),
+        settings.console.oidc_clock_skew_s,
+        settings.console.oidc_jwks_refresh_s,
+    )
+    sso = SsoPages(web, SsoStore(access), oidc, settings.console.public())
+    return create_app(web, sso, exports, settings.console.max_body_bytes, settings.console.hsts)

@@ -22,6 +22,7 @@ its answer by that attribute alone, in one place each::
     ├── enforcement.access.KeyFileError            the decision service's keys file
     ├── integrations.litellm_mapping.IdentityError (403) a proxy request whose identity is refused
     ├── console.access_store.AccessError                  a console user or API token
+    ├── console.id_tokens.SsoRefused (403)         a sign-in through an identity provider, refused
     ├── reports.filters.FilterError                a filter of the console's views
     ├── schemas.focus_export.ExportError           a FOCUS export request (cursor, page size, format)
     ├── schemas.report_kinds.ReportError           a report that cannot be made as asked

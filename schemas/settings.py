@@ -248,6 +248,29 @@ class ConsoleSettings(BaseModel):
             return self.secure_cookies
         return self.host not in ("127.0.0.1", "::1", "localhost")
 
+    public_url: str = Field(
+        "",
+        description="the console's address as browsers reach it (https://billing.example.com), from which single "
+        "sign-on's redirect URI is made; default: http://<host>:<port>",
+    )
+    oidc_allow_hosts: str = Field(
+        "",
+        description="comma-separated hosts an org's identity provider may be on although internal (a provider on "
+        "the company network, a test provider on loopback); they may also use plain http",
+    )
+    oidc_clock_skew_s: int = Field(60, ge=0, le=300, description="how far an ID token's times may be off this clock")
+    oidc_jwks_refresh_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="on an unknown key id, at most one fetch of the provider's keys per this many seconds",
+    )
+
+    def public(self) -> str:
+        """Where browsers reach the console: ``public_url``, else its own host and port."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return self.public_url.rstrip("/") or f"http://{host}:{self.port}"
+
     export_settle_s: float = Field(
         30.0, ge=0, le=3600, description="the export API hands out rows ClickHouse stored at least this long ago"
     )

@@ -17,6 +17,7 @@ import pytest
 
 from schemas.settings import Settings
 from tests.deployment import Deployment, deployed, free_port, make_events
+from tests.oidc_provider import CLIENT_SECRET
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PASSWORD = "correct horse battery staple"
@@ -32,6 +33,8 @@ USERS = {  # username -> (org, role, departments)
     "xavier": ("acme", "viewer", ()),  # locked out despite forged X-Forwarded-For (test_security)
     "petra": ("acme", "viewer", ()),  # locked out from many addresses (test_security)
     "felix": ("fuzz", "owner", ()),  # the API fuzz's org, whatever it changes stays there (test_api_fuzz)
+    "hank": ("hooli", "owner", ()),  # hooli signs in through an OpenID provider; hank is its break-glass owner
+    "holly": ("hooli", "viewer", ()),  # a local user of hooli, refused a password once SSO is required (test_sso)
 }
 
 
@@ -88,6 +91,11 @@ def console(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "SPENDSTREAM_CONSOLE__EXPORT_SETTLE_S": "1",
             "SPENDSTREAM_CONSOLE__METRICS_PORT": str(free_port()),
             "SPENDSTREAM_ALERTS__WEBHOOK_ALLOW_HOSTS": "",  # as deployed: no org's webhook may name loopback
+            # the single sign-on tests' provider runs on loopback (tests/oidc_provider.py); a key it has just
+            # rotated in is fetched at once rather than after the default 30 s
+            "SPENDSTREAM_CONSOLE__OIDC_ALLOW_HOSTS": "127.0.0.1",
+            "SPENDSTREAM_CONSOLE__OIDC_JWKS_REFRESH_S": "0",
+            "SPENDSTREAM_SECRET_HOOLI_OIDC": CLIENT_SECRET,
         }
         dep.env = env
         applied = dep.cli("budgets", "apply", str(EXAMPLES / "budgets.yaml"))

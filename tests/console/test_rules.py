@@ -3,11 +3,12 @@ and the access store (users, sessions, tokens, audit) on a SQLite file."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from console.access_store import AccessError, AccessStore
+from console.access_store import SESSION_TTL_S, AccessError, AccessStore, Session
 from console.budget_edit import (
     budget_from_input,
     check_may_save,
@@ -16,7 +17,9 @@ from console.budget_edit import (
     version_of,
     weakenings,
 )
+from console.credentials import hash_password
 from console.roles import Principal, Right, Role, narrowed
+from console.sso_store import SsoStore
 from console.throttle import SignInThrottle
 from schemas.budget_file import BudgetFileError
 from schemas.budgets import OrgConfig
@@ -185,9 +188,9 @@ def test_access_store_users_sessions_tokens_and_audit_survive_a_reopen(tmp_path:
     with pytest.raises(AccessError) as info:
         store.create_user("acme", "max", "correct horse battery", "manager")
     assert info.value.field == "departments"
-    assert store.sign_in("acme", "ada", "wrong password!!") is None
-    assert store.sign_in("acme", "nobody", "correct horse battery") is None
-    signed = store.sign_in("acme", "ada", "correct horse battery")
+    assert sign_in(store, "acme", "ada", "wrong password!!") is None
+    assert sign_in(store, "acme", "nobody", "correct horse battery") is None
+    signed = sign_in(store, "acme", "ada", "correct horse battery")
     assert signed is not None
     session_id, session = signed
     token_id, token = store.create_token("acme", "ledger", "finance", "ada")
@@ -205,10 +208,40 @@ def test_access_store_users_sessions_tokens_and_audit_survive_a_reopen(tmp_path:
     assert again.revoke_token("acme", token_id) and again.token(token) is None
     again.sign_out(session_id)
     assert again.session(session_id) is None
-    signed = again.sign_in("", "ada", "correct horse battery")  # the org may be left out: one ada only
+    signed = sign_in(again, "", "ada", "correct horse battery")  # the org may be left out: one ada only
     assert signed is not None and again.session(signed[0], now=10**12) is None  # expired
-    again.sign_in("acme", "ada", "correct horse battery", now=10**12)
+    sign_in(again, "acme", "ada", "correct horse battery", now=10**12)
     assert again.sessions_count() == 1  # expired sessions are removed as new ones begin
+
+
+def sign_in(
+    store: AccessStore, org: str, username: str, password: str, now: float | None = None
+) -> tuple[str, Session] | None:
+    """As the sign-in page does: the password checked, then a session opened."""
+    found = store.check_password(org, username, password)
+    return None if found is None else store.open_session(found[0], username, SESSION_TTL_S, now)
+
+
+def test_a_version_2_database_gains_single_sign_on_identities_and_keeps_its_users(tmp_path: Path) -> None:
+    path = tmp_path / "console.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE users (org_id TEXT NOT NULL, username TEXT NOT NULL, role TEXT NOT NULL, departments TEXT "
+        "NOT NULL DEFAULT '', password TEXT NOT NULL, created_at REAL NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, "
+        "PRIMARY KEY (org_id, username)); PRAGMA user_version = 2;"
+    )
+    old.execute(
+        "INSERT INTO users VALUES ('acme', 'ada', 'owner', '', ?, 0, 0)", (hash_password("correct horse battery"),)
+    )
+    old.commit()
+    old.close()
+    store = AccessStore(path)
+    assert sign_in(store, "acme", "ada", "correct horse battery") is not None
+    sso = SsoStore(store)
+    done = sso.provision("acme", "https://idp.example", "sub-1", "ada", Role.VIEWER, (), 60)
+    assert done.session.principal.name == "ada-2" and done.before is None  # a local ada is another identity
+    assert sso.issuer_of("acme", "ada-2") == "https://idp.example" and sso.issuer_of("acme", "ada") == ""
+    assert store.check_password("acme", "ada-2", "") is None  # a user of single sign-on has no password
 
 
 def test_usernames_are_per_org_ascii_and_a_removed_or_demoted_user_takes_their_tokens_along(tmp_path: Path) -> None:
@@ -217,8 +250,8 @@ def test_usernames_are_per_org_ascii_and_a_removed_or_demoted_user_takes_their_t
     store.create_user("globex", "admin", "another horse battery", "owner")  # not taken, not revealed
     with pytest.raises(AccessError, match="ASCII"):
         store.create_user("acme", "\u0430dmin", "correct horse battery", "owner")  # a Cyrillic a
-    assert store.sign_in("", "admin", "correct horse battery") is None  # two orgs: name yours
-    signed = store.sign_in("globex", "admin", "another horse battery")
+    assert sign_in(store, "", "admin", "correct horse battery") is None  # two orgs: name yours
+    signed = sign_in(store, "globex", "admin", "another horse battery")
     assert signed is not None and signed[1].principal.org_id == "globex"
     store.create_user("acme", "olga", "correct horse battery", "owner")
     _, owner_token = store.create_token("acme", "ci", "owner", "olga")
@@ -252,5 +285,5 @@ def test_a_version_one_database_is_migrated(tmp_path: Path) -> None:
     old.close()
     store = AccessStore(path)
     assert [u.username for u in store.users("acme")] == ["ada"]
-    assert store.sign_in("acme", "ada", "x" * 12) is not None
+    assert sign_in(store, "acme", "ada", "x" * 12) is not None
     AccessStore(path)  # and opening it again changes nothing

@@ -137,14 +137,17 @@ def test_the_openapi_document_describes_every_api_route() -> None:
     from console.app import create_app
     from console.export_api import Exports
     from console.metrics import ConsoleMetrics
+    from console.oidc import OidcClient
     from console.openapi import openapi_document
+    from console.sso_pages import SsoPages
     from console.throttle import SignInThrottle
     from console.web import Web
 
     parts: Any = SimpleNamespace(reader=None)
     web = Web(parts, parts, SignInThrottle(5, 60), ConsoleMetrics(CollectorRegistry()))
     documented = openapi_document()["paths"]
-    for route in create_app(web, Exports(web, parts, 1, 10)).routes:
+    sso = SsoPages(web, parts, OidcClient(frozenset()), "http://127.0.0.1:8700")
+    for route in create_app(web, sso, Exports(web, parts, 1, 10)).routes:
         if not isinstance(route, Route) or not route.path.startswith("/api/v1/") or route.path.endswith("openapi.json"):
             continue
         path = route.path.replace("{key:path}", "{key}")
