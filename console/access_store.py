@@ -80,6 +80,7 @@ class UserInfo:
     role: str
     departments: tuple[str, ...]
     created_at: float
+    sso: bool = False  # signs in through the org's identity provider, which sets the role at each sign-in
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +197,11 @@ class AccessStore:
     def users(self, org_id: str) -> list[UserInfo]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT username, role, departments, created_at FROM users WHERE org_id = ? AND disabled = 0 "
-                "ORDER BY username",
+                "SELECT username, role, departments, created_at, sso_subject != '' FROM users "
+                "WHERE org_id = ? AND disabled = 0 ORDER BY username",
                 (org_id,),
             ).fetchall()
-        return [UserInfo(u, r, _departments(d), c) for u, r, d, c in rows]
+        return [UserInfo(u, r, _departments(d), c, bool(s)) for u, r, d, c, s in rows]
 
     def delete_user(self, org_id: str, username: str) -> bool:
         """Remove a user: their sessions end and the API tokens they made are revoked."""

@@ -66,7 +66,7 @@ class SsoPages:
 
     def _refused(self, request: Request, refusal: SsoRefused, org_id: str, issuer: str, subject: str = "") -> Response:
         self.web.metrics.sign_ins.labels("sso_refused").inc()
-        if org_id:
+        if org_id and refusal.field != "busy":  # a flood is counted (the metric), not written to the trail
             actor = f"sso:{subject}" if subject else "sso"
             after = {"reason": refusal.field, "detail": refusal.reason}
             self.web.access.audit(org_id, actor, "sso.refused", issuer or "-", None, after)
@@ -84,15 +84,20 @@ class SsoPages:
             refusal = SsoRefused("org", f"organisation {org_id!r} does not sign in through an identity provider")
             refusal.status = 404
             return self._refused(request, refusal, "", "")
-        try:
-            info = await self.client.provider(settings.issuer)
-        except SsoRefused as refusal:
-            return self._refused(request, refusal, org_id, settings.issuer)
         state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(48)
         flow = Flow(org_id, state, nonce, verifier, safe_next(request.query_params.get("next", "")))
-        flow_id = await run_in_threadpool(self.store.start_flow, flow)
+        try:
+            info = await self.client.provider(settings.issuer)
+            flow_id = await run_in_threadpool(self.store.start_flow, flow)
+        except SsoRefused as refusal:
+            return self._refused(request, refusal, org_id, settings.issuer)
         url = self.client.authorization_url(settings, info, self.redirect_uri, state, nonce, verifier)
-        response = RedirectResponse(url, 303)
+        if request.query_params.get("via") == "form":
+            # the sign-in page's form: the console's CSP (form-action 'self') forbids a form's redirect to
+            # another site, so the browser is sent on by a page of its own (a link, and a refresh)
+            response = self.web.render(request, "sso_continue.html", None, None, {"url": url})
+        else:  # a link to /login/sso?org= (a bookmark, the provider's app tile)
+            response = RedirectResponse(url, 303)
         response.set_cookie(
             SSO_COOKIE, flow_id, max_age=FLOW_TTL_S, httponly=True, samesite="lax", secure=self.web.secure_cookies
         )
@@ -177,9 +182,10 @@ class SsoPages:
         require(principal, Right.MANAGE_ACCESS)
         settings = None if body is None else parse_sso(principal.org_id, body, self.client.allow)
         if settings is not None:
-            owners = {u.username for u in self.web.access.users(principal.org_id) if u.role == Role.OWNER}
+            users = self.web.access.users(principal.org_id)
+            owners = {u.username for u in users if u.role == Role.OWNER and not u.sso}
             for name in settings.break_glass:
-                if name not in owners or self.store.issuer_of(principal.org_id, name):
+                if name not in owners:
                     raise SpendstreamError("break_glass", f"{name!r} is not an owner of your org with a password")
         before = self.settings(principal.org_id)
         ended = self.store.save_settings(

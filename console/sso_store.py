@@ -26,6 +26,7 @@ from console.roles import Role
 __all__ = ["FLOW_TTL_S", "Flow", "Provisioned", "SsoStore"]
 
 FLOW_TTL_S = 600  # a sign-in at the provider must come back within 10 minutes
+MAX_FLOWS = 10_000  # sign-ins in progress per org: anyone may begin one, so their rows are bounded
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sso_settings (
     org_id TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at REAL NOT NULL, updated_by TEXT NOT NULL);
@@ -92,11 +93,17 @@ class SsoStore:
     # -- sign-ins in progress -------------------------------------------------------------------------------------
 
     def start_flow(self, flow: Flow, now: float | None = None) -> str:
-        """Keep a new flow; returns its id (the browser's cookie)."""
+        """Keep a new flow; returns its id (the browser's cookie). Raises :class:`SsoRefused` (429) while the
+        org has :data:`MAX_FLOWS` in progress."""
         now = now or time.time()
         flow_id = new_secret()
         with self.access.transaction() as db:
             db.execute("DELETE FROM sso_flows WHERE created_at < ?", (now - FLOW_TTL_S,))
+            (open_flows,) = db.execute("SELECT count(*) FROM sso_flows WHERE org_id = ?", (flow.org_id,)).fetchone()
+            if open_flows >= MAX_FLOWS:
+                busy = SsoRefused("busy", "too many sign-ins are in progress for the organisation; try again soon")
+                busy.status = 429
+                raise busy
             db.execute(
                 "INSERT INTO sso_flows (id_digest, org_id, state, nonce, verifier, next, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",

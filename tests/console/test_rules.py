@@ -18,8 +18,9 @@ from console.budget_edit import (
     weakenings,
 )
 from console.credentials import hash_password
+from console.id_tokens import SsoRefused
 from console.roles import Principal, Right, Role, narrowed
-from console.sso_store import SsoStore
+from console.sso_store import FLOW_TTL_S, Flow, SsoStore
 from console.throttle import SignInThrottle
 from schemas.budget_file import BudgetFileError
 from schemas.budgets import OrgConfig
@@ -287,3 +288,25 @@ def test_a_version_one_database_is_migrated(tmp_path: Path) -> None:
     assert [u.username for u in store.users("acme")] == ["ada"]
     assert sign_in(store, "acme", "ada", "x" * 12) is not None
     AccessStore(path)  # and opening it again changes nothing
+
+
+def test_a_sign_in_flow_is_used_once_and_an_org_has_a_bounded_number_in_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sso = SsoStore(AccessStore(tmp_path / "console.db"))
+    flow = Flow("hooli", "state", "nonce", "verifier", "/billing")
+    flow_id = sso.start_flow(flow, now=1000.0)
+    assert sso.take_flow(flow_id, now=1001.0) == flow
+    with pytest.raises(SsoRefused) as info:
+        sso.take_flow(flow_id, now=1002.0)
+    assert (info.value.field, info.value.org_id) == ("replayed", "hooli")
+    late = sso.start_flow(flow, now=2000.0)
+    with pytest.raises(SsoRefused, match="10 minutes"):
+        sso.take_flow(late, now=2000.0 + FLOW_TTL_S + 1)
+    monkeypatch.setattr("console.sso_store.MAX_FLOWS", 3)
+    for _ in range(3):  # those of 1000 and 2000 have expired and are gone
+        sso.start_flow(flow, now=3000.0)
+    with pytest.raises(SsoRefused) as info:
+        sso.start_flow(flow, now=3000.0)
+    assert info.value.status == 429
+    sso.start_flow(Flow("acme", "s", "n", "v", "/"), now=3000.0)  # another org's sign-ins are not held up

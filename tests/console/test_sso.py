@@ -15,8 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.console.conftest import PASSWORD, Console
+from tests.console.test_browser import CHROMIUM, SHOTS
 from tests.oidc_provider import CLIENT_ID, OidcProvider, hmac_signed, new_key, oidc_provider, provider_sign_in
 
 pytestmark = pytest.mark.stack
@@ -232,3 +235,72 @@ def test_a_rotated_provider_key_is_fetched_on_its_first_use(console: Console, pr
     client, answer = sso(console, "alice")
     assert answer.status_code == 303, answer.text
     assert client.get(console.url + "/api/v1/me").json()["role"] == "admin"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def browser_sso(browser: Browser, console: Console, login: str) -> Page:
+    """In Debian's chromium: the console's sign-in page, then the provider's own login page."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(console.url + "/billing")
+    page.get_by_label("Organisation", exact=True).fill("hooli")
+    page.get_by_role("button", name="Continue with single sign-on").click()
+    page.wait_for_url(provider_url(console, page), wait_until="domcontentloaded")
+    page.locator("input[name=login]").fill(login)
+    page.locator("input[name=password]").fill("any password")
+    page.get_by_role("button", name="Sign-in").click()
+    page.wait_for_url(console.url + "/**", wait_until="domcontentloaded")
+    return page
+
+
+def provider_url(console: Console, page: Page) -> Callable[[str], bool]:
+    return lambda url: not url.startswith(console.url)
+
+
+def test_in_a_browser_a_mapped_user_lands_on_the_overview_and_an_unmapped_one_is_told_why(
+    browser: Browser, console: Console, provider: OidcProvider
+) -> None:
+    page = browser_sso(browser, console, "carol")
+    assert page.url == console.url + "/billing"
+    assert page.get_by_text("carol · hooli · manager").is_visible()
+    page.screenshot(path=str(SHOTS / "sso-signed-in.png"), full_page=True)
+    refused_page = browser_sso(browser, console, "bob")
+    assert "/login/sso/callback" in refused_page.url
+    assert refused_page.get_by_role("heading", name="You were not signed in").is_visible()
+    assert "in no group" in refused_page.get_by_test_id("sso-reason").inner_text()
+    refused_page.screenshot(path=str(SHOTS / "sso-refused.png"), full_page=True)
+    assert not serious_violations(refused_page)
+
+
+def serious_violations(page: Page) -> list[str]:
+    results = Axe().run(page)
+    return [v["id"] for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_the_owner_sets_single_sign_on_on_the_access_page(
+    browser: Browser, console: Console, provider: OidcProvider
+) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(console.url + "/login")
+    page.get_by_label("Username").fill("hank")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.goto(console.url + "/billing/access")
+    assert "passwords are refused except for hank" in page.get_by_test_id("sso-state").inner_text()
+    assert page.get_by_label("Role rules", exact=False).input_value().startswith("group spend-owners: owner")
+    page.get_by_label("Session minutes").fill("240")
+    page.get_by_role("button", name="Save single sign-on").click()
+    assert page.get_by_role("status").inner_text() == "Saved single sign-on."
+    assert console.signed_in("hank").get("/api/v1/sso").json()["sso"]["session_minutes"] == 240
+    page.get_by_label("Session minutes").fill("1")
+    page.get_by_role("button", name="Save single sign-on").click()
+    assert "session_minutes" in page.get_by_role("alert").inner_text()
+    page.goto(console.url + "/billing/access")
+    page.screenshot(path=str(SHOTS / "access-sso.png"), full_page=True)
+    assert not serious_violations(page)
