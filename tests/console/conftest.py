@@ -4,6 +4,7 @@ of every role, and ``spendstream console serve`` as a process."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from schemas.settings import Settings
 from tests.deployment import Deployment, deployed, free_port, make_events
 from tests.oidc_provider import CLIENT_SECRET
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's: Playwright's own download is not used
 PASSWORD = "correct horse battery staple"
 USERS = {  # username -> (org, role, departments)
     "olivia": ("acme", "owner", ()),
@@ -152,3 +155,12 @@ def tokens(console: Console) -> dict[str, str]:
             token = page.text.split('data-testid="new-token">', 1)[1].split("<", 1)[0]
             out[role if owner == "olivia" else "globex"] = token
     return out
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, driven by Playwright."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()

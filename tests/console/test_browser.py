@@ -5,10 +5,8 @@ violation on any page. Screenshots of every page go to tests/console/screenshots
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
@@ -17,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pypdf
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page
 
 from enforcement.client import CapClient
 from enforcement.decision import Outcome
@@ -30,7 +28,6 @@ from tests.receivers import start_smtp
 pytestmark = pytest.mark.stack
 
 SHOTS = Path(__file__).parent / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PAGES = {  # path: its title
     "/billing": "Overview",
     "/billing/costs": "Cost analysis",
@@ -41,14 +38,6 @@ PAGES = {  # path: its title
     "/billing/alerts": "Alerts",
     "/billing/access": "Access",
 }
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def sign_in(browser: Browser, console: Console, username: str) -> Page:

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.console.conftest import PASSWORD, Console
-from tests.console.test_browser import CHROMIUM, SHOTS
+from tests.console.test_browser import SHOTS, sign_in
 from tests.oidc_provider import CLIENT_ID, OidcProvider, hmac_signed, new_key, oidc_provider, provider_sign_in
 
 pytestmark = pytest.mark.stack
@@ -237,14 +237,6 @@ def test_a_rotated_provider_key_is_fetched_on_its_first_use(console: Console, pr
     assert client.get(console.url + "/api/v1/me").json()["role"] == "admin"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
 def browser_sso(browser: Browser, console: Console, login: str) -> Page:
     """In Debian's chromium: the console's sign-in page, then the provider's own login page."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -286,11 +278,7 @@ def serious_violations(page: Page) -> list[str]:
 def test_the_owner_sets_single_sign_on_on_the_access_page(
     browser: Browser, console: Console, provider: OidcProvider
 ) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(console.url + "/login")
-    page.get_by_label("Username").fill("hank")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    page = sign_in(browser, console, "hank")
     page.goto(console.url + "/billing/access")
     assert "passwords are refused except for hank" in page.get_by_test_id("sso-state").inner_text()
     assert page.get_by_label("Role rules", exact=False).input_value().startswith("group spend-owners: owner")
