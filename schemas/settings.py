@@ -87,6 +87,12 @@ class ClickHouseSettings(BaseModel):
     password: SecretStr = SecretStr("")
     database: str = Field("spendstream", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     secure: bool = False
+    cluster: str = Field(
+        "",
+        pattern=r"^([A-Za-z_][A-Za-z0-9_]{0,63})?$",
+        description="a sharded, replicated ClickHouse: the cluster's name in its remote_servers (each table "
+        "replicated on every shard with a Distributed table in front, docs/capacity.md); empty: one server",
+    )
 
 
 class DecisionSettings(BaseModel):

@@ -25,6 +25,7 @@ written whole or not at all.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from sinks.tables import (
@@ -42,7 +43,7 @@ from sinks.tables import (
     Table,
 )
 
-__all__ = ["DIMENSIONS", "SUMS", "migrations", "validate_database"]
+__all__ = ["DIMENSIONS", "LOCAL", "SHARD_KEYS", "SUMS", "migrations", "validate_database"]
 
 _DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -72,69 +73,117 @@ def _sums() -> str:
     return ",\n    ".join(sums)
 
 
-def _view_query(db: str, rollup: Table[Any], bucket: str) -> str:
+LOCAL = "_local"  # on a cluster, a table's rows are in <name>_local on each shard; <name> is Distributed over them
+# how the Distributed table in front spreads inserts over the shards: a Kafka partition's events on one shard
+# (its highest stored offset, the sink's exactly-once gate, is then one shard's), an org's other rows on one;
+# rollups are written by each shard's own views, never through the Distributed table, so they have no key
+SHARD_KEYS = {
+    "usage_events": "kafka_partition",
+    "config_audit": "kafka_partition",
+    "usage_hourly": "",
+    "usage_daily": "",
+    "usage_labels_hourly": "",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where a table's rows are: itself on one server; on a cluster, ``<name>_local`` on every shard,
+    replicated, with a ``Distributed`` table of the table's own name in front (what every query reads)."""
+
+    db: str
+    cluster: str = ""
+
+    @property
+    def on(self) -> str:
+        return f" ON CLUSTER {self.cluster}" if self.cluster else ""
+
+    def stored(self, table: Table[Any]) -> str:
+        return table.name + (LOCAL if self.cluster else "")
+
+    def create(self, table: Table[Any]) -> list[str]:
+        if not self.cluster:
+            return [table.create(self.db)]
+        key = SHARD_KEYS.get(table.name, "cityHash64(org_id)")
+        front = f"Distributed({self.cluster}, {self.db}, {self.stored(table)}{', ' + key if key else ''})"
+        columns = ",\n".join(table.column_specs())  # no projections: they belong to the shards' tables
+        return [
+            table.create(self.db, self.cluster, LOCAL),
+            f"CREATE TABLE IF NOT EXISTS {self.db}.{table.name}{self.on} (\n{columns}\n) ENGINE = {front}",
+        ]
+
+
+def _view_query(place: _Place, rollup: Table[Any], bucket: str) -> str:
+    source = f"{place.db}.{place.stored(USAGE_EVENTS)}"
     dims = ", ".join(DIMENSIONS)
     if rollup is USAGE_LABELS_HOURLY:  # each event once under its API key and once under each of its tags
         dims = ", ".join(d for d in DIMENSIONS if d != "org_id")
         return f"""SELECT {bucket} AS bucket, org_id, label, value, {dims},
     {_sums()}
-FROM {db}.{USAGE_EVENTS.name}
+FROM {source}
 ARRAY JOIN
     arrayConcat(['api_key'], arrayMap(k -> concat('tag:', k), mapKeys(tags))) AS label,
     arrayConcat([api_key_id], mapValues(tags)) AS value
 GROUP BY bucket, org_id, label, value, {dims}"""
     return f"""SELECT {bucket} AS bucket, {dims},
     {_sums()}
-FROM {db}.{USAGE_EVENTS.name}
+FROM {source}
 GROUP BY bucket, {dims}"""
 
 
-def _view(db: str, rollup: Table[Any], bucket: str) -> list[str]:
+def _view(place: _Place, rollup: Table[Any], bucket: str) -> list[str]:
     """The rollup, its materialized view, and (for a rollup made by an earlier release) the columns it gained
-    and the view's query brought up to them: ``MODIFY QUERY`` swaps the query in place, so no insert is missed."""
-    query = _view_query(db, rollup, bucket)
+    and the view's query brought up to them: ``MODIFY QUERY`` swaps the query in place, so no insert is missed.
+    On a cluster each shard's view reads the shard's own events and writes the shard's own rollup."""
+    query = _view_query(place, rollup, bucket)
+    db, mv = place.db, f"{place.db}.{rollup.name}_mv"
     return [  # the columns before the view: ClickHouse checks a view's query even when the view exists
-        rollup.create(db),
-        *_added(db, rollup),
-        *_projections(db, rollup),
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{rollup.name}_mv TO {db}.{rollup.name} AS\n{query}",
-        f"ALTER TABLE {db}.{rollup.name}_mv MODIFY QUERY\n{query}",
+        *place.create(rollup),
+        *_added(place, rollup),
+        *_projections(place, rollup),
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {mv}{place.on} TO {db}.{place.stored(rollup)} AS\n{query}",
+        f"ALTER TABLE {mv}{place.on} MODIFY QUERY\n{query}",
     ]
 
 
-def _projections(db: str, table: Table[Any]) -> list[str]:
+def _projections(place: _Place, table: Table[Any]) -> list[str]:
     """A table made before its projections gains them; its parts gain them as they merge (a query reads the
     parts without one from the table itself), so no rewrite of old data is forced on a start."""
     if not table.projections:
         return []
-    mode = f"ALTER TABLE {db}.{table.name} MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'"
-    return [mode, *(f"ALTER TABLE {db}.{table.name} ADD PROJECTION IF NOT EXISTS {p}" for p in table.projections)]
+    at = f"{place.db}.{place.stored(table)}{place.on}"
+    mode = f"ALTER TABLE {at} MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'"
+    return [mode, *(f"ALTER TABLE {at} ADD PROJECTION IF NOT EXISTS {p}" for p in table.projections)]
 
 
-def _added(db: str, table: Table[Any]) -> list[str]:
-    """Columns added after the first release: a table made before gains them (each a no-op once there)."""
+def _added(place: _Place, table: Table[Any]) -> list[str]:
+    """Columns added after the first release: a table made before gains them (each a no-op once there); on a
+    cluster, the shards' tables and the Distributed table in front."""
+    names = [place.stored(table)] + ([table.name] if place.cluster else [])
     statements = []
-    for name in table.added:
-        before = table.columns[table.columns.index(name) - 1]
-        statements.append(f"ALTER TABLE {db}.{table.name} ADD COLUMN IF NOT EXISTS {table.column(name)} AFTER {before}")
+    for column in table.added:
+        before = table.columns[table.columns.index(column) - 1]
+        added = f"ADD COLUMN IF NOT EXISTS {table.column(column)} AFTER {before}"
+        statements += [f"ALTER TABLE {place.db}.{name}{place.on} {added}" for name in names]
     return statements
 
 
-def migrations(database: str) -> list[str]:
-    """Every statement, idempotent, in order."""
-    db = validate_database(database)
+def migrations(database: str, cluster: str = "") -> list[str]:
+    """Every statement, idempotent, in order; with ``cluster`` (``clickhouse.cluster``), for a sharded and
+    replicated ClickHouse: each table replicated on every shard with a ``Distributed`` table in front."""
+    place = _Place(validate_database(database), validate_database(cluster) if cluster else "")
     return [
-        f"CREATE DATABASE IF NOT EXISTS {db}",
-        USAGE_EVENTS.create(db),
-        *_added(db, USAGE_EVENTS),
-        *_view(db, USAGE_HOURLY, "toStartOfHour(occurred_at)"),
-        *_view(db, USAGE_DAILY, "toDateTime(toStartOfDay(occurred_at), 'UTC')"),
-        *_view(db, USAGE_LABELS_HOURLY, "toStartOfHour(occurred_at)"),
-        CONFIG_AUDIT.create(db),
-        ALERT_HISTORY.create(db),
-        *_added(db, ALERT_HISTORY),
-        FORECASTS.create(db),
-        ANOMALIES.create(db),
-        REPORT_RUNS.create(db),
-        REPORT_FILES.create(db),
+        f"CREATE DATABASE IF NOT EXISTS {place.db}{place.on}",
+        *place.create(USAGE_EVENTS),
+        *_added(place, USAGE_EVENTS),
+        *_view(place, USAGE_HOURLY, "toStartOfHour(occurred_at)"),
+        *_view(place, USAGE_DAILY, "toDateTime(toStartOfDay(occurred_at), 'UTC')"),
+        *_view(place, USAGE_LABELS_HOURLY, "toStartOfHour(occurred_at)"),
+        *place.create(CONFIG_AUDIT),
+        *place.create(ALERT_HISTORY),
+        *_added(place, ALERT_HISTORY),
+        *place.create(FORECASTS),
+        *place.create(ANOMALIES),
+        *place.create(REPORT_RUNS),
+        *place.create(REPORT_FILES),
     ]

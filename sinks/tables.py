@@ -18,26 +18,10 @@ from typing import Annotated, Any, Generic, NamedTuple, TypeVar, get_type_hints
 from schemas.pricing import TOKEN_TYPES
 
 __all__ = [
-    "ALERT_HISTORY",
-    "ANOMALIES",
-    "CONFIG_AUDIT",
-    "FORECASTS",
-    "REPORT_FILES",
-    "REPORT_RUNS",
-    "TABLES",
-    "USAGE_DAILY",
-    "USAGE_EVENTS",
-    "USAGE_HOURLY",
-    "AlertHistoryRow",
-    "AnomalyRow",
-    "ConfigAuditRow",
-    "ForecastRow",
-    "ReportFileRow",
-    "ReportRunRow",
-    "RollupRow",
-    "Table",
-    "UsageRow",
-]
+    "ALERT_HISTORY", "ANOMALIES", "CONFIG_AUDIT", "FORECASTS", "REPORT_FILES", "REPORT_RUNS", "TABLES",
+    "USAGE_DAILY", "USAGE_EVENTS", "USAGE_HOURLY", "AlertHistoryRow", "AnomalyRow", "ConfigAuditRow", "ForecastRow",
+    "ReportFileRow", "ReportRunRow", "RollupRow", "Table", "UsageRow",
+]  # fmt: skip
 
 R = TypeVar("R", bound=tuple[Any, ...])
 
@@ -82,18 +66,28 @@ class Table(Generic[R]):
             return f"{name} {self.types[name]}"
         return next(spec for spec in self.defaulted if spec.split(" ", 1)[0] == name)
 
-    def create(self, database: str) -> str:
-        columns = [f"    {name} {kind}" for name, kind in self.types.items()]
-        columns += [f"    {spec}" for spec in self.defaulted]
-        columns += [f"    PROJECTION {spec}" for spec in self.projections]
-        clauses = [f"ENGINE = {self.engine}"]
+    def column_specs(self) -> list[str]:
+        """The columns of the ``CREATE TABLE``: the row's, then those ClickHouse fills."""
+        return [*(f"    {name} {kind}" for name, kind in self.types.items()), *(f"    {s}" for s in self.defaulted)]
+
+    def create(self, database: str, cluster: str = "", stored_as: str = "") -> str:
+        """The ``CREATE TABLE``; on a cluster (``cluster``), the shard's replicated table of this name with
+        ``stored_as`` appended (``usage_events_local``), its replicas kept by ClickHouse Keeper."""
+        columns = [*self.column_specs(), *(f"    PROJECTION {spec}" for spec in self.projections)]
+        name, engine, settings = self.name, self.engine, self.settings
+        if cluster:
+            name += stored_as
+            engine = f"Replicated{engine}('/clickhouse/tables/{{shard}}/{database}/{name}', '{{replica}}')"
+            settings = settings.replace("non_replicated_deduplication_window", "replicated_deduplication_window")
+        clauses = [f"ENGINE = {engine}"]
         if self.partition_by:
             clauses.append(f"PARTITION BY {self.partition_by}")
         clauses.append(f"ORDER BY ({self.order_by})")
-        if self.settings:
-            clauses.append(f"SETTINGS {self.settings}")
+        if settings:
+            clauses.append(f"SETTINGS {settings}")
         body = ",\n".join(columns)
-        return f"CREATE TABLE IF NOT EXISTS {database}.{self.name} (\n{body}\n) " + "\n".join(clauses)
+        on = f" ON CLUSTER {cluster}" if cluster else ""
+        return f"CREATE TABLE IF NOT EXISTS {database}.{name}{on} (\n{body}\n) " + "\n".join(clauses)
 
 
 # ClickHouse column types, by what they hold

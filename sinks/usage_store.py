@@ -35,8 +35,10 @@ class UsageStore:
         secure: bool = False,
         client_factory: Callable[..., Any] | None = None,
         timeout_s: float = 60,
+        cluster: str = "",
     ) -> None:
         self.database = validate_database(database)
+        self.cluster = cluster
         self._factory: Callable[..., Any] = client_factory or clickhouse_connect.get_client
         self._options: dict[str, Any] = dict(
             host=host,
@@ -64,6 +66,7 @@ class UsageStore:
             settings.password.get_secret_value(),
             settings.secure,
             timeout_s=timeout_s,
+            cluster=settings.cluster,
         )
 
     def _connect(self) -> Any:
@@ -84,7 +87,7 @@ class UsageStore:
         self._client = None
 
     def migrate(self) -> None:
-        for statement in migrations(self.database):
+        for statement in migrations(self.database, self.cluster):
             self.client.command(statement)
 
     def count_usage(self) -> int:
@@ -107,6 +110,8 @@ class UsageStore:
                 "insert_deduplication_token": token,
                 "insert_deduplicate": 1,
                 "deduplicate_blocks_in_dependent_materialized_views": 1,
+                # on a cluster: answer once the shard has the rows, not once they are queued to be sent there
+                **({"insert_distributed_sync": 1} if self.cluster else {}),
             },
         )
 
