@@ -16,6 +16,7 @@ authentication, the PKCE challenge) and the ID token is checked by ``joserfc``
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -78,22 +79,27 @@ class OidcClient:
     async def _fetch(self, method: str, url: str, data: str = "", headers: Mapping[str, str] | None = None) -> Any:
         try:
             pinned = await pinned_request(url, self.allow)
-            async with httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client:
-                answer = await client.request(
+            async with (
+                httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False) as client,
+                client.stream(
                     method,
                     pinned.url,
                     content=data or None,
                     headers={**pinned.headers, "Accept": "application/json", **(headers or {})},
                     extensions=pinned.extensions,
-                )
+                ) as answer,
+            ):
+                content = b""
+                async for chunk in answer.aiter_bytes():  # a provider's answer is read up to a bound, never whole
+                    content += chunk
+                    if len(content) > _MAX_BYTES:
+                        raise SsoRefused("provider", f"the provider's answer from {url} is too large")
         except InternalTargetError as exc:
             raise SsoRefused("provider", f"the provider's URL {url} is not allowed: {exc}") from None
         except httpx.HTTPError as exc:
             raise SsoRefused("provider", f"the identity provider could not be reached: {type(exc).__name__}") from None
-        if len(answer.content) > _MAX_BYTES:
-            raise SsoRefused("provider", f"the provider's answer from {url} is too large")
         try:
-            body = answer.json()
+            body = json.loads(content)
         except ValueError:
             body = None
         if answer.status_code != 200 or not isinstance(body, dict):

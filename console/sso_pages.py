@@ -23,6 +23,7 @@ from console.sso_rules import SsoSettings, parse_sso, role_for, username_hint
 from console.sso_store import FLOW_TTL_S, Flow, SsoStore
 from console.web import SESSION_COOKIE, Web, json_response
 from schemas.errors import SpendstreamError
+from schemas.webhook_targets import prefix_shared_by
 
 __all__ = ["SSO_COOKIE", "SsoPages"]
 
@@ -187,6 +188,11 @@ class SsoPages:
             for name in settings.break_glass:
                 if name not in owners:
                     raise SpendstreamError("break_glass", f"{name!r} is not an owner of your org with a password")
+            known = self.store.orgs() | set(self.web.actions.config.state().orgs)
+            shared = prefix_shared_by(principal.org_id, known)  # its env:NAME would name that org's secrets too
+            if shared is not None:
+                reason = f"org {shared} has the same secret prefix; ask the operator to configure secrets"
+                raise SpendstreamError("client_secret", reason)
         before = self.settings(principal.org_id)
         ended = self.store.save_settings(
             principal.org_id, settings.view() if settings else None, principal.name,

@@ -175,6 +175,11 @@ class SsoStore:
             return None
         return str(row[0]) if self.access.delete_user(org_id, row[0]) else None
 
+    def orgs(self) -> set[str]:
+        """Every org with a console user."""
+        with self.access.reading() as db:
+            return {str(org) for (org,) in db.execute("SELECT DISTINCT org_id FROM users")}
+
     def issuer_of(self, org_id: str, username: str) -> str:
         """The issuer a user signs in through; empty for a local user."""
         with self.access.reading() as db:

@@ -18,6 +18,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page
 
+from console.access_store import AccessStore
 from tests.console.conftest import PASSWORD, Console
 from tests.console.test_browser import SHOTS, sign_in
 from tests.oidc_provider import CLIENT_ID, OidcProvider, hmac_signed, new_key, oidc_provider, provider_sign_in
@@ -103,6 +104,13 @@ def test_settings_are_checked_against_the_org_and_its_owners(console: Console, p
         answer = hank.put("/api/v1/sso", json=body, headers=csrf)
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["field"] == field
+    clash = AccessStore(console.database)  # an org whose secrets' prefix is hooli's: SPENDSTREAM_SECRET_HOOLI_
+    clash.create_user("HOOLI", "hal", "a password long enough", "owner")
+    try:
+        answer = hank.put("/api/v1/sso", json=settings(provider), headers=csrf)
+        assert answer.status_code == 400 and answer.json()["error"]["field"] == "client_secret", answer.text
+    finally:
+        clash.delete_user("HOOLI", "hal")
     shown = hank.get("/api/v1/sso").json()["sso"]
     assert shown["issuer"] == provider.issuer and shown["client_secret"] == "env:SPENDSTREAM_SECRET_HOOLI_OIDC"
     assert console.signed_in("victor").get("/api/v1/sso").status_code == 403  # acme's viewer
