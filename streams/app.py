@@ -170,6 +170,8 @@ class Worker:
         await self.pipeline.submit(messages, events)  # applied while the next batch is taken and rated
         last = events[-1].message
         self._last_batch = (time.time(), float(last.timestamp))
+        if last.tp not in self.app.consumer.assignment():  # a rebalance took it while the batch waited
+            return
         highwater = self.app.consumer.highwater(last.tp)
         if highwater is not None:
             self.metrics.lag.labels(str(last.partition)).set(max(0, highwater - last.offset - 1))
@@ -256,7 +258,8 @@ class Worker:
 
     async def on_assigned(self, sender: Any, assigned: Any, **kwargs: Any) -> None:
         self._assigned_at = time.time()
-        await self._retrying("watermarks", self.pipeline.load_watermarks)  # ClickHouse may be down
+        owned = {tp.partition for tp in assigned if tp.topic == self.topics.usage}
+        await self._retrying("watermarks", lambda: self.pipeline.load_watermarks(owned))  # ClickHouse may be down
 
     async def on_revoked(self, sender: Any, revoked: Any, **kwargs: Any) -> None:
         await self.pipeline.revoked()

@@ -19,6 +19,9 @@ class WorkerMetrics:
         self.applied = counter("spendstream_events_applied", "Usage events counted in Redis")
         self.duplicates = counter("spendstream_events_duplicate", "Events whose event_id was already counted")
         self.redelivered = counter("spendstream_events_redelivered", "Offsets seen again after a restart or rebalance")
+        self.disowned = counter(
+            "spendstream_events_disowned", "Events of a partition revoked from this worker, left to its new owner"
+        )
         self.dead_lettered = counter(
             "spendstream_events_dead_lettered", "Events sent to the dead-letter topic", ["field"]
         )

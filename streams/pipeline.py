@@ -14,8 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +32,10 @@ from sinks.tables import UsageRow
 from sinks.usage_rows import usage_row
 from streams.dead_letters import send_dead_letter
 from streams.metrics import WorkerMetrics
+from streams.ownership import Ownership
 from streams.ports import Applier, RowSink
 from streams.processing import Bounds, DeadLetter, Message, Rated, alert_record, conflict_letter, process_batch
+from streams.sink_buffer import SinkBuffer
 from streams.usage_alerts import UsageAlerts
 
 __all__ = ["Applier", "Pipeline", "RowSink"]  # the ports re-exported for the tests' fakes
@@ -60,17 +61,6 @@ class _RestoredError(Exception):
     """An org's cap state was restored during an apply: apply again at once."""
 
     retry_after = 0.0
-
-
-@dataclass
-class _Pending:
-    rows: list[UsageRow] = field(default_factory=list)
-    rated: list[Rated] = field(default_factory=list)  # the events of ``rows``: counted again after a Redis restore
-    acks: list[Any] = field(default_factory=list)
-    first_offsets: dict[int, int] = field(default_factory=dict)
-    last_offsets: dict[int, int] = field(default_factory=dict)
-    buffered_to: dict[int, int] = field(default_factory=dict)  # highest offset among ``rows``, per partition
-    since: float = 0.0
 
 
 class Pipeline:
@@ -104,7 +94,7 @@ class Pipeline:
         # or below it is not stored again (the buffered rows are inserted, or the worker ends and reloads it)
         self.ch_watermarks: dict[int, int] = {}
         self.usage_alerts = UsageAlerts(send, topics.alerts, metrics, applier.periods_of)
-        self._pending = _Pending()
+        self._pending = SinkBuffer()
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Future[None] | None = None
@@ -115,19 +105,22 @@ class Pipeline:
         self.open = open_gate  # usage is applied only while it is set (a restore of Redis's state clears it)
         self.on_not_loaded = on_not_loaded  # restores an org whose state Redis does not hold (the Recovery)
         self.rebalances = 0  # revokes so far (see revoked)
+        self.ownership = Ownership()  # the usage partitions this worker owns (see submit)
 
     @property
     def catalogue(self) -> PriceCatalogue:
         return self.config.catalogue()
 
-    async def load_watermarks(self) -> None:
-        """ClickHouse's watermarks (after a rebalance), raised to what is buffered here to be stored."""
+    async def load_watermarks(self, owned: Collection[int] | None = None) -> None:
+        """ClickHouse's watermarks (after a rebalance), raised to what is buffered here to be stored; then the
+        events of the ``owned`` partitions (the assignment's) are taken, and no others."""
         async with self._flush_lock:  # an insert under way is in ClickHouse's answer, or not yet taken
             stored = await asyncio.to_thread(self.store.watermarks)
             async with self._lock:
                 for partition, offset in self._pending.buffered_to.items():
                     stored[partition] = max(stored.get(partition, -1), offset)
                 self.ch_watermarks = stored
+                self.ownership.assigned(owned)
 
     async def _raise_watermarks(self) -> None:
         """Before storing events Redis counted before (a redelivery after a crash or a rebalance): what ClickHouse
@@ -145,13 +138,25 @@ class Pipeline:
         """Rate one batch and start applying it, returning while Redis applies it: the agent takes and rates
         the next batch meanwhile, so the worker's CPU and Redis's work side by side. Batches are applied one
         after another, in order (a batch waits here for the one before it). Raises what the batch before
-        failed with; a failure with no batch after it goes to ``on_failure``."""
+        failed with; a failure with no batch after it goes to ``on_failure``. ``acks``: one a message, or one
+        for the batch. Only events of partitions this worker owns are taken (:mod:`streams.ownership`)."""
+        await self.ownership.known()
+        messages, acks = self._owned(messages, acks)
+        if not messages:
+            return
         taken = self.rebalances  # the batch was taken in this assignment
         rated, dead = process_batch(messages, self.catalogue, datetime.now(UTC), self.bounds, self.config.orgs)
         await self.settled()
         task = asyncio.ensure_future(self._finish(messages, acks, rated, dead, taken))
         task.add_done_callback(self._finished)
         self._inflight = task
+
+    def _owned(self, messages: Sequence[Message], acks: Sequence[Any]) -> tuple[Sequence[Message], Sequence[Any]]:
+        kept, acks = self.ownership.keep(messages, acks)
+        if len(kept) < len(messages):
+            log.info("%d events of partitions now another worker's are left to it", len(messages) - len(kept))
+            self.metrics.disowned.inc(len(messages) - len(kept))
+        return kept, acks
 
     async def settled(self) -> None:
         """Wait until the batch under way is applied and buffered; raises what it failed with."""
@@ -266,6 +271,7 @@ class Pipeline:
         taken before is not applied after it (it was stored twice: here, and by the new owner, which had read
         ClickHouse's watermarks before this worker's late insert)."""
         self.rebalances += 1
+        self.ownership.revoked()  # until the next assignment, and its watermarks, say which partitions
         await self.drain()
 
     async def drain(self) -> None:
@@ -358,13 +364,11 @@ class Pipeline:
 
     async def _flush_once(self) -> int:
         async with self._lock:
-            pending, self._pending = self._pending, _Pending()
+            pending, self._pending = self._pending, SinkBuffer()
         if not pending.acks:
             return 0
         if pending.rows:
-            token = ",".join(
-                f"{p}:{pending.first_offsets[p]}-{pending.last_offsets[p]}" for p in sorted(pending.last_offsets)
-            )
+            token = pending.token()
             began = time.perf_counter()
             await asyncio.to_thread(
                 self.store.insert_until_accepted,

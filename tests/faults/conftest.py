@@ -125,10 +125,26 @@ class Faulty:
         try:
             dep.wait_for(lambda: dep.ch_rows() >= len(events), timeout, f"{len(events)} events in ClickHouse")
         except AssertionError as exc:  # what the workers said: a timeout alone does not tell stuck from slow
-            raise AssertionError(f"{exc} ({dep.ch_rows()} there)\n{self.worker_logs()}") from exc
+            spans = (
+                dep.ch()
+                .query(  # per partition: rows, lowest and highest offset (a gap is a loss)
+                    f"SELECT kafka_partition, count(), min(kafka_offset), max(kafka_offset) "
+                    f"FROM {dep.settings.clickhouse.database}.usage_events GROUP BY kafka_partition ORDER BY 1"
+                )
+                .result_rows
+            )
+            raise AssertionError(f"{exc} ({dep.ch_rows()} there: {spans})\n{self.worker_logs()}") from exc
         db = dep.settings.clickhouse.database
         count, unique = dep.ch().query(f"SELECT count(), uniqExact(event_id) FROM {db}.usage_events").result_rows[0]
-        assert (count, unique) == (len(events), len(events)), "an event stored twice, or lost"
+        twice_at = (
+            dep.ch()
+            .query(  # where, for the failure's message: partitions and offsets stored twice
+                f"SELECT kafka_partition, groupArray(kafka_offset) FROM (SELECT kafka_partition, kafka_offset "
+                f"FROM {db}.usage_events GROUP BY kafka_partition, kafka_offset HAVING count() > 1) GROUP BY 1"
+            )
+            .result_rows
+        )
+        assert (count, unique) == (len(events), len(events)), f"an event stored twice {twice_at}, or lost"
         assert_exact(dep, events)
         drift = dep.cli("drift")
         assert drift.returncode == 0, drift.stdout + drift.stderr

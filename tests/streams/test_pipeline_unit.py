@@ -173,3 +173,43 @@ def test_redis_unreachable_is_retried_and_the_batch_applied_once() -> None:
         assert pipeline.metrics.redis_failures._value.get() == 2
 
     asyncio.run(run())
+
+
+def test_events_of_a_partition_moved_away_are_left_to_its_new_owner() -> None:
+    """A batch gathered before a rebalance reaches the agent after it: its events of a partition now another
+    worker's are neither counted nor stored nor acknowledged here (the new owner stores them)."""
+
+    async def run() -> None:
+        pipeline, applier, store, _ = setup()
+        await pipeline.load_watermarks({0, 1})
+        await pipeline.revoked()
+        await pipeline.load_watermarks({1})  # partition 0 went to another worker
+        batch = [message(5, partition=0), message(6, partition=1), message(7, partition=0)]
+        acks = [Ack() for _ in batch]
+        await pipeline.handle(batch, acks)
+        await pipeline.flush()
+        assert [(r.kafka_partition, r.kafka_offset) for r in store.rows] == [(1, 6)]
+        assert applier.offsets == {(1, 6)}
+        assert [a.acked for a in acks] == [False, True, False]
+        assert pipeline.metrics.disowned._value.get() == 2
+
+    asyncio.run(run())
+
+
+def test_between_a_revoke_and_the_next_assignment_a_batch_waits() -> None:
+    """Faust resumes the stream (from the committed offsets) while the assignment's watermarks may still be
+    loading: a batch waits for them, and is then taken whole if its partitions stay this worker's."""
+
+    async def run() -> None:
+        pipeline, applier, store, _ = setup()
+        await pipeline.load_watermarks({0})
+        await pipeline.revoked()
+        handling = asyncio.create_task(pipeline.handle([message(1)], [Ack()]))
+        await asyncio.sleep(0.01)
+        assert not handling.done() and applier.offsets == set()
+        await pipeline.load_watermarks({0, 1})
+        await handling
+        await pipeline.flush()
+        assert [(r.kafka_partition, r.kafka_offset) for r in store.rows] == [(0, 1)]
+
+    asyncio.run(run())
