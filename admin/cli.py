@@ -6,7 +6,6 @@ import argparse
 import gc
 import logging
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 from admin.console_cli import console_parser
 from admin.environment import settings_from_env
 from admin.reports_cli import reports_parser
+from admin.stack_cli import print_status, stack_parser
 from schemas.settings import Settings
 from stack import manager
 from stack.process import StartError
@@ -29,55 +29,6 @@ HISTORY_START = datetime(1970, 1, 1, tzinfo=UTC)
 _settings = settings_from_env
 
 
-def _print_status(settings: Settings, names: Sequence[str] | None = None) -> bool:
-    rows = manager.status(settings.stack, names)
-    print(f"{'service':<11} {'state':<9} {'pid':>7}  {'address':<28} data")
-    for row in rows:
-        state = "stale" if row.stale else "ready" if row.ready else ("starting" if row.running else "stopped")
-        print(f"{row.name:<11} {state:<9} {row.pid or '-':>7}  {row.address:<28} {row.data}")
-        if row.owner is not None:
-            print(f"{'':<11} started by {row.owner.describe()}")
-        if row.stale:
-            print(f"{'':<11} not this installation's: {row.stale}; `spendstream stack up` restarts it")
-    return all(row.ready for row in rows)
-
-
-def cmd_stack(args: argparse.Namespace) -> int:
-    settings = _settings()
-    names = args.services or None
-    unknown = set(names or ()) - {"redis", "clickhouse", "kafka"}
-    if unknown:
-        print(
-            f"error: no service named {', '.join(sorted(unknown))}; the services: redis, clickhouse, kafka",
-            file=sys.stderr,
-        )
-        return 2
-    if args.action == "up":
-        began = time.perf_counter()
-        try:
-            reports = manager.up(settings.stack, names)
-        except StartError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        for report in reports:
-            verb = "started" if report.started else "already running"
-            if report.restarted:
-                verb = f"restarted on its data ({report.restarted})"
-            print(f"{report.name:<11} {verb} ({report.seconds:.1f} s)")
-        print(f"stack up in {time.perf_counter() - began:.1f} s")
-        return 0 if _print_status(settings, names) else 1
-    if args.action == "down":
-        for name, stopped in manager.down(settings.stack, names):
-            print(f"{name:<11} {'stopped' if stopped else 'was not running'}")
-        return 0
-    if args.action == "install":
-        for service in manager.all_services(settings.stack):
-            service.install()
-            print(f"{service.name:<11} installed")
-        return 0
-    return 0 if _print_status(settings, names) else 3
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: the whole pipeline on the local stack, fed by a replay of the sample trace."""
     from admin.demo import run_demo  # noqa: PLC0415
@@ -89,7 +40,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except StartError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if not _print_status(settings):
+    if not print_status(settings):
         return 1
     return run_demo(settings, args.count, Path(args.trace), EXAMPLES, _publish)
 
@@ -286,19 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Settings come from SPENDSTREAM_* environment variables.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    stack = commands.add_parser("stack", help="the local services: Kafka, Redis, embedded ClickHouse")
-    stack.add_argument(
-        "action",
-        choices=["up", "down", "status", "install"],
-        help="up: start what is not running; down: stop what up started; "
-        "status: show what runs where and which installation started it (exit 3 unless all ready); "
-        "install: fetch without starting. up restarts, on its data, a service that another installation "
-        "started with other code or settings",
-    )
-    stack.add_argument(
-        "services", nargs="*", metavar="SERVICE", help="only these: redis, clickhouse, kafka (default: all three)"
-    )
-    stack.set_defaults(func=cmd_stack)
+    stack_parser(commands)
     budgets = commands.add_parser(
         "budgets",
         help="publish a budgets file (orgs, budgets, alert channels, routing) to config.v1, or list the budgets",

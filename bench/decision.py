@@ -8,8 +8,9 @@ connections for ``SECONDS`` per round, in interleaved rounds; the figures are th
 
 Writes bench/results/decision.json: per connection count, p50/p99 (ms), requests/s and the server
 process's CPU per request (from /proc, which the load generator on the same cores touches least) of
-both, and the headline keys ``decision_p99_ms`` (8 connections), ``decision_over_constant`` (the
-decision service's requests/s over the constant answer's, at 8 connections) and, at 8 connections,
+both with ``decision_over_constant`` (one process each); and the headline keys ``decision_p99_ms`` (8
+connections), ``decision_over_constant`` (the decision service's requests/s over the constant answer's,
+at 8 connections) and, at 8 connections,
 ``decision_cpu_us_per_request`` and ``constant_cpu_us_per_request``. Both servers freeze what they
 built before serving, as ``spendstream decision serve`` does. Targets: p99 <= 2 ms at 8 connections,
 >= 0.5x the constant answer's throughput.
@@ -181,9 +182,12 @@ def main() -> None:
 
     table = {
         str(c): {
-            f"{kind}_{name}": round(median(kind, c, i), 3 if i < 2 else 0)
-            for kind in ("decision", "constant")
-            for i, name in enumerate(("p50_ms", "p99_ms", "per_s", "cpu_us_per_request"))
+            **{
+                f"{kind}_{name}": round(median(kind, c, i), 3 if i < 2 else 0)
+                for kind in ("decision", "constant")
+                for i, name in enumerate(("p50_ms", "p99_ms", "per_s", "cpu_us_per_request"))
+            },
+            "decision_over_constant": round(median("decision", c, 2) / median("constant", c, 2), 3),
         }
         for c in CONNECTIONS
     }

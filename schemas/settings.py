@@ -12,6 +12,7 @@ not need pydantic.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -213,6 +214,12 @@ class StackSettings(BaseModel):
     kafka_port: Port = Field(9092, ge=1, le=65535)
     kafka_controller_port: Port = Field(9093, ge=1, le=65535)
     kafka_heap: str = Field("1g", pattern=r"^\d+[mg]$")
+    kafka_brokers: Literal[1, 3] = Field(
+        1,
+        description="1: one broker that is its own controller; 3: a KRaft cluster of three on this machine, "
+        "node i on kafka_port + 2(i-1) (controller kafka_controller_port + 2(i-1)), topics replicated three "
+        "times with min.insync.replicas 2",
+    )
     redis_port: Port = Field(6379, ge=1, le=65535)
     clickhouse_port: Port = Field(8123, ge=1, le=65535)
     start_timeout_s: float = Field(90.0, gt=0)

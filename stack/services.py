@@ -1,4 +1,4 @@
-"""The three local services: Kafka (KRaft, combined mode), Redis and the embedded ClickHouse.
+"""The local services: Kafka (KRaft, combined mode: one broker or three), Redis and the embedded ClickHouse.
 
 Each service knows how to install what it needs, start, tell whether it is
 ready, and stop. Ports and folders come from :class:`StackSettings`.
@@ -15,7 +15,7 @@ import sys
 import urllib.request
 
 from schemas.settings import StackSettings
-from stack.kafka_service import KafkaService
+from stack.kafka_service import KafkaService, kafka_nodes
 from stack.process import ManagedProcess, Owner, StartError
 from stack.service import (
     ROOT,
@@ -36,6 +36,7 @@ __all__ = [
     "ServiceStatus",
     "all_services",
     "installation",
+    "other_kafka",
     "stale_reason",
 ]
 
@@ -184,4 +185,11 @@ class ClickHouseService:
 
 
 def all_services(settings: StackSettings) -> list[Service]:
-    return [RedisService(settings), ClickHouseService(settings), KafkaService(settings)]
+    """Redis, ClickHouse and the settings' Kafka broker(s): ``kafka``, or ``kafka-1`` .. ``kafka-3``."""
+    return [RedisService(settings), ClickHouseService(settings), *kafka_nodes(settings)]
+
+
+def other_kafka(settings: StackSettings) -> list[Service]:
+    """The Kafka nodes of the layout the settings do not choose (one broker against three): started by an
+    earlier ``stack up``, they hold the same first port, so they stop before these start."""
+    return [*kafka_nodes(settings, 1 if settings.kafka_brokers == 3 else 3)]

@@ -70,7 +70,7 @@ class Worker:
         (settings.stack.home / "faust").mkdir(parents=True, exist_ok=True)  # Faust's data dir, out of the cwd
         self.app = faust.App(
             f"{settings.kafka.topic_prefix}{app_id}",
-            broker=f"kafka://{settings.kafka.bootstrap.split(',')[0]}",
+            broker=";".join(f"kafka://{host.strip()}" for host in settings.kafka.bootstrap.split(",")),
             value_serializer="raw",
             key_serializer="raw",
             web_enabled=False,

@@ -224,6 +224,7 @@ def deployed(stack: Settings) -> Iterator[Deployment]:
     metrics_port = free_port()
     env = {
         **os.environ,
+        "SPENDSTREAM_KAFKA__BOOTSTRAP": stack.kafka.bootstrap,
         "SPENDSTREAM_KAFKA__TOPIC_PREFIX": f"t{tag}.",
         "SPENDSTREAM_REDIS__KEY_PREFIX": f"t{tag}",
         "SPENDSTREAM_CLICKHOUSE__DATABASE": f"t_{tag}",
