@@ -72,7 +72,7 @@ def _scope_label(alert: Alert) -> str:
 
 
 def _driver(driver: dict[str, Any]) -> str:
-    parts = [str(driver[k]) for k in ("user_id", "model", "feature") if driver.get(k)]
+    parts = [str(driver[k]) for k in ("department_id", "user_id", "model", "feature") if driver.get(k)]
     cost = driver.get("cost_nanos")
     share = driver.get("share")
     tail = f" {_usd(int(cost))}" if isinstance(cost, int) else ""

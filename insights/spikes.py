@@ -12,8 +12,8 @@ threshold, so one spike does not hide the next. Buckets with no usage must be
 fed as zeros (:meth:`SpikeDetector.idle`), so quiet time counts.
 
 A spike says which entity, how far above expected (observed, expected and
-their ratio), and which part of the bucket drove it (the model or feature
-with the largest cost in it).
+their ratio), and which part of the bucket drove it: the largest of the parts
+given (the runner gives every other dimension's, ``user/ada``, ``model/gpt-4o``).
 """
 
 from __future__ import annotations

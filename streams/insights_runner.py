@@ -55,6 +55,7 @@ from schemas.alerts import ProjectedExceed, encode_alert
 from schemas.alerts import Spike as SpikeAlert
 from schemas.budgets import Budget, Period, ScopeKind, period_bounds, period_key
 from schemas.config_records import ConfigState
+from schemas.money import format_usd
 from schemas.settings import InsightSettings
 from sinks.label_queries import daily_tag_costs
 from sinks.queries import bucket_costs, daily_costs, orgs_since
@@ -75,24 +76,46 @@ _FORECAST_SCOPES = (
 )  # feature, model ...: not forecast
 
 
+# the dimensions a spike's driver is named in, in the order a tie is settled: who, then what, then where
+_DIMENSIONS = ("user", "model", "feature", "department")
+_DRIVER_KEYS = {"user": "user_id", "model": "model", "feature": "feature", "department": "department_id"}
+
+
 def _entities(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
-    """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts (by model, or by feature for a model)."""
+    """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts in every other dimension (``user/ada``,
+    ``model/gpt-4o``, ``feature/chat``, ``department/eng``). Each dimension's parts add up to the cost, so the
+    largest part of all names the dimension where the bucket is most concentrated: the spike's driver."""
     out: dict[str, list[Any]] = {}
     for org, department, user, model, feature, cost in rows:
         value = float(cost)
-        for kind, ident, part in (
-            ("org", org, model),
-            ("user", user, model),
-            ("department", department, model),
-            ("model", model, feature),
-            ("feature", feature, model),
-        ):
+        dims = {"user": user, "model": model, "feature": feature, "department": department}
+        for kind, ident in (("org", org), *dims.items()):
             if not ident or kind not in kinds:
                 continue
             entry = out.setdefault(f"{org}|{kind}/{ident}", [0.0, defaultdict(float)])
             entry[0] += value
-            entry[1][part] += value
+            for dim in _DIMENSIONS:
+                if dim != kind and dims[dim]:
+                    entry[1][f"{dim}/{dims[dim]}"] += value
     return {key: (cost, dict(parts)) for key, (cost, parts) in out.items()}
+
+
+def _reason(spike: Spike) -> str | None:
+    """``user ada is 82% of the bucket ($1.20)``."""
+    if not spike.driver:
+        return None
+    dim, ident = spike.driver.split("/", 1)
+    cost = format_usd(round(spike.observed * spike.driver_share))
+    return f"{dim} {ident} is {spike.driver_share:.0%} of the bucket ({cost})"
+
+
+def _driver(spike: Spike) -> list[dict[str, Any]]:
+    """The alert's driver: the dimension's key (``user_id``, ``model``...) with its cost and share."""
+    if not spike.driver:
+        return []
+    dim, ident = spike.driver.split("/", 1)
+    cost = round(spike.observed * spike.driver_share)
+    return [{_DRIVER_KEYS.get(dim, dim): ident, "cost_nanos": cost, "share": round(spike.driver_share, 3)}]
 
 
 class InsightsRunner:
@@ -232,9 +255,9 @@ class InsightsRunner:
             period_key=at.isoformat(),
             observed_nanos=round(spike.observed),
             expected_nanos=round(spike.expected),
-            drivers=[{"model": spike.driver, "share": round(spike.driver_share, 3)}] if spike.driver else [],
+            drivers=_driver(spike),
             detected_at=datetime.now(UTC).isoformat(),
-            reason=f"{spike.driver} is {spike.driver_share:.0%} of the bucket" if spike.driver else None,
+            reason=_reason(spike),
         )
 
     # -- forecasts --------------------------------------------------------------------------------------

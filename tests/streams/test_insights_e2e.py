@@ -156,4 +156,4 @@ def test_forecasts_and_detectors_continue_after_a_restart(deployment: Deployment
         .query(f"SELECT entity, driver FROM {dep.settings.clickhouse.database}.anomalies WHERE entity = 'user/bob'")
         .result_rows
     )
-    assert rows and rows[0] == ("user/bob", "gpt-4o")
+    assert rows and rows[0] == ("user/bob", "model/gpt-4o")  # bob's one model and one feature: a tie, model first
