@@ -31,7 +31,6 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,16 +51,15 @@ from insights.state import (
     with_settings,
 )
 from schemas.alerts import ProjectedExceed, encode_alert
-from schemas.alerts import Spike as SpikeAlert
 from schemas.budgets import Budget, Period, ScopeKind, period_bounds, period_key
 from schemas.config_records import ConfigState
-from schemas.money import format_usd
 from schemas.settings import InsightSettings
 from sinks.label_queries import daily_tag_costs
 from sinks.queries import bucket_costs, daily_costs, orgs_since
 from sinks.tables import ANOMALIES, FORECASTS, AnomalyRow, ForecastRow
 from sinks.usage_store import UsageStore
 from streams.metrics import InsightMetrics
+from streams.spike_records import anomaly_row, entities_of, spike_alert
 
 __all__ = ["InsightState", "InsightsRunner"]
 
@@ -74,48 +72,6 @@ _FORECAST_SCOPES = (
     ScopeKind.USER,
     ScopeKind.TAG,
 )  # feature, model ...: not forecast
-
-
-# the dimensions a spike's driver is named in, in the order a tie is settled: who, then what, then where
-_DIMENSIONS = ("user", "model", "feature", "department")
-_DRIVER_KEYS = {"user": "user_id", "model": "model", "feature": "feature", "department": "department_id"}
-
-
-def _entities(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
-    """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts in every other dimension (``user/ada``,
-    ``model/gpt-4o``, ``feature/chat``, ``department/eng``). Each dimension's parts add up to the cost, so the
-    largest part of all names the dimension where the bucket is most concentrated: the spike's driver."""
-    out: dict[str, list[Any]] = {}
-    for org, department, user, model, feature, cost in rows:
-        value = float(cost)
-        dims = {"user": user, "model": model, "feature": feature, "department": department}
-        for kind, ident in (("org", org), *dims.items()):
-            if not ident or kind not in kinds:
-                continue
-            entry = out.setdefault(f"{org}|{kind}/{ident}", [0.0, defaultdict(float)])
-            entry[0] += value
-            for dim in _DIMENSIONS:
-                if dim != kind and dims[dim]:
-                    entry[1][f"{dim}/{dims[dim]}"] += value
-    return {key: (cost, dict(parts)) for key, (cost, parts) in out.items()}
-
-
-def _reason(spike: Spike) -> str | None:
-    """``user ada is 82% of the bucket ($1.20)``."""
-    if not spike.driver:
-        return None
-    dim, ident = spike.driver.split("/", 1)
-    cost = format_usd(round(spike.observed * spike.driver_share))
-    return f"{dim} {ident} is {spike.driver_share:.0%} of the bucket ({cost})"
-
-
-def _driver(spike: Spike) -> list[dict[str, Any]]:
-    """The alert's driver: the dimension's key (``user_id``, ``model``...) with its cost and share."""
-    if not spike.driver:
-        return []
-    dim, ident = spike.driver.split("/", 1)
-    cost = round(spike.observed * spike.driver_share)
-    return [{_DRIVER_KEYS.get(dim, dim): ident, "cost_nanos": cost, "share": round(spike.driver_share, 3)}]
 
 
 class InsightsRunner:
@@ -210,7 +166,7 @@ class InsightsRunner:
         for bucket in range(start, latest + 1, size):
             begin = datetime.fromtimestamp(bucket, UTC)
             sql, params = bucket_costs(self.store.database, begin, begin + timedelta(seconds=size))
-            entities = _entities(await self._query(sql, params), watch.kinds)
+            entities = entities_of(await self._query(sql, params), watch.kinds)
             spiked: set[str] = set()
             for key in watch.detector.known():
                 if key not in entities:
@@ -222,43 +178,12 @@ class InsightsRunner:
                 spiked.add(key)
                 org = key.split("|", 1)[0]
                 found.append((org, spike))
-                anomalies.append(self._anomaly_row(org, spike, size))
+                anomalies.append(anomaly_row(org, spike, size))
                 if key not in watch.flagged:  # an episode alerts on its first bucket only
-                    alert = self._spike_alert(org, spike, size)
+                    alert = spike_alert(org, spike, size)
                     await self.send(self.alerts_topic, org.encode(), encode_alert(alert), None)
             watch.flagged = spiked
             watch.last_bucket = bucket
-
-    @staticmethod
-    def _anomaly_row(org: str, spike: Spike, size: int) -> AnomalyRow:
-        return AnomalyRow(
-            datetime.fromtimestamp(spike.bucket, UTC),
-            size,
-            org,
-            spike.entity.split("|", 1)[1],
-            int(spike.observed),
-            int(spike.expected),
-            round(spike.ratio, 3),
-            round(spike.score, 3),
-            spike.driver,
-            round(spike.driver_share, 4),
-        )
-
-    @staticmethod
-    def _spike_alert(org: str, spike: Spike, size: int) -> SpikeAlert:
-        entity = spike.entity.split("|", 1)[1]
-        at = datetime.fromtimestamp(spike.bucket, UTC)
-        return SpikeAlert(
-            org_id=org,
-            scope=entity,
-            period=f"{size}s",
-            period_key=at.isoformat(),
-            observed_nanos=round(spike.observed),
-            expected_nanos=round(spike.expected),
-            drivers=_driver(spike),
-            detected_at=datetime.now(UTC).isoformat(),
-            reason=_reason(spike),
-        )
 
     # -- forecasts --------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from alerting.render import view_of
 from insights.spikes import Spike
 from schemas.alerts import Spike as SpikeAlert
-from streams.insights_runner import InsightsRunner, _entities
+from streams.spike_records import anomaly_row, entities_of, spike_alert
 
 KINDS = frozenset({"org", "user", "department", "model", "feature"})
 ROWS = [  # org, department, user, model, feature, cost: eng's bucket is 90 % ada's, spread over three models
@@ -18,7 +18,7 @@ ROWS = [  # org, department, user, model, feature, cost: eng's bucket is 90 % ad
 
 
 def test_every_other_dimensions_parts_add_up_to_the_cost() -> None:
-    entities = _entities(ROWS, KINDS)
+    entities = entities_of(ROWS, KINDS)
     cost, parts = entities["acme|department/eng"]
     assert cost == 1_000
     for dim in ("user", "model", "feature"):
@@ -37,8 +37,8 @@ def test_every_other_dimensions_parts_add_up_to_the_cost() -> None:
     }
 
 
-def test_only_the_watched_kinds_are_entities() -> None:
-    assert set(_entities(ROWS, frozenset({"model"}))) == {
+def test_only_the_watched_kinds_areentities_of() -> None:
+    assert set(entities_of(ROWS, frozenset({"model"}))) == {
         "acme|model/gpt-4o",
         "acme|model/o3-mini",
         "acme|model/claude",
@@ -47,10 +47,10 @@ def test_only_the_watched_kinds_are_entities() -> None:
 
 def test_the_alert_names_the_driver_its_share_and_its_cost() -> None:
     spike = Spike("acme|department/eng", 3_600, 1.2e9, 1e8, 30.0, "user/ada", 0.9)
-    alert = InsightsRunner._spike_alert("acme", spike, 3_600)
+    alert = spike_alert("acme", spike, 3_600)
     assert isinstance(alert, SpikeAlert)
     assert alert.drivers == [{"user_id": "ada", "cost_nanos": 1_080_000_000, "share": 0.9}]
     assert alert.reason == "user ada is 90% of the bucket ($1.08)"
     assert view_of(alert, "https://console.example").drivers == ("ada $1.08 (90%)",)
-    row = InsightsRunner._anomaly_row("acme", spike, 3_600)
+    row = anomaly_row("acme", spike, 3_600)
     assert (row.entity, row.driver, row.driver_share) == ("department/eng", "user/ada", 0.9)

@@ -1,0 +1,88 @@
+"""What the spike runner makes of a closed bucket, apart from I/O: the entities it scores with their parts
+in every dimension, and a spike's anomalies row and alert, naming what drove it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from insights.spikes import Spike
+from schemas.alerts import Spike as SpikeAlert
+from schemas.money import format_usd
+from sinks.tables import AnomalyRow
+
+__all__ = ["anomaly_row", "entities_of", "spike_alert"]
+
+# the dimensions a spike's driver is named in, in the order a tie is settled: who, then what, then where
+_DIMENSIONS = ("user", "model", "feature", "department")
+_DRIVER_KEYS = {"user": "user_id", "model": "model", "feature": "feature", "department": "department_id"}
+
+
+def entities_of(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
+    """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts in every other dimension (``user/ada``,
+    ``model/gpt-4o``, ``feature/chat``, ``department/eng``). Each dimension's parts add up to the cost, so the
+    largest part of all names the dimension where the bucket is most concentrated: the spike's driver."""
+    out: dict[str, list[Any]] = {}
+    for org, department, user, model, feature, cost in rows:
+        value = float(cost)
+        dims = {"user": user, "model": model, "feature": feature, "department": department}
+        for kind, ident in (("org", org), *dims.items()):
+            if not ident or kind not in kinds:
+                continue
+            entry = out.setdefault(f"{org}|{kind}/{ident}", [0.0, defaultdict(float)])
+            entry[0] += value
+            for dim in _DIMENSIONS:
+                if dim != kind and dims[dim]:
+                    entry[1][f"{dim}/{dims[dim]}"] += value
+    return {key: (cost, dict(parts)) for key, (cost, parts) in out.items()}
+
+
+def _reason(spike: Spike) -> str | None:
+    """``user ada is 82% of the bucket ($1.20)``."""
+    if not spike.driver:
+        return None
+    dim, ident = spike.driver.split("/", 1)
+    cost = format_usd(round(spike.observed * spike.driver_share))
+    return f"{dim} {ident} is {spike.driver_share:.0%} of the bucket ({cost})"
+
+
+def _driver(spike: Spike) -> list[dict[str, Any]]:
+    """The alert's driver: the dimension's key (``user_id``, ``model``...) with its cost and share."""
+    if not spike.driver:
+        return []
+    dim, ident = spike.driver.split("/", 1)
+    cost = round(spike.observed * spike.driver_share)
+    return [{_DRIVER_KEYS.get(dim, dim): ident, "cost_nanos": cost, "share": round(spike.driver_share, 3)}]
+
+
+def anomaly_row(org: str, spike: Spike, size: int) -> AnomalyRow:
+    return AnomalyRow(
+        datetime.fromtimestamp(spike.bucket, UTC),
+        size,
+        org,
+        spike.entity.split("|", 1)[1],
+        int(spike.observed),
+        int(spike.expected),
+        round(spike.ratio, 3),
+        round(spike.score, 3),
+        spike.driver,
+        round(spike.driver_share, 4),
+    )
+
+
+def spike_alert(org: str, spike: Spike, size: int) -> SpikeAlert:
+    entity = spike.entity.split("|", 1)[1]
+    at = datetime.fromtimestamp(spike.bucket, UTC)
+    return SpikeAlert(
+        org_id=org,
+        scope=entity,
+        period=f"{size}s",
+        period_key=at.isoformat(),
+        observed_nanos=round(spike.observed),
+        expected_nanos=round(spike.expected),
+        drivers=_driver(spike),
+        detected_at=datetime.now(UTC).isoformat(),
+        reason=_reason(spike),
+    )
