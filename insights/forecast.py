@@ -111,6 +111,13 @@ class Projection:
 class SpendForecaster:
     """One scope's daily spend series: learn each closed day, project the period's end."""
 
+    def use_holidays(self, holidays: frozenset[date]) -> None:
+        """The org's holiday calendar as it stands (a calendar set or changed applies from the next day learnt
+        and to every projection; days learnt before keep what they were learnt as)."""
+        self.holidays = holidays
+        if self.trend is not None:
+            self.trend.holidays = holidays
+
     def __init__(self, holidays: frozenset[date] = frozenset(), kind: str = "holt_winters") -> None:
         if kind not in ("local_trend", "holt_winters"):
             raise ValueError("kind: local_trend or holt_winters")

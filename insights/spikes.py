@@ -84,8 +84,11 @@ class SpikeDetector:
         self.bucket_s = bucket_s  # what one bucket spans, in the unit of ``bucket``
         self.entities: OrderedDict[str, _Entity] = OrderedDict()
 
-    def observe(self, entity: str, bucket: int, cost: float, parts: Mapping[str, float] | None = None) -> Spike | None:
-        """Score one closed bucket of one entity, then learn it. A bucket seen already is ignored."""
+    def observe(
+        self, entity: str, bucket: int, cost: float, parts: Mapping[str, float] | None = None, *, learn: bool = True
+    ) -> Spike | None:
+        """Score one closed bucket of one entity, then learn it (unless ``learn`` is false: a holiday's quiet
+        is not the norm of its hour). A bucket seen already is ignored."""
         state = self.entities.get(entity)
         if state is None:
             state = self.entities[entity] = _Entity(self.fading, self.seasons)
@@ -110,6 +113,8 @@ class SpikeDetector:
                 driver = max(parts, key=lambda name: parts[name])
                 share = parts[driver] / cost if cost > 0 else 0.0
             spike = Spike(entity, bucket, cost, expected, (cost - expected) / spread, driver, share)
+        if not learn:
+            return spike
         learnt = min(cost, threshold) if seen >= self.warmup else cost
         deviations.update(abs(learnt - expected))
         mean.update(learnt)
@@ -117,10 +122,10 @@ class SpikeDetector:
         state.n += 1
         return spike
 
-    def idle(self, entity: str, bucket: int) -> None:
+    def idle(self, entity: str, bucket: int, *, learn: bool = True) -> None:
         """A bucket in which a known entity spent nothing."""
         if entity in self.entities:
-            self.observe(entity, bucket, 0.0)
+            self.observe(entity, bucket, 0.0, learn=learn)
 
     def known(self) -> list[str]:
         return list(self.entities)

@@ -9,6 +9,7 @@ orgs:
     notify_closed_periods: false     # true: also send stage alerts of periods that had ended (a backfill)
     tags: [project, {customer: {missing: internal}}]  # allocation tags: metadata keys spend is grouped by
     trust_request_tags: false        # true: a request's own metadata may name a capped tag value
+    holidays: DE-BY                  # holiday calendar (holidays package): a country, or country-region
 budgets:
   - org: acme
     scope: department                # org | department | user | feature | model | provider | apikey
@@ -44,6 +45,7 @@ from schemas.budgets import DEFAULT_MIN_ESTIMATE_NANOS, Budget, BudgetError, Bud
 from schemas.channels import AlertConfigError, ChannelSpec, Routing, parse_budget_routes, parse_channel, parse_routing
 from schemas.cost_allocation import ChargebackError, parse_chargeback
 from schemas.errors import SpendstreamError
+from schemas.holiday_calendar import check_calendar
 from schemas.money import MoneyError, parse_usd
 
 __all__ = ["BudgetFile", "BudgetFileError", "OrgConfig", "parse_budget_file", "parse_budget_spec"]
@@ -147,7 +149,19 @@ _ORG_KEYS = {
     "notify_closed_periods",
     "tags",
     "trust_request_tags",
+    "holidays",
 }
+
+
+def _calendar(code: Any, where: str) -> str:
+    """A country and region the holidays package knows ("US", "US-CA"), or empty."""
+    if not isinstance(code, str):
+        raise BudgetFileError(where, "a country code ('US') and optionally its region ('US-CA')")
+    try:
+        check_calendar(code)
+    except BudgetError as exc:
+        raise BudgetFileError(where, exc.reason) from None
+    return code
 
 
 def _org(org_id: str, spec: Any) -> OrgConfig:
@@ -184,9 +198,10 @@ def _org(org_id: str, spec: Any) -> OrgConfig:
         tags = parse_tag_rules(spec.get("tags"), f"{where}.tags")
     except TagError as exc:
         raise BudgetFileError(exc.field, exc.reason) from None
+    calendar = _calendar(spec.get("holidays", ""), f"{where}.holidays")
     try:
         zone = str(spec.get("timezone", "UTC"))
-        return OrgConfig(org_id, zone, policy, floor, unpriced, chargeback, late, tags, trust)
+        return OrgConfig(org_id, zone, policy, floor, unpriced, chargeback, late, tags, trust, calendar)
     except BudgetError as exc:
         raise BudgetFileError(where, str(exc)) from None
 

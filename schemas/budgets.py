@@ -93,6 +93,7 @@ class OrgConfig:
     notify_closed_periods: bool = False  # send stage alerts of periods that ended before their events arrived
     tags: tuple[TagRule, ...] = ()  # the metadata keys spend is allocated by (schemas.allocation_tags)
     trust_request_tags: bool = False  # whether a request's own metadata may name a capped tag value
+    holidays: str = ""  # the holiday calendar, "US" or "US-CA" (schemas.holiday_calendar); "": none
 
     def __post_init__(self) -> None:
         if not _ID.fullmatch(self.org_id):
@@ -110,6 +111,7 @@ class OrgConfig:
         if by != "department" and self.tag(by) is None:
             raise BudgetError("chargeback.by", f"{by!r} is not one of the org's allocation tags")
         _zone(self.timezone)
+        check_holidays_format(self.holidays)
 
     def tag(self, key: str) -> TagRule | None:
         return next((rule for rule in self.tags if rule.key == key), None)
@@ -126,6 +128,15 @@ class OrgConfig:
             "min_estimate_nanos": str(self.min_estimate_nanos),
             "unpriced_models": self.unpriced_models,
         }
+
+
+_HOLIDAYS = re.compile(r"[A-Z]{2}(-[A-Za-z0-9]{1,12})?")
+
+
+def check_holidays_format(code: str) -> None:
+    """A holiday calendar's form: a country (ISO 3166-1 alpha-2) and optionally its region, or empty."""
+    if not isinstance(code, str) or (code and not _HOLIDAYS.fullmatch(code)):
+        raise BudgetError("holidays", f"{code!r}: a country code ('US') and optionally its region ('US-CA')")
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -3,8 +3,8 @@
 Keys and values (JSON), the latest value of a key wins; a null value deletes:
 
 * ``org/<org>`` -> ``{"timezone": ..., "on_redis_unavailable": "closed"|"open", "min_estimate_nanos": ...,
-  "unpriced_models": "deny"|"allow", "tags": [...], "trust_request_tags": bool}`` (with the chargeback rule and
-  ``notify_closed_periods`` when set)
+  "unpriced_models": "deny"|"allow", "tags": [...], "trust_request_tags": bool}`` (with the chargeback rule,
+  ``notify_closed_periods`` and ``holidays`` when set)
 * ``budget/<org>/<scope>/<id>/<period>`` -> ``{"limit_nanos": ..., "mode": ..., "stages": [...], "alerts": {...}}``
 * ``channel/<org>/<name>`` -> a channel as written in the budgets file (secrets as ``env:NAME``)
 * ``routing/<org>`` -> ``{"default": [...], "spike": [...], ...}``
@@ -69,6 +69,8 @@ def org_record(org: OrgConfig) -> ConfigRecord:
         body["tags"] = tag_bodies(org.tags)
     if org.trust_request_tags:
         body["trust_request_tags"] = True
+    if org.holidays:
+        body["holidays"] = org.holidays
     return ConfigRecord(f"org/{org.org_id}", json.dumps(body).encode())
 
 
@@ -166,6 +168,7 @@ def parse_org(key: str, value: bytes) -> OrgConfig:
         body.get("notify_closed_periods", False) is True,
         parse_tag_rules(body.get("tags"), f"{key}.tags"),
         body.get("trust_request_tags", False) is True,
+        body.get("holidays", ""),
     )
 
 

@@ -59,7 +59,7 @@ from sinks.queries import bucket_costs, daily_costs, orgs_since
 from sinks.tables import ANOMALIES, FORECASTS, AnomalyRow, ForecastRow
 from sinks.usage_store import UsageStore
 from streams.metrics import InsightMetrics
-from streams.spike_records import anomaly_row, entities_of, spike_alert
+from streams.spike_records import anomaly_row, entities_of, holidays_at, org_holidays, spike_alert
 
 __all__ = ["InsightState", "InsightsRunner"]
 
@@ -168,11 +168,12 @@ class InsightsRunner:
             sql, params = bucket_costs(self.store.database, begin, begin + timedelta(seconds=size))
             entities = entities_of(await self._query(sql, params), watch.kinds)
             spiked: set[str] = set()
+            holiday = holidays_at(self.config, begin)
             for key in watch.detector.known():
                 if key not in entities:
-                    watch.detector.idle(key, bucket)
+                    watch.detector.idle(key, bucket, learn=not holiday(key))
             for key, (cost, parts) in entities.items():
-                spike = watch.detector.observe(key, bucket, cost, parts)
+                spike = watch.detector.observe(key, bucket, cost, parts, learn=not holiday(key))
                 if spike is None:
                     continue
                 spiked.add(key)
@@ -245,6 +246,7 @@ class InsightsRunner:
         for budget in budgets:
             daily.setdefault(f"{budget.scope.value}/{budget.scope_id}", defaultdict(float))
         fraction = (local - local.replace(hour=0, minute=0, second=0, microsecond=0)).total_seconds() / 86_400
+        holidays = org_holidays(org, org_config.holidays if org_config else "", start_day, today)
         rows: list[ForecastRow] = []
         for scope, days in daily.items():
             kind = scope.split("/", 1)[0]
@@ -255,6 +257,7 @@ class InsightsRunner:
                 if len(state.forecasters) >= self.settings.max_entities:
                     continue
                 model = state.forecasters[f"{org}|{scope}"] = SpendForecaster()
+            model.use_holidays(holidays)
             first = min(days) if days else today
             day = max(first, (model.last_day + timedelta(days=1)) if model.last_day else first)
             while day < today:

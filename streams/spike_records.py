@@ -1,19 +1,26 @@
-"""What the spike runner makes of a closed bucket, apart from I/O: the entities it scores with their parts
-in every dimension, and a spike's anomalies row and alert, naming what drove it."""
+"""What the insights runner makes of what it reads, apart from I/O: a closed bucket's entities with their parts
+in every dimension, a spike's anomalies row and alert naming what drove it, and an org's holidays."""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from insights.spikes import Spike
 from schemas.alerts import Spike as SpikeAlert
+from schemas.budgets import BudgetError
+from schemas.config_records import ConfigState
+from schemas.holiday_calendar import holiday_dates
 from schemas.money import format_usd
 from sinks.tables import AnomalyRow
 
-__all__ = ["anomaly_row", "entities_of", "spike_alert"]
+__all__ = ["anomaly_row", "entities_of", "holidays_at", "org_holidays", "spike_alert"]
+
+log = logging.getLogger("spendstream.insights")
 
 # the dimensions a spike's driver is named in, in the order a tie is settled: who, then what, then where
 _DIMENSIONS = ("user", "model", "feature", "department")
@@ -86,3 +93,29 @@ def spike_alert(org: str, spike: Spike, size: int) -> SpikeAlert:
         detected_at=datetime.now(UTC).isoformat(),
         reason=_reason(spike),
     )
+
+
+def org_holidays(org: str, calendar: str, first: date, today: date) -> frozenset[date]:
+    """An org's holidays from ``first`` to the end of next year (none when it set no calendar, or one this
+    version of the holidays package does not know: logged, the insights go on)."""
+    try:
+        return holiday_dates(calendar, range(first.year, today.year + 2))
+    except BudgetError as exc:
+        log.warning("org %s: holiday calendar ignored: %s", org, exc)
+        return frozenset()
+
+
+def holidays_at(config: ConfigState, at: datetime) -> Callable[[str], bool]:
+    """Whether ``at`` falls on a holiday of the org of an entity key (``<org>|<kind>/<id>``), in its zone."""
+    cache: dict[str, bool] = {}
+
+    def holiday(key: str) -> bool:
+        org = key.split("|", 1)[0]
+        if org not in cache:
+            settings = config.orgs.get(org)
+            calendar = settings.holidays if settings else ""
+            day = at.astimezone(ZoneInfo(settings.timezone)).date() if settings else at.date()
+            cache[org] = bool(calendar) and day in org_holidays(org, calendar, day, day)
+        return cache[org]
+
+    return holiday
