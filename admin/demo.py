@@ -133,8 +133,9 @@ def _report(settings: Settings, store: UsageStore, inbox: Inbox, url: str, took_
     print(f"\nspend this month (UTC), from ClickHouse {store.database}:")
     for org in DEFAULT_ORGS:
         rows = store.query(*queries.spend_by(store.database, "department_id", org.org_id, month_start, month_end))
-        total = sum(int(r[-1]) for r in rows)
-        parts = ", ".join(f"{r[0]} {format_usd(int(r[-1]))}" for r in rows)
+        cost = queries.SPEND_BY_COST
+        total = sum(int(r[cost]) for r in rows)
+        parts = ", ".join(f"{r[0]} {format_usd(int(r[cost]))}" for r in rows)
         print(f"  {org.org_id:<8} {format_usd(total):>12}   {parts}")
     print(
         f"\nforecasts {_count(store, 'forecasts'):,} · spikes {_count(store, 'anomalies'):,} · "

@@ -80,6 +80,8 @@ TOTALS = (
     + ", ".join(f"sum({c}) AS {c}" for c in TYPE_COSTS)
 )
 """Requests, the five token counts, the cost, then the cost of each token type (:data:`TYPE_COSTS`)."""
+TOTAL_NAMES = tuple(part.rsplit(" AS ", 1)[1] for part in TOTALS.split(", "))
+SPEND_BY_COST = 1 + TOTAL_NAMES.index("cost_nanos")  # where a spend_by row (its key, then TOTALS) has its cost
 _GRANULARITY = {"day": "toDate", "week": "toMonday", "month": "toStartOfMonth"}  # each returns a Date
 
 

@@ -80,6 +80,7 @@ def test_spend_by_each_dimension(store: UsageStore) -> None:
         ("o3-mini", 1, 800, 80, 8_000),
         ("gpt-4o-mini", 1, 50, 5, 500),
     ]
+    assert queries.SPEND_BY_COST == 7  # the demo's summary reads it (it read the last column: a type's cost)
     assert [(r[0], r[7]) for r in run(store, queries.spend_by(db, "user_id", "acme", START, END))] == [
         ("ada", 75_000),
         ("dan", 32_000),
