@@ -208,6 +208,38 @@ def spike_workload(
     return series, injected, natural_peak
 
 
+def hourly_spike_workload(
+    entities: int = 100, weeks: int = 8, warmup_days: int = 14, factor: float = 3.0, seed: int = 42
+) -> tuple[dict[str, list[float]], list[Injected]]:
+    """Hourly cost of ``entities`` scopes over ``weeks`` (bucket 0 is a Monday 00:00 UTC): busy office hours
+    on weekdays with a ramp, a quiet night, weekends at a fifth, each scope at its own scale with 15 %
+    multiplicative noise; after ``warmup_days``, one-hour spikes of ``factor`` times the hour's expected
+    cost (added: the hour costs ``factor`` times its norm), one every one to four days. What an hourly
+    detector must catch, while the weekday and hour-of-day seasons must raise nothing."""
+    rng = random.Random(seed)
+    hours = weeks * 7 * 24
+    series: dict[str, list[float]] = {}
+    injected: list[Injected] = []
+    for e in range(entities):
+        name = f"department/d{e:03d}"
+        scale = math.exp(rng.gauss(0.0, 1.0))
+        start_hour, end_hour = rng.choice((8, 9, 10)), rng.choice((17, 18, 19))
+        expected = []
+        for h in range(hours):
+            day, hour = divmod(h, 24)
+            office = start_hour <= hour < end_hour
+            level = (1.0 if office else 0.08) * (0.2 if day % 7 >= 5 else 1.0)
+            expected.append(level * scale)
+        values = [v * math.exp(rng.gauss(0.0, 0.15)) for v in expected]
+        position = warmup_days * 24 + rng.randrange(24)
+        while position < hours:
+            values[position] += (factor - 1.0) * expected[position]
+            injected.append(Injected(name, position, 1))
+            position += rng.randint(24, 96)
+        series[name] = values
+    return series, injected
+
+
 def evaluate_spikes(
     series: Mapping[str, Sequence[float]], injected: Sequence[Injected], make: Callable[[], Any]
 ) -> SpikeScores:

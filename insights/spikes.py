@@ -116,7 +116,8 @@ class SpikeDetector:
         if not learn:
             return spike
         learnt = min(cost, threshold) if seen >= self.warmup else cost
-        deviations.update(abs(learnt - expected))
+        if seen:  # the first bucket of a season has nothing to deviate from
+            deviations.update(abs(learnt - expected))
         mean.update(learnt)
         state.counts[season] += 1
         state.n += 1
