@@ -24,6 +24,7 @@ __all__ = [
     "Series",
     "evaluate_forecasts",
     "evaluate_spikes",
+    "hourly_spike_workload",
     "spike_workload",
     "synthetic_series",
     "trace_minute_costs",

@@ -55,3 +55,24 @@ def test_backtest_on_a_small_workload() -> None:
     assert scores.recall >= 0.9 and scores.precision >= 0.9
     assert max(scores.delay_buckets) <= 2
     assert pickle.loads(pickle.dumps(injected)) == injected
+
+
+def test_the_hourly_workload_has_its_seasons_and_3x_hours() -> None:
+    from insights.evaluation import hourly_spike_workload
+
+    series, injected = hourly_spike_workload(entities=5, weeks=3, seed=3)
+    assert len(series) == 5 and all(len(v) == 3 * 7 * 24 for v in series.values())
+    assert injected and all(s.start >= 14 * 24 and s.length == 1 for s in injected)
+    values = series["department/d000"]
+    weekday_noon, saturday_noon, night = values[24 * 2 + 12], values[24 * 5 + 12], values[24 * 2 + 3]
+    assert weekday_noon > 3 * saturday_noon and weekday_noon > 5 * night  # the seasons a detector must not flag
+
+
+def test_a_young_baseline_flags_three_times_its_level() -> None:
+    """The first bucket of a season is not learnt as a deviation from nothing: after two quiet buckets of
+    the same hour of week, three times the level is a spike."""
+    detector = SpikeDetector(fading=0.2, ratio=2.2, k=4.0, warmup=2, seasons=168, bucket_s=1)
+    for week in range(2):
+        for hour in range(168):
+            assert detector.observe("department/eng", week * 168 + hour, 10.0 + hour % 2) is None
+    assert detector.observe("department/eng", 2 * 168 + 12, 31.0) is not None
