@@ -29,8 +29,9 @@ _DRIVER_KEYS = {"user": "user_id", "model": "model", "feature": "feature", "depa
 
 def entities_of(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
     """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts in every other dimension (``user/ada``,
-    ``model/gpt-4o``, ``feature/chat``, ``department/eng``). Each dimension's parts add up to the cost, so the
-    largest part of all names the dimension where the bucket is most concentrated: the spike's driver."""
+    ``model/gpt-4o``, ``feature/chat``, ``department/eng``; a user's parts have no department). Each
+    dimension's parts add up to the cost, so the largest part of all names the dimension where the bucket is
+    most concentrated: the spike's driver."""
     out: dict[str, list[Any]] = {}
     for org, department, user, model, feature, cost in rows:
         value = float(cost)
@@ -41,7 +42,8 @@ def entities_of(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[
             entry = out.setdefault(f"{org}|{kind}/{ident}", [0.0, defaultdict(float)])
             entry[0] += value
             for dim in _DIMENSIONS:
-                if dim != kind and dims[dim]:
+                # a user's department holds all of the user's spend: it explains nothing
+                if dim != kind and dims[dim] and not (kind == "user" and dim == "department"):
                     entry[1][f"{dim}/{dims[dim]}"] += value
     return {key: (cost, dict(parts)) for key, (cost, parts) in out.items()}
 
