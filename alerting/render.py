@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from schemas.alerts import (
+    DRIVER_KEYS,
     Alert,
     BudgetStage,
     CapDenied,
@@ -72,7 +73,7 @@ def _scope_label(alert: Alert) -> str:
 
 
 def _driver(driver: dict[str, Any]) -> str:
-    parts = [str(driver[k]) for k in ("department_id", "user_id", "model", "feature") if driver.get(k)]
+    parts = [str(driver[k]) for k in DRIVER_KEYS if driver.get(k)]
     cost = driver.get("cost_nanos")
     share = driver.get("share")
     tail = f" {_usd(int(cost))}" if isinstance(cost, int) else ""

@@ -10,12 +10,9 @@ first send until every event is counted in Redis and stored in ClickHouse. Write
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +23,7 @@ from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import write_result
-from bench.pipeline import PRICES, TRACE, metric, produce, producer, settled
+from bench.pipeline import PRICES, TRACE, end_to_end, producer, worker_running
 from bus.topic_admin import ensure_topics
 from bus.topics import Topics
 from enforcement.keys import KeyLayout
@@ -56,7 +53,7 @@ def _free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def end_to_end(base: Settings, bootstrap: str) -> float:
+def one_turn(base: Settings, bootstrap: str) -> float:
     """One turn: events/s from the first send until all are in Redis and ClickHouse."""
     tag = f"b{uuid.uuid4().hex[:8]}"
     with socket.socket() as sock:
@@ -81,31 +78,11 @@ def end_to_end(base: Settings, bootstrap: str) -> float:
     payloads = [(e.org_id.encode(), encode_event(e)) for e in events]
     stats = redis.Redis.from_url(base.redis.url)
     stats_keys = [KeyLayout(tag).stats(org) for org in sorted({key.decode() for key, _ in payloads})]
-    log = open(f"/tmp/{tag}-worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     ch = clickhouse_connect.get_client(host=base.clickhouse.host, port=base.clickhouse.port)
     try:
-        while metric(metrics_port, "spendstream_events_consumed_total") < 0:
-            time.sleep(0.2)
-        time.sleep(2)
-        began = time.perf_counter()
-        produce(producer(bootstrap), topics.usage, payloads)
-        while settled(stats, stats_keys) < EVENTS:
-            time.sleep(0.05)
-        while int(ch.command(f"SELECT count() FROM {tag}.usage_events")) < EVENTS:
-            time.sleep(0.05)
-        return EVENTS / (time.perf_counter() - began)
+        with worker_running(env, tag, metrics_port):
+            return EVENTS / end_to_end(bootstrap, topics.usage, payloads, stats, stats_keys, ch, tag)[2]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
         AdminClient({"bootstrap.servers": bootstrap}).delete_topics([spec.name for spec in topics.specs()])
         ch.command(f"DROP DATABASE IF EXISTS {tag}")
         for key in stats.scan_iter(f"{tag}:*", count=1000):
@@ -127,7 +104,7 @@ def main() -> None:
             for turn in range(TURNS * 2):
                 brokers = 1 if turn % 2 == 0 else 3
                 bootstrap = base.kafka.bootstrap if brokers == 1 else bootstrap_of(three)
-                rate = end_to_end(base, bootstrap)
+                rate = one_turn(base, bootstrap)
                 rates[brokers].append(rate)
                 print(f"turn {turn + 1}/{TURNS * 2}: {brokers} broker(s), {rate:,.0f} events/s", file=sys.stderr)
         finally:

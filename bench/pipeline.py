@@ -13,6 +13,7 @@ Starts the local stack if it is not up. Writes bench/results/pipeline.json.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -22,8 +23,10 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import redis
@@ -193,6 +196,53 @@ def watch(redis_url: str, tag: str, sends: multiprocessing.Queue, results: multi
     results.put((delays, rate, len(sent)))
 
 
+@contextlib.contextmanager
+def worker_running(env: dict[str, str], tag: str, metrics_port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """A stream worker on the run's settings, consuming (its metrics answer); SIGTERMed afterwards."""
+    log = open(f"/tmp/{tag}-worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        while metric(metrics_port, "spendstream_events_consumed_total") < 0:
+            time.sleep(0.2)
+        time.sleep(2)
+        yield worker
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def end_to_end(
+    bootstrap: str,
+    topic: str,
+    payloads: list[tuple[bytes, bytes]],
+    stats: redis.Redis,
+    stats_keys: list[str],
+    ch: Any,
+    database: str,
+) -> tuple[float, float, float]:
+    """Produce every payload as fast as possible; seconds from the first send until all are produced, all
+    counted in Redis and all stored in ClickHouse. Applied events are counted from Redis (the settle script's
+    per-org counters), not from the worker's /metrics: a scrape costs the worker 10-15 ms of CPU, and even
+    at 4 Hz scrapes took 6% of the worker's samples in a profile of this run."""
+    began = time.perf_counter()
+    produce(producer(bootstrap), topic, payloads)
+    produced_s = time.perf_counter() - began
+    while settled(stats, stats_keys) < len(payloads):
+        time.sleep(0.05)
+    applied_s = time.perf_counter() - began
+    while int(ch.command(f"SELECT count() FROM {database}.usage_events")) < len(payloads):
+        time.sleep(0.05)
+    return produced_s, applied_s, time.perf_counter() - began
+
+
 def main() -> None:
     base = Settings()
     manager.up(base.stack)
@@ -239,55 +289,32 @@ def main() -> None:
     print(f"Faust consume-only: {faust_rate_s:,.0f} events/s", file=sys.stderr)
 
     # 2. end to end
-    log = open(f"/tmp/{tag}-worker.log", "wb")  # noqa: SIM115
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "admin.cli", "worker", "--metrics-loopback"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     ch = clickhouse_connect.get_client(host=base.clickhouse.host, port=base.clickhouse.port)
     try:
-        while metric(metrics_port, "spendstream_events_consumed_total") < 0:
-            time.sleep(0.2)
-        time.sleep(2)
-        began = time.perf_counter()
-        produce(producer(bootstrap), topics.usage, payloads)
-        produced_s = time.perf_counter() - began
-        # Applied events are counted from Redis (the settle script's per-org counters), not from the worker's
-        # /metrics: a scrape costs the worker 10-15 ms of CPU (a Prometheus server scrapes every 15 s), and
-        # even at 4 Hz scrapes took 6% of the worker's samples in a profile of this run.
-        while settled(stats, stats_keys) < EVENTS:
-            time.sleep(0.05)
-        applied_s = time.perf_counter() - began
-        while int(ch.command(f"SELECT count() FROM {tag}.usage_events")) < EVENTS:
-            time.sleep(0.05)
-        stored_s = time.perf_counter() - began
-        e2e_rate = EVENTS / stored_s
-        print(
-            f"end to end: {e2e_rate:,.0f} events/s (produced in {produced_s:.1f} s, Redis done at "
-            f"{applied_s:.1f} s, ClickHouse at {stored_s:.1f} s)",
-            file=sys.stderr,
-        )
+        with worker_running(env, tag, metrics_port):
+            produced_s, applied_s, stored_s = end_to_end(bootstrap, topics.usage, payloads, stats, stats_keys, ch, tag)
+            e2e_rate = EVENTS / stored_s
+            print(
+                f"end to end: {e2e_rate:,.0f} events/s (produced in {produced_s:.1f} s, Redis done at "
+                f"{applied_s:.1f} s, ClickHouse at {stored_s:.1f} s)",
+                file=sys.stderr,
+            )
 
-        # 3. freshness at a steady rate: a producer process and a watcher process, so neither's
-        #    pacing or polling delays the other's clock readings
-        ctx = multiprocessing.get_context("spawn")
-        sends: multiprocessing.Queue = ctx.Queue()
-        results: multiprocessing.Queue = ctx.Queue()
-        watcher = ctx.Process(target=watch, args=(base.redis.url, tag, sends, results))
-        watcher.start()
-        steady = ctx.Process(target=produce_steady, args=(bootstrap, topics.usage, tag, payloads[: RATE * 2], sends))
-        steady.start()
-        steady.join()
-        delays, achieved_rate, probes = results.get(timeout=120)
-        watcher.join(30)
+            # 3. freshness at a steady rate: a producer process and a watcher process, so neither's
+            #    pacing or polling delays the other's clock readings
+            ctx = multiprocessing.get_context("spawn")
+            sends: multiprocessing.Queue = ctx.Queue()
+            results: multiprocessing.Queue = ctx.Queue()
+            watcher = ctx.Process(target=watch, args=(base.redis.url, tag, sends, results))
+            watcher.start()
+            steady = ctx.Process(
+                target=produce_steady, args=(bootstrap, topics.usage, tag, payloads[: RATE * 2], sends)
+            )
+            steady.start()
+            steady.join()
+            delays, achieved_rate, probes = results.get(timeout=120)
+            watcher.join(30)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
         admin.delete_topics([baseline_topic, *(spec.name for spec in topics.specs())])
         ch.command(f"DROP DATABASE IF EXISTS {tag}")
         client = redis.Redis.from_url(base.redis.url)

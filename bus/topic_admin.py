@@ -47,7 +47,8 @@ def ensure_topics(bootstrap: str, topics: Topics, attempts: int = 5) -> None:
                 continue
             log.info("created topic %s", name)
         wanted = failed
-        time.sleep(0.2 * attempt)
+        if wanted:
+            time.sleep(0.2 * attempt)
 
 
 _LOST = {KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT, KafkaError._TIMED_OUT}  # the request, not the topic

@@ -23,6 +23,7 @@ import msgspec
 from schemas.money import format_usd
 
 __all__ = [
+    "DRIVER_KEYS",
     "Alert",
     "AlertKind",
     "BudgetStage",
@@ -63,6 +64,11 @@ class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
     INFO = "info"
+
+
+DRIVER_KEYS = ("department_id", "user_id", "model", "feature")
+"""What a cost driver of an alert (``drivers``) may name, in the order a message reads them; with its
+``cost_nanos`` and ``share``."""
 
 
 class _Alert(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="kind"):

@@ -21,7 +21,7 @@ def check_calendar(code: str) -> None:
     """Raises BudgetError naming ``holidays`` unless the package has this country and region."""
     check_holidays_format(code)
     if code:
-        holiday_dates(code, (2026,))
+        holiday_dates(code, (date.today().year,))
 
 
 @lru_cache(maxsize=256)

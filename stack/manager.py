@@ -70,7 +70,7 @@ def up(settings: StackSettings, names: Collection[str] | None = None) -> list[St
 def down(settings: StackSettings, names: Collection[str] | None = None) -> list[tuple[str, bool]]:
     """Stop what ``up`` started, and the other layout's Kafka nodes, all at once."""
     stopping = [*_running_others(settings, names), *reversed(chosen(settings, names))]
-    with ThreadPoolExecutor(max_workers=len(stopping)) as pool:  # a cluster's nodes stop together, in quorum
+    with ThreadPoolExecutor(max_workers=max(1, len(stopping))) as pool:  # a cluster's nodes stop together, in quorum
         return list(zip([s.name for s in stopping], pool.map(lambda service: service.stop(), stopping), strict=True))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from insights.spikes import Spike
+from schemas.alerts import DRIVER_KEYS
 from schemas.alerts import Spike as SpikeAlert
 from schemas.budgets import BudgetError
 from schemas.config_records import ConfigState
@@ -24,7 +25,7 @@ log = logging.getLogger("spendstream.insights")
 
 # the dimensions a spike's driver is named in, in the order a tie is settled: who, then what, then where
 _DIMENSIONS = ("user", "model", "feature", "department")
-_DRIVER_KEYS = {"user": "user_id", "model": "model", "feature": "feature", "department": "department_id"}
+_DRIVER_KEYS = {key.removesuffix("_id"): key for key in DRIVER_KEYS}  # a dimension's key in an alert's drivers
 
 
 def entities_of(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
@@ -63,7 +64,7 @@ def _driver(spike: Spike) -> list[dict[str, Any]]:
         return []
     dim, ident = spike.driver.split("/", 1)
     cost = round(spike.observed * spike.driver_share)
-    return [{_DRIVER_KEYS.get(dim, dim): ident, "cost_nanos": cost, "share": round(spike.driver_share, 3)}]
+    return [{_DRIVER_KEYS[dim]: ident, "cost_nanos": cost, "share": round(spike.driver_share, 3)}]
 
 
 def anomaly_row(org: str, spike: Spike, size: int) -> AnomalyRow:
