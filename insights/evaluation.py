@@ -210,28 +210,51 @@ def spike_workload(
 
 
 def hourly_spike_workload(
-    entities: int = 100, weeks: int = 8, warmup_days: int = 14, factor: float = 3.0, seed: int = 42
+    entities: int = 100,
+    weeks: int = 8,
+    warmup_days: int = 14,
+    factor: float = 3.0,
+    seed: int = 42,
+    trace_minutes: Sequence[float] = (),
 ) -> tuple[dict[str, list[float]], list[Injected]]:
-    """Hourly cost of ``entities`` scopes over ``weeks`` (bucket 0 is a Monday 00:00 UTC): busy office hours
-    on weekdays with a ramp, a quiet night, weekends at a fifth, each scope at its own scale with 15 %
-    multiplicative noise; after ``warmup_days``, one-hour spikes of ``factor`` times the hour's expected
-    cost (added: the hour costs ``factor`` times its norm), one every one to four days. What an hourly
-    detector must catch, while the weekday and hour-of-day seasons must raise nothing."""
+    """Hourly cost of ``entities`` scopes (users, departments, models and features in turn) over ``weeks``
+    (bucket 0 is a Monday 00:00 UTC): busy office hours with a ramp on weekdays, each weekday at its own level
+    (0.85 to 1.2), a quiet night, weekends at a fifth, each scope at its own scale; after ``warmup_days``,
+    one-hour spikes of ``factor`` times the hour's expected cost (the hour costs ``factor`` times its norm),
+    one every one to four days. What an hourly detector must catch, while the weekday and hour-of-day
+    seasons raise nothing.
+
+    The noise is 15 % log-normal, or with ``trace_minutes`` (a trace's cost per minute) the trace's own:
+    an hour is its norm times twelve five-minute stretches of the trace, each from a random place, over
+    the trace's mean (a minute of the shipped trace varies by 100 %, an hour built so by 12 %)."""
     rng = random.Random(seed)
     hours = weeks * 7 * 24
+    minutes = list(trace_minutes)
+    minute_mean = sum(minutes) / len(minutes) if minutes else 1.0
+
+    def noise() -> float:
+        if not minutes:
+            return math.exp(rng.gauss(-(0.15**2) / 2, 0.15))
+        stretches: list[float] = []
+        for _ in range(12):
+            at = rng.randrange(len(minutes))
+            stretches.extend(minutes[(at + i) % len(minutes)] for i in range(5))
+        return sum(stretches) / len(stretches) / minute_mean
+
     series: dict[str, list[float]] = {}
     injected: list[Injected] = []
     for e in range(entities):
-        name = f"department/d{e:03d}"
+        name = f"{('user', 'department', 'model', 'feature')[e % 4]}/x{e:03d}"
         scale = math.exp(rng.gauss(0.0, 1.0))
+        weekdays = [rng.uniform(0.85, 1.2) for _ in range(5)] + [0.2, 0.2]
         start_hour, end_hour = rng.choice((8, 9, 10)), rng.choice((17, 18, 19))
         expected = []
         for h in range(hours):
             day, hour = divmod(h, 24)
-            office = start_hour <= hour < end_hour
-            level = (1.0 if office else 0.08) * (0.2 if day % 7 >= 5 else 1.0)
+            ramp = 0.6 if hour == start_hour else 1.0
+            level = (ramp if start_hour <= hour < end_hour else 0.08) * weekdays[day % 7]
             expected.append(level * scale)
-        values = [v * math.exp(rng.gauss(0.0, 0.15)) for v in expected]
+        values = [v * noise() for v in expected]
         position = warmup_days * 24 + rng.randrange(24)
         while position < hours:
             values[position] += (factor - 1.0) * expected[position]
@@ -242,9 +265,14 @@ def hourly_spike_workload(
 
 
 def evaluate_spikes(
-    series: Mapping[str, Sequence[float]], injected: Sequence[Injected], make: Callable[[], Any]
+    series: Mapping[str, Sequence[float]],
+    injected: Sequence[Injected],
+    make: Callable[[], Any],
+    origin: int = 0,
+    bucket_s: int = 1,
 ) -> SpikeScores:
-    """Feed every entity's buckets in time order; an episode is a run of flagged buckets; it is true when
+    """Feed every entity's buckets in time order (bucket ``i`` as ``origin + i x bucket_s``: epoch seconds,
+    for a detector whose seasons follow the calendar); an episode is a run of flagged buckets; it is true when
     it overlaps an injected spike. Recall counts spikes flagged within their span plus two buckets."""
     detector = make()
     flagged: dict[str, list[int]] = {name: [] for name in series}
@@ -254,7 +282,7 @@ def evaluate_spikes(
         for name, values in series.items():
             if bucket < len(values):
                 updates += 1
-                if detector.observe(name, bucket, values[bucket], {"gpt-4o": values[bucket]}) is not None:
+                if detector.observe(name, origin + bucket * bucket_s, values[bucket], {"gpt-4o": values[bucket]}):
                     flagged[name].append(bucket)
     episodes: list[tuple[str, int, int]] = []
     for name, buckets in flagged.items():

@@ -13,12 +13,13 @@ import pickle
 from dataclasses import dataclass, field
 
 from insights.forecast import Calibrator, SpendForecaster
-from insights.spikes import SpikeDetector
+from insights.spikes import WEEKDAY_HOURS, SpikeDetector
 from schemas.money import parse_usd
 from schemas.settings import InsightSettings
 
 __all__ = [
     "HOUR",
+    "HOURLY_FADING",
     "HOUR_KINDS",
     "MINUTE_KINDS",
     "STATE_VERSION",
@@ -31,11 +32,12 @@ __all__ = [
     "with_settings",
 ]
 
-STATE_VERSION = 2  # 1: unversioned pickles, before the header
+STATE_VERSION = 3  # 1: unversioned pickles, before the header; 2: River means, hourly by hour of day
 _MAGIC = b"spendstream-insights\x00"
 HOUR = 3600
+HOURLY_FADING = 0.2  # an hour's norm weighs about its last five days of the same kind (weekday, day off) most
 MINUTE_KINDS = frozenset({"user", "department", "model", "feature"})
-HOUR_KINDS = frozenset({"org", "department", "model", "feature"})
+HOUR_KINDS = frozenset({"org", "department", "user", "model", "feature"})
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Watch:
     detector: SpikeDetector
     kinds: frozenset[str]  # the entity kinds it watches
     last_bucket: int = -1  # start (epoch s) of the last bucket scored
+    live_from: int = 0  # buckets before this one (relearnt history) are learnt, not reported
     flagged: set[str] = field(default_factory=set)  # entities that spiked in that bucket
 
 
@@ -62,25 +65,36 @@ class CheckpointError(ValueError):
 
 
 def fresh_state(settings: InsightSettings) -> InsightState:
-    """No history: a minute detector, and an hour-of-day detector when enabled."""
+    """No history: a minute detector, and an hourly one (each hour against the same hour of earlier weekdays,
+    or of earlier days off) when enabled."""
     floor = float(parse_usd(settings.spike_min_usd))
-
-    def detector(warmup: int, seasons: int, size: int) -> SpikeDetector:
-        return SpikeDetector(
-            ratio=settings.spike_ratio,
-            k=settings.spike_k,
-            min_cost=floor,
-            warmup=warmup,
-            max_entities=settings.max_entities,
-            seasons=seasons,
-            bucket_s=size,
-        )
-
     minute = settings.spike_bucket_s
-    watches = {minute: Watch(minute, detector(settings.spike_warmup, 1, minute), MINUTE_KINDS)}
+    watches = {
+        minute: Watch(
+            minute,
+            SpikeDetector(
+                ratio=settings.spike_ratio,
+                k=settings.spike_k,
+                min_cost=floor,
+                warmup=settings.spike_warmup,
+                max_entities=settings.max_entities,
+                bucket_s=minute,
+            ),
+            MINUTE_KINDS,
+        )
+    }
     if settings.spike_hourly and minute != HOUR:
-        # by hour of day: 24 baselines, each warm after ``spike_hourly_warmup`` days
-        watches[HOUR] = Watch(HOUR, detector(settings.spike_hourly_warmup, 24, HOUR), HOUR_KINDS)
+        hourly = SpikeDetector(
+            fading=HOURLY_FADING,
+            ratio=settings.spike_hourly_ratio,
+            k=settings.spike_hourly_k,
+            min_cost=floor,
+            warmup=settings.spike_hourly_warmup,
+            max_entities=settings.max_entities,
+            seasons=WEEKDAY_HOURS,
+            bucket_s=HOUR,
+        )
+        watches[HOUR] = Watch(HOUR, hourly, HOUR_KINDS)
     return InsightState(watches=watches)
 
 
@@ -92,10 +106,10 @@ def with_settings(state: InsightState, settings: InsightSettings) -> InsightStat
     watches: dict[int, Watch] = {}
     for size, wanted in fresh.watches.items():
         kept = state.watches.get(size)
-        if kept is None or kept.kinds != wanted.kinds:
+        if kept is None or kept.kinds != wanted.kinds or kept.detector.seasons != wanted.detector.seasons:
             watches[size] = wanted
             continue
-        for name in ("ratio", "k", "min_cost", "warmup", "max_entities"):
+        for name in ("fading", "ratio", "k", "min_cost", "warmup", "max_entities"):
             setattr(kept.detector, name, getattr(wanted.detector, name))
         watches[size] = kept
     state.watches = watches

@@ -161,8 +161,17 @@ class InsightSettings(BaseModel):
     spike_k: float = Field(6.0, gt=0, description="and this many deviations above it")
     spike_min_usd: str = Field("0.01", description="and at least this much (USD) in the bucket")
     spike_warmup: int = Field(10, ge=1, le=10_000, description="buckets an entity is watched before it can spike")
-    spike_hourly: bool = Field(True, description="also watch hours, against the same hour of earlier days")
-    spike_hourly_warmup: int = Field(3, ge=1, le=365, description="days an hour of day is watched before it can spike")
+    spike_hourly: bool = Field(
+        True, description="also watch hours, against the same hour of earlier weekdays (or of days off)"
+    )
+    spike_hourly_warmup: int = Field(
+        4, ge=1, le=365, description="days an hour is watched (as a weekday or a day off) before it can spike"
+    )
+    spike_hourly_ratio: float = Field(2.2, gt=1, description="an hourly spike is at least this many times expected")
+    spike_hourly_k: float = Field(4.0, gt=0, description="and this many deviations above it")
+    spike_relearn_days: int = Field(
+        14, ge=0, le=90, description="days of hours a new hourly detector learns from ClickHouse before it judges"
+    )
     forecast_every_s: float = Field(300.0, gt=0, le=86_400)
     history_days: int = Field(120, ge=7, le=1000, description="days of history a new scope learns from")
     alert_probability: float = Field(0.8, gt=0, le=1, description="projected_exceed fires at this chance")

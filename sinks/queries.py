@@ -335,19 +335,23 @@ def usage_watermarks_by_org(database: str) -> Query:
     )
 
 
-def bucket_costs(database: str, start: datetime, end: datetime) -> Query:
-    """Cost per org, department, user, model and feature of events that occurred in ``[start, end)``:
-    what the spike detector scores, one closed bucket at a time."""
+def bucket_costs(database: str, start: datetime, end: datetime, size: int) -> Query:
+    """Cost per bucket of ``size`` seconds (its start in epoch seconds), org, department, user, model and
+    feature of events that occurred in ``[start, end)``: what the spike detector scores, the closed buckets
+    of one run (or a run's worth of history to relearn) in one query."""
     db = validate_database(database)
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         raise ValueError("start and end: tz-aware, end after start")
+    if size < 1:
+        raise ValueError("size: a bucket of at least one second")
     sql = (
-        "SELECT org_id, department_id, user_id, model, feature, sum(cost_nanos) AS cost_nanos "
+        "SELECT intDiv(toUnixTimestamp(occurred_at), {size:UInt32}) * {size:UInt32} AS bucket, "
+        "org_id, department_id, user_id, model, feature, sum(cost_nanos) AS cost_nanos "
         f"FROM {db}.usage_events "
         "WHERE occurred_at >= {start:DateTime64(6, 'UTC')} AND occurred_at < {end:DateTime64(6, 'UTC')} "
-        "GROUP BY org_id, department_id, user_id, model, feature"
+        "GROUP BY bucket, org_id, department_id, user_id, model, feature"
     )
-    return sql, {"start": start, "end": end}
+    return sql, {"start": start, "end": end, "size": size}
 
 
 def daily_costs(database: str, org_id: str, since: datetime, timezone: str = "UTC") -> Query:

@@ -42,6 +42,7 @@ from enforcement.keys import KeyLayout
 from insights.forecast import SpendForecaster
 from insights.spikes import Spike
 from insights.state import (
+    HOUR,
     CheckpointError,
     InsightState,
     Watch,
@@ -59,7 +60,7 @@ from sinks.queries import bucket_costs, daily_costs, orgs_since
 from sinks.tables import ANOMALIES, FORECASTS, AnomalyRow, ForecastRow
 from sinks.usage_store import UsageStore
 from streams.metrics import InsightMetrics
-from streams.spike_records import anomaly_row, entities_of, holidays_at, org_holidays, spike_alert
+from streams.spike_records import anomaly_row, entities_of, local_hours_at, org_holidays, placement, spike_alert
 
 __all__ = ["InsightState", "InsightsRunner"]
 
@@ -161,20 +162,41 @@ class InsightsRunner:
         size = watch.size
         latest = int((now.timestamp() - self.settings.spike_lag_s) // size) * size - size
         if watch.last_bucket < 0:
-            watch.last_bucket = latest - size  # a new deployment starts now, not from the beginning of time
-        start = max(watch.last_bucket + size, latest - (MAX_CATCH_UP - 1) * size)
+            # a new detector (a new deployment, or a model change that reset the checkpoint) learns the recent
+            # history first, reporting nothing of it, so it judges the next bucket warm
+            relearn = self.settings.spike_relearn_days * 86_400 // size if size == HOUR else MAX_CATCH_UP - 1
+            watch.last_bucket = latest - (relearn + 1) * size
+            watch.live_from = latest
+        start = watch.last_bucket + size
+        if start < watch.live_from:
+            latest = min(latest, start + (MAX_CATCH_UP - 1) * size)  # relearning: a run's worth at a time
+        else:
+            start = max(start, latest - (MAX_CATCH_UP - 1) * size)
+        seasons = watch.detector.seasons
+        if start > latest:
+            return
+        sql, params = bucket_costs(
+            self.store.database,
+            datetime.fromtimestamp(start, UTC),
+            datetime.fromtimestamp(latest + size, UTC),
+            size,
+        )
+        by_bucket: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+        for row in await self._query(sql, params):
+            by_bucket[int(row[0])].append(row[1:])
         for bucket in range(start, latest + 1, size):
             begin = datetime.fromtimestamp(bucket, UTC)
-            sql, params = bucket_costs(self.store.database, begin, begin + timedelta(seconds=size))
-            entities = entities_of(await self._query(sql, params), watch.kinds)
+            entities = entities_of(by_bucket.get(bucket, ()), watch.kinds)
             spiked: set[str] = set()
-            holiday = holidays_at(self.config, begin)
+            local = local_hours_at(self.config, begin)
             for key in watch.detector.known():
                 if key not in entities:
-                    watch.detector.idle(key, bucket, learn=not holiday(key))
+                    season, learn = placement(seasons, local(key))
+                    watch.detector.idle(key, bucket, season=season, learn=learn)
             for key, (cost, parts) in entities.items():
-                spike = watch.detector.observe(key, bucket, cost, parts, learn=not holiday(key))
-                if spike is None:
+                season, learn = placement(seasons, local(key))
+                spike = watch.detector.observe(key, bucket, cost, parts, season=season, learn=learn)
+                if spike is None or bucket < watch.live_from:
                     continue
                 spiked.add(key)
                 org = key.split("|", 1)[0]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from insights.spikes import Spike
+from insights.spikes import WEEKDAY_HOURS, Spike
 from schemas.alerts import DRIVER_KEYS
 from schemas.alerts import Spike as SpikeAlert
 from schemas.budgets import BudgetError
@@ -19,7 +20,7 @@ from schemas.holiday_calendar import holiday_dates
 from schemas.money import format_usd
 from sinks.tables import AnomalyRow
 
-__all__ = ["anomaly_row", "entities_of", "holidays_at", "org_holidays", "spike_alert"]
+__all__ = ["LocalHour", "anomaly_row", "entities_of", "local_hours_at", "org_holidays", "placement", "spike_alert"]
 
 log = logging.getLogger("spendstream.insights")
 
@@ -108,17 +109,38 @@ def org_holidays(org: str, calendar: str, first: date, today: date) -> frozenset
         return frozenset()
 
 
-def holidays_at(config: ConfigState, at: datetime) -> Callable[[str], bool]:
-    """Whether ``at`` falls on a holiday of the org of an entity key (``<org>|<kind>/<id>``), in its zone."""
-    cache: dict[str, bool] = {}
+@dataclass(frozen=True, slots=True)
+class LocalHour:
+    """An instant as an org sees it: the hour of day in its zone, and whether that day is off."""
 
-    def holiday(key: str) -> bool:
+    hour: int
+    day_off: bool  # a Saturday, a Sunday or one of the org's holidays
+    holiday: bool
+
+
+def local_hours_at(config: ConfigState, at: datetime) -> Callable[[str], LocalHour]:
+    """``at`` in the zone and calendar of the org of an entity key (``<org>|<kind>/<id>``); UTC and no
+    holidays for an org without settings."""
+    cache: dict[str, LocalHour] = {}
+
+    def local(key: str) -> LocalHour:
         org = key.split("|", 1)[0]
         if org not in cache:
             settings = config.orgs.get(org)
+            there = at.astimezone(ZoneInfo(settings.timezone)) if settings else at.astimezone(UTC)
             calendar = settings.holidays if settings else ""
-            day = at.astimezone(ZoneInfo(settings.timezone)).date() if settings else at.date()
-            cache[org] = bool(calendar) and day in org_holidays(org, calendar, day, day)
+            holiday = bool(calendar) and there.date() in org_holidays(org, calendar, there.date(), there.date())
+            cache[org] = LocalHour(there.hour, holiday or there.weekday() >= 5, holiday)
         return cache[org]
 
-    return holiday
+    return local
+
+
+def placement(seasons: int, local: LocalHour) -> tuple[int | None, bool]:
+    """Where a bucket goes in a detector with ``seasons``, as (season, learn). An hourly detector by weekday
+    hours (:data:`~insights.spikes.WEEKDAY_HOURS`) takes the org's local hour, a day off's hours apart, and
+    learns a holiday as the day off it is; any other detector places the bucket itself and does not learn a
+    holiday (its quiet is not the norm)."""
+    if seasons == WEEKDAY_HOURS:
+        return local.hour + (24 if local.day_off else 0), True
+    return None, not local.holiday
