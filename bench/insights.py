@@ -1,14 +1,17 @@
 """Backtests of the forecasts and the spike detector, and their cost. Writes bench/results/insights.json.
 
-(a) Forecasts: 200 synthetic entities (insights/evaluation.py: 12 weeks of history, then one month;
-    per-entity weekday profile, trend, shared holidays, step changes for 40 %, 6-22 % daily noise),
-    each evaluated on a month of 2026 (entity e on month e % 12 + 1). Month-end projection MAPE
-    after days 5, 10 and 20 against the naive run-rate (spend so far / days elapsed x days in
-    month), P10-P90 coverage of the month's total at those days, for both models, on five seeds
-    (the JSON's headline figures are the held-out seed 11; the models were tuned on 42, 7, 2026).
+(a) Forecasts: 1,000 synthetic scopes a seed (insights/evaluation.py: 12 weeks of history, then one month;
+    per-scope weekday profile, trend, shared holidays, a level shift for 40 %, 6-22 % daily noise), each
+    evaluated on a month of 2026 (scope e on month e % 12 + 1). Month-end projection MAPE after days 5, 10
+    and 20 against the naive run-rate (spend so far / days elapsed x days in month), and P10-P90 coverage
+    of the month's total at those days, for both models, with the level shifts where the harness has
+    always put them (three weeks before the month to its first week: the MAPE target's) and anywhere (the
+    calibration target's: only there is the month like the history the calibration learns from). The
+    models were tuned on seeds 42, 7 and 2026; 11, 99 and 123 are held out.
 (b) Spikes: the real trace in examples/trace/, per-minute cost, replayed by 100 entities (own offset
     and scale, three times over), with spikes of 6-20x an entity's mean bucket injected at random
-    places; precision, recall and detection delay in buckets.
+    places; precision, recall and detection delay in buckets. Then 3x one-hour spikes in hourly series
+    with weekday and hour-of-day seasons, with log-normal noise and with the trace's.
 (c) Cost: microseconds per detector update and per forecaster day, and bytes per entity with
     100,000 entities.
 """
@@ -19,6 +22,7 @@ import csv
 import sys
 import time
 import tracemalloc
+from concurrent.futures import ProcessPoolExecutor
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -40,7 +44,9 @@ from workloads.generators import DEFAULT_TRACE
 
 TRACE = DEFAULT_TRACE
 HEADLINE_SEED = 11
-SEEDS = (42, 7, 2026, 11, 99)
+TUNING_SEEDS = (42, 7, 2026)  # the forecasters were tuned on these
+HELD_OUT_SEEDS = (11, 99, 123)
+FORECAST_ENTITIES = 1_000  # per seed: a coverage's standard error is 0.013 (0.028 at 200)
 HOURLY_SEEDS = (11, 99, 123)  # the hourly detector was tuned on 11
 MONDAY = 1_767_571_200  # 2026-01-05 00:00 UTC: where the hourly series start
 
@@ -59,31 +65,63 @@ def trace_rows() -> list[tuple[float, int, int]]:
     ]
 
 
+def _backtest(job: tuple[str, str, int]) -> tuple[str, dict[str, object]]:
+    kind, steps, seed = job
+    series = synthetic_series(FORECAST_ENTITIES, seed=seed, steps=steps)
+    scores = evaluate_forecasts(series, lambda holidays: SpendForecaster(holidays, kind))
+    result = {
+        "mape": {d: round(v, 4) for d, v in scores.mape.items()},
+        "naive_mape": {d: round(v, 4) for d, v in scores.naive_mape.items()},
+        "ratio": {d: round(scores.mape[d] / scores.naive_mape[d], 3) for d in scores.mape},
+        "coverage_p10_p90": round(scores.coverage, 3),
+        "coverage_by_day": {d: round(v, 3) for d, v in scores.coverage_by_day.items()},
+        "interval_width_over_actual": {d: round(v, 3) for d, v in scores.interval_width.items()},
+        "brier_over_budget": round(scores.probability_brier, 4),
+    }
+    print(f"forecast {kind}, shifts {steps}, seed {seed}: {result}", file=sys.stderr, flush=True)
+    return f"{kind}/{steps}/seed{seed}", result
+
+
 def forecasts() -> dict[str, object]:
-    out: dict[str, object] = {}
-    per_seed = {}
-    for seed in SEEDS:
-        series = synthetic_series(200, seed=seed)
-        for kind in ("holt_winters", "local_trend"):
-            scores = evaluate_forecasts(series, lambda holidays, kind=kind: SpendForecaster(holidays, kind))
-            per_seed[f"{kind}/seed{seed}"] = {
-                "mape": {d: round(v, 4) for d, v in scores.mape.items()},
-                "naive_mape": {d: round(v, 4) for d, v in scores.naive_mape.items()},
-                "ratio": {d: round(scores.mape[d] / scores.naive_mape[d], 3) for d in scores.mape},
-                "coverage_p10_p90": round(scores.coverage, 3),
-                "coverage_by_day": {d: round(v, 3) for d, v in scores.coverage_by_day.items()},
-                "interval_width_over_actual": {d: round(v, 3) for d, v in scores.interval_width.items()},
-                "brier_over_budget": round(scores.probability_brier, 4),
-            }
-            print(f"forecast {kind} seed {seed}: {per_seed[f'{kind}/seed{seed}']}", file=sys.stderr)
-    head = per_seed[f"holt_winters/seed{HEADLINE_SEED}"]
+    """Both models on both placements of level shifts, every seed, two processes at a time."""
+    jobs = [
+        (kind, steps, seed)
+        for steps in ("around_month", "anywhere")
+        for seed in (*HELD_OUT_SEEDS, *TUNING_SEEDS)
+        for kind in ("changepoint", "holt_winters")
+        if kind == "changepoint" or seed in HELD_OUT_SEEDS
+    ]
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        runs = dict(pool.map(_backtest, jobs))
+
+    def per_seed(steps: str, field: str, kind: str = "changepoint") -> dict[str, object]:
+        return {f"seed{seed}": runs[f"{kind}/{steps}/seed{seed}"][field] for seed in HELD_OUT_SEEDS}
+
+    def day10(steps: str, kind: str = "changepoint") -> dict[str, object]:
+        return {seed: ratio[10] for seed, ratio in per_seed(steps, "ratio", kind).items()}  # type: ignore[index]
+
+    head = runs[f"changepoint/around_month/seed{HEADLINE_SEED}"]
+    out: dict[str, object] = {
+        "forecast_model": "changepoint: log-linear trend, weekly season, holidays, latest level shift (16 weeks), "
+        "intervals calibrated per horizon (conformal)",
+        "forecast_scopes_per_seed": FORECAST_ENTITIES,
+        "forecast_held_out_seeds": list(HELD_OUT_SEEDS),
+        # the harness the targets were set on: shifts from three weeks before the month to its first week
+        "mape_ratio_day10": day10("around_month"),
+        "mape_ratio_day10_holt_winters": day10("around_month", "holt_winters"),
+        # level shifts at any time, as often in the month as in the history the calibration learns from
+        "coverage_by_day": per_seed("anywhere", "coverage_by_day"),
+        "interval_width_over_actual": per_seed("anywhere", "interval_width_over_actual"),
+        "coverage_by_day_holt_winters": per_seed("anywhere", "coverage_by_day", "holt_winters"),
+        "interval_width_over_actual_holt_winters": per_seed("anywhere", "interval_width_over_actual", "holt_winters"),
+        "mape_ratio_day10_shifts_anywhere": day10("anywhere"),
+        "mape_ratio_day10_shifts_anywhere_holt_winters": day10("anywhere", "holt_winters"),
+        "coverage_by_day_shifts_around_month": per_seed("around_month", "coverage_by_day"),
+        "forecast_by_model_and_seed": runs,
+    }
     for d in (5, 10, 20):
         out[f"mape_day{d}"] = head["mape"][d]  # type: ignore[index]
         out[f"naive_mape_day{d}"] = head["naive_mape"][d]  # type: ignore[index]
-    out["coverage_p10_p90"] = head["coverage_p10_p90"]
-    out["mape_ratio_day10"] = head["ratio"][10]  # type: ignore[index]
-    out["forecast_model"] = "holt_winters (River) + Theil-Sen weekly trend, conformal intervals"
-    out["forecast_by_model_and_seed"] = per_seed
     return out
 
 
@@ -190,7 +228,7 @@ def costs() -> dict[str, object]:
     detector_bytes = (tracemalloc.get_traced_memory()[0] - before) / entities
     tracemalloc.stop()
 
-    count = 20_000
+    count = 2_000
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     book = []
@@ -218,9 +256,10 @@ def main() -> None:
     result.update(hourly_spikes(trace_minute_costs(trace_rows())))
     result.update(costs())
     result["targets"] = {
-        "mape_day10_over_naive": "<= 0.6",
-        "coverage_p10_p90": "0.72-0.88",
+        "mape_ratio_day10": "<= 0.5 on every held-out seed",
+        "coverage_by_day": "0.77-0.83 at days 5, 10 and 20 on every held-out seed",
         "spikes": ">= 0.9, <= 2 buckets",
+        "spike_hourly_3x": "precision and recall >= 0.9, delay <= 1 h",
     }
     write_result("insights", result)
 

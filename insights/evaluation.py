@@ -50,8 +50,19 @@ class Series:
         return self.values[offset : offset + self.month_days]
 
 
-def synthetic_series(entities: int = 200, seed: int = 42, year: int = 2026) -> list[Series]:
-    """Entity ``e`` is evaluated on month ``e % 12 + 1`` of ``year``, so the months' weekday layouts vary."""
+def synthetic_series(
+    entities: int = 200, seed: int = 42, year: int = 2026, steps: str = "around_month"
+) -> list[Series]:
+    """Entity ``e`` is evaluated on month ``e % 12 + 1`` of ``year``, so the months' weekday layouts vary.
+
+    Four entities in ten shift level once (to 0.45-0.75 or 1.4-2.2 times): on any day from the third week of
+    history to the month's end (``steps="anywhere"``: as often in the evaluated month as in the history the
+    interval calibration learns from), or only from three weeks before the month to its first week
+    (``"around_month"``, the harness before #31: every checkpoint sees a recent shift, and the history's
+    last weeks hold more shifts than the month after its first week, so no calibration learnt from them can
+    hold at every checkpoint)."""
+    if steps not in ("anywhere", "around_month"):
+        raise ValueError("steps: anywhere or around_month")
     rng = random.Random(seed)
     first = date(year - 1, 9, 1)
     calendar_days = [first + timedelta(days=d) for d in range(500)]
@@ -74,8 +85,8 @@ def synthetic_series(entities: int = 200, seed: int = 42, year: int = 2026) -> l
         step_day = None
         step = 1.0
         if rng.random() < 0.4:
-            # in the last three weeks of history or the first week of the month: the checkpoints see it
-            step_day = calendar[rng.randrange(HISTORY_DAYS - 21, HISTORY_DAYS + 7)]
+            low, high = (14, len(calendar)) if steps == "anywhere" else (HISTORY_DAYS - 21, HISTORY_DAYS + 7)
+            step_day = calendar[rng.randrange(low, high)]
             step = rng.choice([rng.uniform(0.45, 0.75), rng.uniform(1.4, 2.2)])
         values = []
         for i, day in enumerate(calendar):
@@ -130,7 +141,7 @@ def evaluate_forecasts(
             actual = sum(month)
             spent = sum(month[:d])
             period_end = s.month_start + timedelta(days=s.month_days - 1)
-            projection = model.project(day + timedelta(days=1), period_end, spent, 0.0, 0.0, calibrator.scale)
+            projection = model.project(day + timedelta(days=1), period_end, spent, 0.0, 0.0, calibrator)
             errors[d].append(abs(projection.p50 - actual) / actual)
             run_rate = naive_run_rate(spent, d, s.month_days)
             naive[d].append(abs(run_rate - actual) / actual)

@@ -6,20 +6,23 @@ so far plus the expected spend of the days left (today's remainder included).
 
 Two River forecasters can sit inside; ``bench/insights.py`` measures both:
 
-* ``holt_winters`` (the default, the better of the two): River's ``HoltWinters``
-  (multiplicative weekly season, additive trend) with holidays taken out
-  before it learns and put back after, and its trend set each week from the
-  Theil-Sen slope of the last twelve weekly totals (shrunk by 0.8): Holt's own
-  trend, learnt from noisy day-to-day level changes, lags real growth;
-* ``local_trend``: :class:`~insights.seasonal_trend.SeasonalLocalTrend`, a
-  Kalman local linear trend in log space with a weekly season and holidays.
+* ``changepoint`` (the default, the better of the two):
+  :class:`~insights.changepoint_trend.ChangepointTrend`, a log-linear trend with
+  a weekly season, holidays and the latest level shift, fitted over sixteen
+  weeks: a steady series is averaged over all of them, one that shifted is
+  projected from its level since;
+* ``holt_winters``: River's ``HoltWinters`` (multiplicative weekly season,
+  additive trend) with holidays taken out before it learns and put back after,
+  and its trend set each week from the Theil-Sen slope of the last twelve
+  weekly totals (shrunk by 0.8).
 
 Intervals are conformal. The model says how uncertain a sum of ``h`` days is
-(``local_trend``: from its state covariance; ``holt_winters``: from recent
-one-day residuals), and a :class:`Calibrator`, shared by all the scopes of a
-worker, scales every interval: each day it checks whether the last seven days'
-real spend fell inside the P10-P90 interval forecast for them seven days
-earlier, and widens or narrows until 80 % do.
+(``changepoint``: from its fit's residuals and the doubt of its level and
+slope; ``holt_winters``: from recent one-day residuals), and a
+:class:`Calibrator`, shared by all the scopes of a worker, scales the intervals
+of each horizon: every day it scores the forecasts made 7, 14, 21 and 28 days
+before against what was spent since, and takes the width at which 80 % of the
+recent ones held.
 """
 
 from __future__ import annotations
@@ -28,19 +31,21 @@ import math
 from array import array
 from dataclasses import dataclass
 from datetime import date, timedelta
+from itertools import pairwise
 
 from river import time_series
 
-from insights.seasonal_trend import SeasonalLocalTrend
+from insights.changepoint_trend import ChangepointTrend
 
 __all__ = ["Calibrator", "Projection", "SpendForecaster", "naive_run_rate", "normal_cdf", "theil_sen_log_slope"]
 
 SEASON = 7
 RESIDUALS = 28  # days of one-day residuals kept (holt_winters)
+RECENT = 28  # days of spend kept, the longest horizon checked
 TREND_WEEKS = 12  # weekly totals the trend is read from
 TREND_SHRINK = 0.8
 PERSIST = 0.15  # holt_winters: the share of a day's error variance that persists across days
-CHECK_DAYS = 7  # the horizon the calibrator checks
+HORIZONS = (7, 14, 21, 28)  # the horizons the calibrator checks, in days
 Z80 = 1.2816  # P90 of the standard normal
 
 
@@ -71,19 +76,53 @@ def naive_run_rate(spent: float, days_elapsed: int, days_in_period: int) -> floa
 
 
 class Calibrator:
-    """The interval width multiplier, learned online from how often seven-day intervals held.
+    """Per horizon, how much to widen or narrow the model's intervals so that 80 % hold: split conformal.
 
-    An adaptive conformal update: every miss widens by ``rate x 0.8``, every hit narrows by
-    ``rate x 0.2`` (in log terms), which settles where 80 % of the checks hit."""
+    Every closed day, each scope checks the forecasts it made 7, 14, 21 and 28 days before for the days
+    since: the miss, ``|log(actual / expected)|`` over the log standard deviation the model gave, is a
+    score. A horizon's scale is the target quantile of its last ``window`` scores over the normal's; a
+    projection ``days`` ahead takes the scale of its horizon, interpolated. A horizon with fewer than
+    ``least`` scores borrows the nearest horizon's, and with none anywhere the scale is 1."""
 
-    def __init__(self, target: float = 0.8, rate: float = 0.002, start: float = 1.0) -> None:
+    def __init__(self, target: float = 0.8, window: int = 4_000, least: int = 100) -> None:
         self.target = target
-        self.rate = rate
-        self.scale = start
+        self.window = window
+        self.least = least
+        self.scores: dict[int, array[float]] = {h: array("f") for h in HORIZONS}
+        self._scales: dict[int, tuple[int, float]] = {}  # horizon -> (scores seen when computed, scale)
+        self.checks = 0
 
-    def check(self, actual: float, low: float, high: float) -> None:
-        miss = 0.0 if low <= actual <= high else 1.0
-        self.scale = max(0.2, min(10.0, self.scale * math.exp(self.rate * (miss - (1.0 - self.target)))))
+    def check(self, horizon: int, actual: float, expected: float, log_sd: float) -> None:
+        if expected <= 0 or log_sd <= 0:
+            return
+        floor = 0.01 * expected  # a day of nothing is a miss, not a log of zero
+        miss = abs(math.log((actual + floor) / (expected + floor))) / log_sd
+        _push(self.scores[horizon], self.window, miss)
+        self.checks += 1
+
+    def _scale_of(self, horizon: int) -> float | None:
+        scores = self.scores[horizon]
+        if len(scores) < self.least:
+            return None
+        seen, scale = self._scales.get(horizon, (-1, 1.0))
+        if seen < 0 or self.checks - seen >= max(1, self.window // 50):
+            ordered = sorted(scores)
+            rank = min(len(ordered) - 1, math.ceil(self.target * (len(ordered) + 1)) - 1)
+            scale = max(0.2, min(10.0, ordered[rank] / Z80))
+            self._scales[horizon] = (self.checks, scale)
+        return scale
+
+    def scale(self, days: float) -> float:
+        """The width multiplier for an interval over ``days`` days ahead."""
+        known = [(h, v) for h in HORIZONS if (v := self._scale_of(h)) is not None]
+        if not known:
+            return 1.0
+        if days <= known[0][0]:
+            return known[0][1]
+        for (h0, v0), (h1, v1) in pairwise(known):
+            if days <= h1:
+                return v0 + (v1 - v0) * (days - h0) / (h1 - h0)
+        return known[-1][1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +157,12 @@ class SpendForecaster:
         if self.trend is not None:
             self.trend.holidays = holidays
 
-    def __init__(self, holidays: frozenset[date] = frozenset(), kind: str = "holt_winters") -> None:
-        if kind not in ("local_trend", "holt_winters"):
-            raise ValueError("kind: local_trend or holt_winters")
+    def __init__(self, holidays: frozenset[date] = frozenset(), kind: str = "changepoint") -> None:
+        if kind not in ("changepoint", "holt_winters"):
+            raise ValueError("kind: changepoint or holt_winters")
         self.kind = kind
         self.holidays = holidays
-        self.trend = SeasonalLocalTrend(holidays) if kind == "local_trend" else None
+        self.trend = ChangepointTrend(holidays) if kind == "changepoint" else None
         self.hw = (
             time_series.HoltWinters(alpha=0.2, beta=0.01, gamma=0.15, seasonality=SEASON, multiplicative=True)
             if kind == "holt_winters"
@@ -133,15 +172,17 @@ class SpendForecaster:
         self.weeks: array[float] = array("d")  # holt_winters: holiday-adjusted weekly totals, the last 12
         self.week_total = 0.0
         self.residuals: array[float] = array("d")
-        # the last seven days' spend, and the (low, high) forecast for the seven days after each of them;
-        # arrays, not deques of tuples: a scope's state stays a few KB
+        # the last 28 days' spend, and per day the (expected, log sd) forecast made that day for the 7, 14, 21
+        # and 28 days after it; arrays, not deques of tuples: a scope's state stays a few KB
         self.recent: array[float] = array("d")
-        self.pending: array[float] = array("d")
+        self.pending: array[float] = array("f")
         self.last_day: date | None = None
         self.days = 0
 
     def weekly_growth(self) -> float:
         """The learnt trend as a share of the level, per week (0.05: spend grows 5 % a week); 0 until known."""
+        if self.trend is not None:
+            return self.trend.weekly_growth()
         hw = self.hw
         if hw is None or not hw.trend or not hw.level or not hw.level[-1]:
             return 0.0
@@ -160,10 +201,16 @@ class SpendForecaster:
         self._learn(day, spend, calibrator)
 
     def _learn(self, day: date, spend: float, calibrator: Calibrator | None) -> None:
-        _push(self.recent, CHECK_DAYS, spend)
-        if len(self.pending) == 2 * CHECK_DAYS and calibrator is not None:
-            # the oldest forecast was made seven days ago, for the seven days that end today
-            calibrator.check(sum(self.recent), self.pending[0], self.pending[1])
+        _push(self.recent, RECENT, spend)
+        if calibrator is not None:
+            per_day = 2 * len(HORIZONS)
+            made = len(self.pending) // per_day  # days with forecasts, the newest last
+            for i, horizon in enumerate(HORIZONS):
+                if made >= horizon and len(self.recent) >= horizon:
+                    # the forecast made ``horizon`` days ago, for the days that end today
+                    at = (made - horizon) * per_day + 2 * i
+                    actual = sum(self.recent[-horizon:])
+                    calibrator.check(horizon, actual, self.pending[at], self.pending[at + 1])
         if self.trend is not None:
             self.trend.learn_one(spend, {"day": day})
         else:
@@ -172,9 +219,10 @@ class SpendForecaster:
         self.days += 1
         if self.days >= SEASON:
             start = day + timedelta(days=1)
-            expected = self.expected(start, CHECK_DAYS)
-            low, high = self._band(expected, CHECK_DAYS, calibrator.scale if calibrator else 1.0)
-            _push(self.pending, 2 * CHECK_DAYS, low, high)
+            forecasts = []
+            for horizon in HORIZONS:
+                forecasts += [self.expected(start, horizon), self._log_sd(horizon)]
+            _push(self.pending, RECENT * len(forecasts), *forecasts)
 
     def _learn_hw(self, day: date, spend: float) -> None:
         assert self.hw is not None
@@ -231,18 +279,18 @@ class SpendForecaster:
         spread = max(0.05, math.sqrt(sum((r - mean) ** 2 for r in self.residuals) / (n - 1)))
         return spread * math.sqrt(PERSIST + (1.0 - PERSIST) / max(days, 1.0))
 
-    def _band(self, expected: float, days: float, scale: float) -> tuple[float, float]:
-        if expected <= 0 or days <= 0:
-            return 0.0, 0.0
-        sigma = self._log_sd(days) * scale
-        return expected * math.exp(-Z80 * sigma), expected * math.exp(Z80 * sigma)
-
     def project(
-        self, today: date, period_end: date, spent: float, today_spent: float, day_fraction: float, scale: float = 1.0
+        self,
+        today: date,
+        period_end: date,
+        spent: float,
+        today_spent: float,
+        day_fraction: float,
+        calibrator: Calibrator | None = None,
     ) -> Projection:
         """The period's end seen during ``today`` (``day_fraction`` of it gone), with ``spent`` so far
-        in the period (``today_spent`` of it today). ``period_end`` is the period's last day. The days
-        before ``today`` must have been learnt."""
+        in the period (``today_spent`` of it today), its interval scaled by ``calibrator`` for the days left.
+        ``period_end`` is the period's last day. The days before ``today`` must have been learnt."""
         days_after = max(0, (period_end - today).days)
         today_expected = self.expected(today, 1)
         rest_today = max(0.0, today_expected * (1.0 - day_fraction))
@@ -250,7 +298,10 @@ class SpendForecaster:
             rest_today *= min(3.0, today_spent / (today_expected * day_fraction))  # a busy day stays busy
         expected = rest_today + self.expected(today + timedelta(days=1), days_after)
         days_left = days_after + (1.0 - day_fraction)
-        low, high = self._band(expected, days_left, scale)
+        low = high = 0.0
+        if expected > 0 and days_left > 0:
+            sigma = self._log_sd(days_left) * (calibrator.scale(days_left) if calibrator else 1.0)
+            low, high = expected * math.exp(-Z80 * sigma), expected * math.exp(Z80 * sigma)
         return Projection(spent, spent + low, spent + expected, spent + high, days_left)
 
     def runs_out(self, today: date, period_end: date, spent: float, budget: float) -> date | None:

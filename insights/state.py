@@ -32,7 +32,7 @@ __all__ = [
     "with_settings",
 ]
 
-STATE_VERSION = 3  # 1: unversioned pickles, before the header; 2: River means, hourly by hour of day
+STATE_VERSION = 3  # 1: unversioned pickles; 2: hourly spikes by hour of day, Holt-Winters, one interval scale
 _MAGIC = b"spendstream-insights\x00"
 HOUR = 3600
 HOURLY_FADING = 0.2  # an hour's norm weighs about its last five days of the same kind (weekday, day off) most

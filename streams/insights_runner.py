@@ -309,7 +309,7 @@ class InsightsRunner:
         last_day = (end - timedelta(seconds=1)).astimezone(zone).date()
         today = now.astimezone(zone).date()
         spent = sum(v for d, v in days.items() if first_day <= d <= today)
-        projection = model.project(today, last_day, spent, days.get(today, 0.0), fraction, self.state.calibrator.scale)
+        projection = model.project(today, last_day, spent, days.get(today, 0.0), fraction, self.state.calibrator)
         limit = budget.limit_nanos if budget else 0
         probability = projection.probability_over(limit) if budget else 0.0
         runout = model.runs_out(today, last_day, spent, limit) if budget else None
