@@ -4,10 +4,13 @@ one broker is SIGKILLed, and then the leader of the busiest partition; caps hold
 
 from __future__ import annotations
 
+import random
+import socket
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
@@ -17,7 +20,7 @@ from enforcement.client import CapClient
 from schemas.settings import Settings, StackSettings
 from stack import manager
 from stack.kafka_service import bootstrap_of, kafka_nodes
-from tests.deployment import Deployment, deployed, free_port, make_events
+from tests.deployment import Deployment, deployed, make_events
 from tests.faults.conftest import Faulty, faulty_on, kill
 from tests.faults.test_service_faults import capped_user_spent, caps_of, enforced
 
@@ -28,18 +31,24 @@ RATE = 800.0  # events a second: about 38 s, in which both kills and restarts ha
 
 
 def six_free_ports() -> int:
-    """A port p with p .. p+5 free: three brokers and their controllers."""
+    """A port p with p .. p+5 free: three brokers and their controllers. Below the kernel's ephemeral range:
+    a port from it (what binding port 0 gives) can become the source port of a node's own connection to
+    another's controller before that node binds it (a CI run lost node 2 to "Address already in use")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
     while True:
-        base = free_port()
-        if base < 60_000 and all(free_port_is(base + i) for i in range(6)):
+        base = rng.randrange(max(low - 12_000, 10_000), low - 6)
+        if all(free_port_is(base + i) for i in range(6)):
             return base
 
 
 def free_port_is(port: int) -> bool:
-    import socket
-
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @pytest.fixture(scope="module")
