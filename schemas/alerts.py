@@ -66,9 +66,9 @@ class Severity(StrEnum):
     INFO = "info"
 
 
-DRIVER_KEYS = ("department_id", "user_id", "model", "feature")
-"""What a cost driver of an alert (``drivers``) may name, in the order a message reads them; with its
-``cost_nanos`` and ``share``."""
+DRIVER_KEYS = ("department_id", "user_id", "model", "feature", "tag")
+"""What a cost driver of an alert (``drivers``) may name, in the order a message reads them (``tag``: an
+allocation tag's ``key=value``); with its ``cost_nanos`` and ``share``."""
 
 
 class _Alert(msgspec.Struct, kw_only=True, omit_defaults=True, tag_field="kind"):

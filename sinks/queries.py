@@ -336,9 +336,10 @@ def usage_watermarks_by_org(database: str) -> Query:
 
 
 def bucket_costs(database: str, start: datetime, end: datetime, size: int) -> Query:
-    """Cost per bucket of ``size`` seconds (its start in epoch seconds), org, department, user, model and
-    feature of events that occurred in ``[start, end)``: what the spike detector scores, the closed buckets
-    of one run (or a run's worth of history to relearn) in one query."""
+    """Cost per bucket of ``size`` seconds (its start in epoch seconds), org, department, user, model,
+    feature and allocation tags (their keys and values) of events that occurred in ``[start, end)``: what the
+    spike detector scores, the closed buckets of one run (or a run's worth of history to relearn) in one
+    query."""
     db = validate_database(database)
     if start.tzinfo is None or end.tzinfo is None or end <= start:
         raise ValueError("start and end: tz-aware, end after start")
@@ -346,10 +347,11 @@ def bucket_costs(database: str, start: datetime, end: datetime, size: int) -> Qu
         raise ValueError("size: a bucket of at least one second")
     sql = (
         "SELECT intDiv(toUnixTimestamp(occurred_at), {size:UInt32}) * {size:UInt32} AS bucket, "
-        "org_id, department_id, user_id, model, feature, sum(cost_nanos) AS cost_nanos "
+        "org_id, department_id, user_id, model, feature, mapKeys(tags) AS tag_keys, mapValues(tags) AS tag_values, "
+        "sum(cost_nanos) AS cost_nanos "
         f"FROM {db}.usage_events "
         "WHERE occurred_at >= {start:DateTime64(6, 'UTC')} AND occurred_at < {end:DateTime64(6, 'UTC')} "
-        "GROUP BY bucket, org_id, department_id, user_id, model, feature"
+        "GROUP BY bucket, org_id, department_id, user_id, model, feature, tag_keys, tag_values"
     )
     return sql, {"start": start, "end": end, "size": size}
 

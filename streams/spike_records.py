@@ -25,27 +25,33 @@ __all__ = ["LocalHour", "anomaly_row", "entities_of", "local_hours_at", "org_hol
 log = logging.getLogger("spendstream.insights")
 
 # the dimensions a spike's driver is named in, in the order a tie is settled: who, then what, then where
-_DIMENSIONS = ("user", "model", "feature", "department")
+_DIMENSIONS = ("user", "model", "feature", "tag", "department")
 _DRIVER_KEYS = {key.removesuffix("_id"): key for key in DRIVER_KEYS}  # a dimension's key in an alert's drivers
 
 
 def entities_of(rows: Iterable[tuple[Any, ...]], kinds: frozenset[str]) -> dict[str, tuple[float, dict[str, float]]]:
     """Per ``<org>|<kind>/<id>``: the bucket's cost and its parts in every other dimension (``user/ada``,
-    ``model/gpt-4o``, ``feature/chat``, ``department/eng``; a user's parts have no department). Each
-    dimension's parts add up to the cost, so the largest part of all names the dimension where the bucket is
-    most concentrated: the spike's driver."""
+    ``model/gpt-4o``, ``feature/chat``, ``tag/project=apollo``, ``department/eng``; a user's parts have no
+    department). Each dimension's parts add up to the cost (each allocation tag's too: an event carries
+    every declared tag, with its value or the missing one), so the largest part of all names the dimension
+    where the bucket is most concentrated: the spike's driver. ``rows``: org, department, user, model,
+    feature, tag keys, tag values, cost."""
     out: dict[str, list[Any]] = {}
-    for org, department, user, model, feature, cost in rows:
+    for org, department, user, model, feature, tag_keys, tag_values, cost in rows:
         value = float(cost)
         dims = {"user": user, "model": model, "feature": feature, "department": department}
+        tags = [f"tag/{key}={tag}" for key, tag in zip(tag_keys, tag_values, strict=False) if tag]
         for kind, ident in (("org", org), *dims.items()):
             if not ident or kind not in kinds:
                 continue
             entry = out.setdefault(f"{org}|{kind}/{ident}", [0.0, defaultdict(float)])
             entry[0] += value
             for dim in _DIMENSIONS:
+                if dim == "tag":
+                    for part in tags:
+                        entry[1][part] += value
                 # a user's department holds all of the user's spend: it explains nothing
-                if dim != kind and dims[dim] and not (kind == "user" and dim == "department"):
+                elif dim != kind and dims[dim] and not (kind == "user" and dim == "department"):
                     entry[1][f"{dim}/{dims[dim]}"] += value
     return {key: (cost, dict(parts)) for key, (cost, parts) in out.items()}
 

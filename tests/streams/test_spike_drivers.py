@@ -1,5 +1,5 @@
 """A spike names its driver in the dimension where the bucket is most concentrated (user, model, feature,
-department), with its share and cost, as the alert and the anomalies table say it."""
+allocation tag, department), with its share and cost, as the alert and the anomalies table say it."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from schemas.alerts import Spike as SpikeAlert
 from streams.spike_records import anomaly_row, entities_of, spike_alert
 
 KINDS = frozenset({"org", "user", "department", "model", "feature"})
-ROWS = [  # org, department, user, model, feature, cost: eng's bucket is 90 % ada's, spread over three models
-    ("acme", "eng", "ada", "gpt-4o", "chat", 300),
-    ("acme", "eng", "ada", "o3-mini", "chat", 300),
-    ("acme", "eng", "ada", "claude", "search", 300),
-    ("acme", "eng", "bob", "gpt-4o", "search", 100),
+TAGS = (["project"], ["apollo"])
+ROWS = [  # org, department, user, model, feature, tag keys, tag values, cost: eng's bucket is 90 % ada's
+    ("acme", "eng", "ada", "gpt-4o", "chat", ["project"], ["apollo"], 300),
+    ("acme", "eng", "ada", "o3-mini", "chat", ["project"], ["hermes"], 300),
+    ("acme", "eng", "ada", "claude", "search", ["project"], ["(untagged)"], 300),
+    ("acme", "eng", "bob", "gpt-4o", "search", ["project"], ["apollo"], 100),
 ]
 
 
@@ -21,14 +22,38 @@ def test_every_other_dimensions_parts_add_up_to_the_cost() -> None:
     entities = entities_of(ROWS, KINDS)
     cost, parts = entities["acme|department/eng"]
     assert cost == 1_000
-    for dim in ("user", "model", "feature"):
+    for dim in ("user", "model", "feature", "tag"):
         assert sum(v for k, v in parts.items() if k.startswith(dim + "/")) == cost
     assert not any(k.startswith("department/") for k in parts)  # not its own dimension
     assert max(parts, key=lambda k: parts[k]) == "user/ada"  # 90 %, where no model has over 40 %
     _, ada = entities["acme|user/ada"]
     assert max(ada, key=lambda k: ada[k]) == "feature/chat"  # 2/3 of her bucket; her models split it in thirds
     models, features = {"model/gpt-4o", "model/o3-mini", "model/claude"}, {"feature/chat", "feature/search"}
-    assert set(ada) == models | features  # not her department, which holds all of her spend
+    projects = {"tag/project=apollo", "tag/project=hermes", "tag/project=(untagged)"}
+    assert set(ada) == models | features | projects  # not her department, which holds all of her spend
+
+
+def test_a_project_tag_can_drive_a_spike() -> None:
+    """Three users, three models, two features and two departments share a bucket that is 80 % one
+    project's: the tag is the driver."""
+    rows = [
+        ("acme", department, user, model, feature, ["project", "customer"], [project, "globex"], cost)
+        for department, user, model, feature, project, cost in (
+            ("eng", "ada", "gpt-4o", "chat", "apollo", 300),
+            ("eng", "bob", "o3-mini", "search", "apollo", 300),
+            ("research", "cy", "claude", "chat", "apollo", 200),
+            ("research", "cy", "gpt-4o", "search", "hermes", 200),
+        )
+    ]
+    cost, parts = entities_of(rows, frozenset({"org"}))["acme|org/acme"]
+    assert parts["tag/customer=globex"] == cost  # one customer pays for all: the largest part of all
+    del parts["tag/customer=globex"]
+    assert max(parts, key=lambda k: parts[k]) == "tag/project=apollo"
+    spike = Spike("acme|org/acme", 3_600, 1e9, 1e8, 30.0, "tag/project=apollo", 0.8)
+    alert = spike_alert("acme", spike, 3_600)
+    assert alert.drivers == [{"tag": "project=apollo", "cost_nanos": 800_000_000, "share": 0.8}]
+    assert alert.reason == "tag project=apollo is 80% of the bucket ($0.80)"
+    assert view_of(alert, "https://console.example").drivers == ("project=apollo $0.80 (80%)",)
 
 
 def test_only_the_watched_kinds_areentities_of() -> None:
