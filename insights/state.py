@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, field
+from functools import partial
 
 from insights.forecast import Calibrator, SpendForecaster
 from insights.spikes import WEEKDAY_HOURS, SpikeDetector
@@ -68,29 +69,18 @@ def fresh_state(settings: InsightSettings) -> InsightState:
     """No history: a minute detector, and an hourly one (each hour against the same hour of earlier weekdays,
     or of earlier days off) when enabled."""
     floor = float(parse_usd(settings.spike_min_usd))
+    detector_with = partial(SpikeDetector, min_cost=floor, max_entities=settings.max_entities)
     minute = settings.spike_bucket_s
-    watches = {
-        minute: Watch(
-            minute,
-            SpikeDetector(
-                ratio=settings.spike_ratio,
-                k=settings.spike_k,
-                min_cost=floor,
-                warmup=settings.spike_warmup,
-                max_entities=settings.max_entities,
-                bucket_s=minute,
-            ),
-            MINUTE_KINDS,
-        )
-    }
+    detector = detector_with(
+        ratio=settings.spike_ratio, k=settings.spike_k, warmup=settings.spike_warmup, bucket_s=minute
+    )
+    watches = {minute: Watch(minute, detector, MINUTE_KINDS)}
     if settings.spike_hourly and minute != HOUR:
-        hourly = SpikeDetector(
+        hourly = detector_with(
             fading=HOURLY_FADING,
             ratio=settings.spike_hourly_ratio,
             k=settings.spike_hourly_k,
-            min_cost=floor,
             warmup=settings.spike_hourly_warmup,
-            max_entities=settings.max_entities,
             seasons=WEEKDAY_HOURS,
             bucket_s=HOUR,
         )

@@ -38,16 +38,7 @@ def test_hourly_spikes_are_judged_against_the_same_hour_of_earlier_days(
             cost = 1_000_000_000 if busy else 20_000_000  # $1 an office hour, $0.02 at night
             if day == 4 and hour == 11:
                 cost = 9_000_000_000  # Friday 11:00: nine times the usual
-            event = UsageEvent(
-                event_id=f"h{day}-{hour}",
-                occurred_at=DAY0 + timedelta(days=day, hours=hour, minutes=30),
-                org_id="acme",
-                user_id="ada",
-                department_id="eng",
-                feature="chat",
-                provider="openai",
-                model="gpt-4o",
-            )
+            event = hour_event(DAY0 + timedelta(days=day, hours=hour, minutes=30), offset)
             rows.append(usage_row(event, cost, "catalogue", 0, offset))
             offset += 1
     store.insert_usage(rows, "seed")
